@@ -1,0 +1,47 @@
+# keeneye: `make serve` and `make test` do all set-up themselves (idempotent, fast the second time).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KEENEYE := $(VENV)/bin/keeneye
+DATA_DIR ?= var
+STAMP := $(VENV)/.keeneye-installed
+SAMPLE ?= ../shared/data/faces/face_recognition/two_people.jpg
+
+.PHONY: setup models serve test test-fast lint format bench clean
+
+setup: $(STAMP) models
+
+# Re-install only when the project's dependencies change.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "keeneye needs Python >= 3.11"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+models: $(STAMP)
+	$(KEENEYE) models install --data-dir $(DATA_DIR)
+
+# Until the Rekognition-compatible server lands, `make serve` analyses a sample photo.
+serve: setup
+	$(KEENEYE) detect $(SAMPLE) --attributes ALL --data-dir $(DATA_DIR)
+
+test: setup
+	KEENEYE_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check keeneye tests bench
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format keeneye tests bench
+	$(VENV)/bin/ruff check --fix keeneye tests bench
+
+bench: setup
+	$(PY) bench/lfw_verification.py
+	$(PY) bench/lfw_identification.py
+	$(PY) bench/detection.py
+	$(PY) bench/speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

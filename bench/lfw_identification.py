@@ -1,0 +1,120 @@
+"""Open-set 1:N identification on LFW (faces/lfw_protocol/identification_protocol.csv).
+
+Gallery: one photo of each of 423 people (the watchlist). Known probes: their 3,345 other photos.
+Unknown probes: 4,047 photos of people not on the watchlist. Reports rank-1 identification rate and
+FNIR at FPIR = 1 % (threshold set so that 1 % of unknown probes get any gallery hit; a known probe
+fails when its mate is not the top hit above that threshold), for raw cosine and for cohort
+(impostor) score normalisation, per embedder and for a fusion of two embedders.
+
+Cohort: LFW images in faces/lfw/ that the protocol does not use, excluding, for each probe, cohort
+images of the probe's own identity (leave-identity-out), so no probe is normalised against itself.
+
+Usage: python bench/lfw_identification.py [--variants ...] [--cohort-k 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+
+import numpy as np
+from common import LFW, PROTOCOL, SHARED, embed_images, emit, settings
+from variants import VARIANTS
+
+from keeneye.models.registry import build_face_analyzer
+
+
+def load_protocol() -> dict[str, list[tuple[str, str]]]:
+    roles: dict[str, list[tuple[str, str]]] = {"gallery": [], "probe_known": [], "probe_unknown": []}
+    with (PROTOCOL / "identification_protocol.csv").open() as f:
+        for row in csv.DictReader(f):
+            roles[row["role"]].append((row["identity"], "faces/lfw/" + row["image"]))
+    return roles
+
+
+def cohort_images(used: set[str]) -> list[tuple[str, str]]:
+    out = []
+    for p in sorted(LFW.glob("*/*.jpg")):
+        rel = str(p.relative_to(SHARED))
+        if rel not in used:
+            out.append((p.parent.name, rel))
+    return out
+
+
+def fnir_at_fpir(known: np.ndarray, known_ok: np.ndarray, unknown_max: np.ndarray, fpir: float) -> tuple[float, float]:
+    """known: top score per known probe; known_ok: top hit is the mate; unknown_max: top score per unknown."""
+    t = float(np.quantile(unknown_max, 1.0 - fpir, method="higher"))
+    t = np.nextafter(t, np.inf)  # strictly above: exactly `fpir` of unknowns (or fewer) pass
+    return float(np.mean(~(known_ok & (known >= t)))), t
+
+
+def cohort_norm(scores: np.ndarray, probe_cohort: np.ndarray, gallery_cohort: np.ndarray, k: int) -> np.ndarray:
+    """Symmetric top-k cohort normalisation: average of probe-side and gallery-side z-scores."""
+    pc = -np.sort(-probe_cohort, axis=1)[:, :k]
+    gc = -np.sort(-gallery_cohort, axis=1)[:, :k]
+    zp = (scores - pc.mean(1, keepdims=True)) / (pc.std(1, keepdims=True) + 1e-6)
+    zg = (scores - gc.mean(1)[None, :]) / (gc.std(1)[None, :] + 1e-6)
+    return 0.5 * (zp + zg)
+
+
+def evaluate(scores_known: np.ndarray, scores_unknown: np.ndarray, mate: np.ndarray) -> dict[str, float]:
+    top = scores_known.argmax(1)
+    known_ok = top == mate
+    res = {"rank1": float(np.mean(known_ok))}
+    for fpir in (0.01, 0.001):
+        fnir, t = fnir_at_fpir(scores_known.max(1), known_ok, scores_unknown.max(1), fpir)
+        res[f"fnir_at_fpir_{fpir:g}"] = fnir
+        res[f"threshold_at_fpir_{fpir:g}"] = float(t)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--fuse", default="dlib-resnet+flip,human-faceres")
+    ap.add_argument("--cohort-k", type=int, default=50)
+    args = ap.parse_args()
+    proto = load_protocol()
+    used = {img for rows in proto.values() for _, img in rows}
+    cohort = cohort_images(used)
+    gallery_ids = [i for i, _ in proto["gallery"]]
+    index = {name: k for k, name in enumerate(gallery_ids)}
+    mate = np.array([index[i] for i, _ in proto["probe_known"]])
+    cohort_ids = np.array([i for i, _ in cohort])
+    results: dict[str, object] = {
+        "protocol": "identification_protocol.csv: 423 gallery, 3345 known probes, 4047 unknown probes",
+        "cohort": {"images": len(cohort), "k": args.cohort_k, "rule": "leave-identity-out"},
+        "variants": {},
+    }
+    normalised: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    all_images = [SHARED / img for rows in (*proto.values(), cohort) for _, img in rows]
+    for name in args.variants.split(","):
+        analyzer = build_face_analyzer(settings(**VARIANTS[name]))
+        emb, _ = embed_images(analyzer, all_images, f"lfw-{name}")
+
+        def stack(rows: list[tuple[str, str]], emb: dict[str, np.ndarray] = emb) -> np.ndarray:
+            return np.stack([emb[img] for _, img in rows])
+
+        g, pk, pu, c = stack(proto["gallery"]), stack(proto["probe_known"]), stack(proto["probe_unknown"]), stack(cohort)
+        sk, su = pk @ g.T, pu @ g.T
+        entry = {"raw_cosine": evaluate(sk, su, mate)}
+        pkc, puc, gc = pk @ c.T, pu @ c.T, g @ c.T
+        for probes, pc in ((proto["probe_known"], pkc), (proto["probe_unknown"], puc)):
+            ids = np.array([i for i, _ in probes])
+            pc[ids[:, None] == cohort_ids[None, :]] = -np.inf  # leave-identity-out
+        gc[np.array(gallery_ids)[:, None] == cohort_ids[None, :]] = -np.inf
+        nk = cohort_norm(sk, pkc, gc, args.cohort_k)
+        nu = cohort_norm(su, puc, gc, args.cohort_k)
+        entry["cohort_normalised"] = evaluate(nk, nu, mate)
+        normalised[name] = (nk, nu)
+        results["variants"][name] = entry  # type: ignore[index]
+    fuse = [f for f in args.fuse.split(",") if f in normalised]
+    if len(fuse) == 2:
+        nk = normalised[fuse[0]][0] + normalised[fuse[1]][0]
+        nu = normalised[fuse[0]][1] + normalised[fuse[1]][1]
+        results["variants"][f"fusion({fuse[0]}+{fuse[1]})"] = {"cohort_normalised": evaluate(nk, nu, mate)}  # type: ignore[index]
+    emit(results)
+
+
+if __name__ == "__main__":
+    main()

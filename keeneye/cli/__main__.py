@@ -1,0 +1,3 @@
+from keeneye.cli.main import app
+
+app(prog_name="keeneye")

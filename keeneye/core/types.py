@@ -1,0 +1,126 @@
+"""Plain data that flows between stages. numpy only.
+
+Conventions (see STYLE.md): images are ``HxWx3 uint8 RGB``; boxes are ``xyxy`` float32 pixels;
+``score`` is in [0, 1]. "Left"/"right" in landmark names mean *image* left/right of an upright face
+(Rekognition's convention: ``eyeLeft`` has the smaller x), not the subject's own left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+UInt8Image = npt.NDArray[np.uint8]
+
+# Canonical landmark names, Rekognition's spelling (Landmark.Type). Backends map their points onto these.
+EYE_LEFT = "eyeLeft"
+EYE_RIGHT = "eyeRight"
+NOSE = "nose"
+MOUTH_LEFT = "mouthLeft"
+MOUTH_RIGHT = "mouthRight"
+MOUTH_CENTER = "mouthCenter"  # not a Rekognition type; used for alignment only
+LEFT_EYE_LEFT = "leftEyeLeft"
+LEFT_EYE_RIGHT = "leftEyeRight"
+RIGHT_EYE_LEFT = "rightEyeLeft"
+RIGHT_EYE_RIGHT = "rightEyeRight"
+NOSE_LEFT = "noseLeft"
+NOSE_RIGHT = "noseRight"
+MIDJAW_LEFT = "midJawlineLeft"
+MIDJAW_RIGHT = "midJawlineRight"
+UPPER_JAW_LEFT = "upperJawlineLeft"
+UPPER_JAW_RIGHT = "upperJawlineRight"
+
+REKOGNITION_LANDMARK_TYPES: frozenset[str] = frozenset(
+    {
+        "eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight", "leftEyeBrowLeft", "leftEyeBrowRight",
+        "leftEyeBrowUp", "rightEyeBrowLeft", "rightEyeBrowRight", "rightEyeBrowUp", "leftEyeLeft",
+        "leftEyeRight", "leftEyeUp", "leftEyeDown", "rightEyeLeft", "rightEyeRight", "rightEyeUp",
+        "rightEyeDown", "noseLeft", "noseRight", "mouthUp", "mouthDown", "leftPupil", "rightPupil",
+        "upperJawlineLeft", "midJawlineLeft", "chinBottom", "midJawlineRight", "upperJawlineRight",
+    }
+)
+
+
+def _as_f32(a: Any, shape_tail: tuple[int, ...], name: str) -> FloatArray:
+    arr = np.asarray(a, dtype=np.float32)
+    if arr.ndim != 1 + len(shape_tail) or tuple(arr.shape[1:]) != shape_tail:
+        raise ValueError(f"{name} must have shape (N, {', '.join(map(str, shape_tail))}), got {arr.shape}")
+    return arr
+
+
+@dataclass(frozen=True)
+class Detections:
+    """N detections as parallel arrays (supervision-style).
+
+    xyxy: (N, 4) float32 pixels; score: (N,) float32 in [0, 1]; label: (N,) int64 class ids;
+    landmarks: optional (N, K, 2) float32 pixels with ``landmark_names`` (K names).
+    """
+
+    xyxy: FloatArray
+    score: FloatArray
+    label: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros((0,), np.int64))
+    landmarks: FloatArray | None = None
+    landmark_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        n = xyxy.shape[0]
+        score = np.asarray(self.score, dtype=np.float32).reshape(-1)
+        label = np.asarray(self.label, dtype=np.int64).reshape(-1)
+        if label.size == 0 and n:
+            label = np.zeros((n,), np.int64)
+        if score.shape[0] != n or label.shape[0] != n:
+            raise ValueError(f"Detections arrays disagree: {n} boxes, {score.shape[0]} scores, {label.shape[0]} labels")
+        if n and (np.any(score < 0) or np.any(score > 1) or not np.all(np.isfinite(xyxy))):
+            raise ValueError("Detections need scores in [0, 1] and finite boxes")
+        object.__setattr__(self, "xyxy", xyxy)
+        object.__setattr__(self, "score", score)
+        object.__setattr__(self, "label", label)
+        if self.landmarks is not None:
+            lm = np.asarray(self.landmarks, dtype=np.float32)
+            if lm.ndim != 3 or lm.shape[0] != n or lm.shape[2] != 2 or lm.shape[1] != len(self.landmark_names):
+                raise ValueError(
+                    f"landmarks must be (N, K, 2) with K = len(landmark_names); got {lm.shape}"
+                    f" for {n} boxes and {len(self.landmark_names)} names"
+                )
+            object.__setattr__(self, "landmarks", lm)
+
+    def __len__(self) -> int:
+        return int(self.xyxy.shape[0])
+
+    @classmethod
+    def empty(cls, landmark_names: tuple[str, ...] = ()) -> Detections:
+        lm = np.zeros((0, len(landmark_names), 2), np.float32) if landmark_names else None
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64), lm,
+                   landmark_names)
+
+    def select(self, index: npt.NDArray[Any]) -> Detections:
+        """A new Detections with the rows picked by a boolean mask or index array."""
+        lm = None if self.landmarks is None else self.landmarks[index]
+        return Detections(self.xyxy[index], self.score[index], self.label[index], lm, self.landmark_names)
+
+
+@dataclass
+class Face:
+    """One face found in one image, filled in stage by stage.
+
+    xyxy: (4,) float32 pixels; score in [0, 1]; landmarks: name -> (x, y) pixels;
+    attributes: backend-neutral values (see analysis/faces.py for keys); embedding: (D,) float32,
+    L2-normalised, produced by ``embedder_id`` (vectors of different embedders are never compared).
+    """
+
+    xyxy: FloatArray
+    score: float
+    landmarks: dict[str, tuple[float, float]] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    embedding: FloatArray | None = None
+    embedder_id: str | None = None
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = (float(v) for v in self.xyxy)
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)

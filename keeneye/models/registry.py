@@ -1,0 +1,118 @@
+"""Builds configured backends from settings: the one place that maps ``kind`` names to classes.
+
+Imports of backend modules are lazy, so ``keeneye --help`` and unrelated commands stay fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.config import DetectorSettings, EmbedderSettings, Settings
+from keeneye.core.errors import BackendUnavailable, InvalidParameter
+from keeneye.models.base import FaceAttributeClassifier, FaceDetector, FaceEmbedder, FaceLandmarker
+from keeneye.models.catalog import MODELS
+
+
+def model_path(models_dir: Path, model_id: str) -> Path:
+    path = models_dir / MODELS[model_id].output
+    if not path.is_file():
+        raise BackendUnavailable(
+            f"model {model_id} is not installed in {models_dir}: run `keeneye models install`"
+            + ("" if MODELS[model_id].default else f" {model_id}")
+        )
+    return path
+
+
+def _user_file(path: Path | None, kind: str) -> Path:
+    if path is None:
+        raise InvalidParameter(f"the {kind} backend needs a path to your ONNX file (faces.*.path)")
+    if not path.is_file():
+        raise BackendUnavailable(f"{kind} model file {path} does not exist")
+    return path
+
+
+def _user_embedder_id(kind: str, path: Path) -> str:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return f"{kind}-{digest}"
+
+
+def build_detector(cfg: DetectorSettings, models_dir: Path) -> FaceDetector:
+    if cfg.kind == "blazeface":
+        from keeneye.models.human import BlazeFaceDetector
+
+        return BlazeFaceDetector(model_path(models_dir, "human-blazeface"), score_threshold=cfg.score_threshold)
+    if cfg.kind == "scrfd":
+        from keeneye.models.insightface import ScrfdDetector
+
+        return ScrfdDetector(_user_file(cfg.path, "scrfd"), score_threshold=cfg.score_threshold)
+    from keeneye.models.opencv_zoo import YuNetDetector
+
+    return YuNetDetector(_user_file(cfg.path, "yunet"), score_threshold=cfg.score_threshold)
+
+
+def build_embedder(cfg: EmbedderSettings, models_dir: Path) -> tuple[FaceEmbedder, list[FaceLandmarker]]:
+    """The embedder and the landmarkers it needs for alignment."""
+    if cfg.kind == "dlib-resnet":
+        from keeneye.models.dlib import DlibResNetEmbedder, DlibShapeLandmarker
+
+        return (
+            DlibResNetEmbedder(model_path(models_dir, "dlib-resnet-v1"), flip_tta=cfg.flip_tta),
+            [DlibShapeLandmarker(model_path(models_dir, "dlib-shape5"))],
+        )
+    if cfg.kind == "human-faceres":
+        from keeneye.models.human import FaceResEmbedder
+
+        return FaceResEmbedder(model_path(models_dir, "human-faceres")), []
+    if cfg.kind == "arcface":
+        from keeneye.models.insightface import ArcFaceEmbedder
+
+        path = _user_file(cfg.path, "arcface")
+        return ArcFaceEmbedder(path, embedder_id=_user_embedder_id("arcface", path)), []
+    from keeneye.models.opencv_zoo import SFaceEmbedder
+
+    path = _user_file(cfg.path, "sface")
+    return SFaceEmbedder(path, embedder_id=_user_embedder_id("sface", path)), []
+
+
+def build_classifiers(settings: Settings) -> list[FaceAttributeClassifier]:
+    attrs, models_dir = settings.faces.attributes, settings.models_dir
+    out: list[FaceAttributeClassifier] = []
+    if attrs.expression == "fer":
+        from keeneye.models.fer import FerExpressionClassifier
+
+        out.append(FerExpressionClassifier(model_path(models_dir, "fer-minixception")))
+    elif attrs.expression == "human":
+        from keeneye.models.human import HumanEmotionClassifier
+
+        out.append(HumanEmotionClassifier(model_path(models_dir, "human-emotion")))
+    if attrs.age_gender:
+        from keeneye.models.human import FaceResEmbedder
+
+        out.append(FaceResEmbedder(model_path(models_dir, "human-faceres")))
+    return out
+
+
+def build_face_analyzer(settings: Settings, *, with_embedder: bool = True) -> FaceAnalyzer:
+    """The configured face pipeline (models load and warm up here, not at import time)."""
+    from keeneye.models import onnx_runtime
+
+    onnx_runtime.configure(settings.threads)
+    models_dir = settings.models_dir
+    faces = settings.faces
+    detector = build_detector(faces.detector, models_dir)
+    embedder, landmarkers = build_embedder(faces.embedder, models_dir) if with_embedder else (None, [])
+    dense = None
+    if faces.attributes.mesh:
+        from keeneye.models.facemesh import FaceMeshAnalysis
+
+        dense = FaceMeshAnalysis(model_path(models_dir, "human-facemesh"))
+    return FaceAnalyzer(
+        detector=detector,
+        embedder=embedder,
+        landmarkers=landmarkers,
+        classifiers=build_classifiers(settings),
+        dense=dense,
+        min_face_px=faces.detector.min_face_px,
+    )
