@@ -15,6 +15,7 @@ Attribute keys in ``Face.attributes`` (all optional; absent when no configured m
 ``mouth_open``    (bool, confidence 0-1), from the face mesh's lip gap
 ``age``           estimated apparent age in years (float)
 ``gender``        ("Male" | "Female", confidence 0-1): apparent gender as Rekognition reports it
+``mesh_score``    face-mesh confidence 0-1 that the box holds a face (not in Rekognition's shape)
 ================  ==========================================================================
 """
 
@@ -162,9 +163,10 @@ def _min_side(face: Face) -> float:
 def pose_from_points(points: dict[str, tuple[float, float]]) -> tuple[float, float, float] | None:
     """Coarse (roll, yaw, pitch) in degrees from eyes and nose, used when no face mesh is configured.
 
-    roll: angle of the eye line (positive: clockwise in the image); yaw: the nose's horizontal offset
-    from the eye midpoint relative to the eye distance, as an angle; pitch is not observable from
-    these points and is reported as 0. Returns None without both eyes and the nose.
+    Same sign conventions as the face mesh (keeneye/models/facemesh.py): roll is the angle of the eye
+    line (positive: clockwise in the image); yaw is positive when the face turns towards the image's
+    right, estimated from the nose's offset from the eye midpoint relative to half the eye distance;
+    pitch is not observable from these points and is reported as 0. None without both eyes and nose.
     """
     if not all(k in points for k in (EYE_LEFT, EYE_RIGHT, NOSE)):
         return None
@@ -174,5 +176,5 @@ def pose_from_points(points: dict[str, tuple[float, float]]) -> tuple[float, flo
     # Offset of the nose along the eye line, in units of half the eye distance.
     ux, uy = (rx - lx) / eye_dist, (ry - ly) / eye_dist
     offset = ((nx - (lx + rx) / 2) * ux + (ny - (ly + ry) / 2) * uy) / (eye_dist / 2)
-    yaw = -math.degrees(math.asin(max(-1.0, min(1.0, offset))))
+    yaw = math.degrees(math.asin(max(-1.0, min(1.0, offset))))
     return (roll, yaw, 0.0)

@@ -43,8 +43,8 @@ def install(
             task = progress.add_task("models", total=len(specs))
             for spec in specs:
                 progress.update(task, description=f"{spec.model_id:<20}")
-                res = install_model(spec, settings.data_dir, log=progress.console.log, force=force)
-                progress.console.log(f"{res.model_id}: {res.status} ({res.seconds:.1f} s)")
+                res = install_model(spec, settings.data_dir, log=progress.console.print, force=force)
+                progress.console.print(f"{res.model_id}: {res.status} ({res.seconds:.1f} s)")
                 progress.advance(task)
         typer.echo(f"models ready in {settings.models_dir}", err=True)
 

@@ -7,8 +7,8 @@ unpacks them under ``<data_dir>/cache`` and converts each model once (see ``inst
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class ModelSpec:
     role: str
     licence_note: str
     default: bool = True
+    options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the converter
 
 
 PACKAGES: dict[str, Package] = {
@@ -89,8 +90,10 @@ MODELS: dict[str, ModelSpec] = {
                   "face descriptor 1024-D + age and gender heads", _HUMAN_NOTE),
         ModelSpec("human-emotion", "human", "models/emotion.json", "tfjs", "human-emotion.onnx",
                   "facial expression, 7 classes", _HUMAN_NOTE),
+        # Cut before the TopK tail: the Python backend decodes peaks (keeneye/models/human.py).
         ModelSpec("human-centernet", "human", "models/centernet.json", "tfjs", "human-centernet.onnx",
-                  "COCO object detector (persons for video)", _HUMAN_NOTE),
+                  "COCO object detector (persons for video)", _HUMAN_NOTE,
+                  options={"outputs": ["tower_0/keypoints", "tower_0/wh"]}),
         ModelSpec("human-antispoof", "human", "models/antispoof.json", "tfjs", "human-antispoof.onnx",
                   "presentation-attack (spoof) score", _HUMAN_NOTE),
         ModelSpec("human-liveness", "human", "models/liveness.json", "tfjs", "human-liveness.onnx",

