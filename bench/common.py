@@ -143,7 +143,9 @@ def embed_images(
     return out, stats
 
 
-def ten_fold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> tuple[float, float, list[float]]:
+def ten_fold_accuracy(
+    scores: np.ndarray, same: np.ndarray, folds: np.ndarray
+) -> tuple[float, float, list[float]]:
     """LFW View 2: threshold chosen on 9 folds (max accuracy), accuracy measured on the 10th."""
     accs = []
     for k in range(10):

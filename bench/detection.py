@@ -37,8 +37,12 @@ def ground_truth() -> dict[str, np.ndarray]:
         root = ET.parse(SHARED / "faces/dlib/faces" / xml).getroot()
         for image in root.iter("image"):
             boxes = [
-                [float(b.get("left", 0)), float(b.get("top", 0)),
-                 float(b.get("left", 0)) + float(b.get("width", 0)), float(b.get("top", 0)) + float(b.get("height", 0))]
+                [
+                    float(b.get("left", 0)),
+                    float(b.get("top", 0)),
+                    float(b.get("left", 0)) + float(b.get("width", 0)),
+                    float(b.get("top", 0)) + float(b.get("height", 0)),
+                ]
                 for b in image.iter("box")
             ]
             out[str(image.get("file"))] = np.array(boxes, np.float32).reshape(-1, 4)
@@ -77,7 +81,7 @@ def main() -> None:
             acc[1] += len(dets)
             acc[2] += len(boxes)
             per_image[name][f"matched_iou{thr}"] = tp
-    negatives = sorted((SHARED / "faces/no_face").glob("*")) + [SHARED / "faces/dlib/faces/dogs.jpg"]
+    negatives = [*sorted((SHARED / "faces/no_face").glob("*")), SHARED / "faces/dlib/faces/dogs.jpg"]
     false_pos = {p.name: len(detector.detect(read_image_file(p))) for p in negatives}
     res = {
         "detector": s.faces.detector.kind,
@@ -87,7 +91,11 @@ def main() -> None:
     for thr, (tp, nd, ng) in totals.items():
         res[f"iou_{thr}"] = {"recall": tp / ng, "precision": tp / max(nd, 1), "tp": tp, "detections": nd}
     res["per_image"] = per_image
-    res["no_face_images"] = {"images": len(negatives), "false_positives": sum(false_pos.values()), "by_image": false_pos}
+    res["no_face_images"] = {
+        "images": len(negatives),
+        "false_positives": sum(false_pos.values()),
+        "by_image": false_pos,
+    }
     res["ms_per_image_median"] = round(1000 * float(np.median(times)), 1)
     emit(res)
 

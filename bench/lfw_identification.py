@@ -41,14 +41,18 @@ def cohort_images(used: set[str]) -> list[tuple[str, str]]:
     return out
 
 
-def fnir_at_fpir(known: np.ndarray, known_ok: np.ndarray, unknown_max: np.ndarray, fpir: float) -> tuple[float, float]:
+def fnir_at_fpir(
+    known: np.ndarray, known_ok: np.ndarray, unknown_max: np.ndarray, fpir: float
+) -> tuple[float, float]:
     """known: top score per known probe; known_ok: top hit is the mate; unknown_max: top score per unknown."""
     t = float(np.quantile(unknown_max, 1.0 - fpir, method="higher"))
     t = np.nextafter(t, np.inf)  # strictly above: exactly `fpir` of unknowns (or fewer) pass
     return float(np.mean(~(known_ok & (known >= t)))), t
 
 
-def cohort_norm(scores: np.ndarray, probe_cohort: np.ndarray, gallery_cohort: np.ndarray, k: int) -> np.ndarray:
+def cohort_norm(
+    scores: np.ndarray, probe_cohort: np.ndarray, gallery_cohort: np.ndarray, k: int
+) -> np.ndarray:
     """Symmetric top-k cohort normalisation: average of probe-side and gallery-side z-scores."""
     pc = -np.sort(-probe_cohort, axis=1)[:, :k]
     gc = -np.sort(-gallery_cohort, axis=1)[:, :k]
@@ -95,7 +99,12 @@ def main() -> None:
         def stack(rows: list[tuple[str, str]], emb: dict[str, np.ndarray] = emb) -> np.ndarray:
             return np.stack([emb[img] for _, img in rows])
 
-        g, pk, pu, c = stack(proto["gallery"]), stack(proto["probe_known"]), stack(proto["probe_unknown"]), stack(cohort)
+        g, pk, pu, c = (
+            stack(proto["gallery"]),
+            stack(proto["probe_known"]),
+            stack(proto["probe_unknown"]),
+            stack(cohort),
+        )
         sk, su = pk @ g.T, pu @ g.T
         entry = {"raw_cosine": evaluate(sk, su, mate)}
         pkc, puc, gc = pk @ c.T, pu @ c.T, g @ c.T

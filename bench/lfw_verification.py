@@ -27,7 +27,9 @@ def pair_scores(emb: dict[str, np.ndarray], pairs: list) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--fuse", default="dlib-resnet+flip,human-faceres", help="two variants to fuse (z-scored sum)")
+    ap.add_argument(
+        "--fuse", default="dlib-resnet+flip,human-faceres", help="two variants to fuse (z-scored sum)"
+    )
     args = ap.parse_args()
     pairs = read_pairs(PROTOCOL / "pairs.txt")
     same = np.array([p[2] for p in pairs])
@@ -54,15 +56,19 @@ def main() -> None:
             "fnmr_at_similarity_80": float(np.mean(sim[same] < 80)),
             "fmr_at_similarity_99": float(np.mean(sim[~same] >= 99)),
             "fnmr_at_similarity_99": float(np.mean(sim[same] < 99)),
-            "ms_per_image_detect_and_embed": round(1000 * stats["embed_seconds"] / max(1, stats["images"] - stats["cached"]), 1)
-            if stats["images"] > stats["cached"] else None,
+            "ms_per_image_detect_and_embed": round(
+                1000 * stats["embed_seconds"] / max(1, stats["images"] - stats["cached"]), 1
+            )
+            if stats["images"] > stats["cached"]
+            else None,
         }
     fuse = [f for f in args.fuse.split(",") if f in scores_by]
     if len(fuse) == 2:
         z = [(scores_by[f] - scores_by[f].mean()) / scores_by[f].std() for f in fuse]
         mean, std, accs = ten_fold_accuracy(z[0] + z[1], same, folds)
         results["variants"][f"fusion({fuse[0]}+{fuse[1]})"] = {  # type: ignore[index]
-            "accuracy_mean": round(mean, 5), "accuracy_std": round(std, 5),
+            "accuracy_mean": round(mean, 5),
+            "accuracy_std": round(std, 5),
             "fold_accuracies": [round(a, 4) for a in accs],
             "note": "sum of z-scored cosines (mean/std over all pairs, no labels used)",
         }

@@ -15,15 +15,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 if hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
-import time  # noqa: E402
+import time
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from common import SHARED, emit, settings  # noqa: E402
-from variants import VARIANTS  # noqa: E402
+import cv2
+import numpy as np
+from common import SHARED, emit, settings
+from variants import VARIANTS
 
-from keeneye.analysis.images import read_image_file  # noqa: E402
-from keeneye.models.registry import build_face_analyzer  # noqa: E402
+from keeneye.analysis.images import read_image_file
+from keeneye.models.registry import build_face_analyzer
 
 
 def photo_640x480() -> np.ndarray:
@@ -50,7 +50,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=50)
     args = ap.parse_args()
     image = photo_640x480()
-    res: dict[str, object] = {"image": "faces/face_recognition/obama-480p.jpg cropped+resized to 640x480", "variants": {}}
+    res: dict[str, object] = {
+        "image": "faces/face_recognition/obama-480p.jpg cropped+resized to 640x480",
+        "variants": {},
+    }
     for name in ("dlib-resnet", "dlib-resnet+flip", "human-faceres"):
         analyzer = build_face_analyzer(settings(**VARIANTS[name]))
         faces = analyzer.detect(image)
@@ -59,10 +62,10 @@ def main() -> None:
         def detect(analyzer=analyzer):  # type: ignore[no-untyped-def]
             return analyzer.detect(image)
 
-        def embed(analyzer=analyzer, box=faces[0].xyxy):  # type: ignore[no-untyped-def]
+        def embed(analyzer=analyzer, first=faces[0]):  # type: ignore[no-untyped-def]
             from keeneye.core.types import Face
 
-            f = Face(xyxy=box.copy(), score=1.0, landmarks=dict(faces[0].landmarks))
+            f = Face(xyxy=first.xyxy.copy(), score=1.0, landmarks=dict(first.landmarks))
             analyzer.embed(image, [f])
 
         def total(analyzer=analyzer):  # type: ignore[no-untyped-def]

@@ -30,8 +30,12 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
             continue
         default = field.default if field.default_factory is None else field.default_factory()  # type: ignore[call-arg]
         env = "KEENEYE_" + (prefix + name).replace(".", "__").upper()
-        type_name = ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "").replace("pathlib.", "")
-        rows.append(f"| `{prefix}{name}` | `{env}` | `{default}` | {field.description} (type: `{type_name}`) |")
+        type_name = (
+            ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "").replace("pathlib.", "")
+        )
+        rows.append(
+            f"| `{prefix}{name}` | `{env}` | `{default}` | {field.description} (type: `{type_name}`) |"
+        )
     return rows
 
 

@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_configuration_doc_matches_the_code() -> None:
-    assert (REPO / "docs/configuration.md").read_text() == render(), "run: python -m keeneye.config_docs > docs/configuration.md"
+    assert (REPO / "docs/configuration.md").read_text() == render(), (
+        "run: python -m keeneye.config_docs > docs/configuration.md"
+    )
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,7 +50,7 @@ def decode_image(
         with warnings.catch_warnings():
             # Pillow warns (and at 2x errors) on huge images; our own limit below is stricter and clearer.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=[fmt])
+            img: Image.Image = Image.open(io.BytesIO(data), formats=[fmt])
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageTooLarge(

@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 from importlib import resources
 
 import numpy as np
@@ -48,9 +49,9 @@ def fit_two_points(embedder_id: str, cos80: float, cos99: float) -> Calibration:
 
 
 @cache
-def _table() -> dict[str, dict[str, float]]:
+def _table() -> dict[str, dict[str, Any]]:
     text = resources.files("keeneye.analysis").joinpath("calibration.json").read_text()
-    data: dict[str, dict[str, float]] = json.loads(text)
+    data: dict[str, dict[str, Any]] = json.loads(text)
     return data
 
 
@@ -63,4 +64,5 @@ def calibration_for(embedder_id: str) -> Calibration:
 
 def cosine(a: FloatArray, b: FloatArray) -> FloatArray:
     """Cosine similarity of L2-normalised rows: (N, D) x (M, D) -> (N, M)."""
-    return np.clip(np.asarray(a, np.float32) @ np.asarray(b, np.float32).T, -1.0, 1.0)
+    out: FloatArray = np.clip(np.asarray(a, np.float32) @ np.asarray(b, np.float32).T, -1.0, 1.0)
+    return out

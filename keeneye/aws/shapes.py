@@ -16,7 +16,16 @@ from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import REKOGNITION_LANDMARK_TYPES, Face
 
 # Rekognition's Attribute enum and what keeneye can answer for each.
-SUPPORTED_ATTRIBUTES = ("DEFAULT", "ALL", "AGE_RANGE", "EMOTIONS", "EYES_OPEN", "GENDER", "MOUTH_OPEN", "SMILE")
+SUPPORTED_ATTRIBUTES = (
+    "DEFAULT",
+    "ALL",
+    "AGE_RANGE",
+    "EMOTIONS",
+    "EYES_OPEN",
+    "GENDER",
+    "MOUTH_OPEN",
+    "SMILE",
+)
 UNSUPPORTED_ATTRIBUTES = ("BEARD", "EYEGLASSES", "EYE_DIRECTION", "FACE_OCCLUDED", "MUSTACHE", "SUNGLASSES")
 _ALL_EXTRA = frozenset({"AGE_RANGE", "EMOTIONS", "EYES_OPEN", "GENDER", "MOUTH_OPEN", "SMILE"})
 
@@ -45,7 +54,8 @@ def requested_attributes(attributes: Iterable[str] | None) -> frozenset[str]:
     unknown = [a for a in names if a not in SUPPORTED_ATTRIBUTES and a not in UNSUPPORTED_ATTRIBUTES]
     if unknown:
         raise InvalidParameter(
-            f"unknown attribute(s) {unknown}; valid: {', '.join(SUPPORTED_ATTRIBUTES + UNSUPPORTED_ATTRIBUTES)}"
+            f"unknown attribute(s) {unknown}; valid: "
+            + ", ".join(SUPPORTED_ATTRIBUTES + UNSUPPORTED_ATTRIBUTES)
         )
     if "ALL" in names:
         return _ALL_EXTRA
@@ -90,7 +100,10 @@ def _geometry(face: Face, width: int, height: int) -> dict[str, Any]:
         out["Pose"] = {"Roll": float(roll), "Yaw": float(yaw), "Pitch": float(pitch)}
     quality = face.attributes.get("quality")
     if quality is not None:
-        out["Quality"] = {"Brightness": float(quality["brightness"]), "Sharpness": float(quality["sharpness"])}
+        out["Quality"] = {
+            "Brightness": float(quality["brightness"]),
+            "Sharpness": float(quality["sharpness"]),
+        }
     return out
 
 
@@ -100,7 +113,10 @@ def face_detail(face: Face, width: int, height: int, extras: frozenset[str] = fr
     a = face.attributes
     if "AGE_RANGE" in extras and "age" in a:
         age = float(a["age"])
-        out["AgeRange"] = {"Low": max(0, math.floor(age) - AGE_HALF_WIDTH), "High": math.ceil(age) + AGE_HALF_WIDTH}
+        out["AgeRange"] = {
+            "Low": max(0, math.floor(age) - AGE_HALF_WIDTH),
+            "High": math.ceil(age) + AGE_HALF_WIDTH,
+        }
     if "SMILE" in extras and "smile" in a:
         out["Smile"] = _flag(a["smile"])
     if "GENDER" in extras and "gender" in a:

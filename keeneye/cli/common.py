@@ -7,14 +7,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 
 from keeneye.config import Settings
 from keeneye.core.errors import KeeneyeError
-
 
 DataDirOption = typer.Option(
     None, "--data-dir", envvar="KEENEYE_DATA_DIR", help="Data directory (models, databases). Default: ./var"
@@ -28,7 +27,7 @@ def load_settings(data_dir: Path | None) -> Settings:
         fail("InvalidConfiguration", str(exc).replace("\n", "; "))
 
 
-def fail(code: str, message: str, exit_code: int = 1) -> Any:
+def fail(code: str, message: str, exit_code: int = 1) -> NoReturn:
     typer.echo(f"keeneye: error: {code}: {message}", err=True)
     raise typer.Exit(exit_code)
 
@@ -47,5 +46,3 @@ def user_errors() -> Iterator[None]:
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
-
-

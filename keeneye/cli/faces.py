@@ -43,12 +43,15 @@ def _service(settings: Any, *, with_embedder: bool) -> Any:
 
 
 def detect(
-    image: Path = typer.Argument(..., help="A JPEG or PNG photo (format is sniffed, EXIF orientation applied)"),
+    image: Path = typer.Argument(
+        ..., help="A JPEG or PNG photo (format is sniffed, EXIF orientation applied)"
+    ),
     attributes: str = typer.Option(
         "DEFAULT",
         "--attributes",
         "-a",
-        help="DEFAULT (box, confidence, landmarks, pose, quality) or ALL (+ emotions, smile, eyes/mouth open, "
+        help="DEFAULT (box, confidence, landmarks, pose, quality) or ALL (+ emotions, smile, "
+        "eyes/mouth open, "
         "age range, gender), or a comma-separated list of Rekognition attribute names",
     ),
     data_dir: Path | None = DataDirOption,
@@ -75,7 +78,11 @@ def compare(
     source: Path = typer.Argument(..., help="Photo whose largest face is compared"),
     target: Path = typer.Argument(..., help="Photo with up to 100 faces to compare against"),
     threshold: float = typer.Option(
-        80.0, "--threshold", "-t", min=0, max=100,
+        80.0,
+        "--threshold",
+        "-t",
+        min=0,
+        max=100,
         help="Similarity (0-100) at or above which a target face is a match (Rekognition's default 80)",
     ),
     data_dir: Path | None = DataDirOption,

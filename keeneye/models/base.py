@@ -77,4 +77,5 @@ def l2_normalize(x: npt.NDArray[Any], axis: int = -1) -> FloatArray:
     """Rows scaled to unit L2 norm (zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
     n = np.linalg.norm(x, axis=axis, keepdims=True)
-    return (x / np.maximum(n, 1e-12)).astype(np.float32)
+    out: FloatArray = (x / np.maximum(n, 1e-12)).astype(np.float32)
+    return out

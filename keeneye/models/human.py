@@ -412,7 +412,8 @@ class FaceResEmbedder(_FaceCropModel):
 
     Input: human's face crop (box x1.4, squared) resized to 224x224, values 0..255 (faceres.ts
     multiplies the 0..1 face tensor by 255). Outputs: descriptor (1024,) -> L2-normalised embedding;
-    age softmax (100,) -> ``age`` in years; gender sigmoid (1,) -> ``gender`` ("Female"|"Male", confidence 0.5..1).
+    age softmax (100,) -> ``age`` in years; gender sigmoid (1,) -> ``gender``
+    ("Female"|"Male", confidence 0.5..1).
     Works from ``Face.xyxy`` alone (a tight, blazeface-like box), so ``required_landmarks`` is empty.
 
     ``channel_order``: human feeds RGB, but on 600 LFW View-2 pairs BGR verified better for both

@@ -59,11 +59,22 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 def _fetch_command(pkg: Package, dest: Path) -> list[str]:
     if pkg.registry == "pypi":
-        return [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                "-d", str(dest), f"{pkg.name}=={pkg.version}"]
+        return [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "-d",
+            str(dest),
+            f"{pkg.name}=={pkg.version}",
+        ]
     npm = shutil.which("npm")
     if npm is None:
-        raise BackendUnavailable("npm is needed to fetch the @vladmandic/human models: install Node.js and npm")
+        raise BackendUnavailable(
+            "npm is needed to fetch the @vladmandic/human models: install Node.js and npm"
+        )
     return [npm, "pack", "--silent", f"{pkg.name}@{pkg.version}", "--pack-destination", str(dest)]
 
 
@@ -79,11 +90,15 @@ def fetch_package(pkg: Package, cache_dir: Path, log: Log) -> Path:
         _run(_fetch_command(pkg, Path(tmp)), cwd=Path(tmp))
         got = Path(tmp) / pkg.filename
         if not got.is_file():
-            raise BackendUnavailable(f"{pkg.name}: expected {pkg.filename} from the registry, got "
-                                     f"{sorted(p.name for p in Path(tmp).iterdir())}")
+            raise BackendUnavailable(
+                f"{pkg.name}: expected {pkg.filename} from the registry, got "
+                f"{sorted(p.name for p in Path(tmp).iterdir())}"
+            )
         digest = sha256_file(got)
         if digest != pkg.sha256:
-            raise BackendUnavailable(f"{pkg.filename}: SHA-256 {digest} does not match the pinned {pkg.sha256}")
+            raise BackendUnavailable(
+                f"{pkg.filename}: SHA-256 {digest} does not match the pinned {pkg.sha256}"
+            )
         got.replace(archive)
     return archive
 
@@ -162,7 +177,9 @@ def install_model(spec: ModelSpec, data_dir: Path, log: Log, force: bool = False
     source = root / spec.source
     convert, conv_version = _converter(spec.converter)
     if spec.options:  # converter options are part of what makes the output
-        conv_version += "+" + hashlib.sha256(json.dumps(spec.options, sort_keys=True).encode()).hexdigest()[:8]
+        conv_version += (
+            "+" + hashlib.sha256(json.dumps(spec.options, sort_keys=True).encode()).hexdigest()[:8]
+        )
     out = models_dir / spec.output
     manifest = load_manifest(models_dir)
     source_sha = sha256_file(source)

@@ -12,7 +12,6 @@ from typing import Any
 
 from keeneye.core.errors import BackendUnavailable
 
-
 _default_threads = 0
 
 

@@ -42,7 +42,9 @@ def build_detector(cfg: DetectorSettings, models_dir: Path) -> FaceDetector:
     if cfg.kind == "blazeface":
         from keeneye.models.human import BlazeFaceDetector
 
-        return BlazeFaceDetector(model_path(models_dir, "human-blazeface"), score_threshold=cfg.score_threshold)
+        return BlazeFaceDetector(
+            model_path(models_dir, "human-blazeface"), score_threshold=cfg.score_threshold
+        )
     if cfg.kind == "scrfd":
         from keeneye.models.insightface import ScrfdDetector
 

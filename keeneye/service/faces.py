@@ -47,7 +47,7 @@ class CompareResult:
 @dataclass
 class FaceService:
     analyzer: FaceAnalyzer
-    limits: ImageLimits = field(default_factory=ImageLimits)
+    limits: ImageLimits = field(default_factory=lambda: ImageLimits())
 
     def decode(self, data: bytes | UInt8Image) -> UInt8Image:
         """Bytes are decoded under the configured limits; an already decoded RGB array passes through."""
@@ -55,7 +55,9 @@ class FaceService:
             return data
         return decode_image(data, max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels)
 
-    def detect_faces(self, image_bytes: bytes | UInt8Image, extras: frozenset[str] = frozenset()) -> AnalyzedImage:
+    def detect_faces(
+        self, image_bytes: bytes | UInt8Image, extras: frozenset[str] = frozenset()
+    ) -> AnalyzedImage:
         """All faces with Rekognition's DEFAULT attributes, plus the extra attribute names asked for."""
         image = self.decode(image_bytes)
         want = frozenset(ATTRIBUTE_KEYS[e] for e in extras if e in ATTRIBUTE_KEYS)
@@ -63,7 +65,10 @@ class FaceService:
         return AnalyzedImage(image.shape[1], image.shape[0], faces)
 
     def compare_faces(
-        self, source_bytes: bytes | UInt8Image, target_bytes: bytes | UInt8Image, similarity_threshold: float = 80.0
+        self,
+        source_bytes: bytes | UInt8Image,
+        target_bytes: bytes | UInt8Image,
+        similarity_threshold: float = 80.0,
     ) -> CompareResult:
         """The largest source face against up to 100 target faces, matches sorted by Similarity."""
         if not 0 <= similarity_threshold <= 100:
@@ -74,7 +79,11 @@ class FaceService:
         if not src_faces:
             raise InvalidParameter("there are no faces in the source image; it should contain at least 1")
         tgt_faces = self.analyzer.analyze(
-            tgt_img, attributes="all", embed=True, max_faces=MAX_COMPARE_TARGET_FACES, want=frozenset({"emotions"})
+            tgt_img,
+            attributes="all",
+            embed=True,
+            max_faces=MAX_COMPARE_TARGET_FACES,
+            want=frozenset({"emotions"}),
         )
         result = CompareResult(
             AnalyzedImage(src_img.shape[1], src_img.shape[0], src_faces),
@@ -85,7 +94,10 @@ class FaceService:
         source = src_faces[0]
         assert source.embedding is not None and source.embedder_id is not None
         sims = calibration_for(source.embedder_id).similarity(
-            cosine(source.embedding[None, :], np.stack([f.embedding for f in tgt_faces if f.embedding is not None]))
+            cosine(
+                source.embedding[None, :],
+                np.stack([f.embedding for f in tgt_faces if f.embedding is not None]),
+            )
         )[0]
         for face, sim in zip(tgt_faces, sims, strict=True):
             if float(sim) >= similarity_threshold:

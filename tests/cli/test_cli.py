@@ -83,7 +83,14 @@ def test_detect_two_people_all_attributes(shared_data: Path, models_dir: Path) -
             assert key in f, key
         assert len(f["Landmarks"]) >= 5
         assert {e["Type"] for e in f["Emotions"]} <= {
-            "HAPPY", "SAD", "ANGRY", "CONFUSED", "DISGUSTED", "SURPRISED", "CALM", "FEAR"
+            "HAPPY",
+            "SAD",
+            "ANGRY",
+            "CONFUSED",
+            "DISGUSTED",
+            "SURPRISED",
+            "CALM",
+            "FEAR",
         }
 
 
@@ -97,8 +104,11 @@ def test_detect_no_face_exit_code(shared_data: Path, models_dir: Path) -> None:
 
 @pytest.mark.models
 def test_compare_no_face_in_source(shared_data: Path, models_dir: Path) -> None:
-    proc = run("compare", shared_data / "faces/no_face/skimage_coffee.png",
-               shared_data / "faces/face_recognition/obama3.jpg")
+    proc = run(
+        "compare",
+        shared_data / "faces/no_face/skimage_coffee.png",
+        shared_data / "faces/face_recognition/obama3.jpg",
+    )
     assert_one_line_error(proc, "no faces in the source image")
 
 
