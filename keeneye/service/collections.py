@@ -1,28 +1,62 @@
 """Face collections: the use cases behind Rekognition's collection, face, user and search operations.
 
-CONTRACT STUB (to be implemented): signatures and result types are fixed here so that the AWS layer
-(keeneye/aws/handlers.py) and the store can be written in parallel. Values are backend-neutral:
-pixel boxes plus the indexed image's size (the AWS layer turns them into ratio BoundingBoxes),
-scores 0-1, Similarity 0-100 (the calibrated scale of keeneye/analysis/similarity.py).
-Errors: NotFound (collection/face/user missing), AlreadyExists, InvalidParameter (e.g. no face in
-the image, bad threshold), LimitExceeded, InvalidImage/ImageTooLarge from decoding.
+Values are backend-neutral: pixel boxes plus the indexed image's size (the AWS layer turns them into
+ratio BoundingBoxes), scores 0-1, Similarity 0-100 (the calibrated scale of
+keeneye/analysis/similarity.py). Errors: NotFound (collection/face/user missing), AlreadyExists,
+InvalidParameter (e.g. no face in the image, bad threshold, a foreign embedder), LimitExceeded,
+InvalidImage/ImageTooLarge from decoding.
+
+Storage and consistency: metadata and vectors live in the database (keeneye/store), one transaction
+per write operation, committed (durably) before the method returns; the in-memory vector index of
+each collection is updated right after the commit while holding the same lock that searches take, so
+a deleted face is never returned by a later search. Each index remembers the collection generation it
+reflects and is reloaded when the database moved on (another process wrote), so it is never stale.
+
+These methods do not write audit records: the adapter knows the caller's access key and writes
+them with ``keeneye.service.audit.AuditLog`` from the results returned here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import binascii
+import json
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Generic, Literal, TypeVar
 
-from keeneye.core.types import Face, UInt8Image
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.analysis.similarity import calibration_for
+from keeneye.config import ImageLimits
+from keeneye.core.errors import AlreadyExists, InvalidParameter, LimitExceeded, NotFound
+from keeneye.core.types import Face, FloatArray, UInt8Image
+from keeneye.service.faces import ATTRIBUTE_KEYS, FaceService
+from keeneye.store.db import Store
+from keeneye.store.tables import CollectionRow, FaceRow, TagRow, UserRow
+from keeneye.store.vectors import NumpyIndex
 
 T = TypeVar("T")
 
+
 QualityFilter = Literal["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"]
 UnindexedReason = Literal[
-    "EXCEEDS_MAX_FACES", "EXTREME_POSE", "LOW_BRIGHTNESS", "LOW_SHARPNESS", "LOW_CONFIDENCE",
-    "SMALL_BOUNDING_BOX", "LOW_FACE_QUALITY",
+    "EXCEEDS_MAX_FACES",
+    "EXTREME_POSE",
+    "LOW_BRIGHTNESS",
+    "LOW_SHARPNESS",
+    "LOW_CONFIDENCE",
+    "SMALL_BOUNDING_BOX",
+    "LOW_FACE_QUALITY",
 ]
 UserStatus = Literal["ACTIVE", "UPDATING", "CREATING", "CREATED"]
 
@@ -107,14 +141,394 @@ class Unsuccessful:
     confidence: float | None = None  # AssociateFaces: similarity to the user when below threshold
 
 
+# -- limits and validation (botocore's service-2.json) ----------------------------------------------
+MAX_LIST_COLLECTIONS = 4096
+MAX_LIST_FACES = 4096
+MAX_LIST_USERS = 500
+DEFAULT_PAGE = 1000
+MAX_SEARCH_FACES = 4096
+MAX_SEARCH_USERS = 500
+MAX_FACES_PER_USER = 100  # Rekognition's limit of faces associated with one user
+MAX_ASSOCIATE = 100  # UserFaceIdList max
+MAX_DELETE = 4096  # FaceIdList max
+MAX_TAGS = 50
+
+_COLLECTION_ID = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
+_USER_ID = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
+_EXTERNAL_IMAGE_ID = re.compile(r"[a-zA-Z0-9_.\-:]{1,255}")
+_FACE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_TAG_KEY = re.compile(r"^(?!aws:)[\w\s.:/=+\-@]{1,128}$", re.UNICODE)
+_TAG_VALUE = re.compile(r"^[\w\s.:/=+\-@]{0,256}$", re.UNICODE)
+
+
+def _check(pattern: re.Pattern[str], value: str, name: str) -> str:
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise InvalidParameter(f"{name} {value!r} is not valid (must match {pattern.pattern})")
+    return value
+
+
+def _check_range(value: float, low: float, high: float, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise InvalidParameter(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+
+
+def _page_size(max_results: int, limit: int) -> int:
+    """0 means the default page (PageSize allows 0); anything else must be within 1..limit."""
+    if max_results == 0:
+        return min(DEFAULT_PAGE, limit)
+    _check_range(max_results, 1, limit, "MaxResults")
+    return max_results
+
+
+# -- pagination tokens ------------------------------------------------------------------------------
+# A token is base64url(JSON {"v": 1, "l": listing, "k": last key returned}). Listings are keyset
+# paginated on their primary key (collection id, face id, user id), so a token stays valid and no
+# item is repeated or skipped when items are inserted or deleted between pages (new items whose key
+# sorts before the cursor are simply not in this pass, as with any snapshot-free listing).
+
+
+def encode_token(listing: str, last_key: str) -> str:
+    raw = json.dumps({"v": 1, "l": listing, "k": last_key}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str | None, listing: str) -> str | None:
+    if token is None or token == "":
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidParameter("NextToken is not a valid pagination token") from exc
+    if not isinstance(data, dict) or data.get("v") != 1 or data.get("l") != listing:
+        raise InvalidParameter("NextToken is not a valid pagination token for this listing")
+    key = data.get("k")
+    if not isinstance(key, str):
+        raise InvalidParameter("NextToken is not a valid pagination token")
+    return key
+
+
+# -- quality filter ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QualityBar:
+    """What a face needs to be indexed at one QualityFilter level (Rekognition keeps its bars secret).
+
+    min_score: detector score 0-1 (the detector itself keeps faces >= 0.65 by default);
+    min_side_px: shorter side of the box in pixels; max_yaw/max_pitch: |degrees| (pose from the face
+    mesh or, without it, the eyes and nose); min_brightness / min_sharpness: analysis/quality.py's
+    0-100 values of the face crop. Set from LFW's main faces (250x250 news photos: detector score
+    0.80-0.96, box 77-134 px, sharpness 10-51, brightness 29-63, |yaw| <= 33), so that AUTO/MEDIUM
+    keeps such ordinary photos and drops small, blurred, dark or turned-away faces; each level is
+    stricter than the one below.
+    """
+
+    min_score: float
+    min_side_px: float
+    max_yaw: float
+    max_pitch: float
+    min_brightness: float
+    min_sharpness: float
+
+
+QUALITY_BARS: dict[str, QualityBar] = {
+    "LOW": QualityBar(
+        min_score=0.65, min_side_px=20, max_yaw=75, max_pitch=60, min_brightness=8, min_sharpness=2
+    ),
+    "MEDIUM": QualityBar(0.70, 32, 60, 45, 12, 5),
+    "HIGH": QualityBar(0.80, 60, 45, 30, 20, 15),
+}
+QUALITY_BARS["AUTO"] = QUALITY_BARS["MEDIUM"]  # Rekognition's default; "chosen by the service"
+
+
+def quality_reasons(face: Face, quality_filter: QualityFilter) -> list[UnindexedReason]:
+    """Why ``face`` fails the bar (empty: it passes). Needs attributes from ``analyze("default")``."""
+    if quality_filter == "NONE":
+        return []
+    if quality_filter not in QUALITY_BARS:
+        raise InvalidParameter(
+            f"QualityFilter must be one of NONE, AUTO, LOW, MEDIUM, HIGH; got {quality_filter!r}"
+        )
+    bar = QUALITY_BARS[quality_filter]
+    reasons: list[UnindexedReason] = []
+    if face.score < bar.min_score:
+        reasons.append("LOW_CONFIDENCE")
+    x1, y1, x2, y2 = (float(v) for v in face.xyxy)
+    if min(x2 - x1, y2 - y1) < bar.min_side_px:
+        reasons.append("SMALL_BOUNDING_BOX")
+    pose = face.attributes.get("pose")
+    if pose is not None:
+        _roll, yaw, pitch = pose
+        if abs(yaw) > bar.max_yaw or abs(pitch) > bar.max_pitch:
+            reasons.append("EXTREME_POSE")
+    quality = face.attributes.get("quality") or {}
+    if quality.get("brightness", 100.0) < bar.min_brightness:
+        reasons.append("LOW_BRIGHTNESS")
+    if quality.get("sharpness", 100.0) < bar.min_sharpness:
+        reasons.append("LOW_SHARPNESS")
+    return reasons
+
+
+# -- conversions ------------------------------------------------------------------------------------
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stored(row: FaceRow) -> StoredFace:
+    return StoredFace(
+        face_id=row.face_id,
+        collection_id=row.collection_id,
+        image_id=row.image_id,
+        external_image_id=row.external_image_id,
+        xyxy=(row.x1, row.y1, row.x2, row.y2),
+        image_width=row.image_width,
+        image_height=row.image_height,
+        score=row.score,
+        indexed_at=row.indexed_at,
+        embedder_id=row.embedder_id,
+        user_id=row.user_id,
+    )
+
+
+def _vector(row: FaceRow) -> FloatArray:
+    return np.frombuffer(row.vector, dtype="<f4").astype(np.float32)
+
+
+def _status(face_count: int) -> UserStatus:
+    return "ACTIVE" if face_count else "CREATED"
+
+
+@dataclass
+class _LoadedIndex:
+    index: NumpyIndex
+    generation: int
+    changes_since_save: int = 0
+
+
 class FaceCollections:
-    """Collections, faces, users, search and tags over the store and the face pipeline."""
+    """Collections, faces, users, search and tags over the store and the face pipeline.
+
+    store: the database and data directory; analyzer: the configured face pipeline (its embedder
+    binds new collections); limits: image decoding limits. Thread-safe: model inference runs
+    outside the lock, database writes + index updates and index searches inside it.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        analyzer: FaceAnalyzer,
+        limits: ImageLimits | None = None,
+        region: str = "us-east-1",
+        account: str = "000000000000",
+        save_every: int = 1000,
+    ) -> None:
+        self._store = store
+        self._analyzer = analyzer
+        self._images = FaceService(analyzer, limits or ImageLimits())
+        self.region = region
+        self.account = account
+        self.save_every = save_every  # index files are rewritten after this many changed faces
+        self._lock = threading.RLock()
+        self._indexes: dict[str, _LoadedIndex] = {}
+
+    @property
+    def embedder_id(self) -> str:
+        if self._analyzer.embedder is None:
+            raise InvalidParameter("no face embedder is configured")
+        return self._analyzer.embedder.embedder_id
+
+    def arn(self, collection_id: str) -> str:
+        return f"arn:aws:rekognition:{self.region}:{self.account}:collection/{collection_id}"
+
+    def close(self) -> None:
+        """Save every index that changed since it was last written (the database already has it all)."""
+        with self._lock:
+            for collection_id, loaded in self._indexes.items():
+                if loaded.changes_since_save:
+                    self._save_index(collection_id, loaded)
+
+    # -- helpers --------------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._lock, self._store.transaction() as session:
+            yield session
+
+    def _collection(self, session: Session, collection_id: str) -> CollectionRow:
+        _check(_COLLECTION_ID, collection_id, "CollectionId")
+        row = session.get(CollectionRow, collection_id)
+        if row is None:
+            raise NotFound(f"The collection id: {collection_id} does not exist")
+        return row
+
+    def _check_embedder(self, row: CollectionRow, embedder_id: str | None) -> None:
+        if embedder_id != row.embedder_id:
+            raise InvalidParameter(
+                f"collection {row.collection_id} holds vectors of face model {row.embedder_id}; "
+                f"the configured embedder is {embedder_id}: vectors of different models are never compared"
+            )
+
+    def _bump(self, session: Session, collection_id: str) -> int:
+        """Advance the collection's generation in this transaction (a SQL increment, safe across
+        processes) and return the new value."""
+        session.execute(
+            update(CollectionRow)
+            .where(CollectionRow.collection_id == collection_id)
+            .values(generation=CollectionRow.generation + 1)
+        )
+        gen = session.scalar(
+            select(CollectionRow.generation).where(CollectionRow.collection_id == collection_id)
+        )
+        assert gen is not None
+        return gen
+
+    def _index_folder(self, collection_id: str) -> str:
+        return f"c-{collection_id}"  # the prefix keeps ids such as ".." inside the index directory
+
+    def _tag(self, row: CollectionRow) -> str:
+        return row.created_at.isoformat()
+
+    def _save_index(self, collection_id: str, loaded: _LoadedIndex) -> None:
+        with self._store.sessions() as session:
+            row = session.get(CollectionRow, collection_id)
+        if row is None or row.generation != loaded.generation:
+            return  # the database moved on; the next load rebuilds
+        loaded.index.save(
+            self._store.index_dir / self._index_folder(collection_id), loaded.generation, self._tag(row)
+        )
+        loaded.changes_since_save = 0
+
+    def _index(self, session: Session, row: CollectionRow) -> NumpyIndex:
+        """The collection's index, current with ``row.generation`` (caller holds the lock)."""
+        loaded = self._indexes.get(row.collection_id)
+        if loaded is not None and loaded.generation == row.generation:
+            return loaded.index
+        count = session.scalar(
+            select(func.count()).select_from(FaceRow).where(FaceRow.collection_id == row.collection_id)
+        )
+        assert count is not None
+        dim = self._dim(session, row)
+        folder = self._store.index_dir / self._index_folder(row.collection_id)
+        index = NumpyIndex.load(folder, row.generation, count, dim, self._tag(row))
+        if index is None:
+            index = NumpyIndex(dim, capacity=max(1024, count))
+            ids: list[str] = []
+            chunks: list[bytes] = []
+            stmt = (
+                select(FaceRow.face_id, FaceRow.vector)
+                .where(FaceRow.collection_id == row.collection_id)
+                .execution_options(yield_per=10_000)
+            )
+            for face_id, blob in session.execute(stmt):
+                ids.append(face_id)
+                chunks.append(blob)
+            if ids:
+                index.add(ids, np.frombuffer(b"".join(chunks), dtype="<f4").reshape(len(ids), dim))
+            index.save(folder, row.generation, self._tag(row))
+        self._indexes[row.collection_id] = _LoadedIndex(index, row.generation)
+        return index
+
+    def _dim(self, session: Session, row: CollectionRow) -> int:
+        blob = session.scalar(
+            select(FaceRow.vector).where(FaceRow.collection_id == row.collection_id).limit(1)
+        )
+        if blob is not None:
+            return len(blob) // 4
+        embedder = self._analyzer.embedder
+        return embedder.dim if embedder is not None else 0
+
+    def _after_commit(
+        self,
+        collection_id: str,
+        generation: int,
+        add: dict[str, FloatArray] | None = None,
+        remove: Sequence[str] = (),
+    ) -> None:
+        """Apply a committed change to the loaded index, or drop it so the next search reloads it."""
+        loaded = self._indexes.get(collection_id)
+        if loaded is None:
+            return
+        if loaded.generation != generation - 1:
+            del self._indexes[collection_id]  # someone else wrote in between: reload lazily
+            return
+        if remove:
+            loaded.index.remove(list(remove))
+        if add:
+            loaded.index.add(list(add), np.stack(list(add.values())))
+        loaded.generation = generation
+        loaded.changes_since_save += len(remove) + len(add or {})
+        if loaded.changes_since_save >= self.save_every:
+            self._save_index(collection_id, loaded)
+
+    def _info(self, session: Session, row: CollectionRow) -> CollectionInfo:
+        faces = session.scalar(
+            select(func.count()).select_from(FaceRow).where(FaceRow.collection_id == row.collection_id)
+        )
+        users = session.scalar(
+            select(func.count()).select_from(UserRow).where(UserRow.collection_id == row.collection_id)
+        )
+        return CollectionInfo(
+            collection_id=row.collection_id,
+            arn=row.arn,
+            created_at=row.created_at,
+            face_count=int(faces or 0),
+            user_count=int(users or 0),
+            face_model_version=row.embedder_id,
+        )
 
     # -- collections ------------------------------------------------------------------------
-    def create_collection(self, collection_id: str, tags: dict[str, str] | None = None) -> CollectionInfo: ...
-    def describe_collection(self, collection_id: str) -> CollectionInfo: ...
-    def list_collections(self, max_results: int = 1000, next_token: str | None = None) -> Page[CollectionInfo]: ...
-    def delete_collection(self, collection_id: str) -> None: ...
+    def create_collection(self, collection_id: str, tags: dict[str, str] | None = None) -> CollectionInfo:
+        """A new, empty collection bound to the configured embedder (its FaceModelVersion)."""
+        _check(_COLLECTION_ID, collection_id, "CollectionId")
+        embedder_id = self.embedder_id
+        _check_tags(tags or {})
+        with self._write() as session:
+            if session.get(CollectionRow, collection_id) is not None:
+                raise AlreadyExists(f"The collection id: {collection_id} already exists")
+            row = CollectionRow(
+                collection_id=collection_id,
+                arn=self.arn(collection_id),
+                created_at=_now(),
+                embedder_id=embedder_id,
+                generation=0,
+            )
+            session.add(row)
+            for key, value in (tags or {}).items():
+                session.add(TagRow(resource_arn=row.arn, key=key, value=value))
+            session.flush()
+            info = self._info(session, row)
+        # A collection of the same name may have left index files behind (deleted while the process died).
+        shutil.rmtree(self._store.index_dir / self._index_folder(collection_id), ignore_errors=True)
+        return info
+
+    def describe_collection(self, collection_id: str) -> CollectionInfo:
+        with self._store.sessions() as session:
+            return self._info(session, self._collection(session, collection_id))
+
+    def list_collections(
+        self, max_results: int = 1000, next_token: str | None = None
+    ) -> Page[CollectionInfo]:
+        """Collections in id order; ``next_token`` continues after the last id returned."""
+        size = _page_size(max_results, MAX_LIST_COLLECTIONS)
+        after = decode_token(next_token, "collections")
+        with self._store.sessions() as session:
+            stmt = select(CollectionRow).order_by(CollectionRow.collection_id).limit(size + 1)
+            if after is not None:
+                stmt = stmt.where(CollectionRow.collection_id > after)
+            rows = list(session.scalars(stmt))
+            items = [self._info(session, r) for r in rows[:size]]
+        token = encode_token("collections", items[-1].collection_id) if len(rows) > size else None
+        return Page(items, token)
+
+    def delete_collection(self, collection_id: str) -> None:
+        """The collection, its faces, users and tags, then its index files."""
+        with self._write() as session:
+            row = self._collection(session, collection_id)
+            session.execute(delete(FaceRow).where(FaceRow.collection_id == collection_id))
+            session.execute(delete(UserRow).where(UserRow.collection_id == collection_id))
+            session.execute(delete(TagRow).where(TagRow.resource_arn == row.arn))
+            session.delete(row)
+        with self._lock:
+            self._indexes.pop(collection_id, None)
+            shutil.rmtree(self._store.index_dir / self._index_folder(collection_id), ignore_errors=True)
 
     # -- faces ------------------------------------------------------------------------------
     def index_faces(
@@ -125,7 +539,76 @@ class FaceCollections:
         max_faces: int | None = None,
         quality_filter: QualityFilter = "AUTO",
         attributes: frozenset[str] = frozenset(),
-    ) -> IndexResult: ...
+    ) -> IndexResult:
+        """Detect all faces (largest first), drop those below the quality bar, keep the largest
+        ``max_faces`` (the rest: EXCEEDS_MAX_FACES), embed and store them in one transaction.
+
+        attributes: Rekognition attribute names beyond DEFAULT (e.g. AGE_RANGE, EMOTIONS) to fill
+        in the returned ``Face`` objects (they are not stored, like Rekognition).
+        """
+        if external_image_id is not None:
+            _check(_EXTERNAL_IMAGE_ID, external_image_id, "ExternalImageId")
+        if max_faces is not None:
+            _check_range(max_faces, 1, float("inf"), "MaxFaces")
+        quality_reasons(Face(np.zeros(4, np.float32), 1.0), quality_filter)  # validates the name
+        with self._store.sessions() as session:
+            self._check_embedder(self._collection(session, collection_id), self.embedder_id)
+        pixels = self._images.decode(image)
+        height, width = int(pixels.shape[0]), int(pixels.shape[1])
+        want = frozenset(ATTRIBUTE_KEYS[a] for a in attributes if a in ATTRIBUTE_KEYS)
+        faces = self._analyzer.analyze(pixels, attributes="all" if want else "default", want=want or None)
+        result = IndexResult(width, height, face_model_version=self.embedder_id)
+        passing: list[Face] = []
+        for face in faces:
+            reasons = quality_reasons(face, quality_filter)
+            if reasons:
+                result.unindexed.append((face, reasons))
+            else:
+                passing.append(face)
+        if max_faces is not None and len(passing) > max_faces:
+            for face in passing[max_faces:]:
+                result.unindexed.append((face, ["EXCEEDS_MAX_FACES"]))
+            passing = passing[:max_faces]
+        if not passing:
+            return result
+        self._analyzer.embed(pixels, passing)
+        image_id = str(uuid.uuid4())
+        now = _now()
+        added: dict[str, FloatArray] = {}
+        # The lock spans commit and index update, so no search sees one without the other.
+        with self._lock:
+            with self._write() as session:
+                row = self._collection(session, collection_id)
+                for face in passing:
+                    self._check_embedder(row, face.embedder_id)
+                    assert face.embedding is not None
+                    vec = np.ascontiguousarray(face.embedding, dtype="<f4")
+                    x1, y1, x2, y2 = (float(v) for v in face.xyxy)
+                    face_row = FaceRow(
+                        face_id=str(uuid.uuid4()),
+                        collection_id=collection_id,
+                        image_id=image_id,
+                        external_image_id=external_image_id,
+                        x1=x1,
+                        y1=y1,
+                        x2=x2,
+                        y2=y2,
+                        image_width=width,
+                        image_height=height,
+                        score=float(face.score),
+                        indexed_at=now,
+                        embedder_id=row.embedder_id,
+                        user_id=None,
+                        vector=vec.tobytes(),
+                    )
+                    session.add(face_row)
+                    result.indexed.append((_stored(face_row), face))
+                    added[face_row.face_id] = vec.astype(np.float32)
+                session.flush()
+                generation = self._bump(session, collection_id)
+            self._after_commit(collection_id, generation, add=added)
+        return result
+
     def list_faces(
         self,
         collection_id: str,
@@ -133,11 +616,138 @@ class FaceCollections:
         next_token: str | None = None,
         user_id: str | None = None,
         face_ids: Sequence[str] | None = None,
-    ) -> Page[StoredFace]: ...
-    def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> tuple[list[str], list[Unsuccessful]]: ...
+    ) -> Page[StoredFace]:
+        """Faces in FaceId order, optionally only those of ``user_id`` and/or among ``face_ids``."""
+        size = _page_size(max_results, MAX_LIST_FACES)
+        after = decode_token(next_token, "faces")
+        if user_id is not None:
+            _check(_USER_ID, user_id, "UserId")
+        for face_id in face_ids or ():
+            _check(_FACE_ID, face_id, "FaceId")
+        with self._store.sessions() as session:
+            self._collection(session, collection_id)
+            stmt = (
+                select(FaceRow)
+                .where(FaceRow.collection_id == collection_id)
+                .order_by(FaceRow.face_id)
+                .limit(size + 1)
+            )
+            if after is not None:
+                stmt = stmt.where(FaceRow.face_id > after)
+            if user_id is not None:
+                stmt = stmt.where(FaceRow.user_id == user_id)
+            if face_ids:
+                stmt = stmt.where(FaceRow.face_id.in_(list(face_ids)))
+            rows = list(session.scalars(stmt))
+        items = [_stored(r) for r in rows[:size]]
+        token = encode_token("faces", items[-1].face_id) if len(rows) > size else None
+        return Page(items, token)
+
+    def delete_faces(
+        self, collection_id: str, face_ids: Sequence[str]
+    ) -> tuple[list[str], list[Unsuccessful]]:
+        """Delete faces (rows and vectors at once). Faces associated with a user are refused
+        (ASSOCIATED_TO_AN_EXISTING_USER: disassociate them first); unknown ids are FACE_NOT_FOUND."""
+        if not 1 <= len(face_ids) <= MAX_DELETE:
+            raise InvalidParameter(f"FaceIds must hold 1 to {MAX_DELETE} ids")
+        for face_id in face_ids:
+            _check(_FACE_ID, face_id, "FaceId")
+        wanted = list(dict.fromkeys(face_ids))
+        deleted: list[str] = []
+        failed: list[Unsuccessful] = []
+        with self._lock:  # commit and index update under one lock: a deleted face is never found
+            with self._write() as session:
+                self._collection(session, collection_id)
+                rows = {
+                    r.face_id: r
+                    for r in session.scalars(
+                        select(FaceRow).where(
+                            FaceRow.collection_id == collection_id, FaceRow.face_id.in_(wanted)
+                        )
+                    )
+                }
+                for face_id in wanted:
+                    found = rows.get(face_id)
+                    if found is None:
+                        failed.append(Unsuccessful(face_id, None, ["FACE_NOT_FOUND"]))
+                    elif found.user_id is not None:
+                        failed.append(
+                            Unsuccessful(face_id, found.user_id, ["ASSOCIATED_TO_AN_EXISTING_USER"])
+                        )
+                    else:
+                        deleted.append(face_id)
+                generation = None
+                if deleted:
+                    session.execute(delete(FaceRow).where(FaceRow.face_id.in_(deleted)))
+                    generation = self._bump(session, collection_id)
+            if generation is not None:
+                self._after_commit(collection_id, generation, remove=deleted)
+        return deleted, failed
+
+    def _matches(
+        self,
+        collection_id: str,
+        query: FloatArray,
+        embedder_id: str | None,
+        threshold: float,
+        max_faces: int,
+        exclude: str | None = None,
+    ) -> list[FaceMatch]:
+        """Faces of the collection at Similarity >= threshold to ``query``, best first."""
+        with self._lock, self._store.sessions() as session:
+            row = self._collection(session, collection_id)
+            self._check_embedder(row, embedder_id)
+            index = self._index(session, row)
+            calibration = calibration_for(row.embedder_id)
+            k = max_faces + (1 if exclude else 0)
+            ids, cosines = index.search(query, k)
+            # Cut at the threshold in cosine space first (the calibration is monotonic).
+            sims = calibration.similarity(cosines)
+            hits = [
+                (i, float(s))
+                for i, s in zip(ids, sims, strict=True)
+                if i != exclude and float(s) >= threshold
+            ][:max_faces]
+            if not hits:
+                return []
+            rows = {
+                r.face_id: r
+                for r in session.scalars(select(FaceRow).where(FaceRow.face_id.in_([i for i, _ in hits])))
+            }
+        return [FaceMatch(_stored(rows[i]), s) for i, s in hits if i in rows]
+
     def search_faces(
         self, collection_id: str, face_id: str, threshold: float = 80.0, max_faces: int = 4096
-    ) -> list[FaceMatch]: ...
+    ) -> list[FaceMatch]:
+        """Faces similar to a stored face (the face itself excluded), best first."""
+        _check(_FACE_ID, face_id, "FaceId")
+        _check_range(threshold, 0, 100, "FaceMatchThreshold")
+        _check_range(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
+        with self._store.sessions() as session:
+            self._collection(session, collection_id)
+            face = session.get(FaceRow, face_id)
+            if face is None or face.collection_id != collection_id:
+                raise NotFound(f"face {face_id} is not in collection {collection_id}")
+            query, embedder_id = _vector(face), face.embedder_id
+        return self._matches(collection_id, query, embedder_id, threshold, max_faces, exclude=face_id)
+
+    def _searched_face(
+        self, collection_id: str, image: bytes | UInt8Image, quality_filter: QualityFilter
+    ) -> tuple[Face, list[Face], int, int]:
+        """The largest face of the image that passes the bar, embedded; the others; image size."""
+        quality_reasons(Face(np.zeros(4, np.float32), 1.0), quality_filter)  # validates the name
+        with self._store.sessions() as session:
+            self._check_embedder(self._collection(session, collection_id), self.embedder_id)
+        pixels = self._images.decode(image)
+        faces = self._analyzer.analyze(pixels, attributes="none" if quality_filter == "NONE" else "default")
+        candidates = [f for f in faces if not quality_reasons(f, quality_filter)]
+        if not candidates:
+            raise InvalidParameter("There are no faces in the image. Should be at least 1.")
+        searched = candidates[0]
+        self._analyzer.embed(pixels, [searched])
+        others = [f for f in faces if f is not searched]
+        return searched, others, int(pixels.shape[1]), int(pixels.shape[0])
+
     def search_faces_by_image(
         self,
         collection_id: str,
@@ -145,18 +755,206 @@ class FaceCollections:
         threshold: float = 80.0,
         max_faces: int = 4096,
         quality_filter: QualityFilter = "NONE",
-    ) -> ImageSearchResult: ...
+    ) -> ImageSearchResult:
+        """Search the collection with the largest face of the image (InvalidParameter if none)."""
+        _check_range(threshold, 0, 100, "FaceMatchThreshold")
+        _check_range(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
+        searched, others, width, height = self._searched_face(collection_id, image, quality_filter)
+        assert searched.embedding is not None
+        matches = self._matches(collection_id, searched.embedding, searched.embedder_id, threshold, max_faces)
+        return ImageSearchResult(searched, width, height, matches, others, self.embedder_id)
 
     # -- users ------------------------------------------------------------------------------
-    def create_user(self, collection_id: str, user_id: str) -> None: ...
-    def delete_user(self, collection_id: str, user_id: str) -> None: ...
-    def list_users(self, collection_id: str, max_results: int = 500, next_token: str | None = None) -> Page[UserInfo]: ...
+    def _user(self, session: Session, collection_id: str, user_id: str) -> UserRow:
+        _check(_USER_ID, user_id, "UserId")
+        user = session.get(UserRow, (collection_id, user_id))
+        if user is None:
+            raise NotFound(f"user {user_id} does not exist in collection {collection_id}")
+        return user
+
+    def create_user(self, collection_id: str, user_id: str) -> None:
+        _check(_USER_ID, user_id, "UserId")
+        with self._write() as session:
+            self._collection(session, collection_id)
+            if session.get(UserRow, (collection_id, user_id)) is not None:
+                raise AlreadyExists(f"user {user_id} already exists in collection {collection_id}")
+            session.add(
+                UserRow(collection_id=collection_id, user_id=user_id, status="CREATED", created_at=_now())
+            )
+
+    def delete_user(self, collection_id: str, user_id: str) -> None:
+        """Delete the user; its faces stay in the collection, disassociated (as Rekognition does)."""
+        with self._write() as session:
+            self._collection(session, collection_id)
+            user = self._user(session, collection_id, user_id)
+            session.execute(
+                update(FaceRow)
+                .where(FaceRow.collection_id == collection_id, FaceRow.user_id == user_id)
+                .values(user_id=None)
+            )
+            session.delete(user)
+
+    def list_users(
+        self, collection_id: str, max_results: int = 500, next_token: str | None = None
+    ) -> Page[UserInfo]:
+        size = _page_size(max_results, MAX_LIST_USERS)
+        after = decode_token(next_token, "users")
+        with self._store.sessions() as session:
+            self._collection(session, collection_id)
+            stmt = (
+                select(UserRow.user_id, func.count(FaceRow.face_id))
+                .outerjoin(
+                    FaceRow,
+                    (FaceRow.collection_id == UserRow.collection_id) & (FaceRow.user_id == UserRow.user_id),
+                )
+                .where(UserRow.collection_id == collection_id)
+                .group_by(UserRow.user_id)
+                .order_by(UserRow.user_id)
+                .limit(size + 1)
+            )
+            if after is not None:
+                stmt = stmt.where(UserRow.user_id > after)
+            rows = list(session.execute(stmt))
+        items = [UserInfo(uid, _status(int(n))) for uid, n in rows[:size]]
+        token = encode_token("users", items[-1].user_id) if len(rows) > size else None
+        return Page(items, token)
+
+    def _user_face_count(self, session: Session, collection_id: str, user_id: str) -> int:
+        n = session.scalar(
+            select(func.count())
+            .select_from(FaceRow)
+            .where(FaceRow.collection_id == collection_id, FaceRow.user_id == user_id)
+        )
+        return int(n or 0)
+
     def associate_faces(
         self, collection_id: str, user_id: str, face_ids: Sequence[str], threshold: float = 75.0
-    ) -> tuple[list[str], list[Unsuccessful], UserStatus]: ...
+    ) -> tuple[list[str], list[Unsuccessful], UserStatus]:
+        """Associate faces with a user. Unsuccessful: FACE_NOT_FOUND, ASSOCIATED_TO_A_DIFFERENT_USER,
+        or LOW_MATCH_CONFIDENCE when the face's best Similarity to the user's faces (those already
+        associated and those accepted earlier in this call) is below ``threshold`` (UserMatchThreshold)."""
+        _check_range(threshold, 0, 100, "UserMatchThreshold")
+        if not 1 <= len(face_ids) <= MAX_ASSOCIATE:
+            raise InvalidParameter(f"FaceIds must hold 1 to {MAX_ASSOCIATE} ids")
+        for face_id in face_ids:
+            _check(_FACE_ID, face_id, "FaceId")
+        wanted = list(dict.fromkeys(face_ids))
+        associated: list[str] = []
+        failed: list[Unsuccessful] = []
+        with self._write() as session:
+            row = self._collection(session, collection_id)
+            user = self._user(session, collection_id, user_id)
+            calibration = calibration_for(row.embedder_id)
+            refs = [
+                _vector(r)
+                for r in session.scalars(
+                    select(FaceRow).where(FaceRow.collection_id == collection_id, FaceRow.user_id == user_id)
+                )
+            ]
+            current = len(refs)
+            rows = {
+                r.face_id: r
+                for r in session.scalars(
+                    select(FaceRow).where(FaceRow.collection_id == collection_id, FaceRow.face_id.in_(wanted))
+                )
+            }
+            for face_id in wanted:
+                face = rows.get(face_id)
+                if face is None:
+                    failed.append(Unsuccessful(face_id, None, ["FACE_NOT_FOUND"]))
+                    continue
+                if face.user_id == user_id:
+                    associated.append(face_id)  # already this user's: nothing to do, not an error
+                    continue
+                if face.user_id is not None:
+                    failed.append(Unsuccessful(face_id, face.user_id, ["ASSOCIATED_TO_A_DIFFERENT_USER"]))
+                    continue
+                vec = _vector(face)
+                if refs:
+                    best = float(calibration.similarity(np.stack(refs) @ vec).max())
+                    if best < threshold:
+                        failed.append(Unsuccessful(face_id, user_id, ["LOW_MATCH_CONFIDENCE"], best))
+                        continue
+                if current >= MAX_FACES_PER_USER:
+                    raise LimitExceeded(f"a user can have at most {MAX_FACES_PER_USER} faces")
+                face.user_id = user_id
+                refs.append(vec)
+                current += 1
+                associated.append(face_id)
+            status = _status(current)
+            user.status = status
+        return associated, failed, status
+
     def disassociate_faces(
         self, collection_id: str, user_id: str, face_ids: Sequence[str]
-    ) -> tuple[list[str], list[Unsuccessful], UserStatus]: ...
+    ) -> tuple[list[str], list[Unsuccessful], UserStatus]:
+        """Remove faces from a user (they stay in the collection)."""
+        if not 1 <= len(face_ids) <= MAX_ASSOCIATE:
+            raise InvalidParameter(f"FaceIds must hold 1 to {MAX_ASSOCIATE} ids")
+        for face_id in face_ids:
+            _check(_FACE_ID, face_id, "FaceId")
+        wanted = list(dict.fromkeys(face_ids))
+        done: list[str] = []
+        failed: list[Unsuccessful] = []
+        with self._write() as session:
+            self._collection(session, collection_id)
+            user = self._user(session, collection_id, user_id)
+            rows = {
+                r.face_id: r
+                for r in session.scalars(
+                    select(FaceRow).where(FaceRow.collection_id == collection_id, FaceRow.face_id.in_(wanted))
+                )
+            }
+            for face_id in wanted:
+                face = rows.get(face_id)
+                if face is None:
+                    failed.append(Unsuccessful(face_id, None, ["FACE_NOT_FOUND"]))
+                elif face.user_id != user_id:
+                    failed.append(Unsuccessful(face_id, face.user_id, ["ASSOCIATED_TO_A_DIFFERENT_USER"]))
+                else:
+                    face.user_id = None
+                    done.append(face_id)
+            session.flush()
+            status = _status(self._user_face_count(session, collection_id, user_id))
+            user.status = status
+        return done, failed, status
+
+    def _user_matches(
+        self,
+        collection_id: str,
+        queries: FloatArray,
+        embedder_id: str | None,
+        threshold: float,
+        max_users: int,
+        exclude_face: str | None = None,
+        exclude_user: str | None = None,
+    ) -> list[UserMatch]:
+        """Users ranked by the best Similarity between any query vector and any of their faces."""
+        with self._lock, self._store.sessions() as session:
+            row = self._collection(session, collection_id)
+            self._check_embedder(row, embedder_id)
+            index = self._index(session, row)
+            pairs = [
+                (f, u)
+                for f, u in session.execute(
+                    select(FaceRow.face_id, FaceRow.user_id).where(
+                        FaceRow.collection_id == collection_id, FaceRow.user_id.is_not(None)
+                    )
+                )
+                if f != exclude_face and u != exclude_user and f in index
+            ]
+            if not pairs:
+                return []
+            vectors = index.vectors_of([f for f, _ in pairs])
+        cosines = (np.asarray(queries, np.float32).reshape(-1, vectors.shape[1]) @ vectors.T).max(axis=0)
+        sims = calibration_for(row.embedder_id).similarity(cosines)
+        best: dict[str, float] = {}
+        for (_face, user_id), sim in zip(pairs, sims, strict=True):
+            assert user_id is not None
+            best[user_id] = max(best.get(user_id, 0.0), float(sim))
+        ranked = sorted(((u, s) for u, s in best.items() if s >= threshold), key=lambda m: (-m[1], m[0]))
+        return [UserMatch(UserInfo(u, "ACTIVE"), s) for u, s in ranked[:max_users]]
+
     def search_users(
         self,
         collection_id: str,
@@ -164,7 +962,38 @@ class FaceCollections:
         face_id: str | None = None,
         threshold: float = 80.0,
         max_users: int = 5,
-    ) -> list[UserMatch]: ...
+    ) -> list[UserMatch]:
+        """Users similar to a user's faces (the user excluded) or to one stored face (itself excluded)."""
+        _check_range(threshold, 0, 100, "UserMatchThreshold")
+        _check_range(max_users, 1, MAX_SEARCH_USERS, "MaxUsers")
+        if (user_id is None) == (face_id is None):
+            raise InvalidParameter("give exactly one of UserId and FaceId")
+        with self._store.sessions() as session:
+            row = self._collection(session, collection_id)
+            if user_id is not None:
+                self._user(session, collection_id, user_id)
+                vecs = [
+                    _vector(r)
+                    for r in session.scalars(
+                        select(FaceRow).where(
+                            FaceRow.collection_id == collection_id, FaceRow.user_id == user_id
+                        )
+                    )
+                ]
+                if not vecs:
+                    return []  # a user without faces (CREATED) has nothing to search with
+                queries = np.stack(vecs)
+            else:
+                assert face_id is not None
+                _check(_FACE_ID, face_id, "FaceId")
+                face = session.get(FaceRow, face_id)
+                if face is None or face.collection_id != collection_id:
+                    raise NotFound(f"face {face_id} is not in collection {collection_id}")
+                queries = _vector(face)[None, :]
+        return self._user_matches(
+            collection_id, queries, row.embedder_id, threshold, max_users, face_id, user_id
+        )
+
     def search_users_by_image(
         self,
         collection_id: str,
@@ -172,9 +1001,65 @@ class FaceCollections:
         threshold: float = 80.0,
         max_users: int = 5,
         quality_filter: QualityFilter = "NONE",
-    ) -> tuple[ImageSearchResult, list[UserMatch]]: ...
+    ) -> tuple[ImageSearchResult, list[UserMatch]]:
+        """Users matching the largest face of the image; the result's ``matches`` stay empty and
+        ``unsearched`` lists the other faces."""
+        _check_range(threshold, 0, 100, "UserMatchThreshold")
+        _check_range(max_users, 1, MAX_SEARCH_USERS, "MaxUsers")
+        searched, others, width, height = self._searched_face(collection_id, image, quality_filter)
+        assert searched.embedding is not None
+        users = self._user_matches(
+            collection_id, searched.embedding[None, :], searched.embedder_id, threshold, max_users
+        )
+        return ImageSearchResult(searched, width, height, [], others, self.embedder_id), users
 
     # -- tags (collections are the taggable resource here) -------------------------------------
-    def tag_resource(self, arn: str, tags: dict[str, str]) -> None: ...
-    def untag_resource(self, arn: str, keys: Sequence[str]) -> None: ...
-    def list_tags(self, arn: str) -> dict[str, str]: ...
+    def _arn_collection(self, session: Session, arn: str) -> CollectionRow:
+        row = session.scalar(select(CollectionRow).where(CollectionRow.arn == arn))
+        if row is None:
+            raise NotFound(f"resource {arn} does not exist")
+        return row
+
+    def tag_resource(self, arn: str, tags: dict[str, str]) -> None:
+        if not tags:
+            raise InvalidParameter("Tags must hold at least one tag")
+        _check_tags(tags)
+        with self._write() as session:
+            self._arn_collection(session, arn)
+            existing = {t.key: t for t in session.scalars(select(TagRow).where(TagRow.resource_arn == arn))}
+            if len(set(existing) | set(tags)) > MAX_TAGS:
+                raise LimitExceeded(f"a resource can have at most {MAX_TAGS} tags")
+            for key, value in tags.items():
+                if key in existing:
+                    existing[key].value = value
+                else:
+                    session.add(TagRow(resource_arn=arn, key=key, value=value))
+
+    def untag_resource(self, arn: str, keys: Sequence[str]) -> None:
+        if isinstance(keys, str) or not all(isinstance(k, str) for k in keys):
+            raise InvalidParameter("TagKeys must be a list of strings")
+        with self._write() as session:
+            self._arn_collection(session, arn)
+            session.execute(delete(TagRow).where(TagRow.resource_arn == arn, TagRow.key.in_(list(keys))))
+
+    def list_tags(self, arn: str) -> dict[str, str]:
+        with self._store.sessions() as session:
+            self._arn_collection(session, arn)
+            return {
+                t.key: t.value
+                for t in session.scalars(
+                    select(TagRow).where(TagRow.resource_arn == arn).order_by(TagRow.key)
+                )
+            }
+
+
+def _check_tags(tags: dict[str, str]) -> None:
+    if not isinstance(tags, dict):
+        raise InvalidParameter("Tags must be a map of keys to values")
+    if len(tags) > MAX_TAGS:
+        raise LimitExceeded(f"a resource can have at most {MAX_TAGS} tags")
+    for key, value in tags.items():
+        if not isinstance(key, str) or _TAG_KEY.match(key) is None:
+            raise InvalidParameter(f"tag key {key!r} is not valid (1-128 characters, not starting with aws:)")
+        if not isinstance(value, str) or _TAG_VALUE.match(value) is None:
+            raise InvalidParameter(f"tag value for {key!r} is not valid (0-256 characters)")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the keeneye schema (run by ``Store.upgrade``)."""

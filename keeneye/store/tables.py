@@ -1,0 +1,132 @@
+"""The relational schema as SQLAlchemy 2 typed ORM classes.
+
+The database is the source of truth for everything a collection holds, vectors included (float32
+bytes), so the in-process vector index can always be rebuilt from it. Timestamps are stored as UTC.
+Changing a class here needs a new Alembic revision in ``migrations/versions`` (a test checks that the
+migrations and these classes agree).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite forgets the zone; this restores it)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use datetime.now(UTC)")
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CollectionRow(Base):
+    """One face collection, bound to the embedder that created it.
+
+    ``generation`` grows by one in every transaction that changes the collection's faces; the vector
+    index files record the generation they were saved at, so stale files are detected and rebuilt.
+    """
+
+    __tablename__ = "collections"
+
+    collection_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(512), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    embedder_id: Mapped[str] = mapped_column(String(128))
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FaceRow(Base):
+    """One indexed face: metadata, pixel box in the indexed image, and the (D,) float32 vector."""
+
+    __tablename__ = "faces"
+    __table_args__ = (
+        Index("ix_faces_collection_face", "collection_id", "face_id"),
+        Index("ix_faces_collection_user", "collection_id", "user_id"),
+    )
+
+    face_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("collections.collection_id", ondelete="CASCADE")
+    )
+    image_id: Mapped[str] = mapped_column(String(36))
+    external_image_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    image_width: Mapped[int] = mapped_column(Integer)
+    image_height: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    indexed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    embedder_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # little-endian float32, L2-normalised
+
+
+class UserRow(Base):
+    """A user (a named group of faces) in a collection."""
+
+    __tablename__ = "users"
+
+    collection_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("collections.collection_id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TagRow(Base):
+    """A tag on a taggable resource (a collection ARN)."""
+
+    __tablename__ = "tags"
+
+    resource_arn: Mapped[str] = mapped_column(String(512), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class AuditRow(Base):
+    """One identity operation, appended and never changed (see keeneye/service/audit.py)."""
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_time", "time"), Index("ix_audit_collection", "collection_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    access_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    operation: Mapped[str] = mapped_column(String(64))
+    collection_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    request_faces: Mapped[int] = mapped_column(Integer, default=0)
+    matches: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flagged_below_99: Mapped[bool] = mapped_column(Boolean, default=False)
