@@ -6,6 +6,8 @@ KEENEYE := $(VENV)/bin/keeneye
 DATA_DIR ?= var
 STAMP := $(VENV)/.keeneye-installed
 SAMPLE ?= ../shared/data/faces/face_recognition/two_people.jpg
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: setup models models-all serve test lint format bench clean
 
@@ -26,9 +28,9 @@ models: $(STAMP)
 models-all: $(STAMP)
 	$(KEENEYE) models install --all --data-dir $(DATA_DIR)
 
-# Until the Rekognition-compatible server lands, `make serve` analyses a sample photo.
+# The Rekognition-compatible server (boto3 with endpoint_url=http://$(HOST):$(PORT)); prints where its key pair is.
 serve: setup
-	$(KEENEYE) detect $(SAMPLE) --attributes ALL --data-dir $(DATA_DIR)
+	$(KEENEYE) serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 test: $(STAMP) models-all
 	KEENEYE_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest -q

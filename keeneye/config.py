@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -71,6 +71,31 @@ class ImageLimits(_Strict):
     )
 
 
+class ServerSettings(_Strict):
+    host: str = Field("127.0.0.1", description="Address `keeneye serve` listens on (--host)")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port `keeneye serve` listens on (--port)")
+    buckets: dict[str, Path] = Field(
+        default_factory=dict,
+        description="S3Object buckets served from local folders: name -> folder (--bucket NAME=FOLDER); "
+        'as JSON in the environment, e.g. \'{"photos": "/srv/photos"}\'',
+    )
+    s3_endpoint: str | None = Field(
+        None,
+        description="S3-compatible endpoint for buckets not mapped to a folder (--s3-endpoint); "
+        "credentials from the standard AWS variables",
+    )
+    max_body_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (bytes); refused before it is read in full",
+    )
+    max_inflight: int = Field(
+        8,
+        ge=1,
+        description="Requests analysed at once; more get ThrottlingException (boto3 retries them)",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KEENEYE_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -82,10 +107,26 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per model (0: runtime default)")
     faces: FacesSettings = Field(default_factory=FacesSettings, description="Face analysis pipeline")
     images: ImageLimits = Field(default_factory=ImageLimits, description="Limits on input images")
+    models_path: Path | None = Field(
+        None,
+        description="Where the converted models are, if not `<data_dir>/models` "
+        "(lets a server keep its data apart from a shared model folder)",
+    )
+    server: ServerSettings = Field(
+        default_factory=ServerSettings, description="The Rekognition-compatible server"
+    )
+    access_key_id: str | None = Field(
+        None,
+        description="Access key id clients sign with (KEENEYE_ACCESS_KEY_ID); if unset with the secret, "
+        "`keeneye serve` creates a key pair once in `<data_dir>/credentials.json`",
+    )
+    secret_access_key: SecretStr | None = Field(
+        None, description="Secret of that access key (KEENEYE_SECRET_ACCESS_KEY); never logged"
+    )
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.models_path if self.models_path is not None else self.data_dir / "models"
 
     @property
     def cache_dir(self) -> Path:

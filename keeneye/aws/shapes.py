@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import REKOGNITION_LANDMARK_TYPES, Face
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from keeneye.service.collections import (
+        CollectionInfo,
+        FaceMatch,
+        StoredFace,
+        Unsuccessful,
+        UserInfo,
+        UserMatch,
+    )
 
 # Rekognition's Attribute enum and what keeneye can answer for each.
 SUPPORTED_ATTRIBUTES = (
@@ -141,4 +153,74 @@ def compared_face(face: Face, width: int, height: int) -> dict[str, Any]:
 
 
 def compared_source_face(face: Face, width: int, height: int) -> dict[str, Any]:
-    return {"BoundingBox": bounding_box(face, width, height), "Confidence": _pct(face.score)}
+    return {"BoundingBox": bounding_box(face, width, height), "Confidence": confidence(face)}
+
+
+def confidence(face: Face) -> float:
+    """The detector's score as Rekognition's 0-100 Confidence."""
+    return _pct(face.score)
+
+
+# -- collections, faces and users (shapes of the identity operations) -------------------------------
+# These take the plain results of keeneye.service.collections (imported for type checking only, so
+# this module stays importable without the store).
+
+
+def epoch_seconds(when: datetime) -> float:
+    """AWS JSON 1.1 timestamps are seconds since the epoch (a datetime's ``timestamp()``)."""
+    return float(when.timestamp())
+
+
+def stored_face(face: StoredFace) -> dict[str, Any]:
+    """Rekognition ``Face`` (ListFaces, FaceMatch.Face, FaceRecord.Face) from a ``StoredFace``."""
+    x1, y1, x2, y2 = (float(v) for v in face.xyxy)
+    w, h = face.image_width, face.image_height
+    out: dict[str, Any] = {
+        "FaceId": face.face_id,
+        "BoundingBox": {"Width": (x2 - x1) / w, "Height": (y2 - y1) / h, "Left": x1 / w, "Top": y1 / h},
+        "ImageId": face.image_id,
+        "Confidence": _pct(face.score),
+        "IndexFacesModelVersion": face.embedder_id,
+    }
+    if face.external_image_id is not None:
+        out["ExternalImageId"] = face.external_image_id
+    if face.user_id is not None:
+        out["UserId"] = face.user_id
+    return out
+
+
+def face_match(match: FaceMatch) -> dict[str, Any]:
+    """Rekognition ``FaceMatch`` from a service ``FaceMatch`` (Similarity already 0-100)."""
+    return {"Similarity": float(match.similarity), "Face": stored_face(match.face)}
+
+
+def user(info: UserInfo) -> dict[str, Any]:
+    return {"UserId": info.user_id, "UserStatus": info.status}
+
+
+def user_match(match: UserMatch) -> dict[str, Any]:
+    return {
+        "Similarity": float(match.similarity),
+        "User": {"UserId": match.user.user_id, "UserStatus": match.user.status},
+    }
+
+
+def unsuccessful(item: Unsuccessful, *, with_confidence: bool = False) -> dict[str, Any]:
+    """Unsuccessful face deletion/association/disassociation entries (one shape, several names)."""
+    out: dict[str, Any] = {"FaceId": item.face_id, "Reasons": list(item.reasons)}
+    if item.user_id is not None:
+        out["UserId"] = item.user_id
+    if with_confidence and item.confidence is not None:
+        out["Confidence"] = float(item.confidence)
+    return out
+
+
+def collection_description(info: CollectionInfo) -> dict[str, Any]:
+    """DescribeCollection's response (note AWS's spelling ``CollectionARN`` here)."""
+    return {
+        "FaceCount": info.face_count,
+        "FaceModelVersion": info.face_model_version,
+        "CollectionARN": info.arn,
+        "CreationTimestamp": epoch_seconds(info.created_at),
+        "UserCount": info.user_count,
+    }

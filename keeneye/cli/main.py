@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from keeneye.cli import faces, models
+from keeneye.cli import audit, faces, models, serve
 
 app = typer.Typer(
     name="keeneye",
@@ -24,6 +24,8 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.command("detect")(faces.detect)
 app.command("compare")(faces.compare)
+app.command("serve")(serve.serve)
+app.command("audit")(audit.audit)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,273 @@
+"""The server's ASGI app: Rekognition's JSON 1.1 API on ``POST /`` and a small native API under /v1.
+
+``create_app(settings, services=..., keys=...)`` is the composition root of the server: it wires the
+services (face pipeline, collections, audit log), the access keys and the image loader. Every request
+to ``POST /`` goes through the same steps, in this order, so that nothing is done for a caller who is
+not authenticated and nothing is half-done for a bad request:
+
+1. refuse a body over ``server.max_body_bytes`` (from ``Content-Length`` before reading, else while
+   reading the stream): ``RequestEntityTooLargeException`` (HTTP 413);
+2. verify the SigV4 signature (keeneye.aws.sigv4) over the raw body;
+3. resolve ``X-Amz-Target`` to a supported operation and check the content type;
+4. parse and validate the JSON body against the service model (keeneye.aws.model);
+5. admit at most ``server.max_inflight`` operations at once (else ``ThrottlingException``) and run the
+   handler in a worker thread (models are CPU-bound);
+6. map any error in one place (keeneye.aws.errors); an unexpected one is logged with its traceback
+   and answered ``InternalServerError`` without details.
+
+Native API (FastAPI, OpenAPI at ``/openapi.json``): ``GET /v1/health`` (open), ``GET /v1/metrics``
+(Prometheus text, open: counts only), ``GET /v1/audit`` (authenticated: a SigV4-signed request for
+service ``rekognition``, or ``Authorization: Bearer <secret access key>``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+
+from keeneye import __version__
+from keeneye.aws import errors as aws_errors
+from keeneye.aws import model, sigv4
+from keeneye.aws.errors import AwsError
+from keeneye.aws.handlers import OPERATIONS, Context, Services
+from keeneye.aws.images import ImageLoader
+from keeneye.config import Settings
+from keeneye.service.credentials import KeyRing
+from keeneye.service.faces import FaceService
+
+if TYPE_CHECKING:
+    from keeneye.service.audit import AuditLog
+    from keeneye.service.collections import FaceCollections
+
+log = logging.getLogger("keeneye.aws")
+
+CONTENT_TYPE = "application/x-amz-json-1.1"
+_ACCEPTED_TYPES = ("application/x-amz-json-1.1", "application/x-amz-json-1.0", "application/json")
+
+
+@dataclass
+class Metrics:
+    """Request counters by operation and HTTP status (thread-safe), rendered as Prometheus text."""
+
+    requests: Counter[tuple[str, int]] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def observe(self, operation: str, status: int, elapsed_s: float) -> None:
+        with self._lock:
+            self.requests[(operation, status)] += 1
+            self.seconds[operation] = self.seconds.get(operation, 0.0) + elapsed_s
+
+    def render(self) -> str:
+        with self._lock:
+            lines = [
+                "# HELP keeneye_requests_total Rekognition API requests by operation and HTTP status.",
+                "# TYPE keeneye_requests_total counter",
+            ]
+            for (op, status), n in sorted(self.requests.items()):
+                lines.append(f'keeneye_requests_total{{operation="{op}",status="{status}"}} {n}')
+            lines += [
+                "# HELP keeneye_request_seconds_total Time spent answering, by operation.",
+                "# TYPE keeneye_request_seconds_total counter",
+            ]
+            for op, s in sorted(self.seconds.items()):
+                lines.append(f'keeneye_request_seconds_total{{operation="{op}"}} {s:.6f}')
+        return "\n".join(lines) + "\n"
+
+
+def build_services(settings: Settings) -> Services:
+    """The production services: the configured face pipeline, collections on the data directory, audit."""
+    from keeneye.models.registry import build_face_analyzer
+
+    analyzer = build_face_analyzer(settings, with_embedder=True)
+    faces = FaceService(analyzer, settings.images)
+    images = ImageLoader(dict(settings.server.buckets), settings.server.s3_endpoint)
+    collections, audit = build_collection_services(settings, faces)
+    return Services(faces=faces, images=images, collections=collections, audit=audit)
+
+
+def build_collection_services(settings: Settings, faces: FaceService) -> tuple[FaceCollections, AuditLog]:
+    """FaceCollections and AuditLog on the store in ``settings.data_dir`` (sharing the face pipeline)."""
+    from keeneye.service.audit import AuditLog
+    from keeneye.service.collections import FaceCollections
+    from keeneye.store.db import Store
+
+    store = Store.open(settings.data_dir)
+    return FaceCollections(store, faces.analyzer, settings.images), AuditLog(store)
+
+
+def _error_response(err: AwsError, request_id: str) -> Response:
+    return Response(
+        json.dumps(err.body()),
+        status_code=err.status,
+        media_type=CONTENT_TYPE,
+        headers={"x-amzn-RequestId": request_id},
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_large = AwsError("RequestEntityTooLargeException", f"the request body is larger than {limit} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise too_large
+        except ValueError:
+            raise AwsError("SerializationException", "invalid Content-Length") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _signed_request(request: Request, body: bytes) -> sigv4.SignedRequest:
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():  # repeated headers joined, as SigV4 canonicalises them
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    return sigv4.SignedRequest(
+        method=request.method,
+        path=raw_path.decode("latin-1"),
+        query=request.scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        body=body,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    keys: KeyRing,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> FastAPI:
+    """The ASGI app. ``services`` defaults to :func:`build_services` (loads the models now)."""
+    svc = services if services is not None else build_services(settings)
+    limit = settings.server.max_body_bytes
+    inflight = threading.BoundedSemaphore(settings.server.max_inflight)
+    supported = (
+        frozenset(OPERATIONS) if svc.collections is not None else frozenset({"DetectFaces", "CompareFaces"})
+    )
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if svc.collections is not None:  # write changed vector indexes (the database has everything)
+            await run_in_threadpool(svc.collections.close)
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="keeneye",
+        version=__version__,
+        description="Native API of keeneye. The Rekognition-compatible API is `POST /` (AWS JSON 1.1, "
+        "SigV4); see docs/rekognition-coverage.md.",
+    )
+    app.state.services = svc
+    app.state.metrics = metrics
+    app.state.inflight = inflight
+
+    def dispatch(signed: sigv4.SignedRequest, request_id: str, seen: list[str]) -> dict[str, Any]:
+        """Authenticate, resolve, validate and run one call (in a worker thread: hashing and parsing a
+        20 MB body, and the models, would otherwise stall the event loop)."""
+        caller = sigv4.verify(signed, keys.secret_for, now=clock())
+        operation = model.operation_for_target(signed.headers.get("x-amz-target"), supported)
+        seen.append(operation.name)
+        ctype = signed.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in _ACCEPTED_TYPES:
+            raise AwsError("SerializationException", f"Content-Type must be {CONTENT_TYPE}")
+        params = model.parse_input(operation, signed.body)
+        if not inflight.acquire(blocking=False):
+            raise AwsError("ThrottlingException", "Rate exceeded: too many requests in flight; retry")
+        try:
+            return OPERATIONS[operation.name](Context(svc, caller.access_key_id, request_id), params)
+        finally:
+            inflight.release()
+
+    async def rekognition(request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        seen: list[str] = []  # the operation, once the target is resolved (for logs and metrics)
+        try:
+            body = await _read_body(request, limit)
+            result = await run_in_threadpool(dispatch, _signed_request(request, body), request_id, seen)
+            response: Response = Response(
+                json.dumps(result), media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id}
+            )
+        except ClientDisconnect:
+            log.info("%s client went away before sending its request", request_id)
+            return Response(status_code=400)
+        except Exception as exc:  # the one top-level handler: every failure becomes an AWS error
+            err = aws_errors.from_exception(exc)
+            if err.type_name == "InternalServerError":
+                log.error("request %s (%s) failed", request_id, seen[0] if seen else "unknown", exc_info=exc)
+            response = _error_response(err, request_id)
+        elapsed = time.perf_counter() - started
+        op_name = seen[0] if seen else "unknown"
+        metrics.observe(op_name, response.status_code, elapsed)
+        log.info("%s %s %d %.1f ms", request_id, op_name, response.status_code, elapsed * 1000)
+        return response
+
+    app.add_api_route("/", rekognition, methods=["POST"], include_in_schema=False)
+
+    @app.get("/v1/health", summary="Liveness and what this server offers")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "operations": sorted(supported)}
+
+    @app.get("/v1/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    def metrics_text() -> str:
+        return metrics.render()
+
+    @app.get("/v1/audit", summary="Audit records of identity operations (authenticated)")
+    async def audit(
+        request: Request,
+        since: Annotated[datetime | None, Query(description="Only records at or after this ISO time")] = None,
+        collection: Annotated[str | None, Query(description="Only records of this collection")] = None,
+    ) -> Response:
+        try:
+            _authenticate_native(request, await request.body(), keys, clock())
+        except AwsError as err:
+            return JSONResponse({"error": {"code": err.type_name, "message": err.message}}, status_code=401)
+        if svc.audit is None:
+            return JSONResponse({"records": []})
+        records = await run_in_threadpool(_read_audit, svc.audit, since, collection)
+        return JSONResponse({"records": records})
+
+    return app
+
+
+def _read_audit(audit: Any, since: datetime | None, collection: str | None) -> list[dict[str, Any]]:
+    return [
+        r.to_dict() if hasattr(r, "to_dict") else dict(r)
+        for r in audit.read(since=since, collection_id=collection)
+    ]
+
+
+def _authenticate_native(request: Request, body: bytes, keys: KeyRing, now: datetime) -> str:
+    """Access key id of a native API caller: ``Bearer <secret access key>`` or a SigV4 signature."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        akid = keys.key_for_secret(auth[7:].strip())
+        if akid is None:
+            raise AwsError("UnrecognizedClientException", "unknown bearer token")
+        return akid
+    return sigv4.verify(_signed_request(request, body), keys.secret_for, now=now).access_key_id

@@ -1,0 +1,423 @@
+"""One function per Rekognition operation: PascalCase parameters in, service call, shapes out.
+
+Parameters arrive validated against the service model (keeneye.aws.model), blobs decoded. Each
+handler reads what it needs, calls keeneye.service, and builds the response with keeneye.aws.shapes.
+Identity operations append an audit record with the caller's access key id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from keeneye.aws import shapes
+from keeneye.aws.errors import AwsError
+from keeneye.aws.images import ImageLoader
+from keeneye.core.errors import AlreadyExists
+from keeneye.service.faces import FaceService
+
+if TYPE_CHECKING:
+    from keeneye.service.audit import AuditLog
+    from keeneye.service.collections import FaceCollections, FaceMatch, UserMatch
+
+Params = dict[str, Any]
+Response = dict[str, Any]
+
+DEFAULT_THRESHOLD = 80.0  # FaceMatchThreshold / SimilarityThreshold / UserMatchThreshold defaults
+DEFAULT_ASSOCIATE_THRESHOLD = 75.0  # AssociateFaces' UserMatchThreshold default
+
+
+@dataclass
+class Services:
+    """What the handlers call. ``collections``/``audit`` are None when the store is not configured."""
+
+    faces: FaceService
+    images: ImageLoader
+    collections: FaceCollections | None = None
+    audit: AuditLog | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    services: Services
+    access_key_id: str
+    request_id: str
+
+
+Handler = Callable[[Context, Params], Response]
+
+
+def _collections(ctx: Context) -> FaceCollections:
+    if ctx.services.collections is None:
+        raise AwsError("InternalServerError", "collections are not available on this server")
+    return ctx.services.collections
+
+
+def _audit(
+    ctx: Context,
+    operation: str,
+    collection_id: str | None,
+    *,
+    faces_in_request: int = 0,
+    matches: Sequence[dict[str, Any]] = (),
+    threshold: float | None = None,
+) -> None:
+    """Append one audit record (time, caller, operation, collection, faces, matches, threshold)."""
+    audit = ctx.services.audit
+    if audit is None:
+        return
+    audit.append(
+        operation,
+        access_key=ctx.access_key_id,
+        collection_id=collection_id,
+        request_faces=faces_in_request,
+        matches=list(matches),
+        threshold=threshold,
+    )
+
+
+def _face_hits(matches: Sequence[FaceMatch]) -> list[dict[str, Any]]:
+    return [{"FaceId": m.face.face_id, "Similarity": float(m.similarity)} for m in matches]
+
+
+def _user_hits(matches: Sequence[UserMatch]) -> list[dict[str, Any]]:
+    return [{"UserId": m.user.user_id, "Similarity": float(m.similarity)} for m in matches]
+
+
+# -- faces --------------------------------------------------------------------------------------------
+
+
+def detect_faces(ctx: Context, p: Params) -> Response:
+    extras = shapes.requested_attributes(p.get("Attributes"))
+    image = ctx.services.images.load(p.get("Image"))
+    r = ctx.services.faces.detect_faces(image, extras)
+    return {"FaceDetails": [shapes.face_detail(f, r.width, r.height, extras) for f in r.faces]}
+
+
+def compare_faces(ctx: Context, p: Params) -> Response:
+    threshold = float(p.get("SimilarityThreshold", DEFAULT_THRESHOLD))
+    source = ctx.services.images.load(p.get("SourceImage"))
+    target = ctx.services.images.load(p.get("TargetImage"))
+    r = ctx.services.faces.compare_faces(source, target, threshold)
+    sw, sh, tw, th = r.source.width, r.source.height, r.target.width, r.target.height
+    _audit(
+        ctx,
+        "CompareFaces",
+        None,
+        faces_in_request=1,
+        matches=[{"Similarity": float(sim)} for _, sim in r.matches],
+        threshold=threshold,
+    )
+    return {
+        "SourceImageFace": shapes.compared_source_face(r.source.faces[0], sw, sh),
+        "FaceMatches": [{"Similarity": sim, "Face": shapes.compared_face(f, tw, th)} for f, sim in r.matches],
+        "UnmatchedFaces": [shapes.compared_face(f, tw, th) for f in r.unmatched],
+    }
+
+
+# -- collections ----------------------------------------------------------------------------------------
+
+
+def create_collection(ctx: Context, p: Params) -> Response:
+    info = _collections(ctx).create_collection(p["CollectionId"], p.get("Tags"))
+    return {"StatusCode": 200, "CollectionArn": info.arn, "FaceModelVersion": info.face_model_version}
+
+
+def describe_collection(ctx: Context, p: Params) -> Response:
+    return shapes.collection_description(_collections(ctx).describe_collection(p["CollectionId"]))
+
+
+def list_collections(ctx: Context, p: Params) -> Response:
+    page = _collections(ctx).list_collections(p.get("MaxResults", 1000), p.get("NextToken"))
+    out: Response = {
+        "CollectionIds": [c.collection_id for c in page.items],
+        "FaceModelVersions": [c.face_model_version for c in page.items],
+    }
+    if page.next_token:
+        out["NextToken"] = page.next_token
+    return out
+
+
+def delete_collection(ctx: Context, p: Params) -> Response:
+    _collections(ctx).delete_collection(p["CollectionId"])
+    _audit(ctx, "DeleteCollection", p["CollectionId"])
+    return {"StatusCode": 200}
+
+
+# -- faces in collections ---------------------------------------------------------------------------------
+
+
+def index_faces(ctx: Context, p: Params) -> Response:
+    extras = shapes.requested_attributes(p.get("DetectionAttributes"))
+    image = ctx.services.images.load(p.get("Image"))
+    r = _collections(ctx).index_faces(
+        p["CollectionId"],
+        image,
+        external_image_id=p.get("ExternalImageId"),
+        max_faces=p.get("MaxFaces"),
+        quality_filter=p.get("QualityFilter", "AUTO"),
+        attributes=extras,
+    )
+    w, h = r.image_width, r.image_height
+    _audit(
+        ctx,
+        "IndexFaces",
+        p["CollectionId"],
+        faces_in_request=len(r.indexed) + len(r.unindexed),
+        matches=[{"FaceId": stored.face_id} for stored, _ in r.indexed],
+    )
+    return {
+        "FaceRecords": [
+            {"Face": shapes.stored_face(stored), "FaceDetail": shapes.face_detail(face, w, h, extras)}
+            for stored, face in r.indexed
+        ],
+        "FaceModelVersion": r.face_model_version,
+        "UnindexedFaces": [
+            {"Reasons": list(reasons), "FaceDetail": shapes.face_detail(face, w, h, extras)}
+            for face, reasons in r.unindexed
+        ],
+    }
+
+
+def list_faces(ctx: Context, p: Params) -> Response:
+    page = _collections(ctx).list_faces(
+        p["CollectionId"],
+        max_results=p.get("MaxResults", 1000),
+        next_token=p.get("NextToken"),
+        user_id=p.get("UserId"),
+        face_ids=p.get("FaceIds"),
+    )
+    out: Response = {
+        "Faces": [shapes.stored_face(f) for f in page.items],
+        "FaceModelVersion": _model_version(ctx, p["CollectionId"]),
+    }
+    if page.next_token:
+        out["NextToken"] = page.next_token
+    return out
+
+
+def _model_version(ctx: Context, collection_id: str) -> str:
+    return str(_collections(ctx).describe_collection(collection_id).face_model_version)
+
+
+def delete_faces(ctx: Context, p: Params) -> Response:
+    deleted, failed = _collections(ctx).delete_faces(p["CollectionId"], p["FaceIds"])
+    _audit(
+        ctx,
+        "DeleteFaces",
+        p["CollectionId"],
+        faces_in_request=len(p["FaceIds"]),
+        matches=[{"FaceId": f} for f in deleted],
+    )
+    return {
+        "DeletedFaces": list(deleted),
+        "UnsuccessfulFaceDeletions": [shapes.unsuccessful(u) for u in failed],
+    }
+
+
+def search_faces(ctx: Context, p: Params) -> Response:
+    threshold = float(p.get("FaceMatchThreshold", DEFAULT_THRESHOLD))
+    col = _collections(ctx)
+    matches = col.search_faces(p["CollectionId"], p["FaceId"], threshold, p.get("MaxFaces", 4096))
+    _audit(
+        ctx,
+        "SearchFaces",
+        p["CollectionId"],
+        faces_in_request=1,
+        matches=_face_hits(matches),
+        threshold=threshold,
+    )
+    return {
+        "SearchedFaceId": p["FaceId"],
+        "FaceMatches": [shapes.face_match(m) for m in matches],
+        "FaceModelVersion": _model_version(ctx, p["CollectionId"]),
+    }
+
+
+def search_faces_by_image(ctx: Context, p: Params) -> Response:
+    threshold = float(p.get("FaceMatchThreshold", DEFAULT_THRESHOLD))
+    image = ctx.services.images.load(p.get("Image"))
+    r = _collections(ctx).search_faces_by_image(
+        p["CollectionId"],
+        image,
+        threshold=threshold,
+        max_faces=p.get("MaxFaces", 4096),
+        quality_filter=p.get("QualityFilter", "NONE"),
+    )
+    _audit(
+        ctx,
+        "SearchFacesByImage",
+        p["CollectionId"],
+        faces_in_request=1 + len(r.unsearched),
+        matches=_face_hits(r.matches),
+        threshold=threshold,
+    )
+    return {
+        "SearchedFaceBoundingBox": shapes.bounding_box(r.searched, r.image_width, r.image_height),
+        "SearchedFaceConfidence": shapes.confidence(r.searched),
+        "FaceMatches": [shapes.face_match(m) for m in r.matches],
+        "FaceModelVersion": r.face_model_version,
+    }
+
+
+# -- users --------------------------------------------------------------------------------------------------
+
+
+def create_user(ctx: Context, p: Params) -> Response:
+    try:
+        _collections(ctx).create_user(p["CollectionId"], p["UserId"])
+    except AlreadyExists as exc:  # Rekognition answers a duplicate user with ConflictException
+        raise AwsError("ConflictException", exc.message) from None
+    return {}
+
+
+def delete_user(ctx: Context, p: Params) -> Response:
+    _collections(ctx).delete_user(p["CollectionId"], p["UserId"])
+    _audit(ctx, "DeleteUser", p["CollectionId"], matches=[{"UserId": p["UserId"]}])
+    return {}
+
+
+def list_users(ctx: Context, p: Params) -> Response:
+    page = _collections(ctx).list_users(p["CollectionId"], p.get("MaxResults", 500), p.get("NextToken"))
+    out: Response = {"Users": [shapes.user(u) for u in page.items]}
+    if page.next_token:
+        out["NextToken"] = page.next_token
+    return out
+
+
+def associate_faces(ctx: Context, p: Params) -> Response:
+    ok, failed, status = _collections(ctx).associate_faces(
+        p["CollectionId"],
+        p["UserId"],
+        p["FaceIds"],
+        float(p.get("UserMatchThreshold", DEFAULT_ASSOCIATE_THRESHOLD)),
+    )
+    return {
+        "AssociatedFaces": [{"FaceId": f} for f in ok],
+        "UnsuccessfulFaceAssociations": [shapes.unsuccessful(u, with_confidence=True) for u in failed],
+        "UserStatus": status,
+    }
+
+
+def disassociate_faces(ctx: Context, p: Params) -> Response:
+    ok, failed, status = _collections(ctx).disassociate_faces(p["CollectionId"], p["UserId"], p["FaceIds"])
+    return {
+        "DisassociatedFaces": [{"FaceId": f} for f in ok],
+        "UnsuccessfulFaceDisassociations": [shapes.unsuccessful(u) for u in failed],
+        "UserStatus": status,
+    }
+
+
+def search_users(ctx: Context, p: Params) -> Response:
+    user_id, face_id = p.get("UserId"), p.get("FaceId")
+    if (user_id is None) == (face_id is None):
+        raise AwsError("InvalidParameterException", "give exactly one of UserId or FaceId")
+    threshold = float(p.get("UserMatchThreshold", DEFAULT_THRESHOLD))
+    matches = _collections(ctx).search_users(
+        p["CollectionId"],
+        user_id=user_id,
+        face_id=face_id,
+        threshold=threshold,
+        max_users=p.get("MaxUsers", 5),
+    )
+    _audit(
+        ctx,
+        "SearchUsers",
+        p["CollectionId"],
+        faces_in_request=1,
+        matches=_user_hits(matches),
+        threshold=threshold,
+    )
+    out: Response = {
+        "UserMatches": [shapes.user_match(m) for m in matches],
+        "FaceModelVersion": _model_version(ctx, p["CollectionId"]),
+    }
+    if face_id is not None:
+        out["SearchedFace"] = {"FaceId": face_id}
+    else:
+        out["SearchedUser"] = {"UserId": user_id}
+    return out
+
+
+def search_users_by_image(ctx: Context, p: Params) -> Response:
+    threshold = float(p.get("UserMatchThreshold", DEFAULT_THRESHOLD))
+    image = ctx.services.images.load(p.get("Image"))
+    r, matches = _collections(ctx).search_users_by_image(
+        p["CollectionId"],
+        image,
+        threshold=threshold,
+        max_users=p.get("MaxUsers", 5),
+        quality_filter=p.get("QualityFilter", "NONE"),
+    )
+    w, h = r.image_width, r.image_height
+    _audit(
+        ctx,
+        "SearchUsersByImage",
+        p["CollectionId"],
+        faces_in_request=1 + len(r.unsearched),
+        matches=_user_hits(matches),
+        threshold=threshold,
+    )
+    return {
+        "UserMatches": [shapes.user_match(m) for m in matches],
+        "FaceModelVersion": r.face_model_version,
+        "SearchedFace": {"FaceDetail": shapes.face_detail(r.searched, w, h)},
+        "UnsearchedFaces": [
+            {"FaceDetails": shapes.face_detail(f, w, h), "Reasons": ["FACE_NOT_LARGEST"]}
+            for f in r.unsearched
+        ],
+    }
+
+
+# -- tags ----------------------------------------------------------------------------------------------
+
+
+def tag_resource(ctx: Context, p: Params) -> Response:
+    _collections(ctx).tag_resource(p["ResourceArn"], p["Tags"])
+    return {}
+
+
+def untag_resource(ctx: Context, p: Params) -> Response:
+    _collections(ctx).untag_resource(p["ResourceArn"], p["TagKeys"])
+    return {}
+
+
+def list_tags_for_resource(ctx: Context, p: Params) -> Response:
+    return {"Tags": dict(_collections(ctx).list_tags(p["ResourceArn"]))}
+
+
+FACE_OPERATIONS: dict[str, Handler] = {"DetectFaces": detect_faces, "CompareFaces": compare_faces}
+
+COLLECTION_OPERATIONS: dict[str, Handler] = {
+    "CreateCollection": create_collection,
+    "DescribeCollection": describe_collection,
+    "ListCollections": list_collections,
+    "DeleteCollection": delete_collection,
+    "IndexFaces": index_faces,
+    "ListFaces": list_faces,
+    "DeleteFaces": delete_faces,
+    "SearchFaces": search_faces,
+    "SearchFacesByImage": search_faces_by_image,
+    "CreateUser": create_user,
+    "DeleteUser": delete_user,
+    "ListUsers": list_users,
+    "AssociateFaces": associate_faces,
+    "DisassociateFaces": disassociate_faces,
+    "SearchUsers": search_users,
+    "SearchUsersByImage": search_users_by_image,
+    "TagResource": tag_resource,
+    "UntagResource": untag_resource,
+    "ListTagsForResource": list_tags_for_resource,
+}
+
+OPERATIONS: dict[str, Handler] = {**FACE_OPERATIONS, **COLLECTION_OPERATIONS}
+
+# Parameters of supported operations keeneye accepts but does not act on (docs/rekognition-coverage.md).
+IGNORED_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "CompareFaces": ("QualityFilter",),
+    "CreateUser": ("ClientRequestToken",),
+    "DeleteUser": ("ClientRequestToken",),
+    "AssociateFaces": ("ClientRequestToken",),
+    "DisassociateFaces": ("ClientRequestToken",),
+}

@@ -1,0 +1,135 @@
+"""`keeneye serve` as a user runs it: a subprocess, a fresh data directory, boto3 over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+
+pytestmark = [pytest.mark.models, pytest.mark.data]
+
+STARTUP_TIMEOUT_S = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_creates_credentials_and_answers_boto3(
+    tmp_path: Path, models_dir: Path, shared_data: Path
+) -> None:
+    port = free_port()
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEENEYE_", "AWS_"))}
+    env["KEENEYE_MODELS_PATH"] = str(models_dir)
+    cmd = [sys.executable, "-m", "keeneye.cli", "serve", "--port", str(port), "--data-dir", str(data)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, proc.communicate(timeout=5)[1]
+            assert time.monotonic() < deadline, "keeneye serve did not start"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        creds_file = data / "credentials.json"
+        assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
+        creds = json.loads(creds_file.read_text())
+        assert len(creds["access_key_id"]) == 20 and creds["access_key_id"].startswith("AKIA")
+        assert len(creds["secret_access_key"]) == 40
+        client = boto3.session.Session().client(
+            "rekognition",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="eu-central-1",
+            aws_access_key_id=creds["access_key_id"],
+            aws_secret_access_key=creds["secret_access_key"],
+            config=Config(retries={"max_attempts": 1}),
+        )
+        photo = (shared_data / "faces/face_recognition/obama3.jpg").read_bytes()
+        client.create_collection(CollectionId="cli")
+        client.index_faces(CollectionId="cli", Image={"Bytes": photo})
+        out = client.search_faces_by_image(CollectionId="cli", Image={"Bytes": photo})
+        assert len(out["FaceMatches"]) == 1
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    assert str(creds_file) in stderr and creds["access_key_id"] in stderr
+    assert creds["secret_access_key"] not in stderr
+    # The audit command reads what the server wrote.
+    audit = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keeneye.cli",
+            "audit",
+            "--json",
+            "--collection",
+            "cli",
+            "--data-dir",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert audit.returncode == 0, audit.stderr
+    records = json.loads(audit.stdout)
+    assert [r["operation"] for r in records] == ["IndexFaces", "SearchFacesByImage"]
+    assert records[1]["access_key"] == creds["access_key_id"] and records[1]["flagged_below_99"]
+    text = subprocess.run(
+        [sys.executable, "-m", "keeneye.cli", "audit", "--data-dir", str(data), "--since", "2000-01-01"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert text.returncode == 0 and "SearchFacesByImage cli" in text.stdout and "[below 99]" in text.stdout
+
+
+def test_serve_refuses_half_set_credentials(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEENEYE_")}
+    env["KEENEYE_ACCESS_KEY_ID"] = "AKIAONLYTHEIDISSET00"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keeneye.cli",
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert (
+        proc.returncode == 1 and "KEENEYE_SECRET_ACCESS_KEY" in proc.stderr and "Traceback" not in proc.stderr
+    )
+
+
+def test_serve_bad_bucket_option(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "keeneye.cli", "serve", "--data-dir", str(tmp_path), "--bucket", "nofolder"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1 and "NAME=FOLDER" in proc.stderr

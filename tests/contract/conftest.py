@@ -1,0 +1,168 @@
+"""A real server for the contract tests: uvicorn on 127.0.0.1 (free port) in a thread, real models.
+
+The server's data directory is a temporary folder; its models come from the installed ``var/models``
+(``models_path``). The face pipeline is loaded once per session and shared by every server start,
+so stopping and starting a server on the same data directory (restart persistence) is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import uvicorn
+from botocore.config import Config
+
+from keeneye.aws.app import build_collection_services, create_app
+from keeneye.aws.handlers import Services
+from keeneye.aws.images import ImageLoader
+from keeneye.config import ServerSettings, Settings
+from keeneye.service.faces import FaceService
+from tests.aws.signing import AKID, KEYS, SECRET
+
+STARTUP_TIMEOUT_S = 20.0
+
+
+@dataclass
+class RunningServer:
+    """One uvicorn server on a free port of 127.0.0.1, serving ``data_dir``."""
+
+    data_dir: Path
+    faces: FaceService
+    buckets: dict[str, Path] = field(default_factory=dict)
+    url: str = ""
+    services: Services | None = None
+    app: Any = None
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> RunningServer:
+        settings = Settings(data_dir=self.data_dir, server=ServerSettings(buckets=self.buckets))
+        collections, audit = build_collection_services(settings, self.faces)
+        self.services = Services(self.faces, ImageLoader(dict(self.buckets)), collections, audit)
+        self.app = create_app(settings, services=self.services, keys=KEYS)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", ws="none")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=15)
+            assert not self._thread.is_alive(), "the test server did not stop"
+        self._server = self._thread = None
+
+    def client(self, **kwargs: Any) -> Any:
+        """A boto3 Rekognition client for this server (keyword arguments override the defaults)."""
+        config = kwargs.pop("config", None) or Config(retries={"max_attempts": 1, "mode": "standard"})
+        args: dict[str, Any] = {
+            "endpoint_url": self.url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": AKID,
+            "aws_secret_access_key": SECRET,
+            "config": config,
+        }
+        args.update(kwargs)
+        client = boto3.session.Session().client("rekognition", **args)
+        client.meta.events.register("after-call.rekognition.*", check_response_shape)
+        return client
+
+
+def check_response_shape(http_response: Any, model: Any, **_: Any) -> None:
+    """Fail on any member the service model does not define: botocore would silently drop it."""
+    if http_response.status_code >= 300 or model.output_shape is None:
+        return
+    problems: list[str] = []
+    _check(json.loads(http_response.content or b"{}"), model.output_shape, model.name, problems)
+    assert not problems, f"{model.name} response does not match the model: {problems}"
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "long": (int,),
+    "float": (int, float),
+    "double": (int, float),
+    "boolean": (bool,),
+    "timestamp": (int, float),
+}
+
+
+def _check(value: Any, shape: Any, path: str, problems: list[str]) -> None:
+    kind = shape.type_name
+    if kind == "structure":
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected an object")
+            return
+        for key, v in value.items():
+            if key not in shape.members:
+                problems.append(f"{path}.{key}: not in the model")
+            else:
+                _check(v, shape.members[key], f"{path}.{key}", problems)
+    elif kind == "list":
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list")
+            return
+        for i, v in enumerate(value):
+            _check(v, shape.member, f"{path}[{i}]", problems)
+    elif kind == "map":
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a map")
+    elif kind in _JSON_TYPES:
+        if not isinstance(value, _JSON_TYPES[kind]) or (kind != "boolean" and isinstance(value, bool)):
+            problems.append(f"{path}: {value!r} is not a {kind}")
+        elif kind == "string" and shape.enum and value not in shape.enum:
+            problems.append(f"{path}: {value!r} is not one of {shape.enum}")
+
+
+@pytest.fixture(scope="session")
+def face_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> FaceService:
+    from keeneye.models.registry import build_face_analyzer
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("unused"), models_path=models_dir)
+    return FaceService(build_face_analyzer(settings, with_embedder=True), settings.images)
+
+
+@pytest.fixture
+def start_server(face_service: FaceService, tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """Start servers (stopped at the end of the test); pass ``data_dir`` to reuse one."""
+    running: list[RunningServer] = []
+
+    def start(data_dir: Path | None = None, buckets: dict[str, Path] | None = None) -> RunningServer:
+        server = RunningServer(data_dir or tmp_path / "data", face_service, buckets or {}).start()
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., RunningServer]) -> RunningServer:
+    return start_server()
+
+
+@pytest.fixture
+def rekognition(server: RunningServer) -> Any:
+    return server.client()
