@@ -50,6 +50,8 @@ bench: setup
 	$(PY) bench/lfw_verification.py > $(DATA_DIR)/bench/lfw_verification.json
 	$(PY) bench/detection.py > $(DATA_DIR)/bench/detection.json
 	$(PY) bench/speed.py > $(DATA_DIR)/bench/speed.json
+	$(PY) bench/search_latency.py > $(DATA_DIR)/bench/search_latency.json
+	$(PY) bench/lfw_search.py > $(DATA_DIR)/bench/lfw_search.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

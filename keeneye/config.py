@@ -37,13 +37,19 @@ class DetectorSettings(_Strict):
 
 
 class EmbedderSettings(_Strict):
-    kind: Literal["dlib-resnet", "human-faceres", "arcface", "sface"] = Field(
-        "dlib-resnet",
-        description="Face descriptor: bundled dlib ResNet (default), human faceres, or a user file",
+    kind: Literal["dlib+faceres", "dlib-resnet", "human-faceres", "arcface", "sface"] = Field(
+        "dlib+faceres",
+        description="Face descriptor: the fusion of the bundled dlib ResNet and human FaceRes (default), "
+        "either one alone, or a user-supplied ArcFace/SFace file",
     )
     path: Path | None = Field(None, description="ONNX file for user-supplied embedders (arcface, sface)")
     flip_tta: bool = Field(
-        True, description="Average the descriptor of the face and its mirror image (better accuracy, 2x cost)"
+        True, description="dlib: average the descriptor of the face and its mirror image (better accuracy)"
+    )
+    fusion_weights: tuple[float, float] = Field(
+        (0.83, 0.17),
+        description="dlib+faceres: weights of the two cosines in the fused score (chosen on LFW, "
+        "see docs/models.md); changing them starts a new vector space (new embedder id)",
     )
 
 

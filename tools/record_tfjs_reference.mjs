@@ -3,7 +3,7 @@
 // Usage (TensorFlow.js pure-JS CPU backend; tfjs-node is not needed):
 //   mkdir -p /tmp/tfjsref && cd /tmp/tfjsref && npm init -y && npm install @tensorflow/tfjs@4.22.0 jpeg-js@0.4.4
 //   NODE_PATH=/tmp/tfjsref/node_modules node tools/record_tfjs_reference.mjs \
-//       var/cache/extracted /work/shared/data/faces/lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg \
+//       var/cache/extracted ../shared/data/faces/lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg \
 //       tests/fixtures/tfjs_reference [model ...]
 //
 // For each model it writes tests/fixtures/tfjs_reference/<model>.json.gz (gzipped JSON) holding, per case

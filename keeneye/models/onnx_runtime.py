@@ -44,6 +44,9 @@ def create_session(path: Path | str, threads: int | None = None) -> Any:
     if n:
         opts.intra_op_num_threads = n
     opts.inter_op_num_threads = 1
+    # No busy-waiting between operators: a server runs many small models and numpy searches side by
+    # side, and spinning threads measurably slowed searches on a 2-core machine (bench/search_latency.py).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     wanted = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available_providers()]
     return ort.InferenceSession(str(p), sess_options=opts, providers=wanted)

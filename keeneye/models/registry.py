@@ -56,13 +56,22 @@ def build_detector(cfg: DetectorSettings, models_dir: Path) -> FaceDetector:
 
 def build_embedder(cfg: EmbedderSettings, models_dir: Path) -> tuple[FaceEmbedder, list[FaceLandmarker]]:
     """The embedder and the landmarkers it needs for alignment."""
-    if cfg.kind == "dlib-resnet":
+    if cfg.kind in ("dlib-resnet", "dlib+faceres"):
         from keeneye.models.dlib import DlibResNetEmbedder, DlibShapeLandmarker
 
-        return (
-            DlibResNetEmbedder(model_path(models_dir, "dlib-resnet-v1"), flip_tta=cfg.flip_tta),
-            [DlibShapeLandmarker(model_path(models_dir, "dlib-shape5"))],
+        dlib: FaceEmbedder = DlibResNetEmbedder(
+            model_path(models_dir, "dlib-resnet-v1"), flip_tta=cfg.flip_tta
         )
+        landmarkers: list[FaceLandmarker] = [DlibShapeLandmarker(model_path(models_dir, "dlib-shape5"))]
+        if cfg.kind == "dlib-resnet":
+            return dlib, landmarkers
+        from keeneye.models.fusion import FusedEmbedder
+        from keeneye.models.human import FaceResEmbedder
+
+        w_dlib, w_faceres = cfg.fusion_weights
+        faceres = FaceResEmbedder(model_path(models_dir, "human-faceres"))
+        fused_id = f"dlib-resnet-v1+human-faceres@{w_dlib:g}:{w_faceres:g}"
+        return FusedEmbedder([(dlib, w_dlib), (faceres, w_faceres)], embedder_id=fused_id), landmarkers
     if cfg.kind == "human-faceres":
         from keeneye.models.human import FaceResEmbedder
 

@@ -121,9 +121,11 @@ def test_embeddings_are_unit_vectors_tagged_with_their_embedder(
     image = read_image_file(shared_data / "faces/face_recognition/two_people.jpg")
     faces = analyzer.analyze(image, attributes="none", embed=True)
     for f in faces:
-        assert f.embedding is not None and f.embedding.shape == (128,) and f.embedding.dtype == np.float32
+        assert analyzer.embedder is not None
+        assert f.embedding is not None and f.embedding.dtype == np.float32
+        assert f.embedding.shape == (analyzer.embedder.dim,) == (128 + 1024,)  # dlib + faceres, fused
         assert abs(float(np.linalg.norm(f.embedding)) - 1) < 1e-5
-        assert f.embedder_id == "dlib-resnet-v1"
+        assert f.embedder_id == "dlib-resnet-v1+human-faceres@0.83:0.17"
 
 
 def test_compare_same_and_different_people(analyzer: FaceAnalyzer, shared_data: Path) -> None:
