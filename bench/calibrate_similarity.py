@@ -86,7 +86,8 @@ def main() -> None:
         table[args.embedder_id] = {
             "center": round(cal.center, 6),
             "slope": round(cal.slope, 4),
-            "fitted_on": f"LFW identification_protocol.csv impostors, FMR {FMR_AT_80:g} at 80, {FMR_AT_99:g} at 99",
+            "fitted_on": "LFW identification_protocol.csv impostors, "
+            f"FMR {FMR_AT_80:g} at 80, {FMR_AT_99:g} at 99",
             "bench_variant": args.variant,
         }
         path.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")

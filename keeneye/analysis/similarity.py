@@ -12,8 +12,8 @@ import json
 import math
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
