@@ -54,7 +54,7 @@ def main() -> None:
         "image": "faces/face_recognition/obama-480p.jpg cropped+resized to 640x480",
         "variants": {},
     }
-    for name in ("dlib-resnet", "dlib-resnet+flip", "human-faceres"):
+    for name in ("dlib+faceres", "dlib-resnet", "dlib-resnet+flip", "human-faceres"):
         analyzer = build_face_analyzer(settings(**VARIANTS[name]))
         faces = analyzer.detect(image)
         assert len(faces) == 1, f"expected one face, got {len(faces)}"

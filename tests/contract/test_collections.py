@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from tests.contract.conftest import RunningServer
-from tests.contract.test_faces import needs_calibration
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
@@ -111,7 +110,12 @@ def test_index_list_delete_faces(rekognition: Any, shared_data: Path) -> None:
 
 
 def test_watchlist_search_finds_known_people(rekognition: Any, shared_data: Path) -> None:
-    """Enrol one photo per person; another photo of each must find them at rank 1 (>= 95 % of 40)."""
+    """Enrol one photo per person; another photo of each finds them at rank 1.
+
+    Ranking alone (FaceMatchThreshold 0) must put the mate first for >= 95 % of the 40 people; at the
+    default threshold 80 (calibrated to a 1e-4 false-match rate) >= 80 % are found (the whole LFW
+    protocol measures 97 % rank-1 and 85 % found at 80: bench/lfw_search.py, README).
+    """
     rekognition.create_collection(CollectionId="watchlist")
     names = people_with_photos(shared_data, 40)
     enrolled: dict[str, str] = {}
@@ -123,17 +127,22 @@ def test_watchlist_search_finds_known_people(rekognition: Any, shared_data: Path
             MaxFaces=1,
         )
         enrolled[out["FaceRecords"][0]["Face"]["FaceId"]] = name
-    hits = 0
+    ranked = found = 0
     for name in names:
         out = rekognition.search_faces_by_image(
-            CollectionId="watchlist", Image={"Bytes": photo(shared_data, name, 2)}, MaxFaces=5
+            CollectionId="watchlist",
+            Image={"Bytes": photo(shared_data, name, 2)},
+            FaceMatchThreshold=0,
+            MaxFaces=5,
         )
         assert out["SearchedFaceBoundingBox"]["Width"] > 0 and out["SearchedFaceConfidence"] > 50
-        if out["FaceMatches"] and out["FaceMatches"][0]["Face"]["ExternalImageId"] == name:
-            hits += 1
-    # 38/40 with the default pipeline; the issue's 97 % is over the whole LFW identification protocol
-    # (bench/lfw_identification.py), too slow for the test suite.
-    assert hits >= 0.95 * len(names), f"rank-1 {hits}/{len(names)}"
+        sims = [m["Similarity"] for m in out["FaceMatches"]]
+        assert sims == sorted(sims, reverse=True) and len(sims) == 5
+        if out["FaceMatches"][0]["Face"]["ExternalImageId"] == name:
+            ranked += 1
+            found += sims[0] >= 80
+    assert ranked >= 0.95 * len(names), f"rank-1 {ranked}/{len(names)}"
+    assert found >= 0.80 * len(names), f"found at the default threshold {found}/{len(names)}"
     # SearchFaces by FaceId finds the enrolled face's own identity among the others' (none here).
     face_id = next(iter(enrolled))
     out = rekognition.search_faces(CollectionId="watchlist", FaceId=face_id, FaceMatchThreshold=99.9)
@@ -142,7 +151,6 @@ def test_watchlist_search_finds_known_people(rekognition: Any, shared_data: Path
     ]
 
 
-@needs_calibration
 def test_watchlist_rejects_unknown_people(rekognition: Any, shared_data: Path) -> None:
     rekognition.create_collection(CollectionId="watchlist")
     for name in people_with_photos(shared_data, 24):

@@ -9,18 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from keeneye.analysis.similarity import _table
 from tests.contract.conftest import RunningServer
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
-
-# Similarity is only meaningful once the default embedder is calibrated (bench/calibrate_similarity.py
-# writes keeneye/analysis/calibration.json); until then impostors can score above 80.
-needs_calibration = pytest.mark.xfail(
-    "dlib-resnet-v1" not in _table(),
-    reason="dlib-resnet-v1 has no Similarity calibration yet (keeneye/analysis/calibration.json)",
-    strict=False,
-)
 
 
 def lfw(shared_data: Path, name: str, n: int) -> bytes:
@@ -60,7 +51,6 @@ def test_compare_faces_same_and_different(rekognition: Any, shared_data: Path) -
     assert strict["FaceMatches"] == [] and strict["UnmatchedFaces"]
 
 
-@needs_calibration
 def test_compare_faces_different_people(rekognition: Any, shared_data: Path) -> None:
     lines = (shared_data / "faces/lfw_protocol/pairs.txt").read_text().splitlines()
     diff = lines[301].split()

@@ -58,14 +58,19 @@ def test_models_list_and_verify_cli(models_dir: Path) -> None:
     env_dir = str(models_dir.parent)
     out = subprocess.run(
         [sys.executable, "-m", "keeneye.cli", "models", "list", "--json", "--data-dir", env_dir],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     rows = {r["model_id"]: r for r in json.loads(out.stdout)}
     assert set(rows) == set(MODELS)
     assert all(rows[m]["installed"] for m in MODELS if MODELS[m].default)
     verify = subprocess.run(
         [sys.executable, "-m", "keeneye.cli", "models", "verify", "--data-dir", env_dir],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert set(json.loads(verify.stdout).values()) == {"ok"}
