@@ -80,7 +80,7 @@ def _fetch_command(pkg: Package, dest: Path) -> list[str]:
 
 def fetch_package(pkg: Package, cache_dir: Path, log: Log) -> Path:
     """The package archive in ``cache/packages``, downloaded once and checksum-verified."""
-    dest = cache_dir / "packages"
+    dest = (cache_dir / "packages").resolve()  # absolute: the fetch command runs in a temporary folder
     dest.mkdir(parents=True, exist_ok=True)
     archive = dest / pkg.filename
     if archive.is_file() and sha256_file(archive) == pkg.sha256:
