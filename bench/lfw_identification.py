@@ -72,6 +72,37 @@ def evaluate(scores_known: np.ndarray, scores_unknown: np.ndarray, mate: np.ndar
     return res
 
 
+def multi_enrolment(
+    proto: dict[str, list[tuple[str, str]]], emb: dict[str, np.ndarray], extra: int = 2
+) -> dict[str, dict[str, float]]:
+    """Several enrolment photos per identity: the gallery template is the normalised mean of the
+    protocol's gallery photo and the person's first ``extra`` known probes; both settings are then
+    scored on the same, remaining known probes (so 1 and 1+extra photos are compared fairly)."""
+    gallery_ids = [i for i, _ in proto["gallery"]]
+    index = {name: k for k, name in enumerate(gallery_ids)}
+    used_for_enrolment: dict[str, list[str]] = {i: [] for i in gallery_ids}
+    probes: list[tuple[str, str]] = []
+    for identity, img in proto["probe_known"]:
+        if len(used_for_enrolment[identity]) < extra:
+            used_for_enrolment[identity].append(img)
+        else:
+            probes.append((identity, img))
+    mate = np.array([index[i] for i, _ in probes])
+    pk = np.stack([emb[img] for _, img in probes])
+    pu = np.stack([emb[img] for _, img in proto["probe_unknown"]])
+    out = {}
+    for label, with_extra in (("1_photo", False), (f"{1 + extra}_photos", True)):
+        rows = []
+        for identity, img in proto["gallery"]:
+            vecs = [emb[img]] + ([emb[i] for i in used_for_enrolment[identity]] if with_extra else [])
+            mean = np.mean(vecs, axis=0)
+            rows.append(mean / np.linalg.norm(mean))
+        g = np.stack(rows)
+        out[label] = evaluate(pk @ g.T, pu @ g.T, mate)
+    out["probes"] = {"known": float(len(probes)), "unknown": float(len(pu))}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default=",".join(VARIANTS))
@@ -115,6 +146,7 @@ def main() -> None:
         nk = cohort_norm(sk, pkc, gc, args.cohort_k)
         nu = cohort_norm(su, puc, gc, args.cohort_k)
         entry["cohort_normalised"] = evaluate(nk, nu, mate)
+        entry["multi_enrolment_raw_cosine"] = multi_enrolment(proto, emb)
         normalised[name] = (nk, nu)
         results["variants"][name] = entry  # type: ignore[index]
     fuse = [f for f in args.fuse.split(",") if f in normalised]
