@@ -133,3 +133,69 @@ def test_serve_bad_bucket_option(tmp_path: Path) -> None:
         timeout=60,
     )
     assert proc.returncode == 1 and "NAME=FOLDER" in proc.stderr
+
+
+def _start(data: Path, models_dir: Path, port: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEENEYE_", "AWS_"))}
+    env["KEENEYE_MODELS_PATH"] = str(models_dir)
+    cmd = [sys.executable, "-m", "keeneye.cli", "serve", "--port", str(port), "--data-dir", str(data)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        assert proc.poll() is None, proc.communicate(timeout=5)[1]
+        assert time.monotonic() < deadline, "keeneye serve did not start"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+
+
+def test_acknowledged_faces_survive_kill_9(tmp_path: Path, models_dir: Path, shared_data: Path) -> None:
+    """IndexFaces answered -> the face is on disk: SIGKILL (no shutdown hook runs, index files are not
+    saved) and a restart on the same data directory still list and find every acknowledged face."""
+    data, port = tmp_path / "data", free_port()
+    proc = _start(data, models_dir, port)
+    creds = json.loads((data / "credentials.json").read_text())
+
+    def client() -> object:
+        return boto3.session.Session().client(
+            "rekognition",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id=creds["access_key_id"],
+            aws_secret_access_key=creds["secret_access_key"],
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+    lfw = shared_data / "faces/lfw"
+    people = ["Colin_Powell", "Tony_Blair", "Gerhard_Schroeder"]
+    try:
+        rek = client()
+        rek.create_collection(CollectionId="durable")  # type: ignore[attr-defined]
+        acked = {}
+        for name in people:
+            out = rek.index_faces(  # type: ignore[attr-defined]
+                CollectionId="durable",
+                Image={"Bytes": (lfw / name / f"{name}_0001.jpg").read_bytes()},
+                ExternalImageId=name,
+                MaxFaces=1,
+            )
+            acked[out["FaceRecords"][0]["Face"]["FaceId"]] = name
+    finally:
+        proc.kill()  # SIGKILL
+        proc.communicate(timeout=30)
+    proc = _start(data, models_dir, port)
+    try:
+        rek = client()
+        listed = rek.list_faces(CollectionId="durable")["Faces"]  # type: ignore[attr-defined]
+        assert {f["FaceId"] for f in listed} == set(acked)
+        for name in people:
+            probe = (lfw / name / f"{name}_0002.jpg").read_bytes()
+            out = rek.search_faces_by_image(  # type: ignore[attr-defined]
+                CollectionId="durable", Image={"Bytes": probe}, FaceMatchThreshold=0, MaxFaces=1
+            )
+            assert acked[out["FaceMatches"][0]["Face"]["FaceId"]] == name
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
