@@ -54,12 +54,15 @@ def detect(
         "eyes/mouth open, "
         "age range, gender), or a comma-separated list of Rekognition attribute names",
     ),
+    annotate: Path | None = typer.Option(
+        None, "--annotate", help="Also write a copy of IMAGE with boxes, landmarks and labels (.jpg/.png)"
+    ),
     data_dir: Path | None = DataDirOption,
 ) -> None:
     """Find faces in IMAGE and print Rekognition's DetectFaces response as JSON.
 
     Exit codes: 0 faces found, 3 no face found (empty FaceDetails printed), 1 bad input or missing model.
-    Example: keeneye detect photo.jpg --attributes ALL
+    Example: keeneye detect photo.jpg --attributes ALL --annotate faces.jpg
     """
     from keeneye.aws import shapes
 
@@ -70,6 +73,10 @@ def detect(
         result = _service(settings, with_embedder=False).detect_faces(pixels, extras)
         details = [shapes.face_detail(f, result.width, result.height, extras) for f in result.faces]
         print_json({"FaceDetails": details})
+        if annotate is not None:
+            from keeneye.analysis.annotate import draw_faces, save_image
+
+            save_image(draw_faces(pixels, result.faces), annotate)
     if not details:
         fail("NoFaceFound", f"no face found in {image} (printed an empty FaceDetails)", EXIT_NO_FACE)
 

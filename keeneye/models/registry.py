@@ -87,7 +87,10 @@ def build_embedder(cfg: EmbedderSettings, models_dir: Path) -> tuple[FaceEmbedde
     return SFaceEmbedder(path, embedder_id=_user_embedder_id("sface", path)), []
 
 
-def build_classifiers(settings: Settings) -> list[FaceAttributeClassifier]:
+def build_classifiers(
+    settings: Settings, faceres: FaceAttributeClassifier | None = None
+) -> list[FaceAttributeClassifier]:
+    """Attribute models; ``faceres``, when the embedder already loaded FaceRes, is reused for age/gender."""
     attrs, models_dir = settings.faces.attributes, settings.models_dir
     out: list[FaceAttributeClassifier] = []
     if attrs.expression == "fer":
@@ -101,8 +104,19 @@ def build_classifiers(settings: Settings) -> list[FaceAttributeClassifier]:
     if attrs.age_gender:
         from keeneye.models.human import FaceResEmbedder
 
-        out.append(FaceResEmbedder(model_path(models_dir, "human-faceres")))
+        out.append(faceres or FaceResEmbedder(model_path(models_dir, "human-faceres")))
     return out
+
+
+def _loaded_faceres(embedder: FaceEmbedder | None) -> FaceAttributeClassifier | None:
+    """The FaceRes instance inside the (possibly fused) embedder, so its model is loaded only once."""
+    from keeneye.models.fusion import FusedEmbedder
+    from keeneye.models.human import FaceResEmbedder
+
+    parts = [e for e, _ in embedder.parts] if isinstance(embedder, FusedEmbedder) else [embedder]
+    return next(
+        (e for e in parts if isinstance(e, FaceResEmbedder) and e.embedder_id == "human-faceres"), None
+    )
 
 
 def build_face_analyzer(settings: Settings, *, with_embedder: bool = True) -> FaceAnalyzer:
@@ -123,7 +137,7 @@ def build_face_analyzer(settings: Settings, *, with_embedder: bool = True) -> Fa
         detector=detector,
         embedder=embedder,
         landmarkers=landmarkers,
-        classifiers=build_classifiers(settings),
+        classifiers=build_classifiers(settings, _loaded_faceres(embedder)),
         dense=dense,
         min_face_px=faces.detector.min_face_px,
     )

@@ -129,3 +129,21 @@ def test_compare_tells_same_from_different_on_lfw_pairs(shared_data: Path, model
     assert all(m["Face"]["BoundingBox"]["Width"] < 1 for m in same_out["FaceMatches"])
     assert diff_out["FaceMatches"] == []
     assert len(diff_out["UnmatchedFaces"]) >= 1
+
+
+@pytest.mark.models
+def test_detect_annotate_writes_a_picture(tmp_path: Path, shared_data: Path, models_dir: Path) -> None:
+    from PIL import Image
+
+    src = shared_data / "faces/face_recognition/two_people.jpg"
+    out = tmp_path / "faces.png"
+    proc = run("detect", src, "--annotate", out)
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out) as drawn, Image.open(src) as original:
+        assert drawn.format == "PNG" and drawn.size == original.size
+        import numpy as np
+
+        diff = np.asarray(drawn.convert("L"), np.int16) - np.asarray(original.convert("L"), np.int16)
+        assert np.abs(diff).sum() > 0  # something was drawn
+    bad = run("detect", src, "--annotate", tmp_path / "faces.gif")
+    assert_one_line_error(bad, "must end in .jpg")
