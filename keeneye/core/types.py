@@ -161,3 +161,14 @@ class Face:
     def area(self) -> float:
         x1, y1, x2, y2 = (float(v) for v in self.xyxy)
         return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded video frame. image: HxWx3 uint8 RGB; pts_ms: presentation time from the container
+    (milliseconds since the stream's start), never the wall clock; index: 0-based decode order."""
+
+    source_id: str
+    index: int
+    pts_ms: float
+    image: UInt8Image
