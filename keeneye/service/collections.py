@@ -658,14 +658,7 @@ class FaceCollections:
         with self._lock:  # commit and index update under one lock: a deleted face is never found
             with self._write() as session:
                 self._collection(session, collection_id)
-                rows = {
-                    r.face_id: r
-                    for r in session.scalars(
-                        select(FaceRow).where(
-                            FaceRow.collection_id == collection_id, FaceRow.face_id.in_(wanted)
-                        )
-                    )
-                }
+                rows = _faces_by_id(session, collection_id, wanted)
                 for face_id in wanted:
                     found = rows.get(face_id)
                     if found is None:
@@ -852,12 +845,7 @@ class FaceCollections:
                 )
             ]
             current = len(refs)
-            rows = {
-                r.face_id: r
-                for r in session.scalars(
-                    select(FaceRow).where(FaceRow.collection_id == collection_id, FaceRow.face_id.in_(wanted))
-                )
-            }
+            rows = _faces_by_id(session, collection_id, wanted)
             for face_id in wanted:
                 face = rows.get(face_id)
                 if face is None:
@@ -899,12 +887,7 @@ class FaceCollections:
         with self._write() as session:
             self._collection(session, collection_id)
             user = self._user(session, collection_id, user_id)
-            rows = {
-                r.face_id: r
-                for r in session.scalars(
-                    select(FaceRow).where(FaceRow.collection_id == collection_id, FaceRow.face_id.in_(wanted))
-                )
-            }
+            rows = _faces_by_id(session, collection_id, wanted)
             for face_id in wanted:
                 face = rows.get(face_id)
                 if face is None:
@@ -1063,3 +1046,9 @@ def _check_tags(tags: dict[str, str]) -> None:
             raise InvalidParameter(f"tag key {key!r} is not valid (1-128 characters, not starting with aws:)")
         if not isinstance(value, str) or _TAG_VALUE.match(value) is None:
             raise InvalidParameter(f"tag value for {key!r} is not valid (0-256 characters)")
+
+
+def _faces_by_id(session: Session, collection_id: str, face_ids: Sequence[str]) -> dict[str, FaceRow]:
+    """The collection's rows for these FaceIds (missing ids are simply absent), keyed by FaceId."""
+    stmt = select(FaceRow).where(FaceRow.collection_id == collection_id, FaceRow.face_id.in_(list(face_ids)))
+    return {r.face_id: r for r in session.scalars(stmt)}

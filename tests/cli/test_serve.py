@@ -27,25 +27,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _clean_env(models_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEENEYE_", "AWS_"))}
+    env["KEENEYE_MODELS_PATH"] = str(models_dir)
+    return env
+
+
+def _start(data: Path, models_dir: Path, port: int) -> subprocess.Popen[str]:
+    """`keeneye serve` on 127.0.0.1:port with a clean environment, once /v1/health answers (bounded wait)."""
+    cmd = [sys.executable, "-m", "keeneye.cli", "serve", "--port", str(port), "--data-dir", str(data)]
+    env = _clean_env(models_dir)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        assert proc.poll() is None, proc.communicate(timeout=5)[1]
+        assert time.monotonic() < deadline, "keeneye serve did not start"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+
+
 def test_serve_creates_credentials_and_answers_boto3(
     tmp_path: Path, models_dir: Path, shared_data: Path
 ) -> None:
     port = free_port()
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEENEYE_", "AWS_"))}
-    env["KEENEYE_MODELS_PATH"] = str(models_dir)
-    cmd = [sys.executable, "-m", "keeneye.cli", "serve", "--port", str(port), "--data-dir", str(data)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start(data, models_dir, port)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, proc.communicate(timeout=5)[1]
-            assert time.monotonic() < deadline, "keeneye serve did not start"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         creds_file = data / "credentials.json"
         assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
         creds = json.loads(creds_file.read_text())
@@ -85,7 +95,7 @@ def test_serve_creates_credentials_and_answers_boto3(
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
+        env=_clean_env(models_dir),
     )
     assert audit.returncode == 0, audit.stderr
     records = json.loads(audit.stdout)
@@ -96,7 +106,7 @@ def test_serve_creates_credentials_and_answers_boto3(
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
+        env=_clean_env(models_dir),
     )
     assert text.returncode == 0 and "SearchFacesByImage cli" in text.stdout and "[below 99]" in text.stdout
 
@@ -133,22 +143,6 @@ def test_serve_bad_bucket_option(tmp_path: Path) -> None:
         timeout=60,
     )
     assert proc.returncode == 1 and "NAME=FOLDER" in proc.stderr
-
-
-def _start(data: Path, models_dir: Path, port: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEENEYE_", "AWS_"))}
-    env["KEENEYE_MODELS_PATH"] = str(models_dir)
-    cmd = [sys.executable, "-m", "keeneye.cli", "serve", "--port", str(port), "--data-dir", str(data)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        assert proc.poll() is None, proc.communicate(timeout=5)[1]
-        assert time.monotonic() < deadline, "keeneye serve did not start"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.2)
 
 
 def test_acknowledged_faces_survive_kill_9(tmp_path: Path, models_dir: Path, shared_data: Path) -> None:
