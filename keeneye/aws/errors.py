@@ -50,6 +50,9 @@ _CORE: Final[tuple[tuple[type[core.KeeneyeError], str], ...]] = (
     (core.AlreadyExists, "ResourceAlreadyExistsException"),
     (core.InvalidImage, "InvalidImageFormatException"),
     (core.ImageTooLarge, "ImageTooLargeException"),
+    # Stored-video jobs report undecodable videos as FAILED with a StatusMessage; where a request
+    # itself carries a bad video, it is a bad parameter.
+    (core.InvalidVideo, "InvalidParameterException"),
     (core.InvalidParameter, "InvalidParameterException"),
     (core.LimitExceeded, "ServiceQuotaExceededException"),
     (core.AccessDenied, "AccessDeniedException"),

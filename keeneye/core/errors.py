@@ -43,6 +43,12 @@ class InvalidParameter(KeeneyeError):
     code = "InvalidParameter"
 
 
+class InvalidVideo(KeeneyeError):
+    """The input is not a decodable video (empty, truncated, corrupt, another format, unreachable URL)."""
+
+    code = "InvalidVideo"
+
+
 class LimitExceeded(KeeneyeError):
     code = "LimitExceeded"
 

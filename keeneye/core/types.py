@@ -8,7 +8,7 @@ Conventions (see STYLE.md): images are ``HxWx3 uint8 RGB``; boxes are ``xyxy`` f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -172,3 +172,50 @@ class Frame:
     index: int
     pts_ms: float
     image: UInt8Image
+
+
+TrackState = Literal["tentative", "active", "lost", "removed"]
+"""Life cycle of a track: ``tentative`` until it has been matched ``min_hits`` times, ``active`` while
+matched, ``lost`` while unmatched (kept for motion and appearance re-linking), ``removed`` when given up."""
+
+
+@dataclass(frozen=True)
+class TrackPoint:
+    """One observed box of a track: ``pts_ms`` of its frame, ``xyxy`` pixels, detector ``score`` in [0, 1]."""
+
+    pts_ms: float
+    xyxy: tuple[float, float, float, float]
+    score: float
+
+
+@dataclass
+class Track:
+    """One object followed through a video (see keeneye/tracking/tracker.py).
+
+    ``track_id`` is stable for the life of the tracker (re-identification keeps it across occlusions and
+    re-entries); ``label`` is the detector's class id; ``first_pts_ms`` / ``last_pts_ms`` bound the observed
+    boxes; ``history`` holds every matched box in time order; ``best_face`` is the best face seen so far
+    (``best_face_score`` its quality score, see keeneye/tracking/reid.py); ``identity`` is the matched
+    person's name or id where the pipeline found one.
+    """
+
+    track_id: int
+    label: int
+    first_pts_ms: float
+    last_pts_ms: float
+    state: TrackState = "tentative"
+    history: list[TrackPoint] = field(default_factory=list)
+    best_face: Face | None = None
+    best_face_score: float = 0.0
+    identity: str | None = None
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        """The last observed box, pixels."""
+        return self.history[-1].xyxy
+
+    @property
+    def anchor(self) -> tuple[float, float]:
+        """Bottom-centre of the last observed box (the foot point lines and zones use), pixels."""
+        x1, _, x2, y2 = self.history[-1].xyxy
+        return ((x1 + x2) / 2.0, y2)
