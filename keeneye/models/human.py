@@ -625,11 +625,14 @@ class CenterNetPersonDetector:
 
 
 def _max_pool3(x: FloatArray) -> FloatArray:
-    """3x3 stride-1 SAME max-pool of (H, W, C) (padding never wins: it is -inf)."""
-    h, w = x.shape[:2]
-    padded = np.pad(x, ((1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
-    out: FloatArray = np.max([padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)], axis=0)
-    return out
+    """3x3 stride-1 SAME max-pool of (H, W, C) (padding never wins).
+
+    OpenCV's dilation with a 3x3 square is exactly this max-pool (its default border never wins a
+    max), and is ~4x faster than stacking nine shifted numpy views over CenterNet's 80 class maps.
+    """
+    out = np.asarray(cv2.dilate(np.ascontiguousarray(x, np.float32), np.ones((3, 3), np.uint8)), np.float32)
+    pooled: FloatArray = out.reshape(x.shape)
+    return pooled
 
 
 def centernet_decode(heatmap: FloatArray, wh: FloatArray, stride: int, top_k: int = 100) -> FloatArray:
@@ -640,7 +643,10 @@ def centernet_decode(heatmap: FloatArray, wh: FloatArray, stride: int, top_k: in
     """
     pooled = _max_pool3(heatmap)
     peaks = np.where(heatmap == pooled, heatmap, 0.0).reshape(-1)
-    idx = np.argsort(-peaks, kind="stable")[:top_k]
+    k = min(top_k, peaks.size)
+    # Top-k without sorting all H*W*C values: partition, then order the k winners by score (ties by index).
+    part = np.argpartition(-peaks, k - 1)[:k]
+    idx = part[np.lexsort((part, -peaks[part]))]
     n_cls, width = heatmap.shape[2], heatmap.shape[1]
     cls, cell = idx % n_cls, idx // n_cls
     y, x = cell // width, cell % width
