@@ -69,6 +69,34 @@ class FacesSettings(_Strict):
     attributes: AttributeSettings = Field(default_factory=AttributeSettings, description="Face attributes")
 
 
+class PersonsSettings(_Strict):
+    kind: Literal["centernet", "hog"] = Field(
+        "centernet",
+        description="Person detector for video: the bundled human CenterNet (COCO, class person) or "
+        "OpenCV's HOG people detector (no model file; slower and less accurate, the baseline)",
+    )
+    score_threshold: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="Minimum person score (0-1). CenterNet: its class score (0.4: precision 0.87 / "
+        "recall 0.82 on PETS09, see bench/pets_tracking.py). HOG: a logistic of the SVM margin, whose own "
+        "cut (margin 0) is 0.5, so values below 0.5 change nothing",
+    )
+    target_fps: float | None = Field(
+        None,
+        gt=0,
+        description="Frames per second analysed from a video (frames are sampled down to this rate); "
+        "unset: every decoded frame",
+    )
+    hog_upscale: float = Field(
+        2.0,
+        gt=0,
+        description="HOG only: frames are enlarged this much first (its window is 64x128 pixels, so "
+        "people shorter than 128/hog_upscale pixels are missed)",
+    )
+
+
 class ImageLimits(_Strict):
     max_bytes: int = Field(15 * 1024 * 1024, description="Largest encoded image accepted (bytes)")
     max_pixels: int = Field(
@@ -113,6 +141,7 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per model (0: runtime default)")
     faces: FacesSettings = Field(default_factory=FacesSettings, description="Face analysis pipeline")
     images: ImageLimits = Field(default_factory=ImageLimits, description="Limits on input images")
+    persons: PersonsSettings = Field(default_factory=PersonsSettings, description="Person detection in video")
     models_path: Path | None = Field(
         None,
         description="Where the converted models are, if not `<data_dir>/models` "

@@ -11,7 +11,13 @@ from pathlib import Path
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import DetectorSettings, EmbedderSettings, Settings
 from keeneye.core.errors import BackendUnavailable, InvalidParameter
-from keeneye.models.base import FaceAttributeClassifier, FaceDetector, FaceEmbedder, FaceLandmarker
+from keeneye.models.base import (
+    FaceAttributeClassifier,
+    FaceDetector,
+    FaceEmbedder,
+    FaceLandmarker,
+    ObjectDetector,
+)
 from keeneye.models.catalog import MODELS
 
 
@@ -140,4 +146,30 @@ def build_face_analyzer(settings: Settings, *, with_embedder: bool = True) -> Fa
         classifiers=build_classifiers(settings, _loaded_faceres(embedder)),
         dense=dense,
         min_face_px=faces.detector.min_face_px,
+    )
+
+
+# Above any score (scores are in [0, 1]): CenterNet's other COCO classes never come out of a person detector.
+_DROP_CLASS = 2.0
+
+
+def build_person_detector(settings: Settings) -> ObjectDetector:
+    """The configured video person detector (``settings.persons``); its ``label`` 0 is ``person``.
+
+    CenterNet keeps only class ``person`` (every other COCO class gets a threshold above any score).
+    HOG needs no model file; its scores are a logistic of the SVM margin (keeneye.models.hog).
+    """
+    cfg = settings.persons
+    if cfg.kind == "hog":
+        from keeneye.models.hog import HogPersonDetector
+
+        return HogPersonDetector(upscale=cfg.hog_upscale, score_threshold=cfg.score_threshold)
+    from keeneye.models import onnx_runtime
+    from keeneye.models.human import CenterNetPersonDetector
+
+    onnx_runtime.configure(settings.threads)
+    return CenterNetPersonDetector(
+        model_path(settings.models_dir, "human-centernet"),
+        class_thresholds={"person": cfg.score_threshold},
+        default_threshold=_DROP_CLASS,
     )
