@@ -1,23 +1,29 @@
 """Draw what the face pipeline found onto a copy of the image, for people who would rather look than read.
 
-Boxes in green, landmarks as dots, and a label with the detector confidence and, where known, the
-top expression, apparent age and eyes/mouth state. Uses OpenCV's drawing functions; nothing here
-touches the input image.
+Faces: boxes in green, landmarks as dots, and a label with the detector confidence and, where known, the
+top expression, apparent age and eyes/mouth state. Tracks (``draw_tracks``): one colour per track id,
+the id on the box, the anchor point, counting lines with their ``in`` side marked and running counts,
+zones as outlines. Uses OpenCV's drawing functions; nothing here touches the input image.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from keeneye.core.errors import InvalidParameter
-from keeneye.core.types import Face, UInt8Image
+from keeneye.core.types import Face, Track, UInt8Image
+from keeneye.tracking.lines import Line
+from keeneye.tracking.zones import Zone
 
 _BOX = (40, 200, 40)
 _POINT = (250, 200, 0)
 _TEXT_BG = (20, 20, 20)
+_LINE = (255, 60, 60)
+_ZONE = (255, 200, 0)
 
 
 def _label(face: Face) -> str:
@@ -57,6 +63,84 @@ def draw_faces(image: UInt8Image, faces: list[Face]) -> UInt8Image:
             cv2.LINE_AA,
         )
     return out
+
+
+def _track_colour(track_id: int) -> tuple[int, int, int]:
+    """A stable, saturated RGB colour per track id (golden-ratio hue steps)."""
+    hue = int((track_id * 0.618033988749895 % 1.0) * 180)
+    hsv = np.array([[[hue, 220, 255]]], np.uint8)
+    r, g, b = (int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+    return (r, g, b)
+
+
+def _text(out: UInt8Image, text: str, x: int, y: int, font_scale: float) -> None:
+    """White text on a dark box whose bottom-left is (x, y), kept inside the image."""
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    y = max(th + base, y)
+    cv2.rectangle(out, (x, y - th - base), (x + tw + 4, y + base // 2), _TEXT_BG, -1)
+    cv2.putText(
+        out,
+        text,
+        (x + 2, y - base // 2),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        font_scale,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
+
+
+def draw_tracks(
+    image: UInt8Image,
+    tracks: Sequence[Track],
+    lines: Sequence[Line] = (),
+    zones: Sequence[Zone] = (),
+    line_counts: Mapping[str, Mapping[str, int]] | None = None,
+) -> UInt8Image:
+    """A copy of ``image`` (HxWx3 uint8 RGB) with each track's last box, id and anchor, the lines (a tick
+    on their ``in`` side, the running in/out counts at p1) and the zones (ratio coordinates) drawn on it."""
+    out = np.ascontiguousarray(image.copy())
+    height, width = image.shape[:2]
+    scale = max(height, width) / 800.0
+    thickness = max(1, round(2 * scale))
+    font_scale = 0.5 * max(scale, 0.6)
+    for zone in zones:
+        poly = np.array([[round(x * width), round(y * height)] for x, y in zone.polygon], np.int32)
+        cv2.polylines(out, [poly], True, _ZONE, thickness, cv2.LINE_AA)
+        _text(out, zone.name, int(poly[:, 0].min()), int(poly[:, 1].min()) - 2, font_scale)
+    for line in lines:
+        p1 = np.array([line.p1[0] * width, line.p1[1] * height])
+        p2 = np.array([line.p2[0] * width, line.p2[1] * height])
+        cv2.line(out, _pt(p1), _pt(p2), _LINE, thickness, cv2.LINE_AA)
+        # The in side is where cross(p2 - p1, q - p1) > 0: the direction (-dy, dx) in image coordinates.
+        d = p2 - p1
+        normal = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-6)
+        mid = (p1 + p2) / 2
+        cv2.arrowedLine(out, _pt(mid), _pt(mid + normal * 20 * max(scale, 0.6)), _LINE, thickness)
+        counts = (line_counts or {}).get(line.name, {})
+        label = f"{line.name} in {counts.get('in', 0)} out {counts.get('out', 0)}"
+        lx = min(max(0, round(float(p1[0]))), max(0, width - 8 * len(label)))
+        _text(out, label, lx, min(height - 4, max(0, round(float(p1[1])) - 4)), font_scale)
+    for track in tracks:
+        if not track.history:
+            continue
+        colour = _track_colour(track.track_id)
+        x1, y1, x2, y2 = (round(v) for v in track.xyxy)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
+        ax, ay = track.anchor
+        cv2.circle(out, (round(ax), round(ay)), thickness + 1, colour, -1)
+        _text(
+            out,
+            f"#{track.track_id}" + (f" {track.identity}" if track.identity else ""),
+            x1,
+            y1 - 2,
+            font_scale,
+        )
+    return out
+
+
+def _pt(p: np.ndarray) -> tuple[int, int]:
+    return (round(float(p[0])), round(float(p[1])))
 
 
 def save_image(image: UInt8Image, path: Path) -> None:

