@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("var"), description="Where models, databases and files live (KEENEYE_DATA_DIR)"
     )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the metadata database (e.g. postgresql+psycopg://user@host/keeneye; "
+        "the driver must be installed); default: SQLite (WAL) at <data_dir>/keeneye.db",
+    )
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per model (0: runtime default)")
     faces: FacesSettings = Field(default_factory=FacesSettings, description="Face analysis pipeline")
     images: ImageLimits = Field(default_factory=ImageLimits, description="Limits on input images")

@@ -107,7 +107,7 @@ def build_collection_services(settings: Settings, faces: FaceService) -> tuple[F
     from keeneye.service.collections import FaceCollections
     from keeneye.store.db import Store
 
-    store = Store.open(settings.data_dir)
+    store = Store.open(settings.data_dir, settings.database_url)
     return FaceCollections(store, faces.analyzer, settings.images), AuditLog(store)
 
 

@@ -35,7 +35,7 @@ def audit(
                 fail("InvalidParameter", f"--since {since!r} is not an ISO 8601 time")
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
-        records = AuditLog(Store.open(settings.data_dir)).read(
+        records = AuditLog(Store.open(settings.data_dir, settings.database_url)).read(
             since=when, collection_id=collection, limit=limit
         )
         if as_json:

@@ -65,3 +65,15 @@ def test_audit_is_append_only_and_filtered(tmp_path: Path) -> None:
     assert len(log.read(since=since)) == 2
     assert not hasattr(log, "delete") and not hasattr(log, "update")
     store.close()
+
+
+def test_database_url_overrides_the_default_sqlite_file(tmp_path: Path) -> None:
+    """KEENEYE_DATABASE_URL (Settings.database_url) puts the metadata where the operator says."""
+    from keeneye.config import Settings
+
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    store = Store.open(settings.data_dir, settings.database_url)
+    assert (tmp_path / "elsewhere.db").is_file()
+    assert not (settings.data_dir / "keeneye.db").exists()
+    assert "collections" in set(inspect(store.engine).get_table_names())
