@@ -97,6 +97,21 @@ class PersonsSettings(_Strict):
     )
 
 
+class VideoJobSettings(_Strict):
+    workers: int = Field(
+        1, ge=0, description="Threads running stored-video jobs (StartPersonTracking ...); 0: jobs queue only"
+    )
+    target_fps: float = Field(
+        5.0,
+        gt=0,
+        description="Frames per second a stored-video job analyses (5: the 79.5 s PETS09 video, 10 fps, "
+        "takes about 20 s on 2 cores; Timestamps are the sampled frames' container times)",
+    )
+    max_duration_s: float | None = Field(
+        None, gt=0, description="Analyse at most this many seconds of each job's video; unset: all of it"
+    )
+
+
 class ImageLimits(_Strict):
     max_bytes: int = Field(15 * 1024 * 1024, description="Largest encoded image accepted (bytes)")
     max_pixels: int = Field(
@@ -147,6 +162,9 @@ class Settings(BaseSettings):
     faces: FacesSettings = Field(default_factory=FacesSettings, description="Face analysis pipeline")
     images: ImageLimits = Field(default_factory=ImageLimits, description="Limits on input images")
     persons: PersonsSettings = Field(default_factory=PersonsSettings, description="Person detection in video")
+    video_jobs: VideoJobSettings = Field(
+        default_factory=VideoJobSettings, description="Stored-video jobs (Rekognition Start*/Get*)"
+    )
     models_path: Path | None = Field(
         None,
         description="Where the converted models are, if not `<data_dir>/models` "

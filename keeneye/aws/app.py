@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -42,17 +43,19 @@ from starlette.responses import Response
 
 from keeneye import __version__
 from keeneye.aws import errors as aws_errors
-from keeneye.aws import model, sigv4
+from keeneye.aws import model, shapes, sigv4
 from keeneye.aws.errors import AwsError
-from keeneye.aws.handlers import OPERATIONS, Context, Services
+from keeneye.aws.handlers import OPERATIONS, VIDEO_OPERATIONS, Context, Services
 from keeneye.aws.images import ImageLoader
 from keeneye.config import Settings
+from keeneye.core.errors import InvalidParameter
 from keeneye.service.credentials import KeyRing
-from keeneye.service.faces import FaceService
+from keeneye.service.faces import AnalyzedImage, FaceService
 
 if TYPE_CHECKING:
     from keeneye.service.audit import AuditLog
     from keeneye.service.collections import FaceCollections
+    from keeneye.service.video_jobs import VideoJobs
 
 log = logging.getLogger("keeneye.aws")
 
@@ -98,7 +101,36 @@ def build_services(settings: Settings) -> Services:
     faces = FaceService(analyzer, settings.images)
     images = ImageLoader(dict(settings.server.buckets), settings.server.s3_endpoint)
     collections, audit = build_collection_services(settings, faces)
-    return Services(faces=faces, images=images, collections=collections, audit=audit)
+    jobs = build_video_jobs(settings, images, faces)
+    return Services(faces=faces, images=images, collections=collections, audit=audit, video_jobs=jobs)
+
+
+def build_video_jobs(settings: Settings, images: ImageLoader, faces: FaceService) -> VideoJobs:
+    """Stored-video jobs on the store in ``settings.data_dir``, videos read from the mapped buckets;
+    queued and interrupted jobs start running now (``settings.video_jobs.workers`` threads)."""
+    from keeneye.service.video_jobs import (
+        VideoJobs,
+        VideoRef,
+        face_detection_runner,
+        person_tracking_runner,
+    )
+    from keeneye.store.db import Store
+
+    def resolve(ref: VideoRef) -> Path:
+        s3 = {"Bucket": ref.bucket, "Name": ref.name}
+        try:
+            return images.video_path(s3)
+        except AwsError as err:  # the video went away after Start: the job fails with this message
+            raise InvalidParameter(err.message) from None
+
+    store = Store.open(settings.data_dir, settings.database_url)
+    runners = {
+        "PersonTracking": person_tracking_runner(settings),
+        # FaceDetection items keep Rekognition's FaceDetail: the adapter formats them as they are found,
+        # so that the job store stays free of face objects (and the attributes asked for are applied).
+        "FaceDetection": face_detection_runner(settings, faces, _face_details),
+    }
+    return VideoJobs(store, runners, resolve, workers=settings.video_jobs.workers)
 
 
 def build_collection_services(settings: Settings, faces: FaceService) -> tuple[FaceCollections, AuditLog]:
@@ -109,6 +141,10 @@ def build_collection_services(settings: Settings, faces: FaceService) -> tuple[F
 
     store = Store.open(settings.data_dir, settings.database_url)
     return FaceCollections(store, faces.analyzer, settings.images), AuditLog(store)
+
+
+def _face_details(found: AnalyzedImage, extras: frozenset[str]) -> list[dict[str, Any]]:
+    return [shapes.face_detail(f, found.width, found.height, extras) for f in found.faces]
 
 
 def _error_response(err: AwsError, request_id: str) -> Response:
@@ -167,11 +203,15 @@ def create_app(
     supported = (
         frozenset(OPERATIONS) if svc.collections is not None else frozenset({"DetectFaces", "CompareFaces"})
     )
+    if svc.video_jobs is None:
+        supported -= frozenset(VIDEO_OPERATIONS)
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        if svc.video_jobs is not None:  # a running job stops at its next frame and reruns at next start
+            await run_in_threadpool(svc.video_jobs.close)
         if svc.collections is not None:  # write changed vector indexes (the database has everything)
             await run_in_threadpool(svc.collections.close)
 

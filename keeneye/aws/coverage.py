@@ -11,12 +11,8 @@ from keeneye.aws.model import operation_names, service_model
 
 # Operations keeneye means to serve later (video, streams, liveness), and why the rest are not planned.
 NOT_YET: dict[str, str] = {
-    "StartFaceDetection": "stored-video jobs",
-    "GetFaceDetection": "stored-video jobs",
     "StartFaceSearch": "stored-video jobs",
     "GetFaceSearch": "stored-video jobs",
-    "StartPersonTracking": "stored-video jobs (person detector and tracker)",
-    "GetPersonTracking": "stored-video jobs (person detector and tracker)",
     "CreateStreamProcessor": "live cameras",
     "DeleteStreamProcessor": "live cameras",
     "DescribeStreamProcessor": "live cameras",
@@ -53,6 +49,24 @@ PARAMETER_NOTES: dict[str, dict[str, str]] = {
     "DeleteUser": {"ClientRequestToken": "accepted, ignored (no idempotent replay)"},
     "AssociateFaces": {"ClientRequestToken": "accepted, ignored (no idempotent replay)"},
     "DisassociateFaces": {"ClientRequestToken": "accepted, ignored (no idempotent replay)"},
+    "StartPersonTracking": {
+        "Video": "S3Object from a bucket mapped with `--bucket NAME=FOLDER` (no size limit; `Version` "
+        "recorded, not used); the job analyses `video_jobs.target_fps` frames a second (default 5), "
+        "at most `video_jobs.max_duration_s` of video",
+        "ClientRequestToken": "supported: the same token returns the first job's JobId",
+        "NotificationChannel": "accepted, ignored (no completion notification yet): poll GetPersonTracking",
+    },
+    "StartFaceDetection": {
+        "Video": "as StartPersonTracking",
+        "ClientRequestToken": "supported: the same token returns the first job's JobId",
+        "FaceAttributes": "DEFAULT or ALL (as DetectFaces' Attributes)",
+        "NotificationChannel": "accepted, ignored (no completion notification yet): poll GetFaceDetection",
+    },
+    "GetFaceDetection": {"MaxResults": "supported (default 1000); Faces are ordered by Timestamp"},
+    "GetPersonTracking": {
+        "SortBy": "supported (default TIMESTAMP); INDEX orders by Index, then Timestamp",
+        "MaxResults": "supported (default 1000)",
+    },
     "TagResource": {"ResourceArn": "collection ARNs only"},
     "UntagResource": {"ResourceArn": "collection ARNs only"},
     "ListTagsForResource": {"ResourceArn": "collection ARNs only"},

@@ -20,6 +20,7 @@ from keeneye.service.faces import FaceService
 if TYPE_CHECKING:
     from keeneye.service.audit import AuditLog
     from keeneye.service.collections import FaceCollections, FaceMatch, UserMatch
+    from keeneye.service.video_jobs import JobPage, VideoJobs
 
 Params = dict[str, Any]
 Response = dict[str, Any]
@@ -36,6 +37,7 @@ class Services:
     images: ImageLoader
     collections: FaceCollections | None = None
     audit: AuditLog | None = None
+    video_jobs: VideoJobs | None = None
 
 
 @dataclass(frozen=True)
@@ -387,6 +389,92 @@ def list_tags_for_resource(ctx: Context, p: Params) -> Response:
     return {"Tags": dict(_collections(ctx).list_tags(p["ResourceArn"]))}
 
 
+# -- stored-video jobs -------------------------------------------------------------------------------
+
+
+def _video_jobs(ctx: Context) -> VideoJobs:
+    if ctx.services.video_jobs is None:
+        raise AwsError("InternalServerError", "stored-video jobs are not available on this server")
+    return ctx.services.video_jobs
+
+
+def _job_state(page: JobPage) -> dict[str, Any]:
+    """JobId, JobStatus, StatusMessage, Video and JobTag of a Get* response."""
+    video: dict[str, Any] = {"Bucket": page.video.bucket, "Name": page.video.name}
+    if page.video.version:
+        video["Version"] = page.video.version
+    out: dict[str, Any] = {"JobId": page.job_id, "JobStatus": page.status, "Video": {"S3Object": video}}
+    if page.job_tag:
+        out["JobTag"] = page.job_tag
+    if page.status_message:
+        out["StatusMessage"] = page.status_message
+    return out
+
+
+def start_person_tracking(ctx: Context, p: Params) -> Response:
+    from keeneye.service.video_jobs import VideoRef
+
+    s3 = p["Video"].get("S3Object")
+    ctx.services.images.video_path(s3)  # refuse a video that is not there now, as Rekognition does
+    assert s3 is not None
+    ref = VideoRef(s3["Bucket"], s3["Name"], s3.get("Version"))
+    job_id = _video_jobs(ctx).start("PersonTracking", ref, p.get("JobTag"), p.get("ClientRequestToken"))
+    return {"JobId": job_id}
+
+
+def get_person_tracking(ctx: Context, p: Params) -> Response:
+    page = _video_jobs(ctx).get(
+        p["JobId"],
+        "PersonTracking",
+        max_results=int(p.get("MaxResults", 1000)),
+        next_token=p.get("NextToken"),
+        sort_by=p.get("SortBy", "TIMESTAMP"),
+    )
+    out = _job_state(page)
+    if page.metadata is not None:
+        w, h = int(page.metadata["width"]), int(page.metadata["height"])
+        out["VideoMetadata"] = shapes.video_metadata(page.metadata)
+        out["Persons"] = [shapes.person_detection(item, w, h) for item in page.items]
+    if page.next_token:
+        out["NextToken"] = page.next_token
+    return out
+
+
+def start_face_detection(ctx: Context, p: Params) -> Response:
+    from keeneye.service.video_jobs import VideoRef
+
+    extras = shapes.requested_attributes(p.get("FaceAttributes") and [p["FaceAttributes"]])
+    s3 = p["Video"].get("S3Object")
+    ctx.services.images.video_path(s3)
+    assert s3 is not None
+    ref = VideoRef(s3["Bucket"], s3["Name"], s3.get("Version"))
+    params = {"extras": sorted(extras)}
+    job_id = _video_jobs(ctx).start(
+        "FaceDetection", ref, p.get("JobTag"), p.get("ClientRequestToken"), params
+    )
+    return {"JobId": job_id}
+
+
+def get_face_detection(ctx: Context, p: Params) -> Response:
+    page = _video_jobs(ctx).get(
+        p["JobId"], "FaceDetection", max_results=int(p.get("MaxResults", 1000)), next_token=p.get("NextToken")
+    )
+    out = _job_state(page)
+    if page.metadata is not None:
+        out["VideoMetadata"] = shapes.video_metadata(page.metadata)
+        out["Faces"] = [{"Timestamp": round(it["pts_ms"]), "Face": it["face"]} for it in page.items]
+    if page.next_token:
+        out["NextToken"] = page.next_token
+    return out
+
+
+VIDEO_OPERATIONS: dict[str, Handler] = {
+    "StartPersonTracking": start_person_tracking,
+    "GetPersonTracking": get_person_tracking,
+    "StartFaceDetection": start_face_detection,
+    "GetFaceDetection": get_face_detection,
+}
+
 FACE_OPERATIONS: dict[str, Handler] = {"DetectFaces": detect_faces, "CompareFaces": compare_faces}
 
 COLLECTION_OPERATIONS: dict[str, Handler] = {
@@ -411,7 +499,7 @@ COLLECTION_OPERATIONS: dict[str, Handler] = {
     "ListTagsForResource": list_tags_for_resource,
 }
 
-OPERATIONS: dict[str, Handler] = {**FACE_OPERATIONS, **COLLECTION_OPERATIONS}
+OPERATIONS: dict[str, Handler] = {**FACE_OPERATIONS, **COLLECTION_OPERATIONS, **VIDEO_OPERATIONS}
 
 # Parameters of supported operations keeneye accepts but does not act on (docs/rekognition-coverage.md).
 IGNORED_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -420,4 +508,6 @@ IGNORED_PARAMETERS: dict[str, tuple[str, ...]] = {
     "DeleteUser": ("ClientRequestToken",),
     "AssociateFaces": ("ClientRequestToken",),
     "DisassociateFaces": ("ClientRequestToken",),
+    "StartPersonTracking": ("NotificationChannel",),
+    "StartFaceDetection": ("NotificationChannel",),
 }

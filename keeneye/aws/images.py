@@ -63,7 +63,20 @@ class ImageLoader:
             f"Unable to get object metadata from S3. Bucket {bucket!r} is not served",
         )
 
-    def _read_local(self, folder: Path, bucket: str, name: str) -> bytes:
+    def video_path(self, s3: Mapping[str, Any] | None) -> Path:
+        """The local file of a video ``S3Object`` in a mapped bucket (stored-video jobs read files, not
+        bytes, and have no 15 MB limit). Buckets behind ``--s3-endpoint`` are not served for video yet."""
+        if not s3 or not s3.get("Bucket") or not s3.get("Name"):
+            raise AwsError("InvalidS3ObjectException", "Video.S3Object needs Bucket and Name")
+        bucket, name = s3["Bucket"], s3["Name"]
+        if bucket not in self.buckets:
+            raise AwsError(
+                "InvalidS3ObjectException",
+                f"Unable to get object metadata from S3. Bucket {bucket!r} is not served",
+            )
+        return self._local_path(self.buckets[bucket], bucket, name)
+
+    def _local_path(self, folder: Path, bucket: str, name: str) -> Path:
         root = folder.resolve()
         missing = AwsError(
             "InvalidS3ObjectException",
@@ -74,6 +87,14 @@ class ImageLoader:
         path = (root / name).resolve()
         if not path.is_relative_to(root) or not path.is_file():
             raise missing
+        return path
+
+    def _read_local(self, folder: Path, bucket: str, name: str) -> bytes:
+        missing = AwsError(
+            "InvalidS3ObjectException",
+            f"Unable to get object metadata from S3. Check object key {name!r} in {bucket!r}",
+        )
+        path = self._local_path(folder, bucket, name)
         # O_NOFOLLOW: a link swapped in between the check and the open is not followed.
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))

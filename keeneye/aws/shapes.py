@@ -224,3 +224,44 @@ def collection_description(info: CollectionInfo) -> dict[str, Any]:
         "CreationTimestamp": epoch_seconds(info.created_at),
         "UserCount": info.user_count,
     }
+
+
+# -- stored-video jobs ----------------------------------------------------------------------------------
+
+
+def video_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """Rekognition's VideoMetadata from keeneye.video.sources.VideoMetadata (as a dict)."""
+    out: dict[str, Any] = {
+        "Codec": meta["codec"],
+        "Format": meta["format"],
+        "FrameHeight": int(meta["height"]),
+        "FrameWidth": int(meta["width"]),
+    }
+    if meta.get("duration_ms") is not None:
+        out["DurationMillis"] = round(meta["duration_ms"])
+    if meta.get("fps") is not None:
+        out["FrameRate"] = float(meta["fps"])
+    if meta.get("color_range") is not None:
+        out["ColorRange"] = meta["color_range"]
+    return out
+
+
+def ratio_box(xyxy: Iterable[float], width: int, height: int) -> dict[str, float]:
+    """A pixel ``xyxy`` box as Rekognition's BoundingBox (ratios of the frame, clipped to 0-1)."""
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    x1, x2 = max(0.0, x1), min(float(width), x2)
+    y1, y2 = max(0.0, y1), min(float(height), y2)
+    return {
+        "Width": max(0.0, x2 - x1) / width,
+        "Height": max(0.0, y2 - y1) / height,
+        "Left": x1 / width,
+        "Top": y1 / height,
+    }
+
+
+def person_detection(item: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+    """One PersonDetection: Timestamp (ms), Person.Index (the track id) and its BoundingBox."""
+    return {
+        "Timestamp": round(item["pts_ms"]),
+        "Person": {"Index": int(item["index"]), "BoundingBox": ratio_box(item["xyxy"], width, height)},
+    }

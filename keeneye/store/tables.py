@@ -130,3 +130,34 @@ class AuditRow(Base):
     matches: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
     flagged_below_99: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class VideoJobRow(Base):
+    """One stored-video job (StartPersonTracking ...), its request and, once done, its results.
+
+    status: IN_PROGRESS (queued or running; ``started_at`` set while running), SUCCEEDED or FAILED
+    (``status_message`` says why). ``client_request_token`` makes Start* idempotent per kind.
+    ``video_metadata`` is the container header; ``results`` the items in pixels and milliseconds.
+    """
+
+    __tablename__ = "video_jobs"
+    __table_args__ = (
+        Index("ix_video_jobs_token", "kind", "client_request_token"),
+        Index("ix_video_jobs_status", "status"),
+    )
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    status_message: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    bucket: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(1024))
+    version: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    job_tag: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    client_request_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    video_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    results: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)

@@ -21,10 +21,10 @@ import pytest
 import uvicorn
 from botocore.config import Config
 
-from keeneye.aws.app import build_collection_services, create_app
+from keeneye.aws.app import build_collection_services, build_video_jobs, create_app
 from keeneye.aws.handlers import Services
 from keeneye.aws.images import ImageLoader
-from keeneye.config import ServerSettings, Settings
+from keeneye.config import ServerSettings, Settings, VideoJobSettings
 from keeneye.service.faces import FaceService
 from tests.aws.signing import AKID, KEYS, SECRET
 
@@ -38,6 +38,8 @@ class RunningServer:
     data_dir: Path
     faces: FaceService
     buckets: dict[str, Path] = field(default_factory=dict)
+    models_dir: Path | None = None
+    video_jobs: VideoJobSettings = field(default_factory=VideoJobSettings)
     url: str = ""
     services: Services | None = None
     app: Any = None
@@ -45,9 +47,16 @@ class RunningServer:
     _thread: threading.Thread | None = None
 
     def start(self) -> RunningServer:
-        settings = Settings(data_dir=self.data_dir, server=ServerSettings(buckets=self.buckets))
+        settings = Settings(
+            data_dir=self.data_dir,
+            models_path=self.models_dir,
+            server=ServerSettings(buckets=self.buckets),
+            video_jobs=self.video_jobs,
+        )
         collections, audit = build_collection_services(settings, self.faces)
-        self.services = Services(self.faces, ImageLoader(dict(self.buckets)), collections, audit)
+        images = ImageLoader(dict(self.buckets))
+        jobs = build_video_jobs(settings, images, self.faces)
+        self.services = Services(self.faces, images, collections, audit, jobs)
         self.app = create_app(settings, services=self.services, keys=KEYS)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -144,12 +153,25 @@ def face_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture
-def start_server(face_service: FaceService, tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
-    """Start servers (stopped at the end of the test); pass ``data_dir`` to reuse one."""
+def start_server(
+    face_service: FaceService, tmp_path: Path, models_dir: Path
+) -> Iterator[Callable[..., RunningServer]]:
+    """Start servers (stopped at the end of the test); pass ``data_dir`` to reuse one, ``video_jobs``
+    for the stored-video job settings."""
     running: list[RunningServer] = []
 
-    def start(data_dir: Path | None = None, buckets: dict[str, Path] | None = None) -> RunningServer:
-        server = RunningServer(data_dir or tmp_path / "data", face_service, buckets or {}).start()
+    def start(
+        data_dir: Path | None = None,
+        buckets: dict[str, Path] | None = None,
+        video_jobs: VideoJobSettings | None = None,
+    ) -> RunningServer:
+        server = RunningServer(
+            data_dir or tmp_path / "data",
+            face_service,
+            buckets or {},
+            models_dir,
+            video_jobs or VideoJobSettings(),
+        ).start()
         running.append(server)
         return server
 
