@@ -47,21 +47,7 @@ def draw_faces(image: UInt8Image, faces: list[Face]) -> UInt8Image:
         cv2.rectangle(out, (x1, y1), (x2, y2), _BOX, thickness)
         for x, y in face.landmarks.values():
             cv2.circle(out, (round(x), round(y)), max(1, thickness), _POINT, -1)
-        text = _label(face)
-        font_scale = 0.5 * max(scale, 0.6)
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-        ty = max(th + base, y1 - 4)
-        cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 4, ty + base // 2), _TEXT_BG, -1)
-        cv2.putText(
-            out,
-            text,
-            (x1 + 2, ty - base // 2),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            font_scale,
-            (255, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
+        _text(out, _label(face), x1, y1 - 4, 0.5 * max(scale, 0.6))
     return out
 
 
