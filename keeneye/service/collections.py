@@ -827,11 +827,7 @@ class FaceCollections:
         or LOW_MATCH_CONFIDENCE when the face's best Similarity to the user's faces (those already
         associated and those accepted earlier in this call) is below ``threshold`` (UserMatchThreshold)."""
         _check_range(threshold, 0, 100, "UserMatchThreshold")
-        if not 1 <= len(face_ids) <= MAX_ASSOCIATE:
-            raise InvalidParameter(f"FaceIds must hold 1 to {MAX_ASSOCIATE} ids")
-        for face_id in face_ids:
-            _check(_FACE_ID, face_id, "FaceId")
-        wanted = list(dict.fromkeys(face_ids))
+        wanted = _user_face_ids(face_ids)
         associated: list[str] = []
         failed: list[Unsuccessful] = []
         with self._write() as session:
@@ -877,11 +873,7 @@ class FaceCollections:
         self, collection_id: str, user_id: str, face_ids: Sequence[str]
     ) -> tuple[list[str], list[Unsuccessful], UserStatus]:
         """Remove faces from a user (they stay in the collection)."""
-        if not 1 <= len(face_ids) <= MAX_ASSOCIATE:
-            raise InvalidParameter(f"FaceIds must hold 1 to {MAX_ASSOCIATE} ids")
-        for face_id in face_ids:
-            _check(_FACE_ID, face_id, "FaceId")
-        wanted = list(dict.fromkeys(face_ids))
+        wanted = _user_face_ids(face_ids)
         done: list[str] = []
         failed: list[Unsuccessful] = []
         with self._write() as session:
@@ -1052,3 +1044,12 @@ def _faces_by_id(session: Session, collection_id: str, face_ids: Sequence[str]) 
     """The collection's rows for these FaceIds (missing ids are simply absent), keyed by FaceId."""
     stmt = select(FaceRow).where(FaceRow.collection_id == collection_id, FaceRow.face_id.in_(list(face_ids)))
     return {r.face_id: r for r in session.scalars(stmt)}
+
+
+def _user_face_ids(face_ids: Sequence[str]) -> list[str]:
+    """Validate an Associate/DisassociateFaces FaceIds list (1-100 well-formed ids); duplicates dropped."""
+    if not 1 <= len(face_ids) <= MAX_ASSOCIATE:
+        raise InvalidParameter(f"FaceIds must hold 1 to {MAX_ASSOCIATE} ids")
+    for face_id in face_ids:
+        _check(_FACE_ID, face_id, "FaceId")
+    return list(dict.fromkeys(face_ids))

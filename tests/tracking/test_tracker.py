@@ -205,8 +205,10 @@ def test_offer_face_keeps_the_best_face() -> None:
     assert track.best_face is not None and track.best_face.area == pytest.approx(6400.0)
 
 
-def test_face_embedding_relinks_a_track_that_body_appearance_missed() -> None:
-    """The same person in other clothes (coat taken off): faces agree, so the new track takes the old id."""
+def _same_spot_new_clothes() -> tuple[PersonTracker, int, int]:
+    """A person with a face (embedding 0.0) leaves; 1 s later someone in other clothes appears nearby.
+
+    Returns the tracker, the first track's id and the new track's id (body appearance alone differs)."""
     before = Person(RED, BLUE, start=(300, 200), velocity=(0, 0))
     after = Person(GREEN, YELLOW, start=(380, 200), velocity=(0, 0))
     tracker, first = _run([before], 5)
@@ -214,13 +216,20 @@ def test_face_embedding_relinks_a_track_that_body_appearance_missed() -> None:
     tracker.offer_face(old, _face(60, emb=0.0))
     for i in range(5, 15):
         tracker.update(render([], i), Detections.empty())
-    new_ids = set()
+    ids: set[int] = set()
     for i in range(15, 20):
         box = after.box(0)
-        new_ids |= {t.track_id for t in tracker.update(render([(box, after)], i), detections([box]))}
-    (new,) = new_ids
+        ids |= {t.track_id for t in tracker.update(render([(box, after)], i), detections([box]))}
+    (new,) = ids
     assert new != old
+    return tracker, old, new
+
+
+def test_face_embedding_relinks_a_track_that_body_appearance_missed() -> None:
+    """The same person in other clothes (coat taken off): faces agree, so the new track takes the old id."""
+    tracker, old, new = _same_spot_new_clothes()
     assert tracker.attach_face_embedding(new, _face(60, emb=0.1)) == old
+    after = Person(GREEN, YELLOW, start=(380, 200), velocity=(0, 0))
     box = after.box(0)
     (track,) = tracker.update(render([(box, after)], 20), detections([box]))
     assert track.track_id == old
@@ -228,17 +237,5 @@ def test_face_embedding_relinks_a_track_that_body_appearance_missed() -> None:
 
 
 def test_face_embedding_of_someone_else_does_not_relink() -> None:
-    before = Person(RED, BLUE, start=(300, 200), velocity=(0, 0))
-    after = Person(GREEN, YELLOW, start=(380, 200), velocity=(0, 0))
-    tracker, first = _run([before], 5)
-    old = first[-1][0]
-    tracker.offer_face(old, _face(60, emb=0.0))
-    for i in range(5, 15):
-        tracker.update(render([], i), Detections.empty())
-    ids = set()
-    for i in range(15, 20):
-        box = after.box(0)
-        ids |= {t.track_id for t in tracker.update(render([(box, after)], i), detections([box]))}
-    (new,) = ids
-    assert new != old
+    tracker, _, new = _same_spot_new_clothes()
     assert tracker.attach_face_embedding(new, _face(60, emb=1.5)) == new
