@@ -95,6 +95,14 @@ class PersonsSettings(_Strict):
         description="HOG only: frames are enlarged this much first (its window is 64x128 pixels, so "
         "people shorter than 128/hog_upscale pixels are missed)",
     )
+    shot_cut_threshold: float | None = Field(
+        45.0,
+        gt=0,
+        description="Edited videos: a change score (PySceneDetect's content score, 0-255) between two "
+        "analysed frames at or above this is a shot cut, and no track continues across it (45: above "
+        "camera pans at 5 fps, below real cuts, see keeneye/video/cuts.py; fixed cameras score < 10); "
+        "unset: never",
+    )
 
 
 class VideoJobSettings(_Strict):
@@ -109,6 +117,29 @@ class VideoJobSettings(_Strict):
     )
     max_duration_s: float | None = Field(
         None, gt=0, description="Analyse at most this many seconds of each job's video; unset: all of it"
+    )
+
+
+class NotificationSettings(_Strict):
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Bound on one delivery attempt (webhook request; MQTT connect, publish and "
+        "acknowledgement), seconds",
+    )
+    retry_initial_s: float = Field(
+        2.0, gt=0, description="Wait before the first retry of a failed delivery, seconds (doubles each time)"
+    )
+    retry_max_s: float = Field(
+        300.0,
+        gt=0,
+        description="Longest wait between retries, seconds; undelivered messages are retried at this "
+        "pace until they are delivered (they are never dropped)",
+    )
+    poll_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often the delivery thread looks for due messages when nothing wakes it, seconds",
     )
 
 
@@ -164,6 +195,11 @@ class Settings(BaseSettings):
     persons: PersonsSettings = Field(default_factory=PersonsSettings, description="Person detection in video")
     video_jobs: VideoJobSettings = Field(
         default_factory=VideoJobSettings, description="Stored-video jobs (Rekognition Start*/Get*)"
+    )
+    notifications: NotificationSettings = Field(
+        default_factory=NotificationSettings,
+        description="Delivery of job-completion notifications (NotificationChannel) to webhooks, MQTT, "
+        "JSONL files",
     )
     models_path: Path | None = Field(
         None,

@@ -17,7 +17,9 @@ not authenticated and nothing is half-done for a bad request:
 
 Native API (FastAPI, OpenAPI at ``/openapi.json``): ``GET /v1/health`` (open), ``GET /v1/metrics``
 (Prometheus text, open: counts only), ``GET /v1/audit`` (authenticated: a SigV4-signed request for
-service ``rekognition``, or ``Authorization: Bearer <secret access key>``).
+service ``rekognition``, or ``Authorization: Bearer <secret access key>``), and, authenticated the
+same way, ``/v1/jobs`` (list, one, cancel), ``/v1/notification-channels`` (SNS topic ARN -> webhook,
+MQTT or JSONL sink) and ``/v1/notifications`` (the delivery outbox); see docs/notifications.md.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -48,13 +51,15 @@ from keeneye.aws.errors import AwsError
 from keeneye.aws.handlers import OPERATIONS, VIDEO_OPERATIONS, Context, Services
 from keeneye.aws.images import ImageLoader
 from keeneye.config import Settings
-from keeneye.core.errors import InvalidParameter
+from keeneye.core.errors import BackendUnavailable, InvalidParameter, KeeneyeError
 from keeneye.service.credentials import KeyRing
 from keeneye.service.faces import AnalyzedImage, FaceService
 
 if TYPE_CHECKING:
+    from keeneye.core.types import Face
     from keeneye.service.audit import AuditLog
     from keeneye.service.collections import FaceCollections
+    from keeneye.service.notifications import NotificationService
     from keeneye.service.video_jobs import VideoJobs
 
 log = logging.getLogger("keeneye.aws")
@@ -101,14 +106,25 @@ def build_services(settings: Settings) -> Services:
     faces = FaceService(analyzer, settings.images)
     images = ImageLoader(dict(settings.server.buckets), settings.server.s3_endpoint)
     collections, audit = build_collection_services(settings, faces)
-    jobs = build_video_jobs(settings, images, faces)
+    jobs = build_video_jobs(settings, images, faces, collections=collections, audit=audit)
     return Services(faces=faces, images=images, collections=collections, audit=audit, video_jobs=jobs)
 
 
-def build_video_jobs(settings: Settings, images: ImageLoader, faces: FaceService) -> VideoJobs:
+def build_video_jobs(
+    settings: Settings,
+    images: ImageLoader,
+    faces: FaceService,
+    *,
+    collections: FaceCollections | None = None,
+    audit: AuditLog | None = None,
+) -> VideoJobs:
     """Stored-video jobs on the store in ``settings.data_dir``, videos read from the mapped buckets;
-    queued and interrupted jobs start running now (``settings.video_jobs.workers`` threads)."""
+    queued and interrupted jobs start running now (``settings.video_jobs.workers`` threads). FaceSearch
+    jobs need ``collections`` (their identifications are written to ``audit``)."""
+    from keeneye.service.notifications import NotificationService
     from keeneye.service.video_jobs import (
+        JobOutput,
+        JobRunner,
         VideoJobs,
         VideoRef,
         face_detection_runner,
@@ -116,12 +132,29 @@ def build_video_jobs(settings: Settings, images: ImageLoader, faces: FaceService
     )
     from keeneye.store.db import Store
 
+    downloads = settings.data_dir / "video-downloads"
+    if downloads.is_dir():  # left by a server that stopped mid-job: that job downloads again
+        for stale in downloads.glob("video-*"):
+            stale.unlink(missing_ok=True)
+
     def resolve(ref: VideoRef) -> Path:
-        s3 = {"Bucket": ref.bucket, "Name": ref.name}
+        s3 = {"Bucket": ref.bucket, "Name": ref.name, **({"Version": ref.version} if ref.version else {})}
         try:
-            return images.video_path(s3)
+            return images.fetch_video(s3, downloads)[0]
         except AwsError as err:  # the video went away after Start: the job fails with this message
             raise InvalidParameter(err.message) from None
+
+    def deleting_downloads(runner: JobRunner) -> JobRunner:
+        """A video fetched from --s3-endpoint is deleted when its job ends, however it ends."""
+
+        def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
+            try:
+                return runner(video, params, checkpoint)
+            finally:
+                if video.parent == downloads:
+                    video.unlink(missing_ok=True)
+
+        return run
 
     store = Store.open(settings.data_dir, settings.database_url)
     runners = {
@@ -130,7 +163,13 @@ def build_video_jobs(settings: Settings, images: ImageLoader, faces: FaceService
         # so that the job store stays free of face objects (and the attributes asked for are applied).
         "FaceDetection": face_detection_runner(settings, faces, _face_details),
     }
-    return VideoJobs(store, runners, resolve, workers=settings.video_jobs.workers)
+    if collections is not None:
+        runners["FaceSearch"] = _face_search_runner(settings, faces, collections, audit)
+    runners = {kind: deleting_downloads(runner) for kind, runner in runners.items()}
+    notifications = NotificationService(store, settings.notifications, settings.data_dir)
+    return VideoJobs(
+        store, runners, resolve, workers=settings.video_jobs.workers, notifications=notifications
+    )
 
 
 def build_collection_services(settings: Settings, faces: FaceService) -> tuple[FaceCollections, AuditLog]:
@@ -141,6 +180,30 @@ def build_collection_services(settings: Settings, faces: FaceService) -> tuple[F
 
     store = Store.open(settings.data_dir, settings.database_url)
     return FaceCollections(store, faces.analyzer, settings.images), AuditLog(store)
+
+
+def _face_search_runner(
+    settings: Settings, faces: FaceService, collections: FaceCollections, audit: AuditLog | None
+) -> Any:
+    from keeneye.service.face_search import face_search_runner
+
+    def record(params: Mapping[str, Any], matches: list[dict[str, Any]], searched: int) -> None:
+        if audit is not None:
+            audit.append(
+                "StartFaceSearch",
+                access_key=params.get("access_key"),
+                collection_id=params.get("collection_id"),
+                request_faces=searched,
+                matches=matches,
+                threshold=params.get("threshold"),
+            )
+
+    def detail(face: Face, width: int, height: int) -> dict[str, Any]:
+        return shapes.face_detail(face, width, height)
+
+    return face_search_runner(
+        settings, faces.analyzer, collections.search_faces_by_vector, detail, shapes.face_match, record
+    )
 
 
 def _face_details(found: AnalyzedImage, extras: frozenset[str]) -> list[dict[str, Any]]:
@@ -292,7 +355,186 @@ def create_app(
         records = await run_in_threadpool(_read_audit, svc.audit, since, collection)
         return JSONResponse({"records": records})
 
+    _add_job_routes(app, svc, keys, clock)
     return app
+
+
+# -- native API: jobs and notifications ------------------------------------------------------------
+
+# keeneye error code -> HTTP status of the native API (anything else: 400).
+_NATIVE_STATUS = {"NotFound": 404, "InvalidParameter": 400, "Conflict": 409, "BackendUnavailable": 503}
+_JOB_STATUSES = ("IN_PROGRESS", "SUCCEEDED", "FAILED")
+_DELIVERY_STATES = ("pending", "delivered")
+
+
+def _native_error(code: str, message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema with its ``$defs`` inlined (for an operation's openapi_extra)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.rsplit("/", 1)[-1]])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return dict(resolve(schema))
+
+
+def _add_job_routes(app: FastAPI, svc: Services, keys: KeyRing, clock: Callable[[], datetime]) -> None:
+    """``/v1/jobs`` (list, one, cancel), ``/v1/notification-channels`` (list, one, put, delete) and
+    ``/v1/notifications`` (the outbox), authenticated like ``/v1/audit``; errors are
+    ``{"error": {"code", "message"}}`` with 400/401/404/409/503."""
+    from fastapi.exception_handlers import request_validation_exception_handler
+    from fastapi.exceptions import RequestValidationError
+
+    from keeneye.streams.sinks import SinkSpec
+
+    async def native(request: Request, call: Callable[[bytes], Any]) -> Response:
+        """Authenticate, run ``call(body)`` in a worker thread and answer its JSON (None: 204)."""
+        body = await request.body()
+        try:
+            _authenticate_native(request, body, keys, clock())
+        except AwsError as err:
+            return _native_error(err.type_name, err.message, 401)
+        try:
+            result = await run_in_threadpool(call, body)
+        except KeeneyeError as err:
+            return _native_error(err.code, err.message, _NATIVE_STATUS.get(err.code, 400))
+        if result is None:
+            return Response(status_code=204)
+        return JSONResponse(result)
+
+    def jobs() -> VideoJobs:
+        if svc.video_jobs is None:
+            raise BackendUnavailable("stored-video jobs are not available on this server")
+        return svc.video_jobs
+
+    def notifications() -> NotificationService:
+        service = jobs().notifications
+        if service is None:
+            raise BackendUnavailable("notifications are not available on this server")
+        return service
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if not request.url.path.startswith("/v1/"):
+            return await request_validation_exception_handler(request, exc)
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return _native_error("InvalidParameter", "; ".join(problems), 400)
+
+    @app.get(
+        "/v1/jobs",
+        summary="Stored-video jobs, newest first (authenticated)",
+        description="Each job: job_id, kind, status (Rekognition's JobStatus), state (QUEUED, RUNNING, "
+        "SUCCEEDED, FAILED), status_message, video, job_tag, created_at/started_at/finished_at, items, "
+        "notification_topic and notification (its delivery state).",
+    )
+    async def list_jobs(
+        request: Request,
+        status: Annotated[str | None, Query(description="IN_PROGRESS, SUCCEEDED or FAILED")] = None,
+        kind: Annotated[str | None, Query(description="PersonTracking, FaceDetection, FaceSearch")] = None,
+        limit: Annotated[int, Query(description="At most this many jobs (1-1000)")] = 100,
+    ) -> Response:
+        def call(_: bytes) -> dict[str, Any]:
+            if status is not None and status not in _JOB_STATUSES:
+                raise InvalidParameter(f"status must be one of {', '.join(_JOB_STATUSES)}")
+            found = jobs().list_jobs(status=status, kind=kind, limit=limit)  # type: ignore[arg-type]
+            return {"jobs": [j.to_dict() for j in found]}
+
+        return await native(request, call)
+
+    @app.get("/v1/jobs/{job_id}", summary="One stored-video job: state, video, times, notification delivery")
+    async def get_job(request: Request, job_id: str) -> Response:
+        return await native(request, lambda _: jobs().info(job_id).to_dict())
+
+    @app.post(
+        "/v1/jobs/{job_id}/cancel",
+        summary="Cancel a queued or running job",
+        description="A queued job never runs; a running job stops at its next frame. The job ends FAILED "
+        'with StatusMessage "cancelled by the operator" and its notification is sent. A job that has '
+        "already ended: 409.",
+    )
+    async def cancel_job(request: Request, job_id: str) -> Response:
+        return await native(request, lambda _: jobs().cancel(job_id).to_dict())
+
+    @app.get("/v1/notification-channels", summary="Notification channels (SNS topic ARN -> sink), redacted")
+    async def list_channels(request: Request) -> Response:
+        return await native(
+            request, lambda _: {"channels": [c.to_dict() for c in notifications().list_channels()]}
+        )
+
+    @app.get("/v1/notification-channels/{topic_arn}", summary="One notification channel, redacted")
+    async def get_channel(request: Request, topic_arn: str) -> Response:
+        return await native(request, lambda _: notifications().get_channel(topic_arn).to_dict())
+
+    @app.put(
+        "/v1/notification-channels/{topic_arn}",
+        summary="Map an SNS topic ARN to a webhook, an MQTT topic or a JSONL file",
+        description="Body: exactly one of webhook, mqtt, jsonl. Replaces the topic's channel; messages "
+        "waiting for the topic are sent to the new sink at once. Answers the channel, secrets redacted.",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _inline_schema(SinkSpec)}},
+            }
+        },
+    )
+    async def put_channel(request: Request, topic_arn: str) -> Response:
+        def call(body: bytes) -> dict[str, Any]:
+            try:
+                spec = json.loads(body or b"null")
+            except ValueError:
+                raise InvalidParameter("the body is not JSON") from None
+            if not isinstance(spec, dict):
+                raise InvalidParameter('the body must be a JSON object such as {"webhook": {"url": ...}}')
+            return notifications().put_channel(topic_arn, spec).to_dict()
+
+        return await native(request, call)
+
+    @app.delete(
+        "/v1/notification-channels/{topic_arn}",
+        status_code=204,
+        summary="Remove a notification channel (its undelivered messages wait for a new one)",
+    )
+    async def delete_channel(request: Request, topic_arn: str) -> Response:
+        return await native(request, lambda _: notifications().delete_channel(topic_arn))
+
+    @app.get(
+        "/v1/notifications",
+        summary="The notification outbox, newest first: messages and their delivery state",
+        description="Each message: message_id, topic_arn, job_id, state (pending, delivered), attempts, "
+        "last_error, created_at, last_attempt_at, next_attempt_at, delivered_at and the SNS envelope.",
+    )
+    async def list_notifications(
+        request: Request,
+        state: Annotated[str | None, Query(description="pending or delivered")] = None,
+        topic_arn: Annotated[str | None, Query(description="Only messages to this topic")] = None,
+        job_id: Annotated[str | None, Query(description="Only messages about this job")] = None,
+        limit: Annotated[int, Query(description="At most this many messages (1-1000)")] = 100,
+    ) -> Response:
+        def call(_: bytes) -> dict[str, Any]:
+            if state is not None and state not in _DELIVERY_STATES:
+                raise InvalidParameter("state must be pending or delivered")
+            if not 1 <= limit <= 1000:
+                raise InvalidParameter("limit must be between 1 and 1000")
+            found = notifications().deliveries(
+                state=state,  # type: ignore[arg-type]
+                topic_arn=topic_arn,
+                job_ids=None if job_id is None else [job_id],
+                limit=limit,
+            )
+            return {"notifications": [d.to_dict(with_message=True) for d in found]}
+
+        return await native(request, call)
 
 
 def _read_audit(audit: Any, since: datetime | None, collection: str | None) -> list[dict[str, Any]]:

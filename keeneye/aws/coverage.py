@@ -11,8 +11,6 @@ from keeneye.aws.model import operation_names, service_model
 
 # Operations keeneye means to serve later (video, streams, liveness), and why the rest are not planned.
 NOT_YET: dict[str, str] = {
-    "StartFaceSearch": "stored-video jobs",
-    "GetFaceSearch": "stored-video jobs",
     "CreateStreamProcessor": "live cameras",
     "DeleteStreamProcessor": "live cameras",
     "DescribeStreamProcessor": "live cameras",
@@ -37,6 +35,13 @@ _NOT_PLANNED_REASONS: tuple[tuple[str, str], ...] = (
     ("LabelDetection", "video labels: out of scope"),
 )
 
+NOTIFICATION_NOTE = (
+    "supported without SNS: the SNSTopicArn must be mapped to a webhook, MQTT topic or JSONL file with "
+    "`PUT /v1/notification-channels/{SNSTopicArn}` (else InvalidParameterException); the completion "
+    "message comes in an SNS Notification envelope, at least once; RoleArn is not used. "
+    "See docs/notifications.md"
+)
+
 # Parameters of supported operations that keeneye accepts but does not honour (fully).
 PARAMETER_NOTES: dict[str, dict[str, str]] = {
     "DetectFaces": {
@@ -50,17 +55,32 @@ PARAMETER_NOTES: dict[str, dict[str, str]] = {
     "AssociateFaces": {"ClientRequestToken": "accepted, ignored (no idempotent replay)"},
     "DisassociateFaces": {"ClientRequestToken": "accepted, ignored (no idempotent replay)"},
     "StartPersonTracking": {
-        "Video": "S3Object from a bucket mapped with `--bucket NAME=FOLDER` (no size limit; `Version` "
-        "recorded, not used); the job analyses `video_jobs.target_fps` frames a second (default 5), "
-        "at most `video_jobs.max_duration_s` of video",
+        "Video": "S3Object from a bucket mapped with `--bucket NAME=FOLDER` (no size limit), or from "
+        "`--s3-endpoint` (downloaded for the job and deleted after it; at most 10 GB; `Version` used); "
+        "the job analyses `video_jobs.target_fps` frames a second (default 5), at most "
+        "`video_jobs.max_duration_s` of video",
         "ClientRequestToken": "supported: the same token returns the first job's JobId",
-        "NotificationChannel": "accepted, ignored (no completion notification yet): poll GetPersonTracking",
+        "NotificationChannel": NOTIFICATION_NOTE,
     },
     "StartFaceDetection": {
         "Video": "as StartPersonTracking",
         "ClientRequestToken": "supported: the same token returns the first job's JobId",
         "FaceAttributes": "DEFAULT or ALL (as DetectFaces' Attributes)",
-        "NotificationChannel": "accepted, ignored (no completion notification yet): poll GetFaceDetection",
+        "NotificationChannel": NOTIFICATION_NOTE,
+    },
+    "StartFaceSearch": {
+        "Video": "as StartPersonTracking",
+        "ClientRequestToken": "supported: the same token returns the first job's JobId",
+        "FaceMatchThreshold": "supported (default 80); a missing CollectionId is ResourceNotFoundException "
+        "at once; the identifications are written to the audit log under the caller's key",
+        "NotificationChannel": NOTIFICATION_NOTE,
+    },
+    "GetFaceSearch": {
+        "Persons": "faces are tracked (Person.Index is a face track; Person.BoundingBox is the face's box, "
+        "as Person.Face.BoundingBox); each track's best face is searched, and every analysed frame where a "
+        "matched track is seen is listed with the track's FaceMatches; unmatched persons are not listed",
+        "SortBy": "supported (default TIMESTAMP); INDEX orders by Index, then Timestamp",
+        "MaxResults": "supported (default 1000)",
     },
     "GetFaceDetection": {"MaxResults": "supported (default 1000); Faces are ordered by Timestamp"},
     "GetPersonTracking": {

@@ -42,6 +42,7 @@ STATUS: Final[dict[str, int]] = {
     "UnknownOperationException": 400,
     "UnrecognizedClientException": 400,
     "ValidationException": 400,
+    "VideoTooLargeException": 400,
 }
 
 # keeneye's own error classes -> AWS names (most specific class first).

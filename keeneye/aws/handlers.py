@@ -411,14 +411,32 @@ def _job_state(page: JobPage) -> dict[str, Any]:
     return out
 
 
+def _notification_topic(ctx: Context, p: Params) -> str | None:
+    """The NotificationChannel's SNSTopicArn of a Start* request, or None without one.
+
+    There is no SNS: the topic must have a notification channel configured on this server (native API
+    ``PUT /v1/notification-channels/{topic_arn}``), else InvalidParameterException says how to add
+    one. RoleArn is accepted and not used (no IAM here).
+    """
+    channel = p.get("NotificationChannel")
+    if channel is None:
+        return None
+    topic_arn = str(channel["SNSTopicArn"])
+    _video_jobs(ctx).check_notification_topic(topic_arn)
+    return topic_arn
+
+
 def start_person_tracking(ctx: Context, p: Params) -> Response:
     from keeneye.service.video_jobs import VideoRef
 
+    topic = _notification_topic(ctx, p)
     s3 = p["Video"].get("S3Object")
-    ctx.services.images.video_path(s3)  # refuse a video that is not there now, as Rekognition does
+    ctx.services.images.check_video(s3)  # refuse a video that is not there now, as Rekognition does
     assert s3 is not None
     ref = VideoRef(s3["Bucket"], s3["Name"], s3.get("Version"))
-    job_id = _video_jobs(ctx).start("PersonTracking", ref, p.get("JobTag"), p.get("ClientRequestToken"))
+    job_id = _video_jobs(ctx).start(
+        "PersonTracking", ref, p.get("JobTag"), p.get("ClientRequestToken"), notification_topic=topic
+    )
     return {"JobId": job_id}
 
 
@@ -444,13 +462,19 @@ def start_face_detection(ctx: Context, p: Params) -> Response:
     from keeneye.service.video_jobs import VideoRef
 
     extras = shapes.requested_attributes(p.get("FaceAttributes") and [p["FaceAttributes"]])
+    topic = _notification_topic(ctx, p)
     s3 = p["Video"].get("S3Object")
-    ctx.services.images.video_path(s3)
+    ctx.services.images.check_video(s3)
     assert s3 is not None
     ref = VideoRef(s3["Bucket"], s3["Name"], s3.get("Version"))
     params = {"extras": sorted(extras)}
     job_id = _video_jobs(ctx).start(
-        "FaceDetection", ref, p.get("JobTag"), p.get("ClientRequestToken"), params
+        "FaceDetection",
+        ref,
+        p.get("JobTag"),
+        p.get("ClientRequestToken"),
+        params,
+        notification_topic=topic,
     )
     return {"JobId": job_id}
 
@@ -468,11 +492,52 @@ def get_face_detection(ctx: Context, p: Params) -> Response:
     return out
 
 
+def start_face_search(ctx: Context, p: Params) -> Response:
+    from keeneye.service.video_jobs import VideoRef
+
+    collection_id = p["CollectionId"]
+    threshold = float(p.get("FaceMatchThreshold", DEFAULT_THRESHOLD))
+    if not 0 <= threshold <= 100:
+        raise AwsError("InvalidParameterException", "FaceMatchThreshold must be between 0 and 100")
+    _collections(ctx).describe_collection(collection_id)  # a missing collection fails now, not in the job
+    topic = _notification_topic(ctx, p)
+    s3 = p["Video"].get("S3Object")
+    ctx.services.images.check_video(s3)
+    assert s3 is not None
+    ref = VideoRef(s3["Bucket"], s3["Name"], s3.get("Version"))
+    # The caller's key goes with the job: the identifications it makes are audited under it.
+    params = {"collection_id": collection_id, "threshold": threshold, "access_key": ctx.access_key_id}
+    job_id = _video_jobs(ctx).start(
+        "FaceSearch", ref, p.get("JobTag"), p.get("ClientRequestToken"), params, notification_topic=topic
+    )
+    return {"JobId": job_id}
+
+
+def get_face_search(ctx: Context, p: Params) -> Response:
+    page = _video_jobs(ctx).get(
+        p["JobId"],
+        "FaceSearch",
+        max_results=int(p.get("MaxResults", 1000)),
+        next_token=p.get("NextToken"),
+        sort_by=p.get("SortBy", "TIMESTAMP"),
+    )
+    out = _job_state(page)
+    if page.metadata is not None:
+        w, h = int(page.metadata["width"]), int(page.metadata["height"])
+        out["VideoMetadata"] = shapes.video_metadata(page.metadata)
+        out["Persons"] = [shapes.person_match(item, w, h) for item in page.items]
+    if page.next_token:
+        out["NextToken"] = page.next_token
+    return out
+
+
 VIDEO_OPERATIONS: dict[str, Handler] = {
     "StartPersonTracking": start_person_tracking,
     "GetPersonTracking": get_person_tracking,
     "StartFaceDetection": start_face_detection,
     "GetFaceDetection": get_face_detection,
+    "StartFaceSearch": start_face_search,
+    "GetFaceSearch": get_face_search,
 }
 
 FACE_OPERATIONS: dict[str, Handler] = {"DetectFaces": detect_faces, "CompareFaces": compare_faces}
@@ -508,6 +573,4 @@ IGNORED_PARAMETERS: dict[str, tuple[str, ...]] = {
     "DeleteUser": ("ClientRequestToken",),
     "AssociateFaces": ("ClientRequestToken",),
     "DisassociateFaces": ("ClientRequestToken",),
-    "StartPersonTracking": ("NotificationChannel",),
-    "StartFaceDetection": ("NotificationChannel",),
 }

@@ -5,12 +5,15 @@ operator mapped ``Bucket`` to a folder (``--bucket NAME=FOLDER``): the file is `
 resolving links, and must stay inside ``FOLDER`` (``..``, absolute names and symlinks out of it are
 refused with ``InvalidS3ObjectException``, as is a missing object). Buckets not mapped locally are
 fetched from ``--s3-endpoint`` when one is configured (botocore's S3 client, standard AWS
-credential variables). Objects over 15 MB are ``ImageTooLargeException``, as on Rekognition.
+credential variables). Objects over 15 MB are ``ImageTooLargeException``, as on Rekognition. Videos of
+stored-video jobs come from the same places; remote ones are downloaded for the job and deleted after it
+(at most 10 GB, Rekognition's limit).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,8 @@ from typing import Any
 
 from keeneye.aws.errors import AwsError
 from keeneye.aws.model import MAX_S3_IMAGE_BYTES
+
+MAX_VIDEO_BYTES = 10 * 1024**3  # Rekognition's limit for stored videos (10 GB)
 
 
 def parse_bucket_mapping(values: list[str]) -> dict[str, Path]:
@@ -38,6 +43,7 @@ class ImageLoader:
     buckets: Mapping[str, Path] = field(default_factory=dict)
     s3_endpoint: str | None = None
     max_s3_bytes: int = MAX_S3_IMAGE_BYTES
+    max_video_bytes: int = MAX_VIDEO_BYTES
     _s3: Any = None
 
     def load(self, image: Mapping[str, Any] | None) -> bytes:
@@ -65,16 +71,51 @@ class ImageLoader:
 
     def video_path(self, s3: Mapping[str, Any] | None) -> Path:
         """The local file of a video ``S3Object`` in a mapped bucket (stored-video jobs read files, not
-        bytes, and have no 15 MB limit). Buckets behind ``--s3-endpoint`` are not served for video yet."""
-        if not s3 or not s3.get("Bucket") or not s3.get("Name"):
-            raise AwsError("InvalidS3ObjectException", "Video.S3Object needs Bucket and Name")
-        bucket, name = s3["Bucket"], s3["Name"]
+        bytes, and have no 15 MB limit); for buckets behind ``--s3-endpoint`` see :meth:`fetch_video`."""
+        bucket, name = _video_object(s3)
         if bucket not in self.buckets:
             raise AwsError(
                 "InvalidS3ObjectException",
                 f"Unable to get object metadata from S3. Bucket {bucket!r} is not served",
             )
         return self._local_path(self.buckets[bucket], bucket, name)
+
+    def check_video(self, s3: Mapping[str, Any] | None) -> None:
+        """Refuse (InvalidS3ObjectException, VideoTooLargeException) a video that is not there now, as
+        Rekognition's Start* operations do: a local file, or an object behind ``--s3-endpoint``."""
+        bucket, name = _video_object(s3)
+        if bucket in self.buckets or not self.s3_endpoint:
+            self.video_path(s3)
+            return
+        assert s3 is not None
+        head = self._s3_call("head_object", bucket, name, s3.get("Version"))
+        if int(head.get("ContentLength", 0)) > self.max_video_bytes:
+            raise AwsError("VideoTooLargeException", f"the video is larger than {self.max_video_bytes} bytes")
+
+    def fetch_video(self, s3: Mapping[str, Any], folder: Path) -> tuple[Path, bool]:
+        """The video as a local file: ``(path, downloaded)``. Mapped buckets give their file; objects
+        behind ``--s3-endpoint`` are streamed into a new file in ``folder`` (the caller deletes it when
+        ``downloaded``), at most ``max_video_bytes``."""
+        bucket, name = _video_object(s3)
+        if bucket in self.buckets or not self.s3_endpoint:
+            return self.video_path(s3), False
+        obj = self._s3_call("get_object", bucket, name, s3.get("Version"))
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="video-", suffix=Path(name).suffix[:16], dir=folder)
+        path, written = Path(tmp), 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in obj["Body"].iter_chunks(1 << 20):
+                    written += len(chunk)
+                    if written > self.max_video_bytes:
+                        raise AwsError(
+                            "VideoTooLargeException", f"the video is larger than {self.max_video_bytes} bytes"
+                        )
+                    out.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path, True
 
     def _local_path(self, folder: Path, bucket: str, name: str) -> Path:
         root = folder.resolve()
@@ -109,7 +150,8 @@ class ImageLoader:
             )
         return data
 
-    def _read_s3(self, bucket: str, name: str, version: str | None) -> bytes:
+    def _s3_call(self, method: str, bucket: str, name: str, version: str | None) -> dict[str, Any]:
+        """One S3 call on ``--s3-endpoint`` (botocore); failures are InvalidS3ObjectException."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         if self._s3 is None:
@@ -120,12 +162,23 @@ class ImageLoader:
         if version:
             kwargs["VersionId"] = version
         try:
-            obj = self._s3.get_object(**kwargs)
-            if int(obj.get("ContentLength", 0)) > self.max_s3_bytes:
-                raise AwsError(
-                    "ImageTooLargeException",
-                    f"Image size is too large: the limit for S3 objects is {self.max_s3_bytes} bytes",
-                )
+            out: dict[str, Any] = getattr(self._s3, method)(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise AwsError(
+                "InvalidS3ObjectException", f"Unable to get object from S3: {type(exc).__name__}"
+            ) from None
+        return out
+
+    def _read_s3(self, bucket: str, name: str, version: str | None) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        obj = self._s3_call("get_object", bucket, name, version)
+        if int(obj.get("ContentLength", 0)) > self.max_s3_bytes:
+            raise AwsError(
+                "ImageTooLargeException",
+                f"Image size is too large: the limit for S3 objects is {self.max_s3_bytes} bytes",
+            )
+        try:
             data: bytes = obj["Body"].read(self.max_s3_bytes + 1)
         except (ClientError, BotoCoreError) as exc:
             raise AwsError(
@@ -137,3 +190,9 @@ class ImageLoader:
                 f"Image size is too large: the limit for S3 objects is {self.max_s3_bytes} bytes",
             )
         return data
+
+
+def _video_object(s3: Mapping[str, Any] | None) -> tuple[str, str]:
+    if not s3 or not s3.get("Bucket") or not s3.get("Name"):
+        raise AwsError("InvalidS3ObjectException", "Video.S3Object needs Bucket and Name")
+    return str(s3["Bucket"]), str(s3["Name"])

@@ -265,3 +265,17 @@ def person_detection(item: dict[str, Any], width: int, height: int) -> dict[str,
         "Timestamp": round(item["pts_ms"]),
         "Person": {"Index": int(item["index"]), "BoundingBox": ratio_box(item["xyxy"], width, height)},
     }
+
+
+def person_match(item: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+    """One GetFaceSearch PersonMatch: Timestamp (ms), Person (Index: the face track; BoundingBox: the
+    face's box, keeneye tracks faces for face search; Face: its FaceDetail) and the track's FaceMatches."""
+    return {
+        "Timestamp": round(item["pts_ms"]),
+        "Person": {
+            "Index": int(item["index"]),
+            "BoundingBox": ratio_box(item["xyxy"], width, height),
+            "Face": item["face"],
+        },
+        "FaceMatches": item["matches"],
+    }

@@ -724,6 +724,20 @@ class FaceCollections:
             query, embedder_id = _vector(face), face.embedder_id
         return self._matches(collection_id, query, embedder_id, threshold, max_faces, exclude=face_id)
 
+    def search_faces_by_vector(
+        self,
+        collection_id: str,
+        embedding: FloatArray,
+        embedder_id: str,
+        threshold: float = 80.0,
+        max_faces: int = 4096,
+    ) -> list[FaceMatch]:
+        """Faces similar to an embedding computed elsewhere (a face seen in a video), best first.
+        Raises NotFound for a missing collection, InvalidParameter for another embedder's vector."""
+        _check_range(threshold, 0, 100, "FaceMatchThreshold")
+        _check_range(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
+        return self._matches(collection_id, embedding, embedder_id, threshold, max_faces)
+
     def _searched_face(
         self, collection_id: str, image: bytes | UInt8Image, quality_filter: QualityFilter
     ) -> tuple[Face, list[Face], int, int]:

@@ -21,9 +21,11 @@ from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Frame, Track
 from keeneye.models.base import ObjectDetector
+from keeneye.service.face_identity import PersonFaceIdentities
 from keeneye.tracking.lines import Line, LineCounter, LineEvent
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig
 from keeneye.tracking.zones import Zone, ZoneEvent, ZoneMonitor
+from keeneye.video.cuts import ShotCutDetector
 from keeneye.video.sources import VideoInput, VideoMetadata, open_video
 
 DETECTION_FLOOR = 0.1
@@ -62,7 +64,7 @@ class TrackingResult:
     tracks: every confirmed track ordered by id (``history``: its boxes over time); line_counts:
     ``{line: {"in": n, "out": n}}``; zone_dwell_ms: ``{zone: {track_id: ms}}`` summed over visits;
     frames_decoded / frames_analysed: before / after fps sampling; end_pts_ms: pts of the last analysed
-    frame; seconds: wall time per stage (``decode``, ``detect``, ``track``) and ``total``.
+    frame; seconds: wall time per stage (``decode``, ``detect``, ``track``, ``faces``) and ``total``.
     """
 
     metadata: VideoMetadata
@@ -101,6 +103,7 @@ def track_video(
     tracker_config: TrackerConfig | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_frame: Callable[[FrameUpdate], None] | None = None,
+    identities: PersonFaceIdentities | None = None,
 ) -> TrackingResult:
     """Track people through ``source`` (a path, http(s) URL, bytes or binary file object).
 
@@ -109,6 +112,8 @@ def track_video(
     every frame). max_duration_ms: stop after this much video (pts), e.g. for a preview. detector /
     tracker_config: override what ``build_tracking_detector`` makes from ``settings`` (tests, reuse across
     jobs). on_progress is called after each analysed frame, on_frame with what the frame produced.
+    identities: who the tracks are (faces searched in a collection, see keeneye.service.face_identity);
+    its tracker settings must come with it (``tracker_config`` with a calibrated ``reid_face_similarity``).
 
     The video is opened (and its header checked) before the detector is loaded, so bad input fails fast.
     Raises NotFound, InvalidVideo (also mid-way, for a corrupt or truncated body), LimitExceeded,
@@ -126,13 +131,15 @@ def track_video(
             detector, default_config = build_tracking_detector(settings)
             tracker_config = tracker_config or default_config
         tracker = PersonTracker(tracker_config)
+        cut_threshold = settings.persons.shot_cut_threshold
+        cuts = None if cut_threshold is None else ShotCutDetector(cut_threshold)
         counter = LineCounter(list(lines))
         monitor = ZoneMonitor(list(zones))
         line_events: list[LineEvent] = []
         zone_events: list[ZoneEvent] = []
         duration = video.metadata.duration_ms
         end_ms = duration if max_duration_ms is None else min(max_duration_ms, duration or max_duration_ms)
-        seconds = {"decode": 0.0, "detect": 0.0, "track": 0.0}
+        seconds = {"decode": 0.0, "detect": 0.0, "track": 0.0, "faces": 0.0}
         analysed = 0
         last_pts: float | None = None
         frames = video.frames(target_fps)
@@ -140,10 +147,17 @@ def track_video(
         for frame in frames:
             if max_duration_ms is not None and frame.pts_ms >= max_duration_ms:
                 break
+            if cuts is not None and cuts.is_cut(frame.image):
+                tracker.cut()
+                counter.cut()
             t1 = time.perf_counter()
             dets = detector.detect(frame.image)
             t2 = time.perf_counter()
             live = tracker.update(frame, dets)
+            t_faces = time.perf_counter()
+            if identities is not None:
+                identities.step(frame.image, frame.pts_ms, tracker, live)
+            faces_s = time.perf_counter() - t_faces
             new_lines = counter.update(frame, live)
             new_zones = monitor.update(frame, live)
             line_events += new_lines
@@ -151,7 +165,8 @@ def track_video(
             t3 = time.perf_counter()
             seconds["decode"] += t1 - t0
             seconds["detect"] += t2 - t1
-            seconds["track"] += t3 - t2
+            seconds["track"] += t3 - t2 - faces_s
+            seconds["faces"] += faces_s
             analysed += 1
             last_pts = frame.pts_ms
             if on_frame is not None:

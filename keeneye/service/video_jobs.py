@@ -10,6 +10,16 @@ the server stopped restart from the beginning (a job's result is written in one 
 end, so a half-run job leaves nothing behind). ``close`` stops the workers, abandoning a running job
 at its next frame; it stays IN_PROGRESS and runs again at the next start.
 
+``cancel`` ends a job FAILED with the StatusMessage "cancelled by the operator" (Rekognition's
+JobStatus has no CANCELLED) at once, in the database; a queued job then never runs and a running
+one stops at its next frame checkpoint, its output discarded. A job's end is recorded only once
+(compare-and-set on IN_PROGRESS), so a cancel and a finishing worker cannot both win.
+
+A job started with a ``notification_topic`` (NotificationChannel.SNSTopicArn) publishes
+Rekognition's completion message (JobId, Status, API, JobTag, Timestamp, Video) to it through
+keeneye.service.notifications when it ends, SUCCEEDED, FAILED or cancelled: the message enters the
+outbox in the same transaction as the job's end, and its delivery never changes the job.
+
 Items are kept in the service's units (pixels, milliseconds); the AWS adapter turns them into its
 shapes. NextToken is the offset of the next item, opaque to callers.
 """
@@ -22,25 +32,43 @@ import queue
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from keeneye.core.errors import InvalidParameter, KeeneyeError, NotFound
 from keeneye.store.db import Store
 from keeneye.store.tables import VideoJobRow
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from keeneye.service.notifications import Delivery, NotificationService
+
 log = logging.getLogger("keeneye.jobs")
 
 JobStatus = Literal["IN_PROGRESS", "SUCCEEDED", "FAILED"]
+JobState = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"]
 SortBy = Literal["INDEX", "TIMESTAMP"]
+CANCELLED_MESSAGE = "cancelled by the operator"
+MAX_LIST = 1000
 
 
 class JobStopped(Exception):
     """Raised inside a running job when the pool shuts down (the job stays IN_PROGRESS)."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a running job that the operator cancelled (the job is already FAILED)."""
+
+
+class JobFinished(KeeneyeError):
+    """The job has already ended: it cannot be cancelled (HTTP 409 in the native API)."""
+
+    code = "Conflict"
 
 
 @dataclass(frozen=True)
@@ -67,6 +95,45 @@ stopping; call it once per frame) -> output. Raises KeeneyeError for a job that 
 
 VideoResolver = Callable[[VideoRef], Path]
 """The local file of a job's video (raises a KeeneyeError, or the adapter's error, when it cannot)."""
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job's state for the native API: ``state`` tells a queued job from a running one."""
+
+    job_id: str
+    kind: str
+    status: JobStatus
+    state: JobState
+    status_message: str | None
+    video: VideoRef
+    job_tag: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    items: int
+    notification_topic: str | None
+    notification: Delivery | None
+
+    def to_dict(self) -> dict[str, Any]:
+        def iso(t: datetime | None) -> str | None:
+            return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+        return {
+            "job_id": self.job_id,
+            "kind": self.kind,
+            "status": self.status,
+            "state": self.state,
+            "status_message": self.status_message,
+            "video": {"bucket": self.video.bucket, "name": self.video.name, "version": self.video.version},
+            "job_tag": self.job_tag,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "items": self.items,
+            "notification_topic": self.notification_topic,
+            "notification": None if self.notification is None else self.notification.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -106,7 +173,11 @@ def _decode_token(token: str) -> int:
 
 
 class VideoJobs:
-    """The job store and its worker pool (``workers`` threads; 0 queues without running)."""
+    """The job store and its worker pool (``workers`` threads; 0 queues without running).
+
+    ``notifications``: where jobs started with a ``notification_topic`` publish their end (None: such
+    jobs are refused). ``close()`` closes it too.
+    """
 
     def __init__(
         self,
@@ -115,13 +186,18 @@ class VideoJobs:
         resolve: VideoResolver,
         *,
         workers: int = 1,
+        notifications: NotificationService | None = None,
     ) -> None:
         self._store = store
         self._runners = dict(runners)
         self._resolve = resolve
+        self._notifications = notifications
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stop = threading.Event()
         self._start_lock = threading.Lock()
+        self._running: set[str] = set()  # jobs a worker holds
+        self._cancelled: set[str] = set()  # of those, the ones to stop at their next checkpoint
+        self._cancel_lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._work, name=f"keeneye-job-{i}", daemon=True) for i in range(workers)
         ]
@@ -132,6 +208,16 @@ class VideoJobs:
 
     # -- requests ---------------------------------------------------------------------------------
 
+    @property
+    def notifications(self) -> NotificationService | None:
+        return self._notifications
+
+    def check_notification_topic(self, topic_arn: str) -> None:
+        """Raise InvalidParameter (saying how to fix it) unless ``topic_arn`` has a notification channel."""
+        if self._notifications is None:
+            raise InvalidParameter("NotificationChannel is not available on this server")
+        self._notifications.require_channel(topic_arn)
+
     def start(
         self,
         kind: str,
@@ -139,11 +225,16 @@ class VideoJobs:
         job_tag: str | None = None,
         client_request_token: str | None = None,
         params: Mapping[str, Any] | None = None,
+        *,
+        notification_topic: str | None = None,
     ) -> str:
         """Record and queue a job; the JobId. The same ``client_request_token`` (per kind) returns the
-        JobId of the job it started first, whatever the other arguments."""
+        JobId of the job it started first, whatever the other arguments. ``notification_topic``: an
+        SNS topic ARN with a configured channel, told when the job ends."""
         if kind not in self._runners:
             raise InvalidParameter(f"unknown video job kind {kind!r}")
+        if notification_topic is not None:
+            self.check_notification_topic(notification_topic)
         with self._start_lock, self._store.transaction() as s:
             if client_request_token:
                 existing = s.scalars(
@@ -165,6 +256,7 @@ class VideoJobs:
                     job_tag=job_tag,
                     client_request_token=client_request_token,
                     request=dict(params or {}),
+                    notification_topic=notification_topic,
                     created_at=_now(),
                 )
             )
@@ -202,13 +294,76 @@ class VideoJobs:
         token = _encode_token(end) if end < len(items) else None
         return JobPage(job_id, kind, status, message, video, tag, page_meta, page, token)
 
+    def info(self, job_id: str) -> JobInfo:
+        """A job of any kind, with its notification's delivery state. Raises NotFound."""
+        with self._store.transaction() as s:
+            row = s.get(VideoJobRow, job_id)
+            if row is None:
+                raise NotFound(f"job {job_id!r} not found")
+            info = _info(row)
+        return self._with_deliveries([info])[0]
+
+    def list_jobs(
+        self, *, status: JobStatus | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[JobInfo]:
+        """Jobs, newest first, optionally of one status and kind (at most ``limit``, <= 1000)."""
+        if not 1 <= limit <= MAX_LIST:
+            raise InvalidParameter(f"limit must be between 1 and {MAX_LIST}")
+        q = select(VideoJobRow).order_by(VideoJobRow.created_at.desc(), VideoJobRow.job_id).limit(limit)
+        if status is not None:
+            q = q.where(VideoJobRow.status == status)
+        if kind is not None:
+            q = q.where(VideoJobRow.kind == kind)
+        with self._store.transaction() as s:
+            infos = [_info(row) for row in s.scalars(q).all()]
+        return self._with_deliveries(infos)
+
+    def cancel(self, job_id: str) -> JobInfo:
+        """End a queued or running job FAILED ("cancelled by the operator") and send its notification.
+        A running job stops at its next frame. Raises NotFound, or JobFinished for an ended job."""
+        with self._store.transaction() as s:
+            row = s.get(VideoJobRow, job_id)
+            if row is None:
+                raise NotFound(f"job {job_id!r} not found")
+            if row.status != "IN_PROGRESS":
+                raise JobFinished(
+                    f"job {job_id} has already ended ({row.status}); "
+                    "only queued or running jobs can be cancelled"
+                )
+            ended = self._end(s, job_id, "FAILED", CANCELLED_MESSAGE, None, None)
+        if not ended:  # the job ended between the read and the update
+            raise JobFinished(f"job {job_id} has already ended; only queued or running jobs can be cancelled")
+        # The database says FAILED now: a worker that has not read the job yet skips it, and one that
+        # holds it (registered before it read the job) is told to stop.
+        with self._cancel_lock:
+            if job_id in self._running:
+                self._cancelled.add(job_id)
+        log.info("job %s cancelled by the operator", job_id)
+        self._wake_notifications()
+        return self.info(job_id)
+
     def close(self, timeout_s: float = 15.0) -> None:
-        """Stop the workers (a running job is abandoned at its next frame and stays IN_PROGRESS)."""
+        """Stop the workers (a running job is abandoned at its next frame and stays IN_PROGRESS), then
+        the notification service given to the constructor."""
         self._stop.set()
         for _ in self._threads:
             self._queue.put(None)
         for t in self._threads:
             t.join(timeout=timeout_s)
+        if self._notifications is not None:
+            self._notifications.close(timeout_s)
+
+    def _with_deliveries(self, infos: list[JobInfo]) -> list[JobInfo]:
+        if self._notifications is None:
+            return infos
+        ids = [i.job_id for i in infos if i.notification_topic]
+        if not ids:
+            return infos
+        by_job: dict[str, Delivery] = {}
+        for d in self._notifications.deliveries(job_ids=ids, limit=len(ids) * 4):
+            if d.job_id is not None:
+                by_job.setdefault(d.job_id, d)  # newest first: the latest message of the job
+        return [replace(i, notification=by_job.get(i.job_id)) for i in infos]
 
     # -- workers -----------------------------------------------------------------------------------
 
@@ -220,20 +375,33 @@ class VideoJobs:
                 row.started_at = None
             return [row.job_id for row in rows]
 
-    def _checkpoint(self) -> None:
-        if self._stop.is_set():
-            raise JobStopped
+    def _checkpoint(self, job_id: str) -> Callable[[], None]:
+        def check() -> None:
+            if self._stop.is_set():
+                raise JobStopped
+            if job_id in self._cancelled:
+                raise JobCancelled
+
+        return check
 
     def _work(self) -> None:
         while not self._stop.is_set():
             job_id = self._queue.get()
             if job_id is None:
                 return
+            with self._cancel_lock:
+                self._running.add(job_id)
             try:
                 self._run(job_id)
             except JobStopped:
                 log.info("job %s stopped with the server; it runs again at the next start", job_id)
                 return
+            except JobCancelled:  # cancel() has already recorded the job's end
+                log.info("job %s stopped: cancelled by the operator", job_id)
+            finally:
+                with self._cancel_lock:
+                    self._running.discard(job_id)
+                    self._cancelled.discard(job_id)
 
     def _run(self, job_id: str) -> None:
         with self._store.transaction() as s:
@@ -245,8 +413,8 @@ class VideoJobs:
         path: Path | None = None
         try:
             path = self._resolve(ref)
-            output = self._runners[kind](path, params, self._checkpoint)
-        except JobStopped:
+            output = self._runners[kind](path, params, self._checkpoint(job_id))
+        except (JobStopped, JobCancelled):
             raise
         except KeeneyeError as exc:  # the caller sees the object's name, never the server's path
             message = exc.message if path is None else exc.message.replace(str(path), ref.name)
@@ -268,14 +436,80 @@ class VideoJobs:
         items: list[dict[str, Any]] | None,
     ) -> None:
         with self._store.transaction() as s:
-            row = s.get(VideoJobRow, job_id)
-            if row is None:
-                return
-            row.status = status
-            row.status_message = message[:1024] if message else None
-            row.video_metadata = metadata
-            row.results = items
-            row.finished_at = _now()
+            ended = self._end(s, job_id, status, message, metadata, items)
+        if ended:
+            self._wake_notifications()
+
+    def _end(
+        self,
+        s: Session,
+        job_id: str,
+        status: JobStatus,
+        message: str | None,
+        metadata: dict[str, Any] | None,
+        items: list[dict[str, Any]] | None,
+    ) -> bool:
+        """Record a job's end and queue its notification, in the caller's transaction; False (nothing
+        written) when the job has already ended. One conditional UPDATE decides, so a cancel and a
+        finishing worker cannot both end a job (a read, then a write, would let both through)."""
+        now = _now()
+        ended = s.execute(
+            update(VideoJobRow)
+            .where(VideoJobRow.job_id == job_id, VideoJobRow.status == "IN_PROGRESS")
+            .values(
+                status=status,
+                status_message=message[:1024] if message else None,
+                video_metadata=metadata,
+                results=items,
+                finished_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if ended.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        row = s.get(VideoJobRow, job_id, populate_existing=True)
+        if row is None or row.notification_topic is None:
+            return True
+        if self._notifications is None:  # the server lost its notification service since Start
+            log.error("job %s ended but notifications are off: %s not told", job_id, row.notification_topic)
+            return True
+        self._notifications.enqueue(s, row.notification_topic, completion_message(row, now), job_id=job_id)
+        return True
+
+    def _wake_notifications(self) -> None:
+        if self._notifications is not None:
+            self._notifications.wake()
+
+
+def completion_message(row: VideoJobRow, finished_at: datetime) -> dict[str, Any]:
+    """Rekognition's completion notification of a job (the SNS Message): JobId, Status, API (the Start
+    operation), JobTag (when given), Timestamp (ms since the epoch) and Video."""
+    message: dict[str, Any] = {"JobId": row.job_id, "Status": row.status, "API": f"Start{row.kind}"}
+    if row.job_tag:
+        message["JobTag"] = row.job_tag
+    message["Timestamp"] = int(finished_at.timestamp() * 1000)
+    message["Video"] = {"S3ObjectName": row.name, "S3Bucket": row.bucket}
+    return message
+
+
+def _info(row: VideoJobRow) -> JobInfo:
+    status: JobStatus = row.status  # type: ignore[assignment]
+    state: JobState = status if status != "IN_PROGRESS" else ("RUNNING" if row.started_at else "QUEUED")
+    return JobInfo(
+        job_id=row.job_id,
+        kind=row.kind,
+        status=status,
+        state=state,
+        status_message=row.status_message,
+        video=VideoRef(row.bucket, row.name, row.version),
+        job_tag=row.job_tag,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        items=len(row.results or []),
+        notification_topic=row.notification_topic,
+        notification=None,
+    )
 
 
 def person_tracking_runner(settings: Any) -> JobRunner:

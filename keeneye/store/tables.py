@@ -138,6 +138,7 @@ class VideoJobRow(Base):
     status: IN_PROGRESS (queued or running; ``started_at`` set while running), SUCCEEDED or FAILED
     (``status_message`` says why). ``client_request_token`` makes Start* idempotent per kind.
     ``video_metadata`` is the container header; ``results`` the items in pixels and milliseconds.
+    ``notification_topic``: the SNS topic ARN (NotificationChannel) told when the job ends.
     """
 
     __tablename__ = "video_jobs"
@@ -156,8 +157,53 @@ class VideoJobRow(Base):
     job_tag: Mapped[str | None] = mapped_column(String(256), nullable=True)
     client_request_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    notification_topic: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     video_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     results: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+
+
+class NotificationChannelRow(Base):
+    """Where an SNS topic ARN's messages go: a sink (keeneye.streams.sinks.SinkSpec as JSON).
+
+    ``config`` holds the sink's secrets (webhook headers, MQTT password) as given; the native API
+    shows them redacted.
+    """
+
+    __tablename__ = "notification_channels"
+
+    topic_arn: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class NotificationOutboxRow(Base):
+    """One message to publish to a topic (an SNS envelope), kept until it is delivered.
+
+    Written in the same transaction as what it announces (a job's end), so nothing is announced that
+    did not happen and nothing that happened goes unannounced. ``next_attempt_at`` is when the
+    delivery thread tries again; ``attempts``/``last_error`` say how it went; ``delivered_at`` is set
+    once a sink took it. Delivered rows are kept (they are the delivery history).
+    """
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        Index("ix_notification_outbox_due", "delivered_at", "next_attempt_at"),
+        Index("ix_notification_outbox_job", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    topic_arn: Mapped[str] = mapped_column(String(1024))
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    message: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

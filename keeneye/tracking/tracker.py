@@ -199,6 +199,16 @@ class PersonTracker:
         seen += [s.track for s in self._tracks.values() if s.track.state != "tentative"]
         return sorted(seen, key=lambda t: t.track_id)
 
+    def cut(self) -> None:
+        """A shot cut in an edited video: where things were before it says nothing about where they are
+        after it, so nothing may be matched across it by position. Tentative tracks are dropped, the others
+        are removed (they stay in ``all_tracks``); ids go on counting, so they stay unique in the video."""
+        for tid, s in list(self._tracks.items()):
+            del self._tracks[tid]
+            if s.track.state != "tentative":
+                s.track.state = "removed"
+                self.removed.append(s.track)
+
     def drain_removed(self) -> list[Track]:
         """Removed tracks since the last call, and forget them: long-running streams call this to hand
         finished tracks to a sink and keep memory bounded (``all_tracks`` then no longer lists them)."""

@@ -40,6 +40,7 @@ class RunningServer:
     buckets: dict[str, Path] = field(default_factory=dict)
     models_dir: Path | None = None
     video_jobs: VideoJobSettings = field(default_factory=VideoJobSettings)
+    s3_endpoint: str | None = None
     url: str = ""
     services: Services | None = None
     app: Any = None
@@ -54,8 +55,8 @@ class RunningServer:
             video_jobs=self.video_jobs,
         )
         collections, audit = build_collection_services(settings, self.faces)
-        images = ImageLoader(dict(self.buckets))
-        jobs = build_video_jobs(settings, images, self.faces)
+        images = ImageLoader(dict(self.buckets), self.s3_endpoint)
+        jobs = build_video_jobs(settings, images, self.faces, collections=collections, audit=audit)
         self.services = Services(self.faces, images, collections, audit, jobs)
         self.app = create_app(settings, services=self.services, keys=KEYS)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -157,13 +158,14 @@ def start_server(
     face_service: FaceService, tmp_path: Path, models_dir: Path
 ) -> Iterator[Callable[..., RunningServer]]:
     """Start servers (stopped at the end of the test); pass ``data_dir`` to reuse one, ``video_jobs``
-    for the stored-video job settings."""
+    for the stored-video job settings, ``s3_endpoint`` for buckets behind an S3 API."""
     running: list[RunningServer] = []
 
     def start(
         data_dir: Path | None = None,
         buckets: dict[str, Path] | None = None,
         video_jobs: VideoJobSettings | None = None,
+        s3_endpoint: str | None = None,
     ) -> RunningServer:
         server = RunningServer(
             data_dir or tmp_path / "data",
@@ -171,6 +173,7 @@ def start_server(
             buckets or {},
             models_dir,
             video_jobs or VideoJobSettings(),
+            s3_endpoint,
         ).start()
         running.append(server)
         return server

@@ -69,7 +69,7 @@ def test_one_person_crosses_in_and_enters_the_zone(walker: Path) -> None:
     assert [e.kind for e in result.zone_events] == ["enter", "exit"]  # exit: flushed at the end
     assert result.zone_dwell_ms["right"][1] > 0
     assert updates[-1].line_counts == {"middle": {"in": 1, "out": 0}}
-    assert set(result.seconds) == {"decode", "detect", "track", "total"}
+    assert set(result.seconds) == {"decode", "detect", "track", "faces", "total"}
 
 
 def test_max_duration_and_fps(walker: Path) -> None:

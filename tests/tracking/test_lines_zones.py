@@ -27,8 +27,11 @@ def _walk(
         yield Frame("t", i, i * 100.0, IMAGE), track
 
 
-def _line_events(line: Line, anchors: Sequence[tuple[float, float]]) -> list[tuple[str, float]]:
-    counter = LineCounter([line])
+def _line_events(
+    line: Line, anchors: Sequence[tuple[float, float]], smoothing: int = 1
+) -> list[tuple[str, float]]:
+    """Events for one track walking ``anchors``; ``smoothing=1`` (raw anchors) tests the rule itself."""
+    counter = LineCounter([line], smoothing=smoothing)
     events: list[tuple[str, float]] = []
     for frame, track in _walk(anchors, identity="alice"):
         for e in counter.update(frame, [track]):

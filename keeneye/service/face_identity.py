@@ -1,0 +1,206 @@
+"""Who is on a track: faces handed to tracks, each track's best face embedded and searched in a collection.
+
+Used by the video use cases (``keeneye track --collection``, StartFaceSearch): the per-frame cost is face
+*detection* only; a track's face is embedded when it is the first usable face of that track or clearly
+better than the last one embedded (``min_gain`` times its quality score, :func:`face_quality_score`:
+large, sharp, frontal), and at most ``max_embeddings`` times per track, so a person standing in view for an
+hour costs a handful of embeddings, not one per frame. The identity of a track is the search result of
+the embedded face whose best match is the most similar; a track with no match at the threshold has no
+identity (and is never given a name by guessing).
+
+Taking the best of up to ``max_embeddings`` searches raises the false-match rate per track at most that
+many times over one search's (at the default threshold of 80, one search's is 1 in 10,000 impostor
+comparisons on LFW, see docs/models.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.core.types import Face, FloatArray, Track, UInt8Image
+from keeneye.service.collections import FaceMatch
+from keeneye.tracking.reid import face_quality_score
+from keeneye.tracking.tracker import PersonTracker
+
+Searcher = Callable[[FloatArray, str], list[FaceMatch]]
+"""(L2-normalised embedding, embedder id) -> the collection's faces at or above the threshold, best first."""
+
+# A face belongs to a person box when its centre lies inside the box, in its top part (the head).
+HEAD_REGION = 0.45
+
+
+@dataclass
+class TrackIdentity:
+    """What the face search found for one track.
+
+    face / pts_ms: the embedded face whose search gave ``matches`` (and when it was seen); matches: the
+    collection's faces at or above the threshold, best first (empty: not on the watchlist);
+    embeddings: how many of the track's faces were embedded; best_quality: the quality score of the best
+    face embedded so far.
+    """
+
+    track_id: int
+    face: Face | None = None
+    pts_ms: float | None = None
+    matches: list[FaceMatch] = field(default_factory=list)
+    embeddings: int = 0
+    best_quality: float = 0.0
+
+    @property
+    def top_similarity(self) -> float:
+        return self.matches[0].similarity if self.matches else -1.0
+
+    @property
+    def name(self) -> str | None:
+        """The best match's UserId, else its ExternalImageId, else its FaceId; None when unmatched."""
+        if not self.matches:
+            return None
+        face = self.matches[0].face
+        return face.user_id or face.external_image_id or face.face_id
+
+
+class TrackFaceIdentifier:
+    """Embeds each track's best face a few times at most and keeps the best search result per track."""
+
+    def __init__(
+        self,
+        analyzer: FaceAnalyzer,
+        search: Searcher,
+        *,
+        min_gain: float = 1.25,
+        max_embeddings: int = 4,
+        retry_ms: float = 1000.0,
+    ) -> None:
+        if analyzer.embedder is None:
+            raise ValueError("face search needs a face pipeline with an embedder")
+        if min_gain < 1.0 or max_embeddings < 1:
+            raise ValueError("min_gain must be >= 1 and max_embeddings >= 1")
+        self._analyzer = analyzer
+        self._search = search
+        self.min_gain = min_gain
+        self.max_embeddings = max_embeddings
+        self.retry_ms = retry_ms
+        self._last_try: dict[int, float] = {}
+        self._ids: dict[int, TrackIdentity] = {}
+        self.embeddings_total = 0
+        self.searches_total = 0
+
+    def offer(self, image: UInt8Image, track_id: int, face: Face, pts_ms: float) -> bool:
+        """Consider a face seen on a track in ``image``; embeds and searches it when it is worth it.
+        Returns True when it was embedded (``face.embedding`` is then set)."""
+        state = self._ids.setdefault(track_id, TrackIdentity(track_id))
+        quality = face_quality_score(face)
+        if state.embeddings >= self.max_embeddings:
+            return False
+        if state.embeddings:
+            better = quality >= state.best_quality * self.min_gain
+            retry = not state.matches and pts_ms - self._last_try.get(track_id, -1e18) >= self.retry_ms
+            if not (better or retry):
+                return False
+        self._last_try[track_id] = pts_ms
+        self._analyzer.embed(image, [face])
+        assert face.embedding is not None and face.embedder_id is not None
+        state.embeddings += 1
+        state.best_quality = max(state.best_quality, quality)
+        self.embeddings_total += 1
+        matches = self._search(face.embedding, face.embedder_id)
+        self.searches_total += 1
+        top = matches[0].similarity if matches else -1.0
+        if state.face is None or top > state.top_similarity:
+            state.face, state.pts_ms, state.matches = face, pts_ms, list(matches)
+        return True
+
+    def rekey(self, old_id: int, new_id: int) -> None:
+        """The tracker re-linked track ``old_id`` to the older ``new_id``: merge what both found."""
+        if old_id == new_id or old_id not in self._ids:
+            return
+        moved = self._ids.pop(old_id)
+        kept = self._ids.get(new_id)
+        if kept is None or moved.top_similarity > kept.top_similarity:
+            moved.track_id = new_id
+            if kept is not None:
+                moved.embeddings += kept.embeddings
+                moved.best_quality = max(moved.best_quality, kept.best_quality)
+            self._ids[new_id] = moved
+            self._last_try[new_id] = max(self._last_try.pop(old_id, -1e18), self._last_try.get(new_id, -1e18))
+        else:
+            kept.embeddings += moved.embeddings
+            kept.best_quality = max(moved.best_quality, kept.best_quality)
+
+    def identity(self, track_id: int) -> TrackIdentity | None:
+        return self._ids.get(track_id)
+
+    @property
+    def identities(self) -> dict[int, TrackIdentity]:
+        """Every track that had a face embedded, by track id (matched or not)."""
+        return dict(self._ids)
+
+
+def faces_on_person_tracks(tracks: Sequence[Track], faces: Sequence[Face]) -> list[tuple[Track, Face]]:
+    """Pair faces with the person boxes they belong to: a face's centre must lie inside a track's last
+    box, in its top ``HEAD_REGION``; each face and each track is used once (Hungarian assignment on the
+    distance from the face centre to the expected head position, the top-centre of the box)."""
+    if not tracks or not faces:
+        return []
+    cost = np.full((len(tracks), len(faces)), np.inf)
+    for i, t in enumerate(tracks):
+        x1, y1, x2, y2 = t.xyxy
+        head_x, head_y = (x1 + x2) / 2, y1 + 0.12 * (y2 - y1)
+        for j, f in enumerate(faces):
+            cx, cy = float(f.xyxy[0] + f.xyxy[2]) / 2, float(f.xyxy[1] + f.xyxy[3]) / 2
+            if x1 <= cx <= x2 and y1 <= cy <= y1 + HEAD_REGION * (y2 - y1):
+                cost[i, j] = np.hypot(cx - head_x, cy - head_y) / max(y2 - y1, 1.0)
+    finite = np.isfinite(cost)
+    if not finite.any():
+        return []
+    rows, cols = linear_sum_assignment(np.where(finite, cost, 1e6))
+    return [(tracks[r], faces[c]) for r, c in zip(rows, cols, strict=True) if finite[r, c]]
+
+
+def faces_on_face_tracks(tracks: Sequence[Track], faces: Sequence[Face]) -> list[tuple[Track, Face]]:
+    """Pair face tracks with the face detection each was matched to in this frame (same box)."""
+    out = []
+    for t in tracks:
+        box = np.asarray(t.xyxy, np.float32)
+        for f in faces:
+            if np.allclose(np.asarray(f.xyxy, np.float32), box, atol=1e-3):
+                out.append((t, f))
+                break
+    return out
+
+
+class PersonFaceIdentities:
+    """Identities for *person* tracks (``keeneye track --collection``): in each analysed frame, the faces
+    found are handed to the person whose head they are (:func:`faces_on_person_tracks`), the identifier
+    embeds and searches them, the tracker re-links tracks whose faces match, and ``Track.identity`` is set
+    as soon as a track has a match, so that line and zone events after that carry the name. The tracker's
+    ``reid_face_similarity`` decides the re-linking (set it from the embedder's calibration)."""
+
+    def __init__(self, analyzer: FaceAnalyzer, identifier: TrackFaceIdentifier) -> None:
+        self._analyzer = analyzer
+        self.identifier = identifier
+        self.frames_with_faces = 0
+
+    def step(self, image: UInt8Image, pts_ms: float, tracker: PersonTracker, live: Sequence[Track]) -> None:
+        """Process one analysed frame's live person tracks (after ``tracker.update``)."""
+        if not live:
+            return
+        faces = self._analyzer.analyze(image, attributes="default")
+        if not faces:
+            return
+        self.frames_with_faces += 1
+        for track, face in faces_on_person_tracks(live, faces):
+            track_id = track.track_id
+            tracker.offer_face(track_id, face)
+            if self.identifier.offer(image, track_id, face, pts_ms):
+                new_id = tracker.attach_face_embedding(track_id, face)
+                self.identifier.rekey(track_id, new_id)
+                track_id = new_id
+            ident = self.identifier.identity(track_id)
+            if ident is not None and ident.name is not None:
+                track.identity = ident.name

@@ -1,0 +1,236 @@
+"""Searching a stored video for the faces of a collection (Rekognition's StartFaceSearch / GetFaceSearch).
+
+Pipeline per analysed frame (``video_jobs.target_fps``): face detection with Rekognition's DEFAULT
+attributes (box, landmarks, pose, quality: the pose and sharpness choose a track's best face) -> the
+tracker (keeneye.tracking.tracker, run on face boxes) -> :class:`TrackFaceIdentifier`, which embeds a
+track's face only when it is the first usable one or clearly better than the last embedded, and searches
+the collection with it. When an embedded face matches a face track that ended earlier (the person turned
+away, or the camera cut away and back), the tracker re-links them: both parts share one ``index``.
+
+A track's identity holds for its whole length, so every analysed frame where a matched track's face is
+visible is reported with the track's matches: the result says *when* the person is in view, not only
+when their face was frontal. Tracks with no match at the threshold are not reported (GetFaceSearch lists
+matched persons). Here the "person" of GetFaceSearch is the face track: ``Person.BoundingBox`` is the
+face's box (docs/rekognition-coverage.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.analysis.similarity import calibration_for
+from keeneye.config import Settings
+from keeneye.core.types import Detections, Face, Frame, Track
+from keeneye.service.collections import FaceMatch
+from keeneye.service.face_identity import Searcher, TrackFaceIdentifier, TrackIdentity, faces_on_face_tracks
+from keeneye.service.video_jobs import JobOutput, JobRunner
+from keeneye.tracking.tracker import PersonTracker, TrackerConfig
+from keeneye.video.cuts import DEFAULT_CUT_THRESHOLD, ShotCutDetector
+from keeneye.video.sources import VideoInput, VideoMetadata, open_video
+
+RELINK_SIMILARITY = 90.0
+"""Similarity (0-100, calibrated per embedder) at which two face tracks of one video are the same person
+and share one index: stricter than the default search threshold (80), as a wrong re-link hands one
+person's identity to another."""
+
+
+def face_tracker_config(face_threshold: float, embedder_id: str) -> TrackerConfig:
+    """Tracker settings for face boxes: one association stage (the face detector has one threshold),
+    a face is reported from its first detection, a face unseen for 2 s is lost, and no re-linking by
+    colour histograms (a face crop's colours do not tell people apart): only the face embedding re-links,
+    at RELINK_SIMILARITY."""
+    return TrackerConfig(
+        high_score=face_threshold,
+        low_score=face_threshold,
+        new_track_score=face_threshold,
+        match_iou=0.2,
+        tentative_match_iou=0.2,
+        min_hits=1,
+        max_lost_ms=2000.0,
+        reid_body_similarity=2.0,  # cosine similarity never reaches it: body re-linking off
+        reid_face_similarity=calibration_for(embedder_id).cosine_at(RELINK_SIMILARITY),
+    )
+
+
+@dataclass
+class FaceSighting:
+    """One analysed frame where a face track was seen: time, the face (box in pixels, attributes)."""
+
+    pts_ms: float
+    face: Face
+
+
+@dataclass
+class FaceSearchResult:
+    """Face tracks of a video and who they are. ``sightings[track_id]`` in time order; ``identities``
+    for every track whose face was embedded (``matches`` empty when not on the watchlist); ``cuts_ms``:
+    the shot cuts found (no track spans one)."""
+
+    metadata: VideoMetadata
+    tracks: list[Track]
+    sightings: dict[int, list[FaceSighting]]
+    identities: dict[int, TrackIdentity]
+    frames_analysed: int = 0
+    embeddings: int = 0
+    searches: int = 0
+    cuts_ms: list[float] = field(default_factory=list)
+
+    def matched(self) -> list[tuple[Track, TrackIdentity]]:
+        """The tracks with at least one match, by track id."""
+        out = []
+        for track in self.tracks:
+            ident = self.identities.get(track.track_id)
+            if ident is not None and ident.matches:
+                out.append((track, ident))
+        return out
+
+
+def search_video(
+    source: VideoInput,
+    analyzer: FaceAnalyzer,
+    search: Searcher,
+    *,
+    face_threshold: float,
+    target_fps: float | None,
+    max_duration_ms: float | None = None,
+    checkpoint: Callable[[], None] | None = None,
+    cut_threshold: float | None = DEFAULT_CUT_THRESHOLD,
+) -> FaceSearchResult:
+    """Track the faces of ``source`` and search each track's best face with ``search``.
+
+    face_threshold: the face detector's score threshold (``faces.detector.score_threshold``);
+    checkpoint: called once per analysed frame (a job's stop / cancel hook, may raise); cut_threshold:
+    shot cuts (keeneye.video.cuts), None: never.
+    """
+    assert analyzer.embedder is not None, "face search needs a face pipeline with an embedder"
+    tracker = PersonTracker(face_tracker_config(face_threshold, analyzer.embedder.embedder_id))
+    cuts = None if cut_threshold is None else ShotCutDetector(cut_threshold)
+    identifier = TrackFaceIdentifier(analyzer, search)
+    sightings: dict[int, list[FaceSighting]] = {}
+    result_cuts: list[float] = []
+    analysed = 0
+    with open_video(source) as video:
+        for frame in video.frames(target_fps):
+            if max_duration_ms is not None and frame.pts_ms >= max_duration_ms:
+                break
+            if checkpoint is not None:
+                checkpoint()
+            if cuts is not None and cuts.is_cut(frame.image):
+                tracker.cut()
+                result_cuts.append(frame.pts_ms)
+            _step(frame, analyzer, tracker, identifier, sightings)
+            analysed += 1
+        metadata = video.metadata
+    return FaceSearchResult(
+        metadata=metadata,
+        tracks=tracker.all_tracks(),
+        sightings=sightings,
+        identities=identifier.identities,
+        frames_analysed=analysed,
+        embeddings=identifier.embeddings_total,
+        searches=identifier.searches_total,
+        cuts_ms=result_cuts,
+    )
+
+
+def _step(
+    frame: Frame,
+    analyzer: FaceAnalyzer,
+    tracker: PersonTracker,
+    identifier: TrackFaceIdentifier,
+    sightings: dict[int, list[FaceSighting]],
+) -> None:
+    faces = analyzer.analyze(frame.image, attributes="default")
+    dets = Detections(
+        xyxy=np.array([f.xyxy for f in faces], np.float32).reshape(-1, 4),
+        score=np.array([f.score for f in faces], np.float32),
+    )
+    live = tracker.update(frame, dets)
+    for track, face in faces_on_face_tracks(live, faces):
+        track_id = track.track_id
+        if identifier.offer(frame.image, track_id, face, frame.pts_ms):
+            new_id = tracker.attach_face_embedding(track_id, face)
+            if new_id != track_id:
+                identifier.rekey(track_id, new_id)
+                sightings[new_id] = sightings.get(new_id, []) + sightings.pop(track_id, [])
+                track_id = new_id
+        sightings.setdefault(track_id, []).append(FaceSighting(frame.pts_ms, face))
+
+
+FaceFormatter = Callable[[Face, int, int], dict[str, Any]]
+"""(face, frame width, frame height) -> Rekognition's FaceDetail (the AWS adapter's shapes)."""
+MatchFormatter = Callable[[FaceMatch], dict[str, Any]]
+"""A collection match -> Rekognition's FaceMatch."""
+AuditHook = Callable[[Mapping[str, Any], list[dict[str, Any]], int], None]
+"""(job params, matches ``[{"FaceId", "Similarity", "PersonIndex", "Timestamp"}]``, face tracks searched)."""
+
+
+def face_search_runner(
+    settings: Settings,
+    analyzer: FaceAnalyzer,
+    search_collection: Callable[[str, Any, str, float], list[FaceMatch]],
+    format_face: FaceFormatter,
+    format_match: MatchFormatter,
+    audit: AuditHook | None = None,
+) -> JobRunner:
+    """The FaceSearch runner. params: ``collection_id``, ``threshold`` (FaceMatchThreshold, 0-100).
+    search_collection(collection_id, embedding, embedder_id, threshold) -> matches best first.
+
+    Items: one per analysed frame where a matched face track is visible: ``{"pts_ms", "index": the
+    track, "xyxy": the face box in pixels, "face": FaceDetail, "matches": [FaceMatch, ...]}``. The
+    identification is audited once per job (every matched FaceId with the track and first time)."""
+
+    def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
+        collection_id, threshold = str(params["collection_id"]), float(params["threshold"])
+
+        def search(embedding: Any, embedder_id: str) -> list[FaceMatch]:
+            return search_collection(collection_id, embedding, embedder_id, threshold)
+
+        max_s = settings.video_jobs.max_duration_s
+        result = search_video(
+            video,
+            analyzer,
+            search,
+            face_threshold=settings.faces.detector.score_threshold,
+            target_fps=settings.video_jobs.target_fps,
+            max_duration_ms=None if max_s is None else max_s * 1000.0,
+            checkpoint=checkpoint,
+            cut_threshold=settings.persons.shot_cut_threshold,
+        )
+        w, h = result.metadata.width, result.metadata.height
+        items: list[dict[str, Any]] = []
+        audited: list[dict[str, Any]] = []
+        for track, ident in result.matched():
+            matches = [format_match(m) for m in ident.matches]
+            seen = result.sightings.get(track.track_id, [])
+            for s in seen:
+                items.append(
+                    {
+                        "pts_ms": float(s.pts_ms),
+                        "index": int(track.track_id),
+                        "xyxy": [float(v) for v in s.face.xyxy],
+                        "face": format_face(s.face, w, h),
+                        "matches": matches,
+                    }
+                )
+            first = round(seen[0].pts_ms) if seen else None
+            audited += [
+                {
+                    "FaceId": m.face.face_id,
+                    "Similarity": float(m.similarity),
+                    "PersonIndex": int(track.track_id),
+                    "Timestamp": first,
+                }
+                for m in ident.matches
+            ]
+        if audit is not None:
+            audit(params, audited, len(result.identities))
+        return JobOutput(asdict(result.metadata), items)
+
+    return run

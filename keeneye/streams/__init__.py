@@ -1,0 +1,1 @@
+"""Stream processing: where events and notifications go (sinks); the live-stream runtime comes later."""

@@ -1,0 +1,166 @@
+"""StartFaceSearch / GetFaceSearch through boto3 on a real clip with real enrolment photos.
+
+``short_hamilton_clip.mp4`` (9.2 s, 640x360) shows Lin-Manuel Miranda on stage (a small face, 0-0.6 s),
+a close-up of the pianist Alex Lacamoire in profile (1.0-1.2 s; his face is turned away: not
+recognisable, and not expected to match), Lin-Manuel singing (2.8-7.0 s) and, after a cut, the audience
+(7.2-9.2 s). The collection holds one photo of each of the two men. The search must find Lin-Manuel,
+with timestamps inside his singing shot, and nobody else (no audience face, nothing after the cut).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from keeneye.config import VideoJobSettings
+from tests.aws.signing import SECRET
+from tests.contract.conftest import RunningServer
+from tests.receivers import wait_until
+
+pytestmark = [pytest.mark.models, pytest.mark.data]
+
+CLIP = "short_hamilton_clip.mp4"
+POLL_TIMEOUT_S = 60.0
+SINGING_MS = (2700, 7100)  # Lin-Manuel's singing shot; the cut to the audience is at ~7.1 s
+
+
+@pytest.fixture
+def search_server(
+    start_server: Callable[..., RunningServer], shared_data: Path, tmp_path: Path
+) -> RunningServer:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copyfile(shared_data / "video" / "face_clips" / CLIP, folder / CLIP)
+    jobs = VideoJobSettings(workers=1, target_fps=5.0)
+    return start_server(buckets={"videos": folder}, video_jobs=jobs)
+
+
+def _enrol(client: Any, shared_data: Path) -> dict[str, str]:
+    client.create_collection(CollectionId="hamilton")
+    face_ids = {}
+    for name in ("lin-manuel-miranda", "alex-lacamoire"):
+        data = (shared_data / "faces" / "face_recognition" / f"{name}.png").read_bytes()
+        r = client.index_faces(
+            CollectionId="hamilton", Image={"Bytes": data}, ExternalImageId=name, MaxFaces=1
+        )
+        face_ids[name] = r["FaceRecords"][0]["Face"]["FaceId"]
+    return face_ids
+
+
+def _wait(client: Any, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + POLL_TIMEOUT_S
+    while True:
+        r: dict[str, Any] = client.get_face_search(JobId=job_id, MaxResults=1)
+        if r["JobStatus"] != "IN_PROGRESS":
+            return r
+        assert time.monotonic() < deadline, f"job {job_id} still IN_PROGRESS after {POLL_TIMEOUT_S} s"
+        time.sleep(0.25)
+
+
+def _all(client: Any, job_id: str, page_size: int, sort_by: str = "TIMESTAMP") -> list[dict[str, Any]]:
+    persons: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"JobId": job_id, "MaxResults": page_size, "SortBy": sort_by}
+    while True:
+        r = client.get_face_search(**kwargs)
+        assert len(r["Persons"]) <= page_size
+        persons += r["Persons"]
+        if "NextToken" not in r:
+            return persons
+        kwargs["NextToken"] = r["NextToken"]
+
+
+def test_face_search_finds_lin_manuel_and_nobody_else(
+    search_server: RunningServer, shared_data: Path
+) -> None:
+    client = search_server.client()
+    face_ids = _enrol(client, shared_data)
+    video = {"S3Object": {"Bucket": "videos", "Name": CLIP}}
+    job_id = client.start_face_search(Video=video, CollectionId="hamilton", JobTag="hamilton")["JobId"]
+    done = _wait(client, job_id)
+    assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
+    assert done["JobTag"] == "hamilton" and done["VideoMetadata"]["FrameWidth"] == 640
+
+    persons = _all(client, job_id, page_size=7)
+    assert persons, "Lin-Manuel Miranda was not found"
+    matched = {m["Face"]["FaceId"] for p in persons for m in p["FaceMatches"]}
+    assert matched == {face_ids["lin-manuel-miranda"]}, "someone other than Lin-Manuel was matched"
+    for p in persons:
+        assert all(m["Similarity"] >= 80 for m in p["FaceMatches"])
+        assert p["FaceMatches"][0]["Face"]["ExternalImageId"] == "lin-manuel-miranda"
+        assert SINGING_MS[0] <= p["Timestamp"] <= SINGING_MS[1], p["Timestamp"]
+        box = p["Person"]["BoundingBox"]
+        assert 0 < box["Width"] < 0.5 and 0 <= box["Left"] <= 1
+        assert p["Person"]["Face"]["BoundingBox"] == box
+    times = [p["Timestamp"] for p in persons]
+    assert times == sorted(times)
+    # He sings for ~4 s: at 5 analysed frames per second most of the shot is reported.
+    assert len(times) >= 15 and times[-1] - times[0] >= 3000
+    assert len({p["Person"]["Index"] for p in persons}) == 1
+
+    by_index = _all(client, job_id, page_size=1000, sort_by="INDEX")
+    assert sorted(p["Timestamp"] for p in by_index) == times
+
+    # The identification is in the audit log, under the caller's key, with the threshold used.
+    records = [r for r in search_server.services.audit.read() if r["operation"] == "StartFaceSearch"]  # type: ignore[union-attr]
+    assert len(records) == 1 and records[0]["collection_id"] == "hamilton"
+    assert [m["FaceId"] for m in records[0]["matches"]] == [face_ids["lin-manuel-miranda"]]
+    assert records[0]["access_key"] and records[0]["threshold"] == 80.0
+
+
+def test_face_search_at_99_and_request_errors(search_server: RunningServer, shared_data: Path) -> None:
+    client = search_server.client()
+    _enrol(client, shared_data)
+    video = {"S3Object": {"Bucket": "videos", "Name": CLIP}}
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.start_face_search(Video=video, CollectionId="nobody")
+    with pytest.raises(ClientError, match="ValidationException"):  # the model's range, as AWS checks it
+        client.start_face_search(Video=video, CollectionId="hamilton", FaceMatchThreshold=101)
+    with pytest.raises(client.exceptions.InvalidS3ObjectException):
+        client.start_face_search(
+            Video={"S3Object": {"Bucket": "videos", "Name": "gone.mp4"}}, CollectionId="hamilton"
+        )
+    # Completion is announced on a notification channel: here a JSONL file in the data directory.
+    topic = "arn:aws:sns:us-east-1:123456789012:FaceSearchDone"
+    r = httpx.put(
+        f"{search_server.url}/v1/notification-channels/{topic}",
+        headers={"Authorization": f"Bearer {SECRET}"},
+        json={"jsonl": {"name": "face-search.jsonl"}},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    token = "same-request"
+    job_id = client.start_face_search(
+        Video=video,
+        CollectionId="hamilton",
+        FaceMatchThreshold=99,
+        ClientRequestToken=token,
+        NotificationChannel={"SNSTopicArn": topic, "RoleArn": "arn:aws:iam::123456789012:role/x"},
+    )["JobId"]
+    again = client.start_face_search(Video=video, CollectionId="hamilton", ClientRequestToken=token)
+    assert again["JobId"] == job_id
+    done = _wait(client, job_id)
+    assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
+    # At 99 only the most similar faces pass; whatever passes is still only Lin-Manuel.
+    persons = _all(client, job_id, page_size=1000)
+    assert all(
+        m["Face"]["ExternalImageId"] == "lin-manuel-miranda" for p in persons for m in p["FaceMatches"]
+    )
+    assert all(m["Similarity"] >= 99 for p in persons for m in p["FaceMatches"])
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.get_person_tracking(JobId=job_id)  # a job of another kind
+    jsonl = search_server.data_dir / "notifications" / "face-search.jsonl"
+    wait_until(lambda: jsonl.is_file() and jsonl.read_text().strip() != "", what="the completion message")
+    message = json.loads(json.loads(jsonl.read_text().splitlines()[0])["Message"])
+    assert (
+        message["JobId"] == job_id
+        and message["Status"] == "SUCCEEDED"
+        and message["API"] == "StartFaceSearch"
+    )

@@ -1,0 +1,170 @@
+"""Track identities from faces (keeneye.service.face_identity) with deterministic stand-in models, shot
+cuts (keeneye.video.cuts) and the tracker's cut on synthetic frames."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.core.types import Detections, Face, FloatArray, Frame, Track, TrackPoint, UInt8Image
+from keeneye.service.collections import FaceMatch, StoredFace
+from keeneye.service.face_identity import TrackFaceIdentifier, faces_on_face_tracks, faces_on_person_tracks
+from keeneye.tracking.tracker import PersonTracker, TrackerConfig
+from keeneye.video.cuts import ShotCutDetector
+
+
+class NoDetector:
+    name = "none"
+
+    def detect(self, image: UInt8Image) -> Detections:
+        return Detections.empty(())
+
+
+class CountingEmbedder:
+    """A fixed unit vector per call; counts how often it ran."""
+
+    dim = 4
+    required_landmarks: tuple[str, ...] = ()
+    embedder_id = "count-v1"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, image: UInt8Image, faces: Sequence[Face]) -> FloatArray:
+        self.calls += len(faces)
+        return np.tile(np.array([1, 0, 0, 0], np.float32), (len(faces), 1))
+
+
+def _stored(name: str) -> StoredFace:
+    return StoredFace(name, "c", "img", name, (0, 0, 10, 10), 10, 10, 0.99, datetime.now(UTC), "count-v1")
+
+
+class ScriptedSearch:
+    """Returns the next scripted similarity for 'lin' (None: no match) on each search."""
+
+    def __init__(self, similarities: list[float | None]) -> None:
+        self.similarities = list(similarities)
+        self.calls = 0
+
+    def __call__(self, embedding: FloatArray, embedder_id: str) -> list[FaceMatch]:
+        assert embedder_id == "count-v1" and embedding.shape == (4,)
+        sim = self.similarities[self.calls]
+        self.calls += 1
+        return [] if sim is None else [FaceMatch(_stored("lin"), sim)]
+
+
+def _face(size: float, sharpness: float = 50.0, yaw: float = 0.0, x: float = 10.0) -> Face:
+    face = Face(np.array([x, 10, x + size, 10 + size], np.float32), 0.9)
+    face.attributes["quality"] = {"sharpness": sharpness, "brightness": 50.0}
+    face.attributes["pose"] = (0.0, yaw, 0.0)
+    return face
+
+
+IMAGE = np.zeros((200, 200, 3), np.uint8)
+
+
+def _identifier(search: ScriptedSearch, **kwargs: float) -> tuple[TrackFaceIdentifier, CountingEmbedder]:
+    embedder = CountingEmbedder()
+    analyzer = FaceAnalyzer(detector=NoDetector(), embedder=embedder)
+    return TrackFaceIdentifier(analyzer, search, **kwargs), embedder  # type: ignore[arg-type]
+
+
+def test_a_matched_track_is_embedded_again_only_for_a_clearly_better_face() -> None:
+    search = ScriptedSearch([85.0, 97.0])
+    ident, embedder = _identifier(search)
+    assert ident.offer(IMAGE, 1, _face(40), 0.0)  # the first usable face
+    assert ident.identity(1) is not None and ident.identity(1).name == "lin"  # type: ignore[union-attr]
+    for t in range(1, 50):  # an hour of the same face costs nothing more
+        assert not ident.offer(IMAGE, 1, _face(41), t * 200.0)
+    assert ident.offer(IMAGE, 1, _face(80), 10_000.0)  # twice the size: clearly better
+    assert embedder.calls == 2 and search.calls == 2
+    assert ident.identity(1).top_similarity == 97.0  # type: ignore[union-attr]
+
+
+def test_an_unmatched_track_retries_on_a_timer_up_to_the_cap() -> None:
+    search = ScriptedSearch([None, None, 91.0, None])
+    ident, embedder = _identifier(search, retry_ms=1000.0, max_embeddings=3)
+    offered = [ident.offer(IMAGE, 7, _face(40), t * 200.0) for t in range(40)]
+    # tries at 0 ms, 1000 ms, 2000 ms; the third matched: no more tries.
+    assert [i for i, x in enumerate(offered) if x] == [0, 5, 10]
+    assert embedder.calls == 3
+    assert ident.identity(7).name == "lin"  # type: ignore[union-attr]
+
+
+def test_an_unmatched_track_stays_without_identity_and_stops_at_the_cap() -> None:
+    search = ScriptedSearch([None] * 10)
+    ident, embedder = _identifier(search, retry_ms=100.0, max_embeddings=4)
+    for t in range(100):
+        ident.offer(IMAGE, 3, _face(40), t * 200.0)
+    assert embedder.calls == 4
+    assert ident.identity(3).name is None and ident.identity(3).matches == []  # type: ignore[union-attr]
+
+
+def test_rekey_keeps_the_better_identity() -> None:
+    search = ScriptedSearch([82.0, 95.0])
+    ident, _ = _identifier(search)
+    ident.offer(IMAGE, 1, _face(40), 0.0)
+    ident.offer(IMAGE, 5, _face(40), 3000.0)
+    ident.rekey(5, 1)
+    merged = ident.identity(1)
+    assert merged is not None and merged.top_similarity == 95.0 and merged.embeddings == 2
+    assert ident.identity(5) is None and set(ident.identities) == {1}
+
+
+def _track(track_id: int, xyxy: tuple[float, float, float, float]) -> Track:
+    return Track(track_id, 0, 0.0, 0.0, "active", [TrackPoint(0.0, xyxy, 0.9)])
+
+
+def test_faces_go_to_the_person_whose_head_they_are() -> None:
+    left, right = _track(1, (0, 0, 100, 300)), _track(2, (120, 0, 220, 300))
+    head_right, head_left, belly = _face(30, x=155), _face(30, x=35), _face(30, x=40)
+    belly.xyxy = np.array([40, 200, 70, 230], np.float32)  # a face at waist height is nobody's head
+    pairs = faces_on_person_tracks([left, right], [head_right, belly, head_left])
+    assert {(t.track_id, id(f)) for t, f in pairs} == {(1, id(head_left)), (2, id(head_right))}
+    assert faces_on_person_tracks([left], []) == [] and faces_on_person_tracks([], [belly]) == []
+
+
+def test_face_tracks_pair_with_their_own_box() -> None:
+    a, b = _face(30, x=10), _face(30, x=100)
+    ta = _track(4, tuple(float(v) for v in a.xyxy))  # type: ignore[arg-type]
+    assert faces_on_face_tracks([ta], [b, a]) == [(ta, a)]
+
+
+def _noise(seed: int) -> UInt8Image:
+    return np.random.default_rng(seed).integers(0, 255, (90, 160, 3), dtype=np.uint8)
+
+
+def _scene(colour: tuple[int, int, int], shift: int = 0) -> UInt8Image:
+    image = np.zeros((90, 160, 3), np.uint8)
+    image[:] = colour
+    image[20:70, 30 + shift : 80 + shift] = (240, 240, 240)
+    return image
+
+
+def test_shot_cuts_are_found_and_small_motion_is_not_a_cut() -> None:
+    cuts = ShotCutDetector()
+    frames = [_scene((20, 60, 120), s) for s in (0, 2, 4, 6)] + [_noise(1)] + [_noise(1)]
+    assert [cuts.is_cut(f) for f in frames] == [False, False, False, False, True, False]
+
+
+def test_a_cut_ends_every_track_and_ids_stay_unique() -> None:
+    tracker = PersonTracker(TrackerConfig(min_hits=1))
+    box = np.array([[50, 50, 100, 200]], np.float32)
+    dets = Detections(box, np.array([0.9], np.float32))
+    image = np.zeros((300, 300, 3), np.uint8)
+    first = tracker.update(Frame("v", 0, 0.0, image), dets)
+    tracker.cut()
+    after = tracker.update(Frame("v", 1, 200.0, image), dets)  # the same place, after the cut
+    assert first[0].track_id != after[0].track_id
+    assert [t.track_id for t in tracker.all_tracks()] == [first[0].track_id, after[0].track_id]
+    assert tracker.all_tracks()[0].state == "removed"
+
+
+@pytest.mark.parametrize("bad", [{"min_gain": 0.5}, {"max_embeddings": 0}])
+def test_identifier_rejects_bad_settings(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        _identifier(ScriptedSearch([]), **bad)
