@@ -147,6 +147,11 @@ class LiveServer:
             time.sleep(0.25)
         self.startup_s = time.monotonic() - started
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (None before start and after stop)."""
+        return self._proc.pid if self._proc is not None else None
+
     def _healthy(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/v1/health", timeout=2) as resp:

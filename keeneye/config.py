@@ -118,6 +118,18 @@ class VideoJobSettings(_Strict):
     max_duration_s: float | None = Field(
         None, gt=0, description="Analyse at most this many seconds of each job's video; unset: all of it"
     )
+    max_bytes: int = Field(
+        10 * 1024**3,
+        ge=1,
+        description="Largest video a job reads (bytes; 10 GiB: Rekognition's limit): a larger file or S3 "
+        "object is refused at Start* with VideoTooLargeException, one that grew after Start fails its job",
+    )
+    max_pixels: int | None = Field(
+        7680 * 4320,
+        ge=1,
+        description="Largest frame (width x height from the stream header) a job decodes; a larger video "
+        "fails its job before any frame is decoded (default: 8K UHD); unset: no limit",
+    )
 
 
 class NotificationSettings(_Strict):
@@ -143,11 +155,39 @@ class NotificationSettings(_Strict):
     )
 
 
+class RetentionSettings(_Strict):
+    job_results_days: float | None = Field(
+        None,
+        gt=0,
+        description="Stored-video jobs (their results: tracks, faces, identifications) are deleted this "
+        "many days after they ended; unset: kept until deleted otherwise. Per-collection face "
+        "retention is set on the collection (`keeneye collections set-retention`)",
+    )
+    notifications_days: float | None = Field(
+        None,
+        gt=0,
+        description="Delivered notification-outbox messages are deleted this many days after delivery "
+        "(undelivered ones are never purged); unset: kept as the delivery history",
+    )
+    purge_interval_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How often `keeneye serve` runs the retention purge in the background, seconds "
+        "(also once at start); `keeneye purge` runs it at once",
+    )
+
+
 class ImageLimits(_Strict):
     max_bytes: int = Field(15 * 1024 * 1024, description="Largest encoded image accepted (bytes)")
     max_pixels: int = Field(
         40_000_000,
         description="Largest decoded image (width x height), checked from the header before decoding",
+    )
+    min_side_px: int = Field(
+        80,
+        ge=1,
+        description="Rekognition API: smallest height and width accepted (pixels, from the header; 80: "
+        "Rekognition's minimum); smaller images are InvalidParameterException",
     )
 
 
@@ -173,6 +213,24 @@ class ServerSettings(_Strict):
         8,
         ge=1,
         description="Requests analysed at once; more get ThrottlingException (boto3 retries them)",
+    )
+    body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Time allowed to receive a request's whole body, seconds; a slower client gets "
+        "RequestTimeoutException (HTTP 408) and its connection is closed (slow-loris uploads)",
+    )
+    rate_limit_per_s: float = Field(
+        50.0,
+        ge=0,
+        description="Requests per second each access key may make on average (a token bucket per key; "
+        "over it: ThrottlingException, HTTP 429 on /v1); 0 turns per-key rate limiting off",
+    )
+    rate_limit_burst: int = Field(
+        100,
+        ge=1,
+        description="Requests an access key may make at once before rate_limit_per_s applies "
+        "(the token bucket's size)",
     )
 
 
@@ -200,6 +258,11 @@ class Settings(BaseSettings):
         default_factory=NotificationSettings,
         description="Delivery of job-completion notifications (NotificationChannel) to webhooks, MQTT, "
         "JSONL files",
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings,
+        description="How long faces, job results and delivered notifications are kept "
+        "(docs/accountability.md)",
     )
     models_path: Path | None = Field(
         None,

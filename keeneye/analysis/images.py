@@ -8,7 +8,10 @@ EXIF orientation is applied, so a phone photo comes out upright. Output is ``HxW
 from __future__ import annotations
 
 import io
+import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,12 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 DEFAULT_MAX_BYTES = 15 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+# A progressive JPEG is decoded scan by scan, each a pass over the whole image, and a scan of a flat
+# image is a few bytes: an 83 KB 16-megapixel JPEG of 650 scans takes 9 s to decode on 2 cores (5 MB
+# of them, hours). Encoders write 1 (baseline) to about 10 (progressive) scans (at most 14 in the 2,000
+# JPEGs of ../shared/data); 50 bounds a 40-megapixel decode to about 3 s (100 scans: 5.3 s).
+MAX_JPEG_SCANS = 50
+_SOS = b"\xff\xda"  # start of scan: in entropy-coded data 0xFF is always followed by 0x00 or RSTn
 
 
 def sniff_format(data: bytes) -> str:
@@ -46,26 +55,61 @@ def decode_image(
     if len(data) > max_bytes:
         raise ImageTooLarge(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
     fmt = sniff_format(data)
+    # Counted over the whole file, so a marker in metadata (an EXIF thumbnail's scan) counts too: an
+    # upper bound, far below the limit for real photos.
+    if fmt == "JPEG" and (scans := data.count(_SOS)) > MAX_JPEG_SCANS:
+        raise ImageTooLarge(
+            f"the JPEG has {scans} scans; the limit is {MAX_JPEG_SCANS} (each scan is a pass over the image)"
+        )
+    with _pillow_errors(fmt, max_pixels):
+        img = _open_header(data, fmt)
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ImageTooLarge(
+                f"the image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
+                f"the limit is {max_pixels / 1e6:.1f} megapixels"
+            )
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return _to_rgb(img)
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` in pixels as the header states them (before EXIF orientation), read without
+    decoding a pixel. Raises InvalidImage when there is no readable JPEG/PNG header."""
+    fmt = sniff_format(data)
+    with _pillow_errors(fmt):
+        width, height = _open_header(data, fmt).size
+    return int(width), int(height)
+
+
+def _open_header(data: bytes, fmt: str) -> Image.Image:
+    """Pillow's lazy open: the header is parsed, no pixel is decoded."""
+    return Image.open(io.BytesIO(data), formats=[fmt])
+
+
+@contextmanager
+def _pillow_errors(fmt: str, max_pixels: int | None = None) -> Iterator[None]:
+    """Pillow's ways of saying "bad file" as InvalidImage (too big: ImageTooLarge), and its warnings
+    silenced: it warns on huge images (our limit is stricter and clearer) and on damaged ones it
+    decodes anyway ("Invalid APNG", bad EXIF), which are the sender's problem, not the server log's.
+    The filter names Pillow's modules only, so if threads interleave catch_warnings (it swaps a
+    process-wide list) the worst outcome is Pillow's warnings staying silenced."""
     try:
         with warnings.catch_warnings():
-            # Pillow warns (and at 2x errors) on huge images; our own limit below is stricter and clearer.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img: Image.Image = Image.open(io.BytesIO(data), formats=[fmt])
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageTooLarge(
-                    f"the image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
-                    f"the limit is {max_pixels / 1e6:.1f} megapixels"
-                )
-            img.load()
-            img = ImageOps.exif_transpose(img)
+            warnings.filterwarnings("ignore", category=Warning, module=r"PIL(\.|$)")
+            warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+            yield
     except (ImageTooLarge, InvalidImage):
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"the image is too large to decode safely: {exc}") from exc
+        # Pillow's own guard (at twice its MAX_IMAGE_PIXELS) fired first, in open; it names the size.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.1f} megapixels" if found else "too large to decode safely"
+        limit = f"; the limit is {max_pixels / 1e6:.1f} megapixels" if max_pixels is not None else ""
+        raise ImageTooLarge(f"the image is {size}{limit}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"the {fmt} image is truncated or corrupt ({exc})") from exc
-    return _to_rgb(img)
 
 
 def _to_rgb(img: Image.Image) -> UInt8Image:

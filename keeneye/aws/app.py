@@ -6,10 +6,16 @@ to ``POST /`` goes through the same steps, in this order, so that nothing is don
 not authenticated and nothing is half-done for a bad request:
 
 1. refuse a body over ``server.max_body_bytes`` (from ``Content-Length`` before reading, else while
-   reading the stream): ``RequestEntityTooLargeException`` (HTTP 413);
-2. verify the SigV4 signature (keeneye.aws.sigv4) over the raw body;
+   reading the stream): ``RequestEntityTooLargeException`` (HTTP 413), or one not received within
+   ``server.body_timeout_s``: ``RequestTimeoutException`` (HTTP 408); both for every route
+   (keeneye.aws.body_limits; the connection is then closed);
+2. verify the SigV4 signature (keeneye.aws.sigv4) over the raw body, with the bootstrap key or an
+   enabled key of the database (keeneye.service.credentials.KeyRing), and take a token from the key's
+   rate-limit bucket (``server.rate_limit_per_s``; else ``ThrottlingException``);
 3. resolve ``X-Amz-Target`` to a supported operation and check the content type;
-4. parse and validate the JSON body against the service model (keeneye.aws.model);
+4. parse and validate the JSON body against the service model (keeneye.aws.model), then authorize
+   ``rekognition:<Operation>`` on its resource with the key's policy (keeneye.service.policies; else
+   ``AccessDeniedException``, logged; see docs/security.md);
 5. admit at most ``server.max_inflight`` operations at once (else ``ThrottlingException``) and run the
    handler in a worker thread (models are CPU-bound);
 6. map any error in one place (keeneye.aws.errors); an unexpected one is logged with its traceback
@@ -20,6 +26,10 @@ Native API (FastAPI, OpenAPI at ``/openapi.json``): ``GET /v1/health`` (open), `
 service ``rekognition``, or ``Authorization: Bearer <secret access key>``), and, authenticated the
 same way, ``/v1/jobs`` (list, one, cancel), ``/v1/notification-channels`` (SNS topic ARN -> webhook,
 MQTT or JSONL sink) and ``/v1/notifications`` (the delivery outbox); see docs/notifications.md.
+``GET /v1/audit/verify`` checks the audit hash chain and ``PUT /v1/collections/{id}/retention`` sets a
+collection's face retention (docs/accountability.md); the app's lifespan runs the retention purge
+thread when ``services.retention`` is set. Each native route is one ``keeneye:<Action>`` of the key's
+policy (403 AccessDenied) and takes a token from the same per-key bucket (429 Throttling).
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -47,19 +57,24 @@ from starlette.responses import Response
 from keeneye import __version__
 from keeneye.aws import errors as aws_errors
 from keeneye.aws import model, shapes, sigv4
+from keeneye.aws.body_limits import BodyLimitMiddleware
 from keeneye.aws.errors import AwsError
 from keeneye.aws.handlers import OPERATIONS, VIDEO_OPERATIONS, Context, Services
 from keeneye.aws.images import ImageLoader
+from keeneye.aws.openapi import document_native_errors
 from keeneye.config import Settings
 from keeneye.core.errors import BackendUnavailable, InvalidParameter, KeeneyeError
-from keeneye.service.credentials import KeyRing
+from keeneye.service.credentials import KeyRing, Principal
 from keeneye.service.faces import AnalyzedImage, FaceService
+from keeneye.service.policies import resource_for
+from keeneye.service.ratelimit import RateLimiter, retry_after_s
 
 if TYPE_CHECKING:
     from keeneye.core.types import Face
     from keeneye.service.audit import AuditLog
     from keeneye.service.collections import FaceCollections
     from keeneye.service.notifications import NotificationService
+    from keeneye.service.retention import RetentionService
     from keeneye.service.video_jobs import VideoJobs
 
 log = logging.getLogger("keeneye.aws")
@@ -104,10 +119,27 @@ def build_services(settings: Settings) -> Services:
 
     analyzer = build_face_analyzer(settings, with_embedder=True)
     faces = FaceService(analyzer, settings.images)
-    images = ImageLoader(dict(settings.server.buckets), settings.server.s3_endpoint)
+    images = ImageLoader(
+        dict(settings.server.buckets),
+        settings.server.s3_endpoint,
+        max_video_bytes=settings.video_jobs.max_bytes,
+        min_image_px=settings.images.min_side_px,
+    )
     collections, audit = build_collection_services(settings, faces)
     jobs = build_video_jobs(settings, images, faces, collections=collections, audit=audit)
-    return Services(faces=faces, images=images, collections=collections, audit=audit, video_jobs=jobs)
+    retention = build_retention(settings, collections, audit)
+    return Services(
+        faces=faces, images=images, collections=collections, audit=audit, video_jobs=jobs, retention=retention
+    )
+
+
+def build_retention(settings: Settings, collections: FaceCollections, audit: AuditLog) -> RetentionService:
+    """The retention purge over the store in ``settings.data_dir`` (faces through ``collections``)."""
+    from keeneye.service.retention import RetentionService
+    from keeneye.store.db import Store
+
+    store = Store.open(settings.data_dir, settings.database_url)
+    return RetentionService(store, settings.retention, collections=collections, audit=audit)
 
 
 def build_video_jobs(
@@ -128,6 +160,7 @@ def build_video_jobs(
         VideoJobs,
         VideoRef,
         face_detection_runner,
+        header_checked,
         person_tracking_runner,
     )
     from keeneye.store.db import Store
@@ -165,7 +198,9 @@ def build_video_jobs(
     }
     if collections is not None:
         runners["FaceSearch"] = _face_search_runner(settings, faces, collections, audit)
-    runners = {kind: deleting_downloads(runner) for kind, runner in runners.items()}
+    # The frame size is checked from the stream header before a runner decodes anything.
+    max_pixels = settings.video_jobs.max_pixels
+    runners = {kind: deleting_downloads(header_checked(r, max_pixels)) for kind, r in runners.items()}
     notifications = NotificationService(store, settings.notifications, settings.data_dir)
     return VideoJobs(
         store, runners, resolve, workers=settings.video_jobs.workers, notifications=notifications
@@ -189,13 +224,14 @@ def _face_search_runner(
 
     def record(params: Mapping[str, Any], matches: list[dict[str, Any]], searched: int) -> None:
         if audit is not None:
-            audit.append(
-                "StartFaceSearch",
+            audit.append(  # what the job identified (its request is the StartFaceSearch record)
+                "FaceSearchResults",
                 access_key=params.get("access_key"),
                 collection_id=params.get("collection_id"),
                 request_faces=searched,
                 matches=matches,
                 threshold=params.get("threshold"),
+                details={"job_id": params.get("job_id")},
             )
 
     def detail(face: Face, width: int, height: int) -> dict[str, Any]:
@@ -263,6 +299,12 @@ def create_app(
     svc = services if services is not None else build_services(settings)
     limit = settings.server.max_body_bytes
     inflight = threading.BoundedSemaphore(settings.server.max_inflight)
+    limiter = RateLimiter(settings.server.rate_limit_per_s, settings.server.rate_limit_burst)
+    if keys.database is None:  # keys made with `keeneye keys create`, in this server's database
+        from keeneye.service.keys import LazyAccessKeys
+
+        keys = keys.with_database(LazyAccessKeys(settings))
+    arn_of = svc.collections.arn if svc.collections is not None else _collection_arn
     supported = (
         frozenset(OPERATIONS) if svc.collections is not None else frozenset({"DetectFaces", "CompareFaces"})
     )
@@ -272,7 +314,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        purger = None
+        if svc.retention is not None:  # the retention purge, now and every purge_interval_s
+            from keeneye.service.retention import PurgeThread
+
+            purger = PurgeThread(svc.retention, settings.retention.purge_interval_s)
+            purger.start()
         yield
+        if purger is not None:
+            await run_in_threadpool(purger.stop)
         if svc.video_jobs is not None:  # a running job stops at its next frame and reruns at next start
             await run_in_threadpool(svc.video_jobs.close)
         if svc.collections is not None:  # write changed vector indexes (the database has everything)
@@ -285,6 +335,9 @@ def create_app(
         description="Native API of keeneye. The Rekognition-compatible API is `POST /` (AWS JSON 1.1, "
         "SigV4); see docs/rekognition-coverage.md.",
     )
+    # Every route's body: at most server.max_body_bytes, all of it within server.body_timeout_s.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limit, timeout_s=settings.server.body_timeout_s)
+    document_native_errors(app)  # /openapi.json: the {"error": ...} answers, not FastAPI's 422
     app.state.services = svc
     app.state.metrics = metrics
     app.state.inflight = inflight
@@ -292,17 +345,23 @@ def create_app(
     def dispatch(signed: sigv4.SignedRequest, request_id: str, seen: list[str]) -> dict[str, Any]:
         """Authenticate, resolve, validate and run one call (in a worker thread: hashing and parsing a
         20 MB body, and the models, would otherwise stall the event loop)."""
-        caller = sigv4.verify(signed, keys.secret_for, now=clock())
+        principal = _verify(signed, keys, clock())
+        wait_s = limiter.acquire(principal.access_key_id)
+        if wait_s:
+            raise AwsError("ThrottlingException", _rate_message(principal, limiter, wait_s))
         operation = model.operation_for_target(signed.headers.get("x-amz-target"), supported)
         seen.append(operation.name)
         ctype = signed.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in _ACCEPTED_TYPES:
             raise AwsError("SerializationException", f"Content-Type must be {CONTENT_TYPE}")
         params = model.parse_input(operation, signed.body)
+        _authorize_aws(principal, operation.name, params, arn_of, request_id)
+        keys.touch(principal)
         if not inflight.acquire(blocking=False):
             raise AwsError("ThrottlingException", "Rate exceeded: too many requests in flight; retry")
         try:
-            return OPERATIONS[operation.name](Context(svc, caller.access_key_id, request_id), params)
+            ctx = Context(svc, principal.access_key_id, request_id, principal.decide)
+            return OPERATIONS[operation.name](ctx, params)
         finally:
             inflight.release()
 
@@ -346,21 +405,23 @@ def create_app(
         since: Annotated[datetime | None, Query(description="Only records at or after this ISO time")] = None,
         collection: Annotated[str | None, Query(description="Only records of this collection")] = None,
     ) -> Response:
-        try:
-            _authenticate_native(request, await request.body(), keys, clock())
-        except AwsError as err:
-            return JSONResponse({"error": {"code": err.type_name, "message": err.message}}, status_code=401)
+        refused = _gate_native(request, await request.body(), keys, clock(), limiter, "keeneye:ReadAudit")
+        if isinstance(refused, Response):
+            return refused
         if svc.audit is None:
             return JSONResponse({"records": []})
         records = await run_in_threadpool(_read_audit, svc.audit, since, collection)
         return JSONResponse({"records": records})
 
-    _add_job_routes(app, svc, keys, clock)
+    _add_job_routes(app, svc, keys, clock, limiter)
+    _add_accountability_routes(app, svc, keys, clock, limiter)
+    _add_redaction_route(app, svc, settings, keys, clock, limiter)
     return app
 
 
 # -- native API: jobs and notifications ------------------------------------------------------------
 
+_MANAGE_CHANNELS = "keeneye:ManageNotificationChannels"
 # keeneye error code -> HTTP status of the native API (anything else: 400).
 _NATIVE_STATUS = {"NotFound": 404, "InvalidParameter": 400, "Conflict": 409, "BackendUnavailable": 503}
 _JOB_STATUSES = ("IN_PROGRESS", "SUCCEEDED", "FAILED")
@@ -389,22 +450,27 @@ def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     return dict(resolve(schema))
 
 
-def _add_job_routes(app: FastAPI, svc: Services, keys: KeyRing, clock: Callable[[], datetime]) -> None:
+def _add_job_routes(
+    app: FastAPI, svc: Services, keys: KeyRing, clock: Callable[[], datetime], limiter: RateLimiter
+) -> None:
     """``/v1/jobs`` (list, one, cancel), ``/v1/notification-channels`` (list, one, put, delete) and
-    ``/v1/notifications`` (the outbox), authenticated like ``/v1/audit``; errors are
-    ``{"error": {"code", "message"}}`` with 400/401/404/409/503."""
+    ``/v1/notifications`` (the outbox), authenticated and authorized like ``/v1/audit``; errors are
+    ``{"error": {"code", "message"}}`` with 400/401/403/404/409/429/503."""
     from fastapi.exception_handlers import request_validation_exception_handler
     from fastapi.exceptions import RequestValidationError
 
     from keeneye.streams.sinks import SinkSpec
 
-    async def native(request: Request, call: Callable[[bytes], Any]) -> Response:
-        """Authenticate, run ``call(body)`` in a worker thread and answer its JSON (None: 204)."""
+    async def native(
+        request: Request, call: Callable[[bytes], Any], action: str, resource: str = "*"
+    ) -> Response:
+        """Authenticate, authorize ``action`` on ``resource``, run ``call(body)`` in a worker thread and
+        answer its JSON (None: 204)."""
         body = await request.body()
-        try:
-            _authenticate_native(request, body, keys, clock())
-        except AwsError as err:
-            return _native_error(err.type_name, err.message, 401)
+        refused = _gate_native(request, body, keys, clock(), limiter, action, resource)
+        if isinstance(refused, Response):
+            return refused
+        request.state.access_key = refused.access_key_id  # for the audit records of changes
         try:
             result = await run_in_threadpool(call, body)
         except KeeneyeError as err:
@@ -450,11 +516,11 @@ def _add_job_routes(app: FastAPI, svc: Services, keys: KeyRing, clock: Callable[
             found = jobs().list_jobs(status=status, kind=kind, limit=limit)  # type: ignore[arg-type]
             return {"jobs": [j.to_dict() for j in found]}
 
-        return await native(request, call)
+        return await native(request, call, "keeneye:ListJobs")
 
     @app.get("/v1/jobs/{job_id}", summary="One stored-video job: state, video, times, notification delivery")
     async def get_job(request: Request, job_id: str) -> Response:
-        return await native(request, lambda _: jobs().info(job_id).to_dict())
+        return await native(request, lambda _: jobs().info(job_id).to_dict(), "keeneye:ListJobs")
 
     @app.post(
         "/v1/jobs/{job_id}/cancel",
@@ -464,17 +530,26 @@ def _add_job_routes(app: FastAPI, svc: Services, keys: KeyRing, clock: Callable[
         "already ended: 409.",
     )
     async def cancel_job(request: Request, job_id: str) -> Response:
-        return await native(request, lambda _: jobs().cancel(job_id).to_dict())
+        def call(_: bytes) -> dict[str, Any]:
+            info = jobs().cancel(job_id)
+            _audit_change(svc, request, "CancelJob", {"job_id": job_id, "kind": info.kind})
+            return info.to_dict()
+
+        return await native(request, call, "keeneye:CancelJob")
 
     @app.get("/v1/notification-channels", summary="Notification channels (SNS topic ARN -> sink), redacted")
     async def list_channels(request: Request) -> Response:
         return await native(
-            request, lambda _: {"channels": [c.to_dict() for c in notifications().list_channels()]}
+            request,
+            lambda _: {"channels": [c.to_dict() for c in notifications().list_channels()]},
+            _MANAGE_CHANNELS,
         )
 
     @app.get("/v1/notification-channels/{topic_arn}", summary="One notification channel, redacted")
     async def get_channel(request: Request, topic_arn: str) -> Response:
-        return await native(request, lambda _: notifications().get_channel(topic_arn).to_dict())
+        return await native(
+            request, lambda _: notifications().get_channel(topic_arn).to_dict(), _MANAGE_CHANNELS, topic_arn
+        )
 
     @app.put(
         "/v1/notification-channels/{topic_arn}",
@@ -492,13 +567,18 @@ def _add_job_routes(app: FastAPI, svc: Services, keys: KeyRing, clock: Callable[
         def call(body: bytes) -> dict[str, Any]:
             try:
                 spec = json.loads(body or b"null")
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: [[[[... nested past the parser's depth
                 raise InvalidParameter("the body is not JSON") from None
             if not isinstance(spec, dict):
                 raise InvalidParameter('the body must be a JSON object such as {"webhook": {"url": ...}}')
-            return notifications().put_channel(topic_arn, spec).to_dict()
+            channel = notifications().put_channel(topic_arn, spec)
+            # What changed, not the sink's settings (they may hold secrets).
+            _audit_change(
+                svc, request, "PutNotificationChannel", {"topic_arn": topic_arn, "kind": channel.spec.kind}
+            )
+            return channel.to_dict()
 
-        return await native(request, call)
+        return await native(request, call, _MANAGE_CHANNELS, topic_arn)
 
     @app.delete(
         "/v1/notification-channels/{topic_arn}",
@@ -506,7 +586,11 @@ def _add_job_routes(app: FastAPI, svc: Services, keys: KeyRing, clock: Callable[
         summary="Remove a notification channel (its undelivered messages wait for a new one)",
     )
     async def delete_channel(request: Request, topic_arn: str) -> Response:
-        return await native(request, lambda _: notifications().delete_channel(topic_arn))
+        def call(_: bytes) -> None:
+            notifications().delete_channel(topic_arn)
+            _audit_change(svc, request, "DeleteNotificationChannel", {"topic_arn": topic_arn})
+
+        return await native(request, call, _MANAGE_CHANNELS, topic_arn)
 
     @app.get(
         "/v1/notifications",
@@ -534,7 +618,184 @@ def _add_job_routes(app: FastAPI, svc: Services, keys: KeyRing, clock: Callable[
             )
             return {"notifications": [d.to_dict(with_message=True) for d in found]}
 
-        return await native(request, call)
+        return await native(request, call, "keeneye:ReadNotifications", topic_arn or "*")
+
+
+def _audit_change(
+    svc: Services,
+    request: Request,
+    operation: str,
+    details: dict[str, Any],
+    collection_id: str | None = None,
+) -> None:
+    """Audit a change made through the native API, under the caller's access key."""
+    if svc.audit is not None:
+        svc.audit.append(
+            operation,
+            access_key=getattr(request.state, "access_key", None),
+            collection_id=collection_id,
+            details=details,
+        )
+
+
+def _add_accountability_routes(
+    app: FastAPI, svc: Services, keys: KeyRing, clock: Callable[[], datetime], limiter: RateLimiter
+) -> None:
+    """``GET /v1/audit/verify`` (the hash chain, like ``keeneye audit verify``) and
+    ``PUT /v1/collections/{id}/retention``; authenticated like ``/v1/audit`` (docs/accountability.md)."""
+
+    @app.get(
+        "/v1/audit/verify",
+        summary="Verify the audit log's hash chain (authenticated)",
+        description="Walks every record: its hash, its link to the one before, and the head anchor. "
+        "Answers ok, records, first_id, last_id, last_hash, first_bad_id, problem, anchor and warnings; "
+        "HTTP 200 either way (ok false names the first bad record).",
+    )
+    async def verify_audit(request: Request) -> Response:
+        refused = _gate_native(request, await request.body(), keys, clock(), limiter, "keeneye:ReadAudit")
+        if isinstance(refused, Response):
+            return refused
+        if svc.audit is None:
+            return _native_error("BackendUnavailable", "there is no audit log on this server", 503)
+        report = await run_in_threadpool(svc.audit.verify)
+        return JSONResponse(report.to_dict())
+
+    @app.put(
+        "/v1/collections/{collection_id}/retention",
+        summary="Set how many days a collection keeps its faces (authenticated)",
+        description='Body: {"days": N} (1-36500) or {"days": null} (keep until deleted). Faces indexed '
+        "longer ago are deleted by the retention purge. Answers the collection id, retention and face "
+        "count; audited.",
+    )
+    async def set_retention(request: Request, collection_id: str) -> Response:
+        body = await request.body()
+        arn = svc.collections.arn(collection_id) if svc.collections is not None else "*"
+        gate = _gate_native(request, body, keys, clock(), limiter, "keeneye:SetCollectionRetention", arn)
+        if isinstance(gate, Response):
+            return gate
+
+        def call() -> dict[str, Any]:
+            if svc.collections is None:
+                raise BackendUnavailable("collections are not available on this server")
+            try:
+                spec = json.loads(body or b"null")
+            except (ValueError, RecursionError):  # RecursionError: [[[[... nested past the parser's depth
+                raise InvalidParameter("the body is not JSON") from None
+            if not isinstance(spec, dict) or set(spec) != {"days"}:
+                raise InvalidParameter('the body must be {"days": N} or {"days": null}')
+            info = svc.collections.set_retention(collection_id, spec["days"])
+            if svc.audit is not None:
+                svc.audit.append(
+                    "SetCollectionRetention",
+                    access_key=gate.access_key_id,
+                    collection_id=collection_id,
+                    details={"days": info.retention_days},
+                )
+            return {
+                "collection_id": info.collection_id,
+                "retention_days": info.retention_days,
+                "face_count": info.face_count,
+            }
+
+        try:
+            return JSONResponse(await run_in_threadpool(call))
+        except KeeneyeError as err:
+            return _native_error(err.code, err.message, _NATIVE_STATUS.get(err.code, 400))
+
+
+def _add_redaction_route(
+    app: FastAPI,
+    svc: Services,
+    settings: Settings,
+    keys: KeyRing,
+    clock: Callable[[], datetime],
+    limiter: RateLimiter,
+) -> None:
+    """``POST /v1/redact``: bystander redaction of one image (keeneye.service.redaction; docs/redaction.md).
+    The redaction pipeline (a lower detector threshold than DetectFaces') is built at the first call."""
+    built: list[Any] = []
+    lock = threading.Lock()
+
+    def analyzer() -> Any:
+        from keeneye.service.redaction import build_redaction_analyzer
+
+        with lock:
+            if not built:
+                built.append(build_redaction_analyzer(settings, with_embedder=True))
+            return built[0]
+
+    @app.post(
+        "/v1/redact",
+        summary="Obscure every face of an image, except those of a collection if asked (authenticated)",
+        description="Body: the image bytes (JPEG or PNG). Answers the redacted image (same format, no "
+        "metadata) with headers X-Keeneye-Faces-Redacted and X-Keeneye-Faces-Kept. keep_collection keeps "
+        "faces matching that collection visible (needs rekognition:SearchFacesByImage on it; audited as "
+        "an identification).",
+        response_class=Response,
+    )
+    async def redact(
+        request: Request,
+        mode: Annotated[
+            Literal["blur", "pixelate", "box"], Query(description="How faces are obscured")
+        ] = "blur",
+        keep_collection: Annotated[
+            str | None, Query(description="Keep faces matching this collection visible")
+        ] = None,
+        face_match_threshold: Annotated[
+            float, Query(ge=0, le=100, description="Least Similarity to keep a face (with keep_collection)")
+        ] = 80.0,
+    ) -> Response:
+        body = await request.body()
+        gate = _gate_native(request, body, keys, clock(), limiter, "keeneye:RedactImage")
+        if isinstance(gate, Response):
+            return gate
+        collections = svc.collections
+        if keep_collection is not None:
+            arn = collections.arn(keep_collection) if collections is not None else "*"
+            decision = gate.decide("rekognition:SearchFacesByImage", arn)
+            if not decision:
+                reason = _denied_message(gate, "rekognition:SearchFacesByImage", arn, decision.reason)
+                return _native_error("AccessDenied", reason, 403)
+
+        def call() -> Response:
+            from keeneye.service.redaction import redact_image
+
+            search = None
+            if keep_collection is not None:
+                if collections is None:
+                    raise BackendUnavailable("collections are not available on this server")
+                collections.describe_collection(keep_collection)  # NotFound before any work
+
+                def search(embedding: Any, embedder_id: str) -> Any:
+                    return collections.search_faces_by_vector(
+                        keep_collection, embedding, embedder_id, face_match_threshold
+                    )
+
+            result = redact_image(body, analyzer(), mode=mode, search=search, limits=settings.images)
+            kept = [f for f in result.faces if f.kept]
+            if keep_collection is not None and svc.audit is not None:
+                svc.audit.append(
+                    "RedactImage",
+                    access_key=gate.access_key_id,
+                    collection_id=keep_collection,
+                    request_faces=len(result.faces),
+                    matches=[{"Identity": f.identity, "Similarity": f.similarity} for f in kept],
+                    threshold=face_match_threshold,
+                )
+            return Response(
+                result.image,
+                media_type="image/jpeg" if result.format == "JPEG" else "image/png",
+                headers={
+                    "X-Keeneye-Faces-Redacted": str(len(result.faces) - len(kept)),
+                    "X-Keeneye-Faces-Kept": str(len(kept)),
+                },
+            )
+
+        try:
+            response: Response = await run_in_threadpool(call)
+        except KeeneyeError as err:
+            return _native_error(err.code, err.message, _NATIVE_STATUS.get(err.code, 400))
+        return response
 
 
 def _read_audit(audit: Any, since: datetime | None, collection: str | None) -> list[dict[str, Any]]:
@@ -544,12 +805,124 @@ def _read_audit(audit: Any, since: datetime | None, collection: str | None) -> l
     ]
 
 
-def _authenticate_native(request: Request, body: bytes, keys: KeyRing, now: datetime) -> str:
-    """Access key id of a native API caller: ``Bearer <secret access key>`` or a SigV4 signature."""
+def _collection_arn(collection_id: str) -> str:
+    """A collection's ARN on a server without collections (FaceCollections.arn's default form)."""
+    return f"arn:aws:rekognition:us-east-1:000000000000:collection/{collection_id}"
+
+
+def _verify(signed: sigv4.SignedRequest, keys: KeyRing, now: datetime) -> Principal:
+    """The principal who signed ``signed`` (SigV4), or the AWS error a client expects."""
+    found: list[Principal] = []
+
+    def secret_for(access_key_id: str) -> str | None:
+        resolved = keys.resolve(access_key_id)
+        if resolved is None:
+            return None
+        found.append(resolved[1])
+        return resolved[0]
+
+    sigv4.verify(signed, secret_for, now=now)
+    return found[-1]
+
+
+def _rate_message(principal: Principal, limiter: RateLimiter, wait_s: float) -> str:
+    return (
+        f"Rate exceeded for access key {principal.access_key_id}: {limiter.rate_per_s:g} requests/s "
+        f"(bursts of {limiter.burst}); retry in {wait_s:.2f} s"
+    )
+
+
+def _denied_message(principal: Principal, action: str, resource: str, reason: str) -> str:
+    why = (
+        "with an explicit deny in its policy"
+        if reason == "explicit deny"
+        else f"because no statement of its policy allows the {action} action"
+    )
+    return (
+        f"access key {principal.access_key_id} ({principal.name}) is not authorized to perform: "
+        f"{action} on resource: {resource} {why}"
+    )
+
+
+def _authorize_aws(
+    principal: Principal,
+    operation: str,
+    params: Mapping[str, Any],
+    arn_of: Callable[[str], str],
+    request_id: str,
+) -> None:
+    """Raise AccessDeniedException unless ``principal`` may run ``operation`` on its resource.
+
+    ListCollections is allowed when the policy allows it on any collection; the handler then lists
+    only the collections it allows (Context.authorize)."""
+    action = f"rekognition:{operation}"
+    if operation == "ListCollections":
+        if principal.may_ever(action):
+            return
+        resource, reason = arn_of("*"), "no matching allow"
+    else:
+        resource = resource_for(params, arn_of)
+        decision = principal.decide(action, resource)
+        if decision:
+            return
+        reason = decision.reason
+    log.warning(
+        "%s access denied: key %s (%s) %s on %s (%s)",
+        request_id,
+        principal.access_key_id,
+        principal.name,
+        action,
+        resource,
+        reason,
+    )
+    raise AwsError("AccessDeniedException", _denied_message(principal, action, resource, reason))
+
+
+def _gate_native(
+    request: Request,
+    body: bytes,
+    keys: KeyRing,
+    now: datetime,
+    limiter: RateLimiter,
+    action: str,
+    resource: str = "*",
+) -> Principal | Response:
+    """Authenticate (401), rate-limit (429) and authorize ``action`` on ``resource`` (403) a native API
+    request: the principal, or the error response to send."""
+    try:
+        principal = _authenticate_native(request, body, keys, now)
+    except AwsError as err:
+        return _native_error(err.type_name, err.message, 401)
+    wait_s = limiter.acquire(principal.access_key_id)
+    if wait_s:
+        response = _native_error("Throttling", _rate_message(principal, limiter, wait_s), 429)
+        response.headers["Retry-After"] = str(retry_after_s(wait_s))
+        return response
+    decision = principal.decide(action, resource)
+    if not decision:
+        log.warning(
+            "access denied: key %s (%s) %s on %s (%s) at %s %s",
+            principal.access_key_id,
+            principal.name,
+            action,
+            resource,
+            decision.reason,
+            request.method,
+            request.url.path,
+        )
+        return _native_error(
+            "AccessDenied", _denied_message(principal, action, resource, decision.reason), 403
+        )
+    keys.touch(principal)
+    return principal
+
+
+def _authenticate_native(request: Request, body: bytes, keys: KeyRing, now: datetime) -> Principal:
+    """The native API caller: ``Bearer <secret access key>`` or a SigV4 signature."""
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
-        akid = keys.key_for_secret(auth[7:].strip())
-        if akid is None:
+        principal = keys.principal_for_secret(auth[7:].strip())
+        if principal is None:
             raise AwsError("UnrecognizedClientException", "unknown bearer token")
-        return akid
-    return sigv4.verify(_signed_request(request, body), keys.secret_for, now=now).access_key_id
+        return principal
+    return _verify(_signed_request(request, body), keys, now)

@@ -55,10 +55,11 @@ PARAMETER_NOTES: dict[str, dict[str, str]] = {
     "AssociateFaces": {"ClientRequestToken": "accepted, ignored (no idempotent replay)"},
     "DisassociateFaces": {"ClientRequestToken": "accepted, ignored (no idempotent replay)"},
     "StartPersonTracking": {
-        "Video": "S3Object from a bucket mapped with `--bucket NAME=FOLDER` (no size limit), or from "
-        "`--s3-endpoint` (downloaded for the job and deleted after it; at most 10 GB; `Version` used); "
+        "Video": "S3Object from a bucket mapped with `--bucket NAME=FOLDER`, or from `--s3-endpoint` "
+        "(downloaded for the job and deleted after it; `Version` used); at most `video_jobs.max_bytes` "
+        "(10 GiB, else `VideoTooLargeException`); frames over `video_jobs.max_pixels` fail the job; "
         "the job analyses `video_jobs.target_fps` frames a second (default 5), at most "
-        "`video_jobs.max_duration_s` of video",
+        "`video_jobs.max_duration_s` of video (docs/limits.md)",
         "ClientRequestToken": "supported: the same token returns the first job's JobId",
         "NotificationChannel": NOTIFICATION_NOTE,
     },
@@ -93,7 +94,8 @@ PARAMETER_NOTES: dict[str, dict[str, str]] = {
 }
 IMAGE_NOTE = (
     "Bytes (<= 5 MB) or S3Object from a bucket mapped with `--bucket NAME=FOLDER` (<= 15 MB; "
-    "`Version` ignored) or read from `--s3-endpoint`"
+    "`Version` ignored) or read from `--s3-endpoint`; at least 80 pixels in height and width "
+    "(`images.min_side_px`, else `InvalidParameterException`)"
 )
 
 HEADER = """# Rekognition API coverage
@@ -108,7 +110,9 @@ naming this page.
 
 * AWS JSON 1.1: `POST /`, `X-Amz-Target: RekognitionService.<Operation>`,
   `Content-Type: application/x-amz-json-1.1`; bodies over `server.max_body_bytes` (20 MB) get
-  `RequestEntityTooLargeException` (HTTP 413) before they are read.
+  `RequestEntityTooLargeException` (HTTP 413) before they are read, bodies not received within
+  `server.body_timeout_s` (60 s) `RequestTimeoutException` (HTTP 408); every limit is in
+  [limits.md](limits.md).
 * Authentication: SigV4 on every request (service `rekognition`, any region), verified with
   botocore's signer. Missing `Authorization`: `MissingAuthenticationTokenException`; malformed:
   `IncompleteSignatureException`; unknown access key: `UnrecognizedClientException`; wrong
@@ -117,9 +121,10 @@ naming this page.
   string SigV4) and session tokens are not supported.
 * Validation: the model's constraints (required members, types, lengths, ranges, enums, patterns)
   give `ValidationException` with AWS's message style; members the model does not know are ignored;
-  a body that is not a JSON object is `SerializationException`. `Image.Bytes` over 5 MB is a
-  `ValidationException` on `image.bytes`, as on AWS; `ImageTooLargeException` is for S3 objects over
-  15 MB and images over `images.max_pixels`.
+  a body that is not a JSON object (or holds NaN or Infinity, or nests too deep to parse) is
+  `SerializationException`. `Image.Bytes` over 5 MB is a `ValidationException` on `image.bytes`, as
+  on AWS; `ImageTooLargeException` is for S3 objects over 15 MB, images over `images.max_pixels`
+  and JPEGs of more than 50 scans.
 * Errors from the service: `ResourceNotFoundException`, `ResourceAlreadyExistsException`,
   `InvalidParameterException` (e.g. no face in a search image, a bad pagination token),
   `InvalidImageFormatException`, `ImageTooLargeException`, `InvalidS3ObjectException`,

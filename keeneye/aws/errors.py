@@ -34,6 +34,7 @@ STATUS: Final[dict[str, int]] = {
     "InvalidSignatureException": 400,
     "MissingAuthenticationTokenException": 400,
     "RequestEntityTooLargeException": 413,
+    "RequestTimeoutException": 408,  # body not received in time (botocore retries it as transient)
     "ResourceAlreadyExistsException": 400,
     "ResourceNotFoundException": 400,
     "SerializationException": 400,

@@ -2,7 +2,8 @@
 
 Parameters arrive validated against the service model (keeneye.aws.model), blobs decoded. Each
 handler reads what it needs, calls keeneye.service, and builds the response with keeneye.aws.shapes.
-Identity operations append an audit record with the caller's access key id.
+Identity operations and stored-video Start* calls append an audit record with the caller's access key
+id (docs/accountability.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from keeneye.service.faces import FaceService
 if TYPE_CHECKING:
     from keeneye.service.audit import AuditLog
     from keeneye.service.collections import FaceCollections, FaceMatch, UserMatch
+    from keeneye.service.retention import RetentionService
     from keeneye.service.video_jobs import JobPage, VideoJobs
 
 Params = dict[str, Any]
@@ -38,13 +40,22 @@ class Services:
     collections: FaceCollections | None = None
     audit: AuditLog | None = None
     video_jobs: VideoJobs | None = None
+    retention: RetentionService | None = None  # the background purge (keeneye/service/retention.py)
+
+
+def _allow_all(action: str, resource: str) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
 class Context:
+    """One call: the services, who made it, and ``authorize(action, resource)`` of the caller's policy
+    (the adapter checks the operation itself; handlers use it to filter what they list)."""
+
     services: Services
     access_key_id: str
     request_id: str
+    authorize: Callable[[str, str], object] = _allow_all
 
 
 Handler = Callable[[Context, Params], Response]
@@ -64,6 +75,7 @@ def _audit(
     faces_in_request: int = 0,
     matches: Sequence[dict[str, Any]] = (),
     threshold: float | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
     """Append one audit record (time, caller, operation, collection, faces, matches, threshold)."""
     audit = ctx.services.audit
@@ -76,6 +88,7 @@ def _audit(
         request_faces=faces_in_request,
         matches=list(matches),
         threshold=threshold,
+        details=details,
     )
 
 
@@ -131,10 +144,13 @@ def describe_collection(ctx: Context, p: Params) -> Response:
 
 
 def list_collections(ctx: Context, p: Params) -> Response:
-    page = _collections(ctx).list_collections(p.get("MaxResults", 1000), p.get("NextToken"))
+    col = _collections(ctx)
+    page = col.list_collections(p.get("MaxResults", 1000), p.get("NextToken"))
+    # Only the collections the caller may list (a page may come back shorter than MaxResults).
+    items = [c for c in page.items if ctx.authorize("rekognition:ListCollections", col.arn(c.collection_id))]
     out: Response = {
-        "CollectionIds": [c.collection_id for c in page.items],
-        "FaceModelVersions": [c.face_model_version for c in page.items],
+        "CollectionIds": [c.collection_id for c in items],
+        "FaceModelVersions": [c.face_model_version for c in items],
     }
     if page.next_token:
         out["NextToken"] = page.next_token
@@ -426,6 +442,31 @@ def _notification_topic(ctx: Context, p: Params) -> str | None:
     return topic_arn
 
 
+def _audit_job(
+    ctx: Context,
+    operation: str,
+    job_id: str,
+    p: Params,
+    topic: str | None,
+    collection_id: str | None = None,
+    threshold: float | None = None,
+) -> None:
+    """Audit a Start* call: who asked for which video to be analysed, and the JobId it got (a repeated
+    ClientRequestToken gets the first job's id and is recorded again: it is another call)."""
+    s3 = p["Video"]["S3Object"]
+    video = {
+        "Bucket": s3["Bucket"],
+        "Name": s3["Name"],
+        **({"Version": s3["Version"]} if s3.get("Version") else {}),
+    }
+    details: dict[str, Any] = {"job_id": job_id, "video": video}
+    if p.get("JobTag"):
+        details["job_tag"] = p["JobTag"]
+    if topic is not None:
+        details["notification_topic"] = topic
+    _audit(ctx, operation, collection_id, threshold=threshold, details=details)
+
+
 def start_person_tracking(ctx: Context, p: Params) -> Response:
     from keeneye.service.video_jobs import VideoRef
 
@@ -437,6 +478,7 @@ def start_person_tracking(ctx: Context, p: Params) -> Response:
     job_id = _video_jobs(ctx).start(
         "PersonTracking", ref, p.get("JobTag"), p.get("ClientRequestToken"), notification_topic=topic
     )
+    _audit_job(ctx, "StartPersonTracking", job_id, p, topic)
     return {"JobId": job_id}
 
 
@@ -476,6 +518,7 @@ def start_face_detection(ctx: Context, p: Params) -> Response:
         params,
         notification_topic=topic,
     )
+    _audit_job(ctx, "StartFaceDetection", job_id, p, topic)
     return {"JobId": job_id}
 
 
@@ -510,6 +553,7 @@ def start_face_search(ctx: Context, p: Params) -> Response:
     job_id = _video_jobs(ctx).start(
         "FaceSearch", ref, p.get("JobTag"), p.get("ClientRequestToken"), params, notification_topic=topic
     )
+    _audit_job(ctx, "StartFaceSearch", job_id, p, topic, collection_id, threshold)
     return {"JobId": job_id}
 
 

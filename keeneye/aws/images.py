@@ -5,9 +5,12 @@ operator mapped ``Bucket`` to a folder (``--bucket NAME=FOLDER``): the file is `
 resolving links, and must stay inside ``FOLDER`` (``..``, absolute names and symlinks out of it are
 refused with ``InvalidS3ObjectException``, as is a missing object). Buckets not mapped locally are
 fetched from ``--s3-endpoint`` when one is configured (botocore's S3 client, standard AWS
-credential variables). Objects over 15 MB are ``ImageTooLargeException``, as on Rekognition. Videos of
-stored-video jobs come from the same places; remote ones are downloaded for the job and deleted after it
-(at most 10 GB, Rekognition's limit).
+credential variables). Objects over 15 MB are ``ImageTooLargeException``, as on Rekognition, and images
+(bytes or objects) whose header gives a height or width under 80 pixels are ``InvalidParameterException``,
+as Rekognition answers them (read from the header, nothing decoded). Videos of stored-video jobs come
+from the same places; remote ones are downloaded for the job and deleted after it; a video over
+``max_video_bytes`` (``video_jobs.max_bytes``, 10 GiB by default: Rekognition's limit) is
+``VideoTooLargeException`` at Start, local or remote.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keeneye.analysis.images import image_size
 from keeneye.aws.errors import AwsError
 from keeneye.aws.model import MAX_S3_IMAGE_BYTES
 
 MAX_VIDEO_BYTES = 10 * 1024**3  # Rekognition's limit for stored videos (10 GB)
+MIN_IMAGE_PX = 80  # Rekognition's smallest image height and width
 
 
 def parse_bucket_mapping(values: list[str]) -> dict[str, Path]:
@@ -44,9 +49,23 @@ class ImageLoader:
     s3_endpoint: str | None = None
     max_s3_bytes: int = MAX_S3_IMAGE_BYTES
     max_video_bytes: int = MAX_VIDEO_BYTES
+    min_image_px: int = MIN_IMAGE_PX
     _s3: Any = None
 
     def load(self, image: Mapping[str, Any] | None) -> bytes:
+        """The image's bytes, once its header shows it is at least ``min_image_px`` in both sides
+        (InvalidParameterException, as Rekognition; not a JPEG/PNG: InvalidImageFormatException)."""
+        data = self._load(image)
+        width, height = image_size(data)
+        if min(width, height) < self.min_image_px:
+            raise AwsError(
+                "InvalidParameterException",
+                f"Request has invalid parameters: the image is {width}x{height} pixels; the minimum "
+                f"height and width is {self.min_image_px} pixels",
+            )
+        return data
+
+    def _load(self, image: Mapping[str, Any] | None) -> bytes:
         if not image:
             raise AwsError("InvalidParameterException", "Image must have Bytes or S3Object")
         has_bytes, has_s3 = "Bytes" in image, "S3Object" in image
@@ -60,6 +79,7 @@ class ImageLoader:
         bucket, name = s3.get("Bucket"), s3.get("Name")
         if not bucket or not name:
             raise AwsError("InvalidS3ObjectException", "S3Object needs Bucket and Name")
+        _check_key(bucket, name, s3.get("Version"))
         if bucket in self.buckets:
             return self._read_local(self.buckets[bucket], bucket, name)
         if self.s3_endpoint:
@@ -85,7 +105,7 @@ class ImageLoader:
         Rekognition's Start* operations do: a local file, or an object behind ``--s3-endpoint``."""
         bucket, name = _video_object(s3)
         if bucket in self.buckets or not self.s3_endpoint:
-            self.video_path(s3)
+            self._check_video_size(self.video_path(s3))
             return
         assert s3 is not None
         head = self._s3_call("head_object", bucket, name, s3.get("Version"))
@@ -98,7 +118,7 @@ class ImageLoader:
         ``downloaded``), at most ``max_video_bytes``."""
         bucket, name = _video_object(s3)
         if bucket in self.buckets or not self.s3_endpoint:
-            return self.video_path(s3), False
+            return self._check_video_size(self.video_path(s3)), False
         obj = self._s3_call("get_object", bucket, name, s3.get("Version"))
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix="video-", suffix=Path(name).suffix[:16], dir=folder)
@@ -116,6 +136,11 @@ class ImageLoader:
             path.unlink(missing_ok=True)
             raise
         return path, True
+
+    def _check_video_size(self, path: Path) -> Path:
+        if path.stat().st_size > self.max_video_bytes:
+            raise AwsError("VideoTooLargeException", f"the video is larger than {self.max_video_bytes} bytes")
+        return path
 
     def _local_path(self, folder: Path, bucket: str, name: str) -> Path:
         root = folder.resolve()
@@ -195,4 +220,23 @@ class ImageLoader:
 def _video_object(s3: Mapping[str, Any] | None) -> tuple[str, str]:
     if not s3 or not s3.get("Bucket") or not s3.get("Name"):
         raise AwsError("InvalidS3ObjectException", "Video.S3Object needs Bucket and Name")
+    _check_key(str(s3["Bucket"]), str(s3["Name"]), s3.get("Version"))
     return str(s3["Bucket"]), str(s3["Name"])
+
+
+def _check_key(bucket: str, name: str, version: str | None) -> None:
+    """Refuse what no S3 object can be named and what the file system and botocore cannot take: a NUL
+    (``ValueError: embedded null byte``) or text that is not UTF-8 (a lone surrogate from a JSON
+    ``\\ud800`` escape: ``UnicodeEncodeError``); both were answered InternalServerError."""
+    for text in (bucket, name, version or ""):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            ok = False
+        else:
+            ok = "\x00" not in text
+        if not ok:
+            raise AwsError(
+                "InvalidS3ObjectException",
+                f"Unable to get object metadata from S3. Check object key {name!r} in {bucket!r}",
+            )

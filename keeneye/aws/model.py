@@ -2,7 +2,8 @@
 
 ``parse_input`` turns an AWS JSON 1.1 body into validated parameters, the way the service would:
 
-* the body must be a JSON object (else ``SerializationException``);
+* the body must be a JSON object (else ``SerializationException``; also for NaN and Infinity, which
+  Python's parser would take, and for nesting deeper than Python's parser can recurse);
 * blobs (``Image.Bytes``) arrive base64-encoded and are decoded here;
 * botocore's ``ParamValidator`` checks required members, types and minimums (what the SDK checks
   client-side); keeneye then checks what the SDK leaves to the service: maximum lengths and values,
@@ -64,8 +65,10 @@ def operation_for_target(target: str | None, supported: frozenset[str]) -> Opera
 def parse_input(operation: OperationModel, body: bytes) -> dict[str, Any]:
     """Validated input parameters (blobs decoded) for ``operation`` from a JSON 1.1 body."""
     try:
-        params = json.loads(body) if body.strip() else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        params = json.loads(body, parse_constant=_refuse_constant) if body.strip() else {}
+    except RecursionError:  # [[[[...: Python's parser recurses per level
+        raise AwsError("SerializationException", "the request body is nested too deeply") from None
+    except ValueError as exc:  # not JSON, not UTF-8, NaN/Infinity, an integer of over 4300 digits
         raise AwsError("SerializationException", f"the request body is not valid JSON: {exc}") from None
     if not isinstance(params, dict):
         raise AwsError("SerializationException", "the request body must be a JSON object")
@@ -86,6 +89,12 @@ def parse_input(operation: OperationModel, body: bytes) -> dict[str, Any]:
         )
     assert isinstance(cleaned, dict)
     return cleaned
+
+
+def _refuse_constant(name: str) -> Any:
+    """NaN, Infinity and -Infinity are not JSON (Python's parser takes them; AWS's do not): a NaN
+    threshold would pass every range check, as no comparison with NaN is true."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _camel(name: str) -> str:

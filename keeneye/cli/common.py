@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -46,3 +47,51 @@ def user_errors() -> Iterator[None]:
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def write_json(path: Path, doc: Any, *, indent: int | None = None) -> None:
+    """Write ``doc`` as JSON to a file a user named; InvalidParameter (one-line error) if it cannot."""
+    from keeneye.core.errors import InvalidParameter
+
+    try:
+        path.write_text(json.dumps(doc, indent=indent) + "\n")
+    except OSError as e:
+        raise InvalidParameter(f"cannot write {path}: {e.strerror or e}") from e
+
+
+VideoProgress = Callable[[float, float | None, int], None]
+"""(video time done in ms, video time to do in ms or None when unknown, frames so far)."""
+
+
+@contextmanager
+def video_progress(label: str, enabled: bool) -> Iterator[VideoProgress | None]:
+    """A rich progress bar on stderr (video time done, frames/s, ETA) when ``enabled`` (a terminal);
+    else None, so that scripts reading stdout get no bar."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress as ProgressBar
+
+    bar = ProgressBar(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[frames]} frames, {task.fields[rate]} frames/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(label, total=None, frames=0, rate="-")
+    start = time.perf_counter()
+
+    def update(done_ms: float, end_ms: float | None, frames: int) -> None:
+        elapsed = time.perf_counter() - start
+        rate = f"{frames / elapsed:.1f}" if elapsed > 0 else "-"
+        bar.update(task, total=end_ms, completed=done_ms, frames=frames, rate=rate)
+
+    with bar:
+        yield update

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from keeneye.cli import audit, faces, models, serve, track
+from keeneye.cli import audit, collections, faces, keys, models, redact, serve, track
 
 app = typer.Typer(
     name="keeneye",
@@ -23,11 +23,15 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(models.app, name="models")
+app.add_typer(keys.app, name="keys")
 app.command("detect")(faces.detect)
 app.command("compare")(faces.compare)
 app.command("serve")(serve.serve)
-app.command("audit")(audit.audit)
+app.add_typer(audit.app, name="audit")
+app.add_typer(collections.app, name="collections")
+app.command("purge")(collections.purge)
 app.command("track")(track.track)
+app.command("redact")(redact.redact)
 
 
 def main() -> None:  # pragma: no cover - console entry point

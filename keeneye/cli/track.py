@@ -12,25 +12,29 @@ timestamps in ms), every crossing and zone event; ``--annotate`` a video with bo
 
 from __future__ import annotations
 
-import json
 import math
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from keeneye.cli.common import DataDirOption, fail, load_settings, print_json, user_errors
+from keeneye.cli.common import (
+    DataDirOption,
+    fail,
+    load_settings,
+    print_json,
+    user_errors,
+    video_progress,
+    write_json,
+)
 from keeneye.tracking.lines import Line
 from keeneye.tracking.zones import Zone
 
 if TYPE_CHECKING:
     from keeneye.config import Settings
     from keeneye.core.types import Track
-    from keeneye.service.tracking import FrameUpdate, Progress, TrackingResult
+    from keeneye.service.tracking import FrameUpdate, TrackingResult
     from keeneye.video.writer import VideoWriter
 
 
@@ -150,7 +154,8 @@ def track(
             annotation = _Annotation(annotate, lines, zones, _playback_fps(video, fps, settings))
         search = None if collection is None else _FaceSearch(settings, collection, face_match_threshold)
         try:
-            with _progress(sys.stderr.isatty()) as on_progress:
+            with video_progress("tracking", sys.stderr.isatty()) as bar:
+                on_progress = None if bar is None else (lambda p: bar(p.pts_ms, p.end_ms, p.frames_analysed))
                 result = track_video(
                     video,
                     settings,
@@ -167,7 +172,7 @@ def track(
                 annotation.close()
         identities = None if search is None else search.finish(result)
         if output is not None:
-            _write_json(output, details(result, video, lines, zones, identities))
+            write_json(output, details(result, video, lines, zones, identities), indent=1)
         writer = None if annotation is None else annotation.writer
         annotated = None if writer is None else {"path": str(writer.path), "codec": writer.codec}
         print_json(summary(result, video, output, annotated, identities))
@@ -398,15 +403,6 @@ def _ratio_box(xyxy: tuple[float, float, float, float], width: int, height: int)
     }
 
 
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    from keeneye.core.errors import InvalidParameter
-
-    try:
-        path.write_text(json.dumps(doc, indent=1) + "\n")
-    except OSError as e:
-        raise InvalidParameter(f"cannot write {path}: {e.strerror or e}") from e
-
-
 class _Annotation:
     """Draws each analysed frame (``on_frame``) into the ``--annotate`` video; the writer opens on the
     first frame (its size is the video's) and :attr:`writer` then says where it went and which codec."""
@@ -429,39 +425,3 @@ class _Annotation:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[Progress], None] | None]:
-    """A rich progress bar on stderr (video time done, frames/s, ETA) when ``enabled``; else None."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from rich.progress import Progress as ProgressBar
-
-    bar = ProgressBar(
-        TextColumn("tracking"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[frames]} frames, {task.fields[rate]} frames/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("tracking", total=None, frames=0, rate="-")
-    start: list[float] = []
-
-    def on_progress(p: Progress) -> None:
-        now = time.perf_counter()
-        if not start:
-            start.append(now)
-        elapsed = now - start[0]
-        rate = f"{(p.frames_analysed - 1) / elapsed:.1f}" if elapsed > 0 else "-"
-        bar.update(task, total=p.end_ms, completed=p.pts_ms, frames=p.frames_analysed, rate=rate)
-
-    with bar:
-        yield on_progress

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Generic, Literal, TypeVar
 
 import numpy as np
@@ -77,6 +77,7 @@ class CollectionInfo:
     face_count: int
     user_count: int
     face_model_version: str  # the embedder id the collection's vectors come from
+    retention_days: int | None = None  # faces older than this are purged (keeneye/service/retention.py)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,8 @@ MAX_FACES_PER_USER = 100  # Rekognition's limit of faces associated with one use
 MAX_ASSOCIATE = 100  # UserFaceIdList max
 MAX_DELETE = 4096  # FaceIdList max
 MAX_TAGS = 50
+MAX_RETENTION_DAYS = 36_500
+PURGE_CHUNK = 500  # faces deleted per transaction by a retention purge
 
 _COLLECTION_ID = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 _USER_ID = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
@@ -442,7 +445,13 @@ class FaceCollections:
         add: dict[str, FloatArray] | None = None,
         remove: Sequence[str] = (),
     ) -> None:
-        """Apply a committed change to the loaded index, or drop it so the next search reloads it."""
+        """Apply a committed change to the loaded index, or drop it so the next search reloads it.
+
+        A removal also deletes the persisted index files at once (they hold the removed vectors);
+        they are written again, without them, by the next save (``save_every``, ``close``) or load.
+        """
+        if remove:
+            shutil.rmtree(self._store.index_dir / self._index_folder(collection_id), ignore_errors=True)
         loaded = self._indexes.get(collection_id)
         if loaded is None:
             return
@@ -472,6 +481,7 @@ class FaceCollections:
             face_count=int(faces or 0),
             user_count=int(users or 0),
             face_model_version=row.embedder_id,
+            retention_days=row.retention_days,
         )
 
     # -- collections ------------------------------------------------------------------------
@@ -529,6 +539,7 @@ class FaceCollections:
         with self._lock:
             self._indexes.pop(collection_id, None)
             shutil.rmtree(self._store.index_dir / self._index_folder(collection_id), ignore_errors=True)
+        self._store.scrub()
 
     # -- faces ------------------------------------------------------------------------------
     def index_faces(
@@ -675,7 +686,76 @@ class FaceCollections:
                     generation = self._bump(session, collection_id)
             if generation is not None:
                 self._after_commit(collection_id, generation, remove=deleted)
+        if deleted:
+            self._store.scrub()
         return deleted, failed
+
+    # -- retention ----------------------------------------------------------------------------
+    def set_retention(self, collection_id: str, days: int | None) -> CollectionInfo:
+        """Keep the collection's faces ``days`` days after they were indexed (None: until deleted).
+        The purge (keeneye/service/retention.py) deletes older ones."""
+        if days is not None and (isinstance(days, bool) or not isinstance(days, int)):
+            raise InvalidParameter(f"retention days must be a whole number of days, got {days!r}")
+        if days is not None:
+            _check_range(days, 1, MAX_RETENTION_DAYS, "retention days")
+        with self._write() as session:
+            row = self._collection(session, collection_id)
+            row.retention_days = days
+            session.flush()
+            return self._info(session, row)
+
+    def expired_faces(self, now: datetime) -> dict[str, list[str]]:
+        """FaceIds indexed longer ago than their collection's retention, by collection (id order)."""
+        out: dict[str, list[str]] = {}
+        with self._store.sessions() as session:
+            rows = list(
+                session.scalars(select(CollectionRow).where(CollectionRow.retention_days.is_not(None)))
+            )
+            for row in rows:
+                assert row.retention_days is not None
+                cutoff = now - timedelta(days=row.retention_days)
+                ids = list(
+                    session.scalars(
+                        select(FaceRow.face_id)
+                        .where(FaceRow.collection_id == row.collection_id, FaceRow.indexed_at < cutoff)
+                        .order_by(FaceRow.face_id)
+                    )
+                )
+                if ids:
+                    out[row.collection_id] = ids
+        return out
+
+    def purge_faces(self, collection_id: str, face_ids: Sequence[str]) -> int:
+        """Delete faces for retention: like DeleteFaces (rows, vectors, index files, log scrubbed)
+        but also faces associated with a user (the user stays, with its status updated). How many
+        were deleted (ids already gone are skipped)."""
+        total = 0
+        for start in range(0, len(face_ids), PURGE_CHUNK):
+            chunk = list(face_ids[start : start + PURGE_CHUNK])
+            with self._lock:
+                with self._write() as session:
+                    self._collection(session, collection_id)
+                    found = list(
+                        session.execute(
+                            select(FaceRow.face_id, FaceRow.user_id).where(
+                                FaceRow.collection_id == collection_id, FaceRow.face_id.in_(chunk)
+                            )
+                        )
+                    )
+                    if not found:
+                        continue
+                    gone = [f for f, _ in found]
+                    session.execute(delete(FaceRow).where(FaceRow.face_id.in_(gone)))
+                    for user_id in sorted({u for _, u in found if u is not None}):
+                        user = session.get(UserRow, (collection_id, user_id))
+                        if user is not None:
+                            user.status = _status(self._user_face_count(session, collection_id, user_id))
+                    generation = self._bump(session, collection_id)
+                self._after_commit(collection_id, generation, remove=gone)
+            total += len(gone)
+        if total:
+            self._store.scrub()
+        return total
 
     def _matches(
         self,
@@ -800,6 +880,7 @@ class FaceCollections:
                 .values(user_id=None)
             )
             session.delete(user)
+        self._store.scrub()
 
     def list_users(
         self, collection_id: str, max_results: int = 500, next_token: str | None = None

@@ -1,4 +1,8 @@
-"""Access keys the server accepts: from the environment, or a key pair created once on disk.
+"""Access keys the server accepts: the bootstrap key pair (admin) and the keys in the database.
+
+The bootstrap key comes from the environment, or is a key pair created once on disk; it is allowed
+everything. Keys made with ``keeneye keys create`` live in the database (keeneye.service.keys) and
+are bound by their IAM-shaped policies (keeneye.service.policies); :class:`KeyRing` finds both.
 
 SigV4 verification needs the secret itself (an HMAC key), so it cannot be stored hashed. It is kept
 either in the environment (``KEENEYE_ACCESS_KEY_ID`` / ``KEENEYE_SECRET_ACCESS_KEY``) or in
@@ -13,11 +17,17 @@ import json
 import os
 import secrets
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
+from keeneye.service.policies import Decision, Policy
+
+if TYPE_CHECKING:
+    from keeneye.service.keys import StoredKey
 
 CREDENTIALS_FILE = "credentials.json"
 _ID_ALPHABET = string.ascii_uppercase + "234567"  # like AWS key ids: upper case letters and digits
@@ -82,21 +92,86 @@ def _read(path: Path) -> AccessKey:
         raise InvalidParameter(f"cannot read the key pair in {path}: {type(exc).__name__}") from None
 
 
+class KeyDatabase(Protocol):
+    """Keys kept in the database (keeneye.service.keys.AccessKeys): enabled keys only."""
+
+    def lookup(self, access_key_id: str) -> StoredKey | None: ...
+
+    def find_by_secret(self, secret: str) -> StoredKey | None: ...
+
+    def touch(self, access_key_id: str, now: datetime | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who signed a request, and what they may do.
+
+    ``admin``: the bootstrap key (environment or credentials.json), allowed everything. Otherwise
+    ``policy`` decides; a key without a policy is allowed nothing.
+    """
+
+    access_key_id: str
+    name: str
+    admin: bool = False
+    policy: Policy | None = None
+
+    def decide(self, action: str, resource: str) -> Decision:
+        if self.admin:
+            return Decision(True, "allowed")
+        if self.policy is None:
+            return Decision(False, "no matching allow")
+        return self.policy.decide(action, resource)
+
+    def may_ever(self, action: str) -> bool:
+        return self.admin or (self.policy is not None and self.policy.may_ever(action))
+
+
+BOOTSTRAP_NAME = "bootstrap"
+
+
 @dataclass(frozen=True)
 class KeyRing:
-    """The access keys the server accepts (one today; a list so more can follow)."""
+    """The access keys the server accepts: ``keys`` (the bootstrap key pair: admin, full access) and,
+    with ``database``, the enabled keys made with ``keeneye keys create`` (their policies apply).
+    A disabled or deleted key is unknown here, so a request signed with it gets
+    UnrecognizedClientException, as AWS answers for an inactive key."""
 
     keys: tuple[AccessKey, ...]
+    database: KeyDatabase | None = None
 
-    def secret_for(self, access_key_id: str) -> str | None:
+    def with_database(self, database: KeyDatabase) -> KeyRing:
+        return replace(self, database=database)
+
+    def resolve(self, access_key_id: str) -> tuple[str, Principal] | None:
+        """The secret and principal of an access key id, or None if it is not (or no longer) valid."""
         for k in self.keys:
             if hmac.compare_digest(k.access_key_id.encode(), access_key_id.encode()):
-                return k.secret_access_key
-        return None
+                return k.secret_access_key, Principal(k.access_key_id, BOOTSTRAP_NAME, admin=True)
+        if self.database is None:
+            return None
+        stored = self.database.lookup(access_key_id)
+        if stored is None:
+            return None
+        return stored.secret_access_key, Principal(stored.access_key_id, stored.name, policy=stored.policy)
+
+    def principal_for_secret(self, secret: str) -> Principal | None:
+        """The principal whose secret is ``secret`` (bearer authentication of the native API)."""
+        for k in self.keys:
+            if hmac.compare_digest(k.secret_access_key.encode(), secret.encode()):
+                return Principal(k.access_key_id, BOOTSTRAP_NAME, admin=True)
+        stored = None if self.database is None else self.database.find_by_secret(secret)
+        return None if stored is None else Principal(stored.access_key_id, stored.name, policy=stored.policy)
+
+    def touch(self, principal: Principal) -> None:
+        """Note that a database key was used (its ``last_used_at``; throttled by the database)."""
+        if not principal.admin and self.database is not None:
+            self.database.touch(principal.access_key_id)
+
+    def secret_for(self, access_key_id: str) -> str | None:
+        found = self.resolve(access_key_id)
+        return None if found is None else found[0]
 
     def key_for_secret(self, secret: str) -> str | None:
         """The access key id whose secret is ``secret`` (bearer authentication of the native API)."""
-        for k in self.keys:
-            if hmac.compare_digest(k.secret_access_key.encode(), secret.encode()):
-                return k.access_key_id
-        return None
+        found = self.principal_for_secret(secret)
+        return None if found is None else found.access_key_id

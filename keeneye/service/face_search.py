@@ -101,12 +101,13 @@ def search_video(
     max_duration_ms: float | None = None,
     checkpoint: Callable[[], None] | None = None,
     cut_threshold: float | None = DEFAULT_CUT_THRESHOLD,
+    max_pixels: int | None = None,
 ) -> FaceSearchResult:
     """Track the faces of ``source`` and search each track's best face with ``search``.
 
     face_threshold: the face detector's score threshold (``faces.detector.score_threshold``);
     checkpoint: called once per analysed frame (a job's stop / cancel hook, may raise); cut_threshold:
-    shot cuts (keeneye.video.cuts), None: never.
+    shot cuts (keeneye.video.cuts), None: never; max_pixels: largest frame accepted (LimitExceeded).
     """
     assert analyzer.embedder is not None, "face search needs a face pipeline with an embedder"
     tracker = PersonTracker(face_tracker_config(face_threshold, analyzer.embedder.embedder_id))
@@ -115,7 +116,7 @@ def search_video(
     sightings: dict[int, list[FaceSighting]] = {}
     result_cuts: list[float] = []
     analysed = 0
-    with open_video(source) as video:
+    with open_video(source, max_pixels=max_pixels) as video:
         for frame in video.frames(target_fps):
             if max_duration_ms is not None and frame.pts_ms >= max_duration_ms:
                 break
@@ -202,6 +203,7 @@ def face_search_runner(
             max_duration_ms=None if max_s is None else max_s * 1000.0,
             checkpoint=checkpoint,
             cut_threshold=settings.persons.shot_cut_threshold,
+            max_pixels=settings.video_jobs.max_pixels,
         )
         w, h = result.metadata.width, result.metadata.height
         items: list[dict[str, Any]] = []

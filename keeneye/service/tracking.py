@@ -104,6 +104,7 @@ def track_video(
     on_progress: Callable[[Progress], None] | None = None,
     on_frame: Callable[[FrameUpdate], None] | None = None,
     identities: PersonFaceIdentities | None = None,
+    max_pixels: int | None = None,
 ) -> TrackingResult:
     """Track people through ``source`` (a path, http(s) URL, bytes or binary file object).
 
@@ -114,6 +115,7 @@ def track_video(
     jobs). on_progress is called after each analysed frame, on_frame with what the frame produced.
     identities: who the tracks are (faces searched in a collection, see keeneye.service.face_identity);
     its tracker settings must come with it (``tracker_config`` with a calibrated ``reid_face_similarity``).
+    max_pixels: largest frame (width x height) accepted, in the header and in every frame (LimitExceeded).
 
     The video is opened (and its header checked) before the detector is loaded, so bad input fails fast.
     Raises NotFound, InvalidVideo (also mid-way, for a corrupt or truncated body), LimitExceeded,
@@ -126,7 +128,7 @@ def track_video(
     if max_duration_ms is not None and not max_duration_ms > 0:
         raise InvalidParameter(f"max duration must be > 0 ms, got {max_duration_ms}")
     started = time.perf_counter()
-    with open_video(source) as video:
+    with open_video(source, max_pixels=max_pixels) as video:
         if detector is None:
             detector, default_config = build_tracking_detector(settings)
             tracker_config = tracker_config or default_config

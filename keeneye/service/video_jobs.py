@@ -90,8 +90,8 @@ class JobOutput:
 
 
 JobRunner = Callable[[Path, Mapping[str, Any], Callable[[], None]], JobOutput]
-"""Runs one job: (video file, the job's params, a checkpoint that raises JobStopped when the pool is
-stopping; call it once per frame) -> output. Raises KeeneyeError for a job that fails."""
+"""Runs one job: (video file, the job's params plus ``job_id``, a checkpoint that raises JobStopped
+when the pool is stopping; call it once per frame) -> output. Raises KeeneyeError for a job that fails."""
 
 VideoResolver = Callable[[VideoRef], Path]
 """The local file of a job's video (raises a KeeneyeError, or the adapter's error, when it cannot)."""
@@ -410,6 +410,7 @@ class VideoJobs:
                 return
             row.started_at = _now()
             kind, ref, params = row.kind, VideoRef(row.bucket, row.name, row.version), dict(row.request)
+        params["job_id"] = job_id  # runners name the job in what they record (audit)
         path: Path | None = None
         try:
             path = self._resolve(ref)
@@ -512,6 +513,24 @@ def _info(row: VideoJobRow) -> JobInfo:
     )
 
 
+def header_checked(runner: JobRunner, max_pixels: int | None) -> JobRunner:
+    """``runner`` behind a look at the video's stream header: a video whose frames are over
+    ``max_pixels`` (width x height; ``video_jobs.max_pixels``) or that is not a video at all fails its
+    job (LimitExceeded / InvalidVideo, with the reason as StatusMessage) before a frame is decoded or a
+    model is loaded. Opening reads only the header (milliseconds)."""
+    if max_pixels is None:
+        return runner
+
+    def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
+        from keeneye.video.sources import open_video
+
+        with open_video(video, max_pixels=max_pixels):  # messages name the path; _run shows the S3 name
+            pass
+        return runner(video, params, checkpoint)
+
+    return run
+
+
 def person_tracking_runner(settings: Any) -> JobRunner:
     """The PersonTracking runner: keeneye.service.tracking.track_video at ``video_jobs.target_fps``
     (at most ``video_jobs.max_duration_s`` of video); items are every box of every confirmed track:
@@ -536,6 +555,7 @@ def person_tracking_runner(settings: Any) -> JobRunner:
             detector=detector,
             tracker_config=tracker_config,
             on_progress=lambda _: checkpoint(),
+            max_pixels=settings.video_jobs.max_pixels,
         )
         items = [
             {"pts_ms": float(p.pts_ms), "index": int(t.track_id), "xyxy": [float(v) for v in p.xyxy]}
@@ -561,7 +581,7 @@ def face_detection_runner(settings: Any, faces: Any, format_faces: FaceFormatter
         extras = frozenset(params.get("extras", ()))
         max_s = settings.video_jobs.max_duration_s
         items: list[dict[str, Any]] = []
-        with open_video(video) as source:
+        with open_video(video, max_pixels=settings.video_jobs.max_pixels) as source:
             for frame in source.frames(settings.video_jobs.target_fps):
                 if max_s is not None and frame.pts_ms >= max_s * 1000.0:
                     break

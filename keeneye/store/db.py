@@ -3,10 +3,16 @@
 SQLite is the default (``sqlite:///<data_dir>/keeneye.db``) in WAL mode with ``synchronous=FULL``:
 a transaction is on disk when ``commit()`` returns, so a face acknowledged by IndexFaces survives a
 ``kill -9`` or a power cut. Any SQLAlchemy URL works (PostgreSQL for larger deployments).
+
+Deleted means gone from the file (docs/accountability.md): SQLite connections run with
+``secure_delete=ON`` (deleted rows are overwritten with zeros, not left in free pages), and
+:meth:`Store.scrub`, called after deletions, checkpoints the write-ahead log and truncates it, so
+no older copy of a deleted row's page stays in ``keeneye.db-wal`` either.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +34,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA secure_delete=ON")  # deleted faces' vectors are zeroed, not left in free pages
         cur.execute("PRAGMA busy_timeout=10000")  # writers wait for each other instead of failing
     finally:
         cur.close()
@@ -66,6 +73,26 @@ class Store:
         """A session in one transaction: committed (durably) on exit, rolled back on any error."""
         with self.sessions.begin() as session:
             yield session
+
+    def scrub(self) -> bool:
+        """After a deletion: leave no copy of deleted rows in SQLite's write-ahead log.
+
+        ``PRAGMA wal_checkpoint(TRUNCATE)`` copies the log into the database file (where
+        secure_delete has zeroed the deleted rows) and truncates it to 0 bytes; it waits (busy
+        timeout) for readers of older snapshots. False when it could not finish (busy); the log is
+        then truncated by a later scrub. Other databases: nothing to do here (see the docs for
+        PostgreSQL's VACUUM). Logged, never raised: the deletion itself is already committed.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return True
+        with self.engine.connect() as conn:
+            busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+        if busy is not None and busy[0]:
+            logging.getLogger("keeneye.store").warning(
+                "the write-ahead log could not be truncated after a deletion (busy); a later one will"
+            )
+            return False
+        return True
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the Alembic migrations up to ``revision`` (idempotent: nothing to do at head)."""

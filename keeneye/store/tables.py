@@ -62,6 +62,8 @@ class CollectionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     embedder_id: Mapped[str] = mapped_column(String(128))
     generation: Mapped[int] = mapped_column(Integer, default=0)
+    # Faces indexed longer ago than this are purged (keeneye/service/retention.py); None: kept.
+    retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class FaceRow(Base):
@@ -116,10 +118,19 @@ class TagRow(Base):
 
 
 class AuditRow(Base):
-    """One identity operation, appended and never changed (see keeneye/service/audit.py)."""
+    """One audited operation, appended and never changed (see keeneye/service/audit.py).
+
+    ``hash`` is the SHA-256 of the record's canonical JSON including ``prev_hash``, the previous
+    record's hash (keeneye/store/audit_chain.py): a hash chain. ``prev_hash`` is unique, so the chain
+    cannot fork even if two writers raced past the append lock.
+    """
 
     __tablename__ = "audit"
-    __table_args__ = (Index("ix_audit_time", "time"), Index("ix_audit_collection", "collection_id"))
+    __table_args__ = (
+        Index("ix_audit_time", "time"),
+        Index("ix_audit_collection", "collection_id"),
+        Index("ux_audit_prev_hash", "prev_hash", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     time: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -130,6 +141,9 @@ class AuditRow(Base):
     matches: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
     flagged_below_99: Mapped[bool] = mapped_column(Boolean, default=False)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # job ids, purge counts
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class VideoJobRow(Base):
@@ -187,7 +201,8 @@ class NotificationOutboxRow(Base):
     Written in the same transaction as what it announces (a job's end), so nothing is announced that
     did not happen and nothing that happened goes unannounced. ``next_attempt_at`` is when the
     delivery thread tries again; ``attempts``/``last_error`` say how it went; ``delivered_at`` is set
-    once a sink took it. Delivered rows are kept (they are the delivery history).
+    once a sink took it. Delivered rows are kept (they are the delivery history) until
+    ``retention.notifications_days`` (keeneye/service/retention.py).
     """
 
     __tablename__ = "notification_outbox"
@@ -207,3 +222,22 @@ class NotificationOutboxRow(Base):
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AccessKeyRow(Base):
+    """One access key made with ``keeneye keys create`` (see keeneye/service/keys.py).
+
+    SigV4 needs the secret itself, so it is kept, but only encrypted (Fernet) with a key in
+    ``<data_dir>/keys.secret``: a dump of the database alone does not reveal it. ``policy`` is the
+    IAM-shaped policy document (None: everything is denied).
+    """
+
+    __tablename__ = "access_keys"
+
+    access_key_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    secret_encrypted: Mapped[str] = mapped_column(String(512))
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -20,8 +20,9 @@ IVF/HNSW) can implement the same protocol later for millions of faces.
 One index per collection, kept in memory. It is persisted as ``vectors.npy`` + ``ids.txt`` +
 ``meta.json`` under ``<data_dir>/index/c-<collection_id>/``; ``meta.json`` records the collection's
 generation (bumped in the database by every transaction that changes its faces) and the count. The
-database is the source of truth: files that are missing or whose generation/count differ from the
-database are discarded and the index is rebuilt from the stored vectors.
+database is the source of truth: files that are missing, damaged (empty, truncated, or failing the
+CRC-32 ``meta.json`` records), or whose generation/count differ from the database are discarded and
+the index is rebuilt from the stored vectors.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -117,6 +119,7 @@ class NumpyIndex:
                 self._matrix[row] = self._matrix[last]
                 self._ids[row] = moved
                 self._row[moved] = row
+            self._matrix[last] = 0.0  # no copy of a removed vector stays in the spare capacity
             self._ids.pop()
 
     def search(self, query: FloatArray, k: int) -> tuple[list[str], FloatArray]:
@@ -147,40 +150,94 @@ class NumpyIndex:
 
         ``tag`` identifies the collection incarnation (e.g. its creation time), so files left over
         from a deleted collection of the same name are never mistaken for the new one's.
+
+        Crash safety: every file is flushed to disk (fsync) before the folder is renamed into place,
+        and the parent folder after, so a crash or power cut leaves either the previous files or
+        the complete new ones. Without the fsync, a filesystem may persist the rename before the
+        data, and the folder comes back after a power cut with empty or zero-filled files.
+        ``meta.json`` also records a CRC-32 of the vectors and ids, checked by :meth:`load`.
         """
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        np.save(tmp / "vectors.npy", self.matrix)
-        (tmp / "ids.txt").write_text("".join(f"{i}\n" for i in self._ids))
-        meta = {"generation": generation, "count": len(self._ids), "dim": self.dim, "tag": tag}
-        (tmp / "meta.json").write_text(json.dumps(meta))
+        matrix = np.ascontiguousarray(self.matrix)
+        ids_text = "".join(f"{i}\n" for i in self._ids).encode()
+        with (tmp / "vectors.npy").open("wb") as f:
+            np.save(f, matrix)
+            _flush(f)
+        with (tmp / "ids.txt").open("wb") as f:
+            f.write(ids_text)
+            _flush(f)
+        meta = {
+            "generation": generation,
+            "count": len(self._ids),
+            "dim": self.dim,
+            "tag": tag,
+            "crc32": _crc32(matrix, ids_text),
+        }
+        with (tmp / "meta.json").open("w") as f:
+            f.write(json.dumps(meta))
+            _flush(f)
+        _fsync_dir(tmp)
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if folder.exists():
             os.replace(folder, old)
         os.replace(tmp, folder)
+        _fsync_dir(folder.parent)
         shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: Path, generation: int, count: int, dim: int, tag: str) -> NumpyIndex | None:
-        """The saved index if its files exist and match generation, count, dim and tag; else None."""
+        """The saved index if its files exist, are whole and match generation, count, dim and tag;
+        else None (the caller rebuilds from the database)."""
         try:
             meta = json.loads((folder / "meta.json").read_text())
-            if (meta.get("generation"), meta.get("count"), meta.get("dim"), meta.get("tag")) != (
-                generation,
-                count,
-                dim,
-                tag,
-            ):
+            if not isinstance(meta, dict) or (
+                meta.get("generation"),
+                meta.get("count"),
+                meta.get("dim"),
+                meta.get("tag"),
+            ) != (generation, count, dim, tag):
                 return None
             matrix = np.load(folder / "vectors.npy", allow_pickle=False)
-            ids = (folder / "ids.txt").read_text().splitlines()
-        except (OSError, ValueError):
-            return None  # missing or damaged files: the caller rebuilds from the database
+            ids_text = (folder / "ids.txt").read_bytes()
+            ids = ids_text.decode().splitlines()
+        except (OSError, ValueError, EOFError):
+            # Missing, empty, truncated or garbled files (np.load raises EOFError on an empty file).
+            return None
         if matrix.shape != (count, dim) or len(ids) != count or matrix.dtype != np.float32:
             return None
+        if meta.get("crc32") != _crc32(np.ascontiguousarray(matrix), ids_text):
+            return None  # right shape, wrong bytes (e.g. zero-filled after a power cut)
         index = cls(dim, capacity=max(1024, count))
         index.add(ids, matrix)
+        if len(index) != count:
+            return None  # repeated ids
         return index
+
+
+def _crc32(matrix: FloatArray, ids_text: bytes) -> int:
+    """CRC-32 of the vectors' bytes then the ids file (about 1 GB/s: 40 ms for 100k x 128 floats)."""
+    data = matrix.data.cast("B") if matrix.size else b""  # an empty view cannot be cast
+    return zlib.crc32(ids_text, zlib.crc32(data))
+
+
+def _flush(f: IO[Any]) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist a folder's entries (new files, a rename). A no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the files themselves are synced
+    finally:
+        os.close(fd)

@@ -278,7 +278,13 @@ def open_video(
     io_open = None if isinstance(target, str) else _refuse_nested_open
     try:
         container = av.open(
-            target, mode="r", options=options, timeout=(timeout_s, timeout_s), io_open=io_open
+            target,
+            mode="r",
+            options=options,
+            timeout=(timeout_s, timeout_s),
+            io_open=io_open,
+            # Container and stream tags are the sender's bytes: invalid UTF-8 must not stop the decode.
+            metadata_errors="replace",
         )
     except _NestedOpenRefused as e:
         _close(keepalive)
@@ -297,6 +303,8 @@ def open_video(
         if not container.streams.video:
             raise InvalidVideo(f"video {sid!r} has no video stream (format {container.format.name})")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # a damaged header: PyAV found the stream but no codec for it
+            raise InvalidVideo(f"video {sid!r}: the video stream has no usable codec parameters")
         stream.thread_type = "AUTO"
         stream.thread_count = threads
         metadata = _metadata(container, stream)

@@ -108,11 +108,16 @@ def test_face_search_finds_lin_manuel_and_nobody_else(
     by_index = _all(client, job_id, page_size=1000, sort_by="INDEX")
     assert sorted(p["Timestamp"] for p in by_index) == times
 
-    # The identification is in the audit log, under the caller's key, with the threshold used.
-    records = [r for r in search_server.services.audit.read() if r["operation"] == "StartFaceSearch"]  # type: ignore[union-attr]
-    assert len(records) == 1 and records[0]["collection_id"] == "hamilton"
-    assert [m["FaceId"] for m in records[0]["matches"]] == [face_ids["lin-manuel-miranda"]]
-    assert records[0]["access_key"] and records[0]["threshold"] == 80.0
+    # The request and then what the job identified are in the audit log, under the caller's key, with
+    # the threshold used.
+    log = search_server.services.audit.read()  # type: ignore[union-attr]
+    (request,) = [r for r in log if r["operation"] == "StartFaceSearch"]
+    (identified,) = [r for r in log if r["operation"] == "FaceSearchResults"]
+    assert request["collection_id"] == identified["collection_id"] == "hamilton"
+    assert request["details"]["job_id"] == identified["details"]["job_id"] == job_id
+    assert request["matches"] == [] and request["access_key"] and request["threshold"] == 80.0
+    assert [m["FaceId"] for m in identified["matches"]] == [face_ids["lin-manuel-miranda"]]
+    assert identified["access_key"] == request["access_key"] and identified["threshold"] == 80.0
 
 
 def test_face_search_at_99_and_request_errors(search_server: RunningServer, shared_data: Path) -> None:

@@ -1,0 +1,99 @@
+"""`keeneye audit verify|export`, `keeneye collections set-retention` and `keeneye purge` as a user
+runs them (subprocesses on a real data directory; faces from a stand-in pipeline, no models)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import text, update
+
+from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.service.audit import AuditLog
+from keeneye.service.collections import FaceCollections
+from keeneye.store.db import Store
+from keeneye.store.tables import FaceRow
+from tests.service.test_collections_fake import CentreDetector, PixelEmbedder
+
+KEENEYE = [sys.executable, "-m", "keeneye.cli"]
+
+
+def run(*args: str | Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEENEYE_")}
+    env["KEENEYE_DATA_DIR"] = str(data_dir)
+    return subprocess.run([*KEENEYE, *map(str, args)], capture_output=True, text=True, timeout=120, env=env)
+
+
+def _setup(data: Path) -> Store:
+    store = Store.open(data)
+    fc = FaceCollections(store, FaceAnalyzer(detector=CentreDetector(), embedder=PixelEmbedder()))
+    fc.create_collection("visitors")
+    for seed in range(2):
+        image = np.random.default_rng(seed).integers(20, 255, (40, 40, 3), dtype=np.uint8)
+        fc.index_faces("visitors", image, quality_filter="NONE")
+    AuditLog(store).append("IndexFaces", access_key="AK1", collection_id="visitors", request_faces=2)
+    with store.transaction() as s:  # one face was indexed 40 days ago
+        oldest = s.scalars(text("SELECT face_id FROM faces ORDER BY face_id LIMIT 1")).one()
+        s.execute(
+            update(FaceRow)
+            .where(FaceRow.face_id == oldest)
+            .values(indexed_at=datetime.now(UTC) - timedelta(days=40))
+        )
+    return store
+
+
+def test_retention_purge_verify_and_export(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = _setup(data)
+
+    r = run("collections", "set-retention", "visitors", "--days", "30", data_dir=data)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"CollectionId": "visitors", "RetentionDays": 30, "FaceCount": 2}
+
+    dry = run("purge", "--dry-run", data_dir=data)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["faces"] == {"visitors": 1} and json.loads(dry.stdout)["dry_run"]
+    done = json.loads(run("purge", data_dir=data).stdout)
+    assert done["faces"] == {"visitors": 1} and not done["dry_run"]
+    assert json.loads(run("purge", "--dry-run", data_dir=data).stdout)["faces_total"] == 0
+
+    records = json.loads(run("audit", "--json", data_dir=data).stdout)
+    assert [r["operation"] for r in records] == ["IndexFaces", "SetCollectionRetention", "Purge"]
+    assert records[2]["details"]["faces"] == {"visitors": 1}
+
+    ok = run("audit", "verify", data_dir=data)
+    assert ok.returncode == 0 and "audit log intact: 3 records" in ok.stdout, ok.stderr
+    out = tmp_path / "audit.jsonl"
+    exported = run("audit", "export", out, data_dir=data)
+    assert exported.returncode == 0 and "exported 3 audit records" in exported.stderr
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [1, 2, 3]
+    assert run("audit", "verify", "--file", out, data_dir=data).returncode == 0
+
+    with store.engine.begin() as conn:  # someone removes the retention change from the record
+        conn.execute(text("DELETE FROM audit WHERE id = 2"))
+    broken = run("audit", "verify", data_dir=data)
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    assert "AuditChainBroken: record 3: its prev_hash is not the hash of record 1" in broken.stderr
+    report = json.loads(run("audit", "verify", "--json", data_dir=data).stdout)
+    assert report["ok"] is False and report["first_bad_id"] == 3
+    lines = out.read_text().splitlines()
+    (tmp_path / "cut.jsonl").write_text("\n".join([lines[0], lines[2]]) + "\n")
+    assert run("audit", "verify", "--file", tmp_path / "cut.jsonl", data_dir=data).returncode == 1
+
+
+def test_command_errors_are_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for args, needle in [
+        (("collections", "set-retention", "nope", "--days", "3"), "NotFound"),
+        (("collections", "set-retention", "nope"), "either --days N or --clear"),
+        (("audit", "--since", "yesterday"), "ISO 8601"),
+        (("audit", "verify", "--file", tmp_path / "missing.jsonl"), "InvalidParameter"),
+    ]:
+        r = run(*args, data_dir=data)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

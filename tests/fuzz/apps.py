@@ -1,0 +1,84 @@
+"""The in-process server the fuzz tests hit: the real ASGI app, a real store, stand-in models.
+
+Stand-ins keep every request fast (a face in the middle of any bright image; the first pixels as its
+vector; a job runner that returns at once), so the fuzzers spend their time on the protocol, the
+validation and the services, which are the real code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI
+
+from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.aws.app import create_app
+from keeneye.aws.handlers import Services
+from keeneye.aws.images import ImageLoader
+from keeneye.config import ImageLimits, NotificationSettings, ServerSettings, Settings
+from keeneye.core.types import FloatArray, UInt8Image
+from keeneye.service.audit import AuditLog
+from keeneye.service.collections import FaceCollections
+from keeneye.service.faces import FaceService
+from keeneye.service.notifications import NotificationService
+from keeneye.service.video_jobs import JobOutput, VideoJobs
+from keeneye.store.db import Store
+from tests.aws.conftest import CentreFaceDetector
+from tests.aws.signing import KEYS
+from tests.factories import encode, gradient
+
+PHOTO = encode(gradient(120, 160), "JPEG")
+
+
+class PixelEmbedder:
+    """The image's first 48 values as a unit vector: equal images, equal vectors."""
+
+    dim = 48
+    embedder_id = "pixels-v1"
+    required_landmarks: tuple[str, ...] = ()
+
+    def embed(self, image: UInt8Image, faces: Any) -> FloatArray:
+        v = image.reshape(-1)[:48].astype(np.float32) - 127.5
+        v /= np.linalg.norm(v) or 1.0
+        return np.stack([v for _ in faces]).astype(np.float32)
+
+
+def _done_at_once(path: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
+    checkpoint()
+    return JobOutput({"width": 4, "height": 3}, [])
+
+
+@contextmanager
+def fuzz_app(root: Path) -> Iterator[FastAPI]:
+    """The app on a store in ``root`` with collection ``c``, bucket ``bkt`` (photo.jpg, clip.mp4) and
+    stored-video jobs; per-key rate limiting (where the server has it) is off, as the fuzzers send
+    hundreds of requests a second with one key."""
+    bucket = root / "bucket"
+    bucket.mkdir(parents=True, exist_ok=True)
+    (bucket / "photo.jpg").write_bytes(PHOTO)
+    (bucket / "clip.mp4").write_bytes(b"not decoded: the runner is a stand-in")
+    store = Store.open(root / "data")
+    analyzer = FaceAnalyzer(detector=CentreFaceDetector(), embedder=PixelEmbedder())
+    collections = FaceCollections(store, analyzer, ImageLimits())
+    collections.create_collection("c")
+    fast = NotificationSettings(timeout_s=1.0, retry_initial_s=0.2, retry_max_s=0.4, poll_s=0.2)
+    jobs = VideoJobs(
+        store,
+        {kind: _done_at_once for kind in ("PersonTracking", "FaceDetection", "FaceSearch")},
+        lambda ref: bucket / ref.name,
+        notifications=NotificationService(store, fast, root / "data"),
+    )
+    services = Services(
+        FaceService(analyzer), ImageLoader({"bkt": bucket}), collections, AuditLog(store), jobs
+    )
+    server = {"rate_limit_per_s": 0} if "rate_limit_per_s" in ServerSettings.model_fields else {}
+    settings = Settings(data_dir=root / "data", server=ServerSettings(**server))
+    try:
+        yield create_app(settings, services=services, keys=KEYS)
+    finally:
+        jobs.close()
+        store.close()
