@@ -719,6 +719,8 @@ def _add_redaction_route(
     def analyzer() -> Any:
         from keeneye.service.redaction import build_redaction_analyzer
 
+        if svc.redaction_analyzer is not None:
+            return svc.redaction_analyzer
         with lock:
             if not built:
                 built.append(build_redaction_analyzer(settings, with_embedder=True))

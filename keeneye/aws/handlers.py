@@ -19,6 +19,7 @@ from keeneye.core.errors import AlreadyExists
 from keeneye.service.faces import FaceService
 
 if TYPE_CHECKING:
+    from keeneye.analysis.faces import FaceAnalyzer
     from keeneye.service.audit import AuditLog
     from keeneye.service.collections import FaceCollections, FaceMatch, UserMatch
     from keeneye.service.retention import RetentionService
@@ -41,6 +42,9 @@ class Services:
     audit: AuditLog | None = None
     video_jobs: VideoJobs | None = None
     retention: RetentionService | None = None  # the background purge (keeneye/service/retention.py)
+    # POST /v1/redact's face pipeline (a lower detector threshold); None: built from the settings at
+    # the first call (keeneye.service.redaction.build_redaction_analyzer).
+    redaction_analyzer: FaceAnalyzer | None = None
 
 
 def _allow_all(action: str, resource: str) -> bool:

@@ -73,7 +73,12 @@ def fuzz_app(root: Path) -> Iterator[FastAPI]:
         notifications=NotificationService(store, fast, root / "data"),
     )
     services = Services(
-        FaceService(analyzer), ImageLoader({"bkt": bucket}), collections, AuditLog(store), jobs
+        FaceService(analyzer),
+        ImageLoader({"bkt": bucket}),
+        collections,
+        AuditLog(store),
+        jobs,
+        redaction_analyzer=analyzer,
     )
     server = {"rate_limit_per_s": 0} if "rate_limit_per_s" in ServerSettings.model_fields else {}
     settings = Settings(data_dir=root / "data", server=ServerSettings(**server))
