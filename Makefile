@@ -52,6 +52,11 @@ bench: setup
 	$(PY) bench/speed.py > $(DATA_DIR)/bench/speed.json
 	$(PY) bench/search_latency.py > $(DATA_DIR)/bench/search_latency.json
 	$(PY) bench/lfw_search.py > $(DATA_DIR)/bench/lfw_search.json
+	$(PY) bench/pets_tracking.py > $(DATA_DIR)/bench/pets_tracking.json
+	$(PY) bench/redaction.py > $(DATA_DIR)/bench/redaction.json
+	$(PY) bench/batch.py --engine both > $(DATA_DIR)/bench/batch.json
+	$(PY) bench/load.py > $(DATA_DIR)/bench/load.json
+	$(PY) bench/crash_loop.py > $(DATA_DIR)/bench/crash_loop.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -177,6 +177,30 @@ class RetentionSettings(_Strict):
     )
 
 
+class UploadSettings(_Strict):
+    retry_initial_s: float = Field(
+        2.0,
+        gt=0,
+        description="Analysis on upload (docs/uploads.md): wait before the first retry of an event that "
+        "failed for a transient reason (S3 unreachable), seconds; doubled at each retry",
+    )
+    retry_max_s: float = Field(
+        300.0, gt=0, description="Longest wait between two retries of an event, seconds"
+    )
+    max_attempts: int = Field(
+        10, ge=1, description="Attempts of an event before it is failed for good (transient failures only)"
+    )
+    sink_timeout_s: float = Field(
+        10.0, gt=0, description="Bound on one delivery of a search rule's matches to its sink, seconds"
+    )
+    stable_s: float = Field(
+        1.0,
+        gt=0,
+        description="`keeneye watch-folder`: a file is read once its size and time stayed the same this "
+        "long, seconds",
+    )
+
+
 class ImageLimits(_Strict):
     max_bytes: int = Field(15 * 1024 * 1024, description="Largest encoded image accepted (bytes)")
     max_pixels: int = Field(
@@ -263,6 +287,10 @@ class Settings(BaseSettings):
         default_factory=RetentionSettings,
         description="How long faces, job results and delivered notifications are kept "
         "(docs/accountability.md)",
+    )
+    uploads: UploadSettings = Field(
+        default_factory=UploadSettings,
+        description="Analysis on upload: S3 event notifications and `keeneye watch-folder` (docs/uploads.md)",
     )
     models_path: Path | None = Field(
         None,

@@ -63,7 +63,7 @@ from keeneye.aws.handlers import OPERATIONS, VIDEO_OPERATIONS, Context, Services
 from keeneye.aws.images import ImageLoader
 from keeneye.aws.openapi import document_native_errors
 from keeneye.config import Settings
-from keeneye.core.errors import BackendUnavailable, InvalidParameter, KeeneyeError
+from keeneye.core.errors import AccessDenied, BackendUnavailable, InvalidParameter, KeeneyeError
 from keeneye.service.credentials import KeyRing, Principal
 from keeneye.service.faces import AnalyzedImage, FaceService
 from keeneye.service.policies import resource_for
@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from keeneye.service.collections import FaceCollections
     from keeneye.service.notifications import NotificationService
     from keeneye.service.retention import RetentionService
+    from keeneye.service.uploads import UploadService
     from keeneye.service.video_jobs import VideoJobs
 
 log = logging.getLogger("keeneye.aws")
@@ -140,6 +141,50 @@ def build_retention(settings: Settings, collections: FaceCollections, audit: Aud
 
     store = Store.open(settings.data_dir, settings.database_url)
     return RetentionService(store, settings.retention, collections=collections, audit=audit)
+
+
+def build_uploads(
+    settings: Settings, images: ImageLoader, collections: FaceCollections, audit: AuditLog | None
+) -> UploadService:
+    """Analysis on upload (keeneye/service/uploads.py, docs/uploads.md) on the store in
+    ``settings.data_dir``; objects are read with a copy of ``images`` whose S3 client does not retry by
+    itself (the upload worker retries with its own backoff, and botocore's retries would hold it)."""
+    from keeneye.service.uploads import UploadService, is_transient
+    from keeneye.store.db import Store
+
+    loader = images
+    if images.s3_endpoint:
+        import dataclasses
+
+        import botocore.session
+        from botocore.config import Config
+
+        client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=images.s3_endpoint,
+            config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30),
+        )
+        loader = dataclasses.replace(images, _s3=client)
+
+    def read(bucket: str, key: str, version: str | None) -> bytes:
+        s3 = {"Bucket": bucket, "Name": key} | ({"Version": version} if version else {})
+        try:
+            return loader.load({"S3Object": s3})
+        except AwsError as exc:  # the service layer knows keeneye errors, not AWS ones
+            message = f"{exc.type_name}: {exc.message}"
+            if is_transient(exc):
+                raise BackendUnavailable(message) from exc
+            raise InvalidParameter(message) from exc
+
+    store = Store.open(settings.data_dir, settings.database_url)
+    return UploadService(
+        store,
+        collections,
+        settings.uploads,
+        read=read,
+        audit=audit,
+        jsonl_dir=settings.data_dir / "notifications",
+    )
 
 
 def build_video_jobs(
@@ -311,6 +356,13 @@ def create_app(
     if svc.video_jobs is None:
         supported -= frozenset(VIDEO_OPERATIONS)
     metrics = Metrics()
+    # Analysis on upload (docs/uploads.md): built here rather than in build_services so that every
+    # server with collections has it, however its Services were made.
+    uploads = (
+        build_uploads(settings, svc.images, svc.collections, svc.audit)
+        if svc.collections is not None
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -320,9 +372,17 @@ def create_app(
 
             purger = PurgeThread(svc.retention, settings.retention.purge_interval_s)
             purger.start()
+        upload_worker = None
+        if uploads is not None:  # queued upload events (interrupted ones too), then as they arrive
+            from keeneye.service.uploads import UploadWorker
+
+            upload_worker = UploadWorker(uploads)
+            await run_in_threadpool(upload_worker.start)
         yield
         if purger is not None:
             await run_in_threadpool(purger.stop)
+        if upload_worker is not None:  # a running event finishes; a queued one waits for the next start
+            await run_in_threadpool(upload_worker.stop)
         if svc.video_jobs is not None:  # a running job stops at its next frame and reruns at next start
             await run_in_threadpool(svc.video_jobs.close)
         if svc.collections is not None:  # write changed vector indexes (the database has everything)
@@ -341,6 +401,7 @@ def create_app(
     app.state.services = svc
     app.state.metrics = metrics
     app.state.inflight = inflight
+    app.state.uploads = uploads
 
     def dispatch(signed: sigv4.SignedRequest, request_id: str, seen: list[str]) -> dict[str, Any]:
         """Authenticate, resolve, validate and run one call (in a worker thread: hashing and parsing a
@@ -416,6 +477,7 @@ def create_app(
     _add_job_routes(app, svc, keys, clock, limiter)
     _add_accountability_routes(app, svc, keys, clock, limiter)
     _add_redaction_route(app, svc, settings, keys, clock, limiter)
+    _add_upload_routes(app, svc, uploads, keys, clock, limiter)
     return app
 
 
@@ -423,7 +485,13 @@ def create_app(
 
 _MANAGE_CHANNELS = "keeneye:ManageNotificationChannels"
 # keeneye error code -> HTTP status of the native API (anything else: 400).
-_NATIVE_STATUS = {"NotFound": 404, "InvalidParameter": 400, "Conflict": 409, "BackendUnavailable": 503}
+_NATIVE_STATUS = {
+    "NotFound": 404,
+    "InvalidParameter": 400,
+    "Conflict": 409,
+    "BackendUnavailable": 503,
+    "AccessDenied": 403,
+}
 _JOB_STATUSES = ("IN_PROGRESS", "SUCCEEDED", "FAILED")
 _DELIVERY_STATES = ("pending", "delivered")
 
@@ -798,6 +866,139 @@ def _add_redaction_route(
         except KeeneyeError as err:
             return _native_error(err.code, err.message, _NATIVE_STATUS.get(err.code, 400))
         return response
+
+
+_MANAGE_UPLOAD_RULES = "keeneye:ManageUploadRules"
+_RULE_ACTIONS = {"index-faces": "rekognition:IndexFaces", "search-faces": "rekognition:SearchFacesByImage"}
+
+
+def _add_upload_routes(
+    app: FastAPI,
+    svc: Services,
+    uploads: UploadService | None,
+    keys: KeyRing,
+    clock: Callable[[], datetime],
+    limiter: RateLimiter,
+) -> None:
+    """Analysis on upload (docs/uploads.md): ``POST /v1/upload-events`` (S3/MinIO notifications,
+    ``keeneye:PostUploadEvent``), ``GET /v1/upload-events`` and ``/v1/upload-rules/{bucket}``
+    (``keeneye:ManageUploadRules``, on ``arn:aws:s3:::<bucket>`` for one bucket's rule)."""
+
+    async def native(
+        request: Request,
+        call: Callable[[Principal, bytes, UploadService], Any],
+        action: str,
+        resource: str = "*",
+        status: int = 200,
+    ) -> Response:
+        body = await request.body()
+        gate = _gate_native(request, body, keys, clock(), limiter, action, resource)
+        if isinstance(gate, Response):
+            return gate
+        if uploads is None:
+            return _native_error("BackendUnavailable", "collections are not available on this server", 503)
+        try:
+            result = await run_in_threadpool(call, gate, body, uploads)
+        except KeeneyeError as err:
+            return _native_error(err.code, err.message, _NATIVE_STATUS.get(err.code, 400))
+        if result is None:
+            return Response(status_code=204)
+        return JSONResponse(result, status_code=status)
+
+    def json_body(body: bytes) -> Any:
+        try:
+            return json.loads(body or b"null")
+        except (ValueError, RecursionError):  # RecursionError: [[[[... nested past the parser's depth
+            raise InvalidParameter("the body is not JSON") from None
+
+    @app.post(
+        "/v1/upload-events",
+        status_code=202,
+        summary="S3 / MinIO object-created notifications: analyse the new images (authenticated)",
+        description='Body: an S3 event notification {"Records": [...]} (MinIO\'s extra top-level Key and '
+        "EventName are accepted). Each ObjectCreated record of a bucket with an upload rule is queued "
+        "once per object version (accepted), or found already recorded (duplicate); other records are "
+        "ignored with a reason. Answers 202 with the counts and one entry per record.",
+    )
+    async def post_upload_events(request: Request) -> Response:
+        def call(principal: Principal, body: bytes, service: UploadService) -> dict[str, Any]:
+            return service.submit(json_body(body), principal.access_key_id)
+
+        return await native(request, call, "keeneye:PostUploadEvent", status=202)
+
+    @app.get(
+        "/v1/upload-events",
+        summary="Upload events, newest first: state, attempts, last error, result (authenticated)",
+    )
+    async def list_upload_events(
+        request: Request,
+        state: Annotated[str | None, Query(description="queued, running, succeeded or failed")] = None,
+        limit: Annotated[int, Query(description="At most this many events (1-1000)")] = 100,
+    ) -> Response:
+        def call(_: Principal, __: bytes, service: UploadService) -> dict[str, Any]:
+            return {"events": [e.to_dict() for e in service.list_events(state, limit)]}
+
+        return await native(request, call, _MANAGE_UPLOAD_RULES)
+
+    @app.get("/v1/upload-events/{event_id}", summary="One upload event (authenticated)")
+    async def get_upload_event(request: Request, event_id: str) -> Response:
+        return await native(request, lambda _, __, s: s.info(event_id).to_dict(), _MANAGE_UPLOAD_RULES)
+
+    @app.get("/v1/upload-rules", summary="Every bucket's upload rule, sinks redacted (authenticated)")
+    async def list_upload_rules(request: Request) -> Response:
+        def call(_: Principal, __: bytes, service: UploadService) -> dict[str, Any]:
+            return {"rules": {b: r.public() for b, r in service.list_rules().items()}}
+
+        return await native(request, call, _MANAGE_UPLOAD_RULES)
+
+    @app.get("/v1/upload-rules/{bucket}", summary="A bucket's upload rule, sink redacted (authenticated)")
+    async def get_upload_rule(request: Request, bucket: str) -> Response:
+        def call(_: Principal, __: bytes, service: UploadService) -> dict[str, Any]:
+            return {"bucket": bucket, "rule": service.get_rule(bucket).public()}
+
+        return await native(request, call, _MANAGE_UPLOAD_RULES, f"arn:aws:s3:::{bucket}")
+
+    @app.put(
+        "/v1/upload-rules/{bucket}",
+        summary="Set what is done with a bucket's new images (authenticated)",
+        description='Body: {"task": "index-faces", "collection_id", "external_image_id": "key"|"basename", '
+        '"max_faces", "quality_filter"} or {"task": "search-faces", "collection_id", "threshold", "sink": '
+        "<webhook|mqtt|jsonl>}. The caller's key must also be allowed rekognition:IndexFaces or "
+        "rekognition:SearchFacesByImage on the collection. Audited.",
+    )
+    async def put_upload_rule(request: Request, bucket: str) -> Response:
+        def call(principal: Principal, body: bytes, service: UploadService) -> dict[str, Any]:
+            doc = json_body(body)
+            if not isinstance(doc, dict):
+                raise InvalidParameter('the body must be a JSON object such as {"task": "index-faces", ...}')
+            task, collection_id = doc.get("task"), doc.get("collection_id")
+            if isinstance(task, str) and task in _RULE_ACTIONS and isinstance(collection_id, str):
+                arn = svc.collections.arn(collection_id) if svc.collections is not None else "*"
+                decision = principal.decide(_RULE_ACTIONS[task], arn)
+                if not decision:
+                    raise AccessDenied(_denied_message(principal, _RULE_ACTIONS[task], arn, decision.reason))
+            rule = service.put_rule(bucket, doc)
+            if svc.audit is not None:
+                svc.audit.append(
+                    "PutUploadRule",
+                    access_key=principal.access_key_id,
+                    collection_id=rule.collection_id,
+                    details={"bucket": bucket, "task": rule.task},
+                )
+            return {"bucket": bucket, "rule": rule.public()}
+
+        return await native(request, call, _MANAGE_UPLOAD_RULES, f"arn:aws:s3:::{bucket}")
+
+    @app.delete("/v1/upload-rules/{bucket}", status_code=204, summary="Remove a bucket's upload rule")
+    async def delete_upload_rule(request: Request, bucket: str) -> Response:
+        def call(principal: Principal, _: bytes, service: UploadService) -> None:
+            service.delete_rule(bucket)
+            if svc.audit is not None:
+                svc.audit.append(
+                    "DeleteUploadRule", access_key=principal.access_key_id, details={"bucket": bucket}
+                )
+
+        return await native(request, call, _MANAGE_UPLOAD_RULES, f"arn:aws:s3:::{bucket}")
 
 
 def _read_audit(audit: Any, since: datetime | None, collection: str | None) -> list[dict[str, Any]]:

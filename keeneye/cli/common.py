@@ -95,3 +95,50 @@ def video_progress(label: str, enabled: bool) -> Iterator[VideoProgress | None]:
 
     with bar:
         yield update
+
+
+CountProgress = Callable[[int, int, int], None]
+"""(items done, items in all, errors so far)."""
+
+
+@contextmanager
+def count_progress(label: str, enabled: bool) -> Iterator[CountProgress | None]:
+    """A rich progress bar on stderr for a count of items (done/total, errors, items/s, ETA) when
+    ``enabled`` (a terminal); else None, like :func:`video_progress`."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as ProgressBar
+
+    bar = ProgressBar(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[errors]} errors, {task.fields[rate]}/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(label, total=None, errors=0, rate="-")
+    start = time.perf_counter()
+    first: list[int] = []
+
+    def update(done: int, total: int, errors: int) -> None:
+        if not first:
+            first.append(done - 1)  # inputs done by earlier runs do not count in the rate
+        elapsed = time.perf_counter() - start
+        rate = f"{(done - first[0]) / elapsed:.1f}" if elapsed > 0 else "-"
+        bar.update(task, total=total, completed=done, errors=errors, rate=rate)
+
+    with bar:
+        yield update

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from keeneye.cli import audit, collections, faces, keys, models, redact, serve, track
+from keeneye.cli import audit, batch, collections, faces, keys, models, redact, serve, track, uploads
 
 app = typer.Typer(
     name="keeneye",
@@ -32,6 +32,8 @@ app.add_typer(collections.app, name="collections")
 app.command("purge")(collections.purge)
 app.command("track")(track.track)
 app.command("redact")(redact.redact)
+app.command("watch-folder")(uploads.watch_folder)
+app.command("batch")(batch.batch)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -112,6 +112,19 @@ class IndexResult:
     face_model_version: str = ""
 
 
+@dataclass(frozen=True)
+class EmbeddedImage:
+    """An image's faces, already detected, filtered and embedded, to store with
+    :meth:`FaceCollections.index_embedded_faces`. image_id: a UUID the caller chooses (a batch job
+    derives it from the job and the input, so a replayed batch is recognised); width/height: pixels."""
+
+    image_id: str
+    width: int
+    height: int
+    faces: list[Face]
+    external_image_id: str | None = None
+
+
 @dataclass
 class FaceMatch:
     face: StoredFace
@@ -274,6 +287,40 @@ def quality_reasons(face: Face, quality_filter: QualityFilter) -> list[Unindexed
 # -- conversions ------------------------------------------------------------------------------------
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _new_face_row(
+    collection: CollectionRow,
+    image_id: str,
+    external_image_id: str | None,
+    face: Face,
+    width: int,
+    height: int,
+    now: datetime,
+) -> tuple[FaceRow, FloatArray]:
+    """A new FaceRow for an embedded face (box in pixels of a ``width`` x ``height`` image), and its
+    vector as float32 for the search index."""
+    assert face.embedding is not None
+    vec = np.ascontiguousarray(face.embedding, dtype="<f4")
+    x1, y1, x2, y2 = (float(v) for v in face.xyxy)
+    face_row = FaceRow(
+        face_id=str(uuid.uuid4()),
+        collection_id=collection.collection_id,
+        image_id=image_id,
+        external_image_id=external_image_id,
+        x1=x1,
+        y1=y1,
+        x2=x2,
+        y2=y2,
+        image_width=width,
+        image_height=height,
+        score=float(face.score),
+        indexed_at=now,
+        embedder_id=collection.embedder_id,
+        user_id=None,
+        vector=vec.tobytes(),
+    )
+    return face_row, vec.astype(np.float32)
 
 
 def _stored(row: FaceRow) -> StoredFace:
@@ -592,33 +639,68 @@ class FaceCollections:
                 row = self._collection(session, collection_id)
                 for face in passing:
                     self._check_embedder(row, face.embedder_id)
-                    assert face.embedding is not None
-                    vec = np.ascontiguousarray(face.embedding, dtype="<f4")
-                    x1, y1, x2, y2 = (float(v) for v in face.xyxy)
-                    face_row = FaceRow(
-                        face_id=str(uuid.uuid4()),
-                        collection_id=collection_id,
-                        image_id=image_id,
-                        external_image_id=external_image_id,
-                        x1=x1,
-                        y1=y1,
-                        x2=x2,
-                        y2=y2,
-                        image_width=width,
-                        image_height=height,
-                        score=float(face.score),
-                        indexed_at=now,
-                        embedder_id=row.embedder_id,
-                        user_id=None,
-                        vector=vec.tobytes(),
-                    )
+                    face_row, vec = _new_face_row(row, image_id, external_image_id, face, width, height, now)
                     session.add(face_row)
                     result.indexed.append((_stored(face_row), face))
-                    added[face_row.face_id] = vec.astype(np.float32)
+                    added[face_row.face_id] = vec
                 session.flush()
                 generation = self._bump(session, collection_id)
             self._after_commit(collection_id, generation, add=added)
         return result
+
+    def index_embedded_faces(
+        self, collection_id: str, images: Sequence[EmbeddedImage]
+    ) -> list[list[StoredFace]]:
+        """Store faces detected and embedded elsewhere (``keeneye batch --task index-faces``: workers
+        run the models, the driver writes), all images in ONE transaction: a batch is in the
+        collection entirely or not at all. Returns the stored faces of each image, in order.
+
+        The caller has applied IndexFaces' rules per image (QualityFilter, MaxFaces, largest first).
+        An image whose ``image_id`` is already in the collection is not stored again: its stored
+        faces are returned, so a batch replayed after a crash (a resumed job) indexes nothing twice.
+        Raises NotFound (collection), InvalidParameter (ExternalImageId, a vector of another embedder).
+        """
+        for item in images:
+            if item.external_image_id is not None:
+                _check(_EXTERNAL_IMAGE_ID, item.external_image_id, "ExternalImageId")
+            for face in item.faces:
+                if face.embedding is None:
+                    raise InvalidParameter(f"image {item.image_id}: a face has no embedding")
+        now = _now()
+        out: list[list[StoredFace]] = []
+        added: dict[str, FloatArray] = {}
+        with self._lock:
+            with self._write() as session:
+                row = self._collection(session, collection_id)
+                ids = [i.image_id for i in images]
+                existing: dict[str, list[StoredFace]] = {}
+                for face_row in session.scalars(
+                    select(FaceRow)
+                    .where(FaceRow.collection_id == collection_id, FaceRow.image_id.in_(ids))
+                    .order_by(FaceRow.score.desc())
+                ):
+                    existing.setdefault(face_row.image_id, []).append(_stored(face_row))
+                for item in images:
+                    if item.image_id in existing:
+                        out.append(existing[item.image_id])
+                        continue
+                    stored: list[StoredFace] = []
+                    for face in item.faces:
+                        self._check_embedder(row, face.embedder_id)
+                        face_row, vec = _new_face_row(
+                            row, item.image_id, item.external_image_id, face, item.width, item.height, now
+                        )
+                        session.add(face_row)
+                        stored.append(_stored(face_row))
+                        added[face_row.face_id] = vec
+                    existing[item.image_id] = stored  # the same image twice in one batch: once
+                    out.append(stored)
+                if not added:
+                    return out
+                session.flush()
+                generation = self._bump(session, collection_id)
+            self._after_commit(collection_id, generation, add=added)
+        return out
 
     def list_faces(
         self,

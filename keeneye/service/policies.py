@@ -38,6 +38,8 @@ NATIVE_ACTIONS = (
     "keeneye:ReadNotifications",
     "keeneye:SetCollectionRetention",  # PUT /v1/collections/{id}/retention, on the collection's ARN
     "keeneye:RedactImage",  # POST /v1/redact (with keep_collection also SearchFacesByImage on it)
+    "keeneye:PostUploadEvent",  # POST /v1/upload-events (S3/MinIO notifications, docs/uploads.md)
+    "keeneye:ManageUploadRules",  # /v1/upload-rules/{bucket} (arn:aws:s3:::<bucket>), GET /v1/upload-events
 )
 SERVICES = ("rekognition", "keeneye")
 _STATEMENT_KEYS = frozenset({"Sid", "Effect", "Action", "Resource"})

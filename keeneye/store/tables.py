@@ -241,3 +241,51 @@ class AccessKeyRow(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class UploadRuleRow(Base):
+    """What to do with images uploaded to a bucket (keeneye/service/uploads.py): ``rule`` is the
+    validated rule as JSON (``{"task": "index-faces" | "search-faces", "collection_id": ..., ...}``;
+    a search rule's sink may hold secrets, shown redacted by the native API)."""
+
+    __tablename__ = "upload_rules"
+
+    bucket: Mapped[str] = mapped_column(String(255), primary_key=True)
+    rule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class UploadEventRow(Base):
+    """One object-created notification (an S3 event record, or a file of ``keeneye watch-folder``).
+
+    ``dedup_key`` (unique) is the SHA-256 of (source, bucket, key, version, sequencer), version being
+    the object's versionId or else its eTag (the file's content hash for a watched folder): a second
+    delivery of the same event finds the row and is not processed again. ``state`` goes queued ->
+    running -> succeeded | failed; a transient failure puts it back to queued with ``next_attempt_at``
+    (backoff). ``rule`` is the bucket's rule as it was when the event arrived; ``result`` what was
+    done (FaceIds indexed, matches found); ``access_key`` who posted it (the audit records name it).
+    """
+
+    __tablename__ = "upload_events"
+    __table_args__ = (Index("ix_upload_events_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(16))
+    bucket: Mapped[str] = mapped_column(String(1024))
+    key: Mapped[str] = mapped_column(String(2048))
+    version: Mapped[str] = mapped_column(String(1024))
+    sequencer: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    event_name: Mapped[str] = mapped_column(String(128))
+    rule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    access_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -1,0 +1,619 @@
+"""Analysis on upload: S3 / MinIO object-created notifications (and watched folders) -> faces indexed
+or searched, once per object version, retried, audited (docs/uploads.md).
+
+* A **rule** per bucket says what to do with its new images: ``index-faces`` into a collection, or
+  ``search-faces`` in a collection with the matches sent to a sink (keeneye.streams.sinks).
+* Each event record is written to ``upload_events`` under a **dedup key**: SHA-256 of (source,
+  bucket, key, version, sequencer), version being the object's versionId or, without versioning, its
+  eTag (a watched file: the SHA-256 of its content). A second delivery of the same event finds the row
+  and is answered ``duplicate``: the object version is processed once.
+* :class:`UploadWorker` (a thread of ``keeneye serve``) processes queued events: reads the object with
+  the reader the server gives (its ImageLoader: mapped bucket or ``--s3-endpoint``), runs the rule,
+  records the result and appends an audit record under the access key that posted the event. A
+  transient failure (S3 unreachable or answering 5xx, the database busy, a sink down) is retried
+  with exponential backoff (``uploads.retry_initial_s`` doubled up to ``uploads.retry_max_s``, at
+  most ``uploads.max_attempts``); bad input (not an image, missing object, unknown collection) fails the
+  event at once with the error recorded.
+
+The exactly-once guarantee covers redelivery. A server killed between storing the faces and recording
+the event runs the event again at its next start (the row is still ``running``), as the notification
+outbox does: processing cannot share one transaction with the face store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote_plus
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from keeneye.config import UploadSettings
+from keeneye.core.errors import BackendUnavailable, InvalidParameter, KeeneyeError, NotFound
+from keeneye.store.db import Store
+from keeneye.store.tables import UploadEventRow, UploadRuleRow
+from keeneye.streams.sinks import SinkError, SinkSpec, build_sink, redacted
+
+if TYPE_CHECKING:
+    from keeneye.service.audit import AuditLog
+    from keeneye.service.collections import FaceCollections
+
+log = logging.getLogger("keeneye.uploads")
+
+EventState = Literal["queued", "running", "succeeded", "failed"]
+EVENT_STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed")
+_EXTERNAL_OK = re.compile(r"[^a-zA-Z0-9_.\-:]")
+_NO_FACES = "There are no faces in the image"  # collections' InvalidParameter for a search without faces
+MAX_ERROR_CHARS = 1000
+
+
+ObjectReader = Callable[[str, str, str | None], bytes]
+"""``read(bucket, key, version_id)`` -> the image bytes; raises a KeeneyeError: BackendUnavailable
+when trying later may succeed (S3 unreachable), another one (InvalidParameter...) when it will not."""
+
+
+class UploadRule(BaseModel):
+    """What to do with a bucket's new images."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: Literal["index-faces", "search-faces"] = Field(description="Index the faces, or search them")
+    collection_id: str = Field(min_length=1, max_length=255, description="The collection used")
+    external_image_id: Literal["key", "basename"] = Field(
+        "key",
+        description="index-faces: the ExternalImageId given to the faces: the object key or its last "
+        "segment ('/' becomes ':', other characters outside [A-Za-z0-9_.-:] '_', at most 255)",
+    )
+    max_faces: int | None = Field(None, ge=1, le=4096, description="index-faces: at most this many faces")
+    quality_filter: Literal["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"] | None = Field(
+        None, description="Rekognition's QualityFilter (default: AUTO to index, NONE to search)"
+    )
+    threshold: float = Field(80.0, ge=0, le=100, description="search-faces: least Similarity of a match")
+    sink: SinkSpec | None = Field(
+        None,
+        description="search-faces: where matches are sent (without one they are only recorded in the "
+        "event and the audit log)",
+    )
+
+    @model_validator(mode="after")
+    def _sink_for_search_only(self) -> UploadRule:
+        if self.task == "index-faces" and self.sink is not None:
+            raise ValueError("an index-faces rule has no sink")
+        return self
+
+    def public(self) -> dict[str, Any]:
+        """The rule as JSON, the sink's secrets redacted."""
+        out = self.model_dump(mode="json", exclude_none=True)
+        if self.sink is not None:
+            out["sink"] = redacted(self.sink)
+        return out
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One object version an event announces."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    sequencer: str
+    size: int | None
+    event_name: str
+    source: str = "s3"
+
+    @property
+    def version(self) -> str:
+        """``id:<versionId>``, ``etag:<eTag>`` or (watched files) ``sha256:<hex>``."""
+        if self.version_id:
+            return f"id:{self.version_id}"
+        return f"etag:{self.etag or ''}" if self.source == "s3" else f"sha256:{self.etag or ''}"
+
+    @property
+    def dedup_key(self) -> str:
+        parts = [self.source, self.bucket, self.key, self.version, self.sequencer]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def parse_s3_event(doc: Any) -> list[ObjectRef | dict[str, Any]]:
+    """The records of an S3 / MinIO notification: an :class:`ObjectRef` per ObjectCreated record, or
+    a ``{"status": "ignored", "reason"}`` entry for the others (in order). MinIO's top-level
+    ``EventName`` / ``Key`` (``bucket/key``, URL-encoded) are used when there are no ``Records``."""
+    if not isinstance(doc, dict):
+        raise InvalidParameter('the body must be an S3 event notification: {"Records": [...]}')
+    if doc.get("Event") == "s3:TestEvent":  # what S3 sends when notifications are configured
+        return []
+    records = doc.get("Records")
+    if records is None and isinstance(doc.get("Key"), str) and isinstance(doc.get("EventName"), str):
+        bucket, _, key = doc["Key"].partition("/")
+        records = [
+            {"eventName": doc["EventName"], "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}
+        ]
+    if not isinstance(records, list):
+        raise InvalidParameter('the body must be an S3 event notification: {"Records": [...]}')
+    out: list[ObjectRef | dict[str, Any]] = []
+    for record in records:
+        out.append(_parse_record(record))
+    return out
+
+
+def _parse_record(record: Any) -> ObjectRef | dict[str, Any]:
+    if not isinstance(record, dict):
+        return {"status": "ignored", "reason": "the record is not an object"}
+    name = str(record.get("eventName", ""))
+    s3 = record.get("s3")
+    if not isinstance(s3, dict):
+        return {"status": "ignored", "event_name": name, "reason": "the record has no s3 member"}
+    bucket = (s3.get("bucket") or {}).get("name")
+    obj = s3.get("object") or {}
+    raw_key = obj.get("key")
+    base = {"event_name": name, "bucket": bucket, "key": None if raw_key is None else unquote_plus(raw_key)}
+    if not name.removeprefix("s3:").startswith("ObjectCreated:"):
+        return {"status": "ignored", **base, "reason": "not an ObjectCreated event"}
+    if not isinstance(bucket, str) or not bucket or not isinstance(raw_key, str) or not raw_key:
+        return {"status": "ignored", **base, "reason": "the record names no bucket or object key"}
+    size = obj.get("size")
+    return ObjectRef(
+        bucket=bucket,
+        key=unquote_plus(raw_key),
+        version_id=str(obj["versionId"]) if obj.get("versionId") not in (None, "", "null") else None,
+        etag=str(obj["eTag"]).strip('"') if obj.get("eTag") else None,
+        sequencer=str(obj.get("sequencer") or ""),
+        size=size if isinstance(size, int) else None,
+        event_name=name,
+    )
+
+
+def external_image_id(key: str, mode: Literal["key", "basename"]) -> str:
+    """The ExternalImageId for an object key (Rekognition allows only ``[a-zA-Z0-9_.\\-:]{1,255}``)."""
+    text = key.rsplit("/", 1)[-1] if mode == "basename" else key.replace("/", ":")
+    return _EXTERNAL_OK.sub("_", text)[-255:] or "_"
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    event_id: str
+    source: str
+    bucket: str
+    key: str
+    version: str
+    sequencer: str
+    size: int | None
+    event_name: str
+    task: str
+    collection_id: str
+    access_key: str | None
+    state: str
+    attempts: int
+    last_error: str | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    next_attempt_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: UploadEventRow) -> EventInfo:
+        return cls(
+            event_id=row.event_id,
+            source=row.source,
+            bucket=row.bucket,
+            key=row.key,
+            version=row.version,
+            sequencer=row.sequencer,
+            size=row.size,
+            event_name=row.event_name,
+            task=str(row.rule.get("task")),
+            collection_id=str(row.rule.get("collection_id")),
+            access_key=row.access_key,
+            state=row.state,
+            attempts=row.attempts,
+            last_error=row.last_error,
+            result=row.result,
+            created_at=row.created_at,
+            next_attempt_at=row.next_attempt_at,
+            finished_at=row.finished_at,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.__dict__)
+        for name in ("created_at", "next_attempt_at", "finished_at"):
+            out[name] = None if out[name] is None else out[name].isoformat()
+        return out
+
+
+class UploadService:
+    """Rules, the event table, and the processing of one event (the worker calls :meth:`run_due`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        collections: FaceCollections,
+        settings: UploadSettings,
+        *,
+        read: ObjectReader | None = None,
+        audit: AuditLog | None = None,
+        jsonl_dir: Path | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._collections = collections
+        self._settings = settings
+        self._read_object = read
+        self._audit = audit
+        self._jsonl_dir = jsonl_dir or store.data_dir / "notifications"
+        self._clock = clock
+        self.wakeup = threading.Event()  # set when an event is queued
+
+    # -- rules ------------------------------------------------------------------------------------
+    def put_rule(self, bucket: str, doc: Any) -> UploadRule:
+        """Set ``bucket``'s rule (InvalidParameter if malformed, NotFound if the collection is not)."""
+        _check_bucket(bucket)
+        try:
+            rule = UploadRule.model_validate(doc)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise InvalidParameter(f"invalid upload rule: {problems}") from None
+        self._collections.describe_collection(rule.collection_id)
+        now = self._clock()
+        with self._store.transaction() as s:
+            row = s.get(UploadRuleRow, bucket)
+            config = rule.model_dump(mode="json", exclude_none=True)
+            if row is None:
+                s.add(UploadRuleRow(bucket=bucket, rule=config, created_at=now, updated_at=now))
+            else:
+                row.rule, row.updated_at = config, now
+        return rule
+
+    def get_rule(self, bucket: str) -> UploadRule:
+        with self._store.sessions() as s:
+            row = s.get(UploadRuleRow, bucket)
+            if row is None:
+                raise NotFound(f"there is no upload rule for bucket {bucket!r}")
+            return UploadRule.model_validate(row.rule)
+
+    def list_rules(self) -> dict[str, UploadRule]:
+        with self._store.sessions() as s:
+            rows = s.scalars(select(UploadRuleRow).order_by(UploadRuleRow.bucket))
+            return {r.bucket: UploadRule.model_validate(r.rule) for r in rows}
+
+    def delete_rule(self, bucket: str) -> None:
+        with self._store.transaction() as s:
+            row = s.get(UploadRuleRow, bucket)
+            if row is None:
+                raise NotFound(f"there is no upload rule for bucket {bucket!r}")
+            s.delete(row)
+
+    # -- events -----------------------------------------------------------------------------------
+    def submit(self, doc: Any, access_key: str | None) -> dict[str, Any]:
+        """Record the notification's ObjectCreated records for buckets with a rule; what became of
+        each record: ``accepted`` (queued), ``duplicate`` (already recorded) or ``ignored`` (reason)."""
+        rules = self.list_rules()
+        records: list[dict[str, Any]] = []
+        for parsed in parse_s3_event(doc):
+            if isinstance(parsed, dict):
+                records.append(parsed)
+                continue
+            base = {"bucket": parsed.bucket, "key": parsed.key, "version": parsed.version}
+            rule = rules.get(parsed.bucket)
+            if rule is None:
+                records.append(
+                    {"status": "ignored", **base, "reason": f"no upload rule for bucket {parsed.bucket!r}"}
+                )
+                continue
+            event_id, new = self.record(parsed, rule, access_key)
+            records.append({"status": "accepted" if new else "duplicate", "event_id": event_id, **base})
+        if any(r["status"] == "accepted" for r in records):
+            self.wakeup.set()
+        counts = {k: sum(r["status"] == k for r in records) for k in ("accepted", "duplicate", "ignored")}
+        return {**counts, "records": records}
+
+    def record(self, ref: ObjectRef, rule: UploadRule, access_key: str | None) -> tuple[str, bool]:
+        """Queue ``ref`` under ``rule``: ``(event_id, True)``, or the existing event and False when
+        this object version was already recorded (a duplicate delivery)."""
+        now = self._clock()
+        row = UploadEventRow(
+            event_id=str(uuid.uuid4()),
+            dedup_key=ref.dedup_key,
+            source=ref.source,
+            bucket=ref.bucket,
+            key=ref.key,
+            version=ref.version,
+            sequencer=ref.sequencer,
+            size=ref.size,
+            event_name=ref.event_name,
+            rule=rule.model_dump(mode="json", exclude_none=True),
+            access_key=access_key,
+            state="queued",
+            attempts=0,
+            created_at=now,
+            next_attempt_at=now,
+        )
+        try:
+            with self._store.transaction() as s:
+                s.add(row)
+            return row.event_id, True
+        except IntegrityError:  # the dedup key is taken: this event was delivered before
+            with self._store.sessions() as s:
+                found = s.scalars(
+                    select(UploadEventRow).where(UploadEventRow.dedup_key == ref.dedup_key)
+                ).first()
+            if found is None:
+                raise
+            return found.event_id, False
+
+    def info(self, event_id: str) -> EventInfo:
+        with self._store.sessions() as s:
+            row = s.scalars(select(UploadEventRow).where(UploadEventRow.event_id == event_id)).first()
+            if row is None:
+                raise NotFound(f"there is no upload event {event_id!r}")
+            return EventInfo.of(row)
+
+    def list_events(self, state: str | None = None, limit: int = 100) -> list[EventInfo]:
+        """Events newest first, optionally only those in ``state``."""
+        if state is not None and state not in EVENT_STATES:
+            raise InvalidParameter(f"state must be one of {', '.join(EVENT_STATES)}")
+        if not 1 <= limit <= 1000:
+            raise InvalidParameter("limit must be between 1 and 1000")
+        with self._store.sessions() as s:
+            stmt = select(UploadEventRow).order_by(UploadEventRow.id.desc()).limit(limit)
+            if state is not None:
+                stmt = stmt.where(UploadEventRow.state == state)
+            return [EventInfo.of(r) for r in s.scalars(stmt)]
+
+    def requeue_interrupted(self, source: str = "s3") -> int:
+        """Events of ``source`` left ``running`` by a stopped process go back to the queue (at start)."""
+        with self._store.transaction() as s:
+            rows = list(
+                s.scalars(
+                    select(UploadEventRow).where(
+                        UploadEventRow.state == "running", UploadEventRow.source == source
+                    )
+                )
+            )
+            for row in rows:
+                row.state, row.next_attempt_at = "queued", self._clock()
+        return len(rows)
+
+    def next_due_in_s(self, source: str = "s3") -> float | None:
+        """Seconds until the next queued event of ``source`` is due (0: now), None when none is."""
+        with self._store.sessions() as s:
+            at = s.scalars(
+                select(UploadEventRow.next_attempt_at)
+                .where(UploadEventRow.state == "queued", UploadEventRow.source == source)
+                .order_by(UploadEventRow.next_attempt_at)
+                .limit(1)
+            ).first()
+        return None if at is None else max(0.0, (at - self._clock()).total_seconds())
+
+    def run_due(self, source: str = "s3") -> list[EventInfo]:
+        """Process every queued event of ``source`` that is due now; what became of them. A server runs
+        ``s3`` events (read from its buckets), ``keeneye watch-folder`` its ``folder`` events: both
+        may share one data directory."""
+        ran: list[EventInfo] = []
+        while True:
+            with self._store.transaction() as s:
+                row = s.scalars(
+                    select(UploadEventRow)
+                    .where(
+                        UploadEventRow.state == "queued",
+                        UploadEventRow.source == source,
+                        UploadEventRow.next_attempt_at <= self._clock(),
+                    )
+                    .order_by(UploadEventRow.next_attempt_at, UploadEventRow.id)
+                    .limit(1)
+                ).first()
+                if row is None:
+                    return ran
+                row.state, row.attempts = "running", row.attempts + 1
+                event_id = row.event_id
+            ran.append(self.process(event_id))
+
+    def process(self, event_id: str, data: bytes | None = None) -> EventInfo:
+        """Run one event now (``data``: the image, else read from its bucket) and record the outcome."""
+        info = self.info(event_id)
+        if info.state != "running":  # called directly (watch-folder): count the attempt
+            with self._store.transaction() as s:
+                s.execute(
+                    update(UploadEventRow)
+                    .where(UploadEventRow.event_id == event_id)
+                    .values(state="running", attempts=UploadEventRow.attempts + 1)
+                )
+            info = self.info(event_id)
+        try:
+            rule = self._rule_of(event_id)
+            image = data if data is not None else self._read(info)
+            result = self._run(info, rule, image)
+        except (KeeneyeError, SQLAlchemyError, OSError) as exc:
+            return self._failed(info, exc)
+        with self._store.transaction() as s:
+            s.execute(
+                update(UploadEventRow)
+                .where(UploadEventRow.event_id == event_id)
+                .values(state="succeeded", result=result, last_error=None, finished_at=self._clock())
+            )
+        log.info("upload event %s (%s/%s) succeeded", event_id, info.bucket, info.key)
+        return self.info(event_id)
+
+    def _rule_of(self, event_id: str) -> UploadRule:
+        with self._store.sessions() as s:
+            row = s.scalars(select(UploadEventRow).where(UploadEventRow.event_id == event_id)).one()
+            return UploadRule.model_validate(row.rule)
+
+    def _read(self, info: EventInfo) -> bytes:
+        if self._read_object is None:
+            raise BackendUnavailable("this process reads no buckets")
+        version = info.version[3:] if info.version.startswith("id:") else None
+        return self._read_object(info.bucket, info.key, version)
+
+    def _run(self, info: EventInfo, rule: UploadRule, image: bytes) -> dict[str, Any]:
+        details = {"source": info.source, "event_id": info.event_id, "bucket": info.bucket, "key": info.key}
+        if rule.task == "index-faces":
+            indexed = self._collections.index_faces(
+                rule.collection_id,
+                image,
+                external_image_id=external_image_id(info.key, rule.external_image_id),
+                max_faces=rule.max_faces,
+                quality_filter=rule.quality_filter or "AUTO",
+            )
+            face_ids = [stored.face_id for stored, _ in indexed.indexed]
+            if self._audit is not None:
+                self._audit.append(
+                    "IndexFaces",
+                    access_key=info.access_key,
+                    collection_id=rule.collection_id,
+                    request_faces=len(indexed.indexed) + len(indexed.unindexed),
+                    details={**details, "face_ids": face_ids},
+                )
+            return {"face_ids": face_ids, "unindexed": len(indexed.unindexed)}
+        try:
+            found = self._collections.search_faces_by_image(
+                rule.collection_id, image, rule.threshold, quality_filter=rule.quality_filter or "NONE"
+            )
+        except InvalidParameter as exc:
+            if not exc.message.startswith(_NO_FACES):
+                raise
+            return {"faces": 0, "matches": []}
+        matches = [
+            {
+                "FaceId": m.face.face_id,
+                "ExternalImageId": m.face.external_image_id,
+                "Similarity": round(m.similarity, 4),
+            }
+            for m in found.matches
+        ]
+        if self._audit is not None:
+            self._audit.append(
+                "SearchFacesByImage",
+                access_key=info.access_key,
+                collection_id=rule.collection_id,
+                request_faces=1 + len(found.unsearched),
+                matches=[{"FaceId": m["FaceId"], "Similarity": m["Similarity"]} for m in matches],
+                threshold=rule.threshold,
+                details=details,
+            )
+        if matches and rule.sink is not None:
+            self._send(
+                rule.sink,
+                {
+                    **details,
+                    "collection_id": rule.collection_id,
+                    "threshold": rule.threshold,
+                    "version": info.version,
+                    "matches": matches,
+                    "searched_face_xyxy": [float(v) for v in found.searched.xyxy],
+                    "time": self._clock().isoformat(),
+                },
+            )
+        return {"faces": 1 + len(found.unsearched), "matches": matches}
+
+    def _send(self, spec: SinkSpec, message: Mapping[str, Any]) -> None:
+        sink = build_sink(spec, jsonl_dir=self._jsonl_dir, timeout_s=self._settings.sink_timeout_s)
+        try:
+            sink.send({"type": "keeneye.upload.FaceMatches", **message})
+        finally:
+            sink.close()
+
+    def _failed(self, info: EventInfo, exc: BaseException) -> EventInfo:
+        message = _describe(exc)[:MAX_ERROR_CHARS]
+        transient = is_transient(exc) and info.attempts < self._settings.max_attempts
+        now = self._clock()
+        values: dict[str, Any] = {"last_error": message}
+        if transient:
+            wait_s = min(
+                self._settings.retry_initial_s * 2 ** max(0, info.attempts - 1), self._settings.retry_max_s
+            )
+            values.update(state="queued", next_attempt_at=now + timedelta(seconds=wait_s))
+            log.warning(
+                "upload event %s failed (attempt %d), retried in %.1f s: %s",
+                info.event_id,
+                info.attempts,
+                wait_s,
+                message,
+            )
+        else:
+            values.update(state="failed", finished_at=now)
+            log.warning("upload event %s failed: %s", info.event_id, message)
+        with self._store.transaction() as s:
+            s.execute(update(UploadEventRow).where(UploadEventRow.event_id == info.event_id).values(**values))
+        return self.info(info.event_id)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying again later may succeed: S3 unreachable or answering 5xx/throttling, the database
+    locked, a sink down. The botocore error is looked for in the cause and context chain too
+    (keeneye.aws.images raises InvalidS3ObjectException ``from None`` for every S3 failure)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, BotoCoreError | OperationalError | SinkError | BackendUnavailable):
+            return True
+        if isinstance(seen, ClientError):
+            error = seen.response.get("Error", {})
+            status = int(seen.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            return status >= 500 or error.get("Code") in ("SlowDown", "Throttling", "RequestTimeout")
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeeneyeError):
+        return f"{exc.code}: {exc.message}"
+    type_name = getattr(exc, "type_name", None)  # keeneye.aws.errors.AwsError
+    if type_name is not None:
+        return f"{type_name}: {getattr(exc, 'message', exc)}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _check_bucket(bucket: str) -> None:
+    if not bucket or len(bucket) > 255 or "\x00" in bucket or "/" in bucket:
+        raise InvalidParameter("a bucket name is 1-255 characters without '/'")
+
+
+class UploadWorker:
+    """Runs queued upload events in one thread until :meth:`stop`: at start (events interrupted by a
+    stop included), when an event is queued, and when a retry is due. A failing round (the database
+    unreachable) is logged and tried again a little later."""
+
+    IDLE_S = 5.0
+
+    def __init__(self, service: UploadService) -> None:
+        self._service = service
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="keeneye-uploads", daemon=True)
+
+    def start(self) -> None:
+        self._service.requeue_interrupted()
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        self._stop.set()
+        self._service.wakeup.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout_s)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            wait_s = self.IDLE_S
+            self._service.wakeup.clear()  # before the round: an event queued during it wakes the next
+            try:
+                self._service.run_due()
+                due = self._service.next_due_in_s()
+                if due is not None:
+                    wait_s = min(wait_s, max(due, 0.05))
+            except (SQLAlchemyError, KeeneyeError, OSError):
+                log.exception("upload events round failed; trying again in %.0f s", wait_s)
+            self._service.wakeup.wait(wait_s)

@@ -1,0 +1,61 @@
+"""``keeneye batch --task index-faces`` builds a collection that the server then searches through boto3.
+
+A small LFW watchlist (the gallery photo of 8 people of the identification protocol) is indexed by the
+batch command (a subprocess, local engine) into a data directory; a server started on that directory
+finds each person's *other* photo with SearchFacesByImage, and a stranger matches nobody at 99.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli import run
+from tests.contract.conftest import RunningServer
+
+pytestmark = [pytest.mark.models, pytest.mark.data]
+
+PEOPLE = 8
+
+
+def test_batch_indexed_collection_is_searched_through_boto3(
+    start_server: Callable[..., RunningServer], shared_data: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    root = shared_data / "faces" / "lfw"
+    by_role: dict[str, dict[str, list[Path]]] = {"gallery": {}, "probe_known": {}, "probe_unknown": {}}
+    with (shared_data / "faces" / "lfw_protocol" / "identification_protocol.csv").open() as f:
+        for row in csv.DictReader(f):
+            by_role[row["role"]].setdefault(row["identity"], []).append(root / row["image"])
+    people = sorted(by_role["gallery"])[:PEOPLE]
+    watchlist = tmp_path / "watchlist"
+    watchlist.mkdir()
+    for person in people:
+        photo = by_role["gallery"][person][0]
+        (watchlist / f"{person}.jpg").write_bytes(photo.read_bytes())
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "models").symlink_to(models_dir)
+    out = tmp_path / "out"
+    proc = run(
+        "batch", watchlist, "--task", "index-faces", "--collection", "lfw", "--create-collection",
+        "--output", out, "--workers", "1", data_dir=data,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["ok"] == PEOPLE and summary["errors"] == 0
+
+    client = start_server(data_dir=data).client()
+    assert client.describe_collection(CollectionId="lfw")["FaceCount"] == PEOPLE
+    for person in people:
+        probe = by_role["probe_known"][person][0].read_bytes()
+        hits = client.search_faces_by_image(CollectionId="lfw", Image={"Bytes": probe}, MaxFaces=1)
+        assert hits["FaceMatches"], f"{person} not found"
+        assert hits["FaceMatches"][0]["Face"]["ExternalImageId"] == f"{person}.jpg"
+    stranger = next(iter(by_role["probe_unknown"].values()))[0].read_bytes()
+    hits = client.search_faces_by_image(CollectionId="lfw", Image={"Bytes": stranger}, FaceMatchThreshold=99)
+    assert hits["FaceMatches"] == []
