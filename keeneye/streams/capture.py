@@ -1,0 +1,353 @@
+"""Live capture: frames from a camera URL, read in a thread into a bounded queue that drops the oldest frames.
+
+A :class:`LiveSource` opens ``rtsp://``, ``rtsps://``, ``http(s)://`` (MJPEG, HLS) or ``file://`` (tests)
+URLs with PyAV (FFmpeg), decodes the first video stream to RGB in a reader thread, samples it to
+``target_fps`` with :class:`~keeneye.video.sampling.FpsSampler` and puts :class:`CapturedFrame` objects into
+a queue of ``queue_size`` frames. The consumer calls :meth:`LiveSource.get`.
+
+Drop policy: a live camera does not wait. When the queue is full the *oldest* queued frame is dropped to make
+room for the newest (counted in ``frames_dropped``), so a slow consumer always sees recent frames and the
+queue never grows past its bound.
+
+Reconnect policy: any failure (cannot connect, the connection drops, the camera restarts, the stream ends,
+no frame for ``stall_timeout_s`` seconds) closes the container, sets the state to ``reconnecting`` with the
+error, waits ``backoff_initial_s`` doubled on each consecutive failure up to ``backoff_max_s``, and opens the
+URL again, forever, until :meth:`LiveSource.stop`. The backoff goes back to its initial value once a frame
+has been read on the new connection.
+
+Timestamps: ``captured_at`` is the wall clock (``time.time()``, seconds) when the frame was decoded, for
+capture-to-record latency; ``stream_pts_ms`` is the stream's own pts in milliseconds as FFmpeg gives it for
+the current connection; ``frame.pts_ms`` is the same on the first connection, shifted on later ones so
+that it continues one frame period after the last frame before the reconnect (a restarted camera starts
+its pts again), so trackers downstream see one increasing timeline. Frames FFmpeg gives without a pts
+before the first one with a pts (the RTP demuxer does this at session start) are skipped.
+
+Stopping: :meth:`LiveSource.stop` sets a flag and waits up to ``stop_timeout_s`` for the thread. FFmpeg
+cannot be interrupted from another thread, so a thread blocked in an open or a read ends at its next
+timeout (``open_timeout_s`` / ``stall_timeout_s``); it is a daemon thread and touches nothing shared after
+the flag is set, so ``stop()`` itself always returns within its bound.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+import av
+import av.container
+import av.error
+import av.video.stream
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from keeneye.core.errors import InvalidParameter
+from keeneye.core.types import Frame
+from keeneye.video.sampling import FpsSampler
+
+CaptureState = Literal["connecting", "running", "reconnecting", "stopped"]
+"""``connecting`` until the first frame, ``running`` while frames arrive, ``reconnecting`` after a failure
+(``last_error`` says which) until a frame arrives again, ``stopped`` after :meth:`LiveSource.stop`."""
+
+LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+# What FFmpeg may open on behalf of each scheme (an HLS playlist opens its segments over http(s)).
+_PROTOCOLS = {
+    "rtsp": "rtsp,rtp,udp,tcp",
+    "rtsps": "rtsps,rtsp,rtp,udp,tcp,tls",
+    "http": "http,https,tcp,tls,crypto",
+    "https": "http,https,tcp,tls,crypto",
+    "file": "file",
+}
+
+
+class CaptureSettings(BaseModel):
+    """How a live source reads its camera (local to this module until issue 5 wires it into the config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_fps: float | None = Field(
+        None, gt=0, description="Frames per second kept (sampled on pts); None keeps every frame."
+    )
+    queue_size: int = Field(8, ge=1, description="Frames buffered for the consumer; the oldest is dropped.")
+    open_timeout_s: float = Field(10.0, gt=0, description="Seconds allowed to open the URL.")
+    stall_timeout_s: float = Field(
+        5.0, gt=0, description="Read deadline: no frame for this many seconds means the stream stalled."
+    )
+    backoff_initial_s: float = Field(0.5, gt=0, description="First wait before reconnecting, seconds.")
+    backoff_max_s: float = Field(10.0, gt=0, description="Longest wait between reconnects, seconds.")
+    backoff_factor: float = Field(2.0, ge=1, description="Wait multiplier after each consecutive failure.")
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="RTSP transport; TCP survives loss and NAT, UDP has less latency on a clean LAN."
+    )
+    threads: int = Field(1, ge=1, description="FFmpeg decode threads.")
+    analyze_s: float = Field(
+        0.5, gt=0, description="Seconds of stream FFmpeg probes on open (its analyzeduration)."
+    )
+    stop_timeout_s: float = Field(2.0, gt=0, description="Longest time stop() waits for the reader thread.")
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    """A frame with its capture times: ``captured_at`` wall clock seconds (``time.time()``) at decode,
+    ``stream_pts_ms`` the stream's pts (ms) on connection number ``connection`` (0-based); ``frame.pts_ms``
+    is the timeline that keeps increasing across reconnects."""
+
+    frame: Frame
+    captured_at: float
+    stream_pts_ms: float
+    connection: int
+
+
+@dataclass(frozen=True)
+class CaptureStatus:
+    """A snapshot of a live source: state, last error (None once running again), counters."""
+
+    state: CaptureState
+    last_error: str | None
+    frames_read: int
+    frames_dropped: int
+    reconnects: int
+
+
+class _Stalled(Exception):
+    """No frame within the read deadline although packets may be arriving."""
+
+
+class LiveSource:
+    """Reads a live URL in a thread into a bounded, drop-oldest queue and reconnects on failure.
+
+    Use ``start()`` (or ``with``), then :meth:`get` frames; :meth:`status` for state and counters;
+    :meth:`stop` to end. ``source_id`` is the ``Frame.source_id`` (defaults to the URL without its
+    password; camera URLs often carry credentials, which never reach ids, thread names or errors).
+    """
+
+    def __init__(self, url: str, settings: CaptureSettings | None = None, *, source_id: str | None = None):
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in LIVE_SCHEMES:
+            raise InvalidParameter(f"live sources must be one of {', '.join(LIVE_SCHEMES)}; got {scheme!r}")
+        self.url = url
+        self.safe_url = _without_password(url)
+        """The URL with its password (if any) replaced by ``***``: for ids, names and messages."""
+        self.settings = settings or CaptureSettings()
+        self.source_id = source_id if source_id is not None else self.safe_url
+        self._scheme = scheme
+        self._queue: collections.deque[CapturedFrame] = collections.deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state: CaptureState = "connecting"
+        self._last_error: str | None = None
+        self._frames_read = 0
+        self._frames_dropped = 0
+        self._reconnects = 0
+        self._pts_offset_ms = 0.0
+        self._last_pts_ms: float | None = None
+
+    def __enter__(self) -> LiveSource:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the reader thread (once)."""
+        if self._thread is not None:
+            raise RuntimeError("LiveSource.start() was already called")
+        self._thread = threading.Thread(target=self._run, name=f"capture:{self.source_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reading; returns within ``stop_timeout_s`` (see the module notes). Queued frames stay."""
+        self._stop.set()
+        with self._cond:
+            self._state = "stopped"
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(self.settings.stop_timeout_s)
+
+    def status(self) -> CaptureStatus:
+        with self._cond:
+            return CaptureStatus(
+                self._state, self._last_error, self._frames_read, self._frames_dropped, self._reconnects
+            )
+
+    def get(self, timeout_s: float | None = None) -> CapturedFrame | None:
+        """The oldest queued frame, waiting up to ``timeout_s`` seconds (None: until one comes or stop);
+        None on timeout or once stopped with an empty queue."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cond:
+            while not self._queue:
+                if self._state == "stopped":
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            return self._queue.popleft()
+
+    def queued(self) -> int:
+        """Frames waiting in the queue (never more than ``queue_size``)."""
+        with self._cond:
+            return len(self._queue)
+
+    # -- reader thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._reconnect_forever()
+        except BaseException as e:
+            # A bug, not a camera problem: never die silently. The source reports it and stops (consumers
+            # waiting in get() wake up), then the exception goes on to threading's excepthook.
+            with self._cond:
+                self._state = "stopped"
+                self._last_error = f"capture crashed: {type(e).__name__}: {e}"
+                self._cond.notify_all()
+            raise
+
+    def _reconnect_forever(self) -> None:
+        s = self.settings
+        backoff = s.backoff_initial_s
+        connection = 0
+        while not self._stop.is_set():
+            try:
+                got_frames = self._read_connection(connection)
+                error = "the stream ended"
+            except _Stalled as e:
+                got_frames, error = e.args[1], str(e.args[0])
+            except av.error.ExitError:
+                got_frames, error = False, "timed out (no data within the deadline)"
+            except av.error.FFmpegError as e:
+                got_frames, error = False, f"{type(e).__name__}: {e.strerror or e}"
+            except (OSError, ValueError, RuntimeError) as e:  # PyAV raises these for some broken inputs too
+                got_frames, error = False, f"{type(e).__name__}: {e}"
+            if self._stop.is_set():
+                break
+            if self.safe_url != self.url:
+                error = error.replace(self.url, self.safe_url)
+            if got_frames:
+                backoff = s.backoff_initial_s
+            connection += 1
+            with self._cond:
+                if self._state != "stopped":
+                    self._state = "reconnecting"
+                    self._last_error = error
+                    self._reconnects += 1
+            if self._stop.wait(backoff):
+                break
+            backoff = min(s.backoff_max_s, backoff * s.backoff_factor)
+
+    def _options(self) -> dict[str, str]:
+        s = self.settings
+        options = {"protocol_whitelist": _PROTOCOLS[self._scheme]}
+        io_timeout_us = str(int(s.stall_timeout_s * 1_000_000))
+        # FFmpeg probes 5 s of a live stream by default before the first frame; the SDP or the first
+        # keyframe says enough, and every probed second is a second of latency at start.
+        options["analyzeduration"] = str(int(s.analyze_s * 1_000_000))
+        if self._scheme in ("rtsp", "rtsps"):
+            options |= {"rtsp_transport": s.rtsp_transport, "timeout": io_timeout_us}
+        elif self._scheme in ("http", "https"):
+            options |= {"timeout": io_timeout_us, "rw_timeout": io_timeout_us, "reconnect": "0"}
+        return options
+
+    def _read_connection(self, connection: int) -> bool:
+        """Open the URL and read frames until it fails or stop; True when at least one frame was read."""
+        s = self.settings
+        target = self.url[len("file://") :] if self._scheme == "file" else self.url
+        container = av.open(
+            target,
+            mode="r",
+            options=self._options(),
+            timeout=(s.open_timeout_s, s.stall_timeout_s),
+            metadata_errors="replace",
+        )
+        got_frames = False
+        try:
+            if not container.streams.video:
+                raise av.error.InvalidDataError(0, "no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.thread_count = s.threads
+            sampler = FpsSampler(s.target_fps)
+            first_pts: float | None = None
+            last_frame_at = time.monotonic()
+            for packet in container.demux(stream):
+                if self._stop.is_set():
+                    return got_frames
+                for decoded in packet.decode():
+                    if not isinstance(decoded, av.VideoFrame):
+                        continue
+                    now = time.monotonic()
+                    last_frame_at = now
+                    pts_ms = _pts_ms(decoded)
+                    if pts_ms is None:
+                        # FFmpeg's RTP demuxer gives the first frame(s) of a session no pts: nothing to place
+                        # them on yet, so they are skipped; a later one follows the previous frame.
+                        if first_pts is None:
+                            continue
+                        pts_ms = (self._last_pts_ms or 0.0) - self._pts_offset_ms + _period_ms(stream)
+                    if first_pts is None:
+                        first_pts = pts_ms
+                        # A new connection restarts its pts: continue the timeline one frame period on.
+                        if self._last_pts_ms is not None:
+                            self._pts_offset_ms = self._last_pts_ms + _period_ms(stream) - pts_ms
+                    got_frames = True
+                    self._on_frame(decoded, pts_ms, sampler, connection)
+                if time.monotonic() - last_frame_at > s.stall_timeout_s:
+                    raise _Stalled(f"stalled: no frame for {s.stall_timeout_s:g} s", got_frames)
+        finally:
+            container.close()
+        return got_frames
+
+    def _on_frame(
+        self,
+        decoded: av.VideoFrame,
+        pts_ms: float,
+        sampler: FpsSampler,
+        connection: int,
+    ) -> None:
+        timeline_ms = pts_ms + self._pts_offset_ms
+        if self._last_pts_ms is not None and timeline_ms <= self._last_pts_ms:
+            timeline_ms = self._last_pts_ms + 1e-3  # never back, even on a camera's pts glitch
+        self._last_pts_ms = timeline_ms
+        with self._cond:
+            index = self._frames_read
+            self._frames_read += 1
+            if self._state != "stopped":
+                self._state = "running"
+                self._last_error = None
+        if not sampler.keep(timeline_ms):
+            return
+        image = np.ascontiguousarray(decoded.to_ndarray(format="rgb24"), dtype=np.uint8)
+        item = CapturedFrame(
+            Frame(self.source_id, index, timeline_ms, image), time.time(), pts_ms, connection
+        )
+        with self._cond:
+            if len(self._queue) >= self.settings.queue_size:
+                self._queue.popleft()
+                self._frames_dropped += 1
+            self._queue.append(item)
+            self._cond.notify()
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _pts_ms(frame: av.VideoFrame) -> float | None:
+    if frame.pts is None or frame.time_base is None:
+        return None
+    return float(frame.pts * frame.time_base * 1000)
+
+
+def _period_ms(stream: av.video.stream.VideoStream) -> float:
+    rate = stream.average_rate or stream.guessed_rate
+    return 1000.0 / float(rate) if rate else 1.0
