@@ -377,3 +377,56 @@ class IndexCollector:
     def close(self) -> None:
         self.collections.close()
         self.store.close()
+
+
+class AuditCollector:
+    """Accountability for batch jobs: adding faces to a collection and searching one are audited as
+    the server's IndexFaces / SearchFacesByImage are, one record per part written (the CLI acts as the
+    operator: access key ``cli``). Wraps the index collector when there is one; the record is written
+    after the faces are stored, before the part is (a part on disk is an audited part)."""
+
+    def __init__(self, spec: TaskSpec, job_id: str, inner: IndexCollector | None = None) -> None:
+        from keeneye.service.audit import AuditLog
+        from keeneye.store.db import Store
+
+        settings = settings_for(spec)
+        self.spec, self.job_id, self.inner = spec, job_id, inner
+        self.store = Store.open(settings.data_dir, settings.database_url)
+        self.audit = AuditLog(self.store)
+
+    def commit(self, rows: Sequence[Row]) -> None:
+        if self.inner is not None:
+            self.inner.commit(rows)
+        ok = [r for r in rows if r.status == "ok"]
+        if not ok:
+            return
+        matches: list[dict[str, Any]] = []
+        if self.spec.name == "index-faces":
+            for r in ok:
+                matches += [
+                    {"FaceId": rec["Face"]["FaceId"], "Input": r.uri}
+                    for rec in r.result.get("FaceRecords", [])
+                ]
+        else:
+            for r in ok:
+                matches += [
+                    {"FaceId": m["Face"]["FaceId"], "Similarity": m["Similarity"], "Input": r.uri}
+                    for m in r.result.get("FaceMatches", [])
+                ]
+        threshold = self.spec.options.get("threshold", 80.0) if self.spec.name == "search-faces" else None
+        self.audit.append(
+            f"keeneye batch {self.spec.name}",
+            access_key="cli",
+            collection_id=str(self.spec.options["collection_id"]),
+            request_faces=len(ok),
+            matches=matches,
+            threshold=None if threshold is None else float(threshold),
+            details={"job_id": self.job_id},
+        )
+
+    def close(self) -> None:
+        try:
+            if self.inner is not None:
+                self.inner.close()
+        finally:
+            self.store.close()

@@ -108,7 +108,7 @@ def batch(
     from keeneye.batch.base import TaskSpec
     from keeneye.batch.inputs import Sources, list_inputs, parse_buckets
     from keeneye.batch.job import run_job
-    from keeneye.batch.tasks import IMAGE_TASKS, TASKS, IndexCollector, check_collection
+    from keeneye.batch.tasks import IMAGE_TASKS, TASKS, AuditCollector, IndexCollector, check_collection
 
     if task not in TASKS:
         fail("InvalidParameter", f"--task {task!r}: one of {', '.join(TASKS)}")
@@ -138,10 +138,13 @@ def batch(
         inputs = list_inputs(input, sources, kinds)
         runner = _engine(engine, ray_address, workers)
         collector = None
-        if task == "index-faces":
+        if task in ("index-faces", "search-faces"):  # both are audited, as on the server
 
-            def collector(job_id: str) -> IndexCollector:
-                return IndexCollector(spec, job_id, create=create_collection)
+            def collector(job_id: str) -> AuditCollector:
+                inner = (
+                    IndexCollector(spec, job_id, create=create_collection) if task == "index-faces" else None
+                )
+                return AuditCollector(spec, job_id, inner)
 
         with count_progress(task, sys.stderr.isatty()) as bar:
             summary = run_job(

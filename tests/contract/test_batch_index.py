@@ -49,6 +49,17 @@ def test_batch_indexed_collection_is_searched_through_boto3(
     summary = json.loads(proc.stdout)
     assert summary["ok"] == PEOPLE and summary["errors"] == 0
 
+    # Adding faces to a watchlist is audited, as IndexFaces on the server is.
+    from keeneye.service.audit import AuditLog
+    from keeneye.store.db import Store
+
+    store = Store.open(data)
+    try:
+        records = [r for r in AuditLog(store).read() if r["operation"] == "keeneye batch index-faces"]
+    finally:
+        store.close()
+    assert sum(len(r["matches"]) for r in records) == PEOPLE and records[0]["access_key"] == "cli"
+
     client = start_server(data_dir=data).client()
     assert client.describe_collection(CollectionId="lfw")["FaceCount"] == PEOPLE
     for person in people:
