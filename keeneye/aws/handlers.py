@@ -486,10 +486,14 @@ def start_person_tracking(ctx: Context, p: Params) -> Response:
     return {"JobId": job_id}
 
 
-def get_person_tracking(ctx: Context, p: Params) -> Response:
+def _get_sorted_job(
+    ctx: Context, p: Params, kind: str, shape: Callable[[dict[str, Any], int, int], dict[str, Any]]
+) -> Response:
+    """A Get* of a job whose items are Persons (SortBy INDEX | TIMESTAMP): state, VideoMetadata, one
+    page of ``shape(item, width, height)`` and the NextToken."""
     page = _video_jobs(ctx).get(
         p["JobId"],
-        "PersonTracking",
+        kind,
         max_results=int(p.get("MaxResults", 1000)),
         next_token=p.get("NextToken"),
         sort_by=p.get("SortBy", "TIMESTAMP"),
@@ -498,10 +502,14 @@ def get_person_tracking(ctx: Context, p: Params) -> Response:
     if page.metadata is not None:
         w, h = int(page.metadata["width"]), int(page.metadata["height"])
         out["VideoMetadata"] = shapes.video_metadata(page.metadata)
-        out["Persons"] = [shapes.person_detection(item, w, h) for item in page.items]
+        out["Persons"] = [shape(item, w, h) for item in page.items]
     if page.next_token:
         out["NextToken"] = page.next_token
     return out
+
+
+def get_person_tracking(ctx: Context, p: Params) -> Response:
+    return _get_sorted_job(ctx, p, "PersonTracking", shapes.person_detection)
 
 
 def start_face_detection(ctx: Context, p: Params) -> Response:
@@ -562,21 +570,7 @@ def start_face_search(ctx: Context, p: Params) -> Response:
 
 
 def get_face_search(ctx: Context, p: Params) -> Response:
-    page = _video_jobs(ctx).get(
-        p["JobId"],
-        "FaceSearch",
-        max_results=int(p.get("MaxResults", 1000)),
-        next_token=p.get("NextToken"),
-        sort_by=p.get("SortBy", "TIMESTAMP"),
-    )
-    out = _job_state(page)
-    if page.metadata is not None:
-        w, h = int(page.metadata["width"]), int(page.metadata["height"])
-        out["VideoMetadata"] = shapes.video_metadata(page.metadata)
-        out["Persons"] = [shapes.person_match(item, w, h) for item in page.items]
-    if page.next_token:
-        out["NextToken"] = page.next_token
-    return out
+    return _get_sorted_job(ctx, p, "FaceSearch", shapes.person_match)
 
 
 VIDEO_OPERATIONS: dict[str, Handler] = {
