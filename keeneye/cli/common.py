@@ -62,28 +62,43 @@ def write_json(path: Path, doc: Any, *, indent: int | None = None) -> None:
 VideoProgress = Callable[[float, float | None, int], None]
 """(video time done in ms, video time to do in ms or None when unknown, frames so far)."""
 
+CountProgress = Callable[[int, int, int], None]
+"""(items done, items in all, errors so far)."""
 
-@contextmanager
-def video_progress(label: str, enabled: bool) -> Iterator[VideoProgress | None]:
-    """A rich progress bar on stderr (video time done, frames/s, ETA) when ``enabled`` (a terminal);
-    else None, so that scripts reading stdout get no bar."""
-    if not enabled:
-        yield None
-        return
+
+def _progress_bar(label: str, middle: Any) -> Any:
+    """A transient rich progress bar on stderr: label, bar, ``middle`` columns, elapsed time, ETA."""
     from rich.console import Console
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.progress import Progress as ProgressBar
 
-    bar = ProgressBar(
+    return ProgressBar(
         TextColumn(label),
         BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[frames]} frames, {task.fields[rate]} frames/s"),
+        *middle,
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
+    )
+
+
+@contextmanager
+def video_progress(label: str, enabled: bool) -> Iterator[VideoProgress | None]:
+    """A progress bar on stderr (video time done, frames/s, ETA) when ``enabled`` (a terminal); else
+    None, so that scripts reading stdout get no bar."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import TextColumn
+
+    bar = _progress_bar(
+        label,
+        [
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[frames]} frames, {task.fields[rate]} frames/s"),
+        ],
     )
     task = bar.add_task(label, total=None, frames=0, rate="-")
     start = time.perf_counter()
@@ -97,37 +112,17 @@ def video_progress(label: str, enabled: bool) -> Iterator[VideoProgress | None]:
         yield update
 
 
-CountProgress = Callable[[int, int, int], None]
-"""(items done, items in all, errors so far)."""
-
-
 @contextmanager
 def count_progress(label: str, enabled: bool) -> Iterator[CountProgress | None]:
-    """A rich progress bar on stderr for a count of items (done/total, errors, items/s, ETA) when
+    """A progress bar on stderr for a count of items (done/total, errors, items/s, ETA) when
     ``enabled`` (a terminal); else None, like :func:`video_progress`."""
     if not enabled:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.progress import Progress as ProgressBar
+    from rich.progress import MofNCompleteColumn, TextColumn
 
-    bar = ProgressBar(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[errors]} errors, {task.fields[rate]}/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
+    bar = _progress_bar(
+        label, [MofNCompleteColumn(), TextColumn("{task.fields[errors]} errors, {task.fields[rate]}/s")]
     )
     task = bar.add_task(label, total=None, errors=0, rate="-")
     start = time.perf_counter()

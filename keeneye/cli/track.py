@@ -207,9 +207,7 @@ class _FaceSearch:
     def track_video_args(self) -> dict[str, Any]:
         from dataclasses import replace
 
-        from keeneye.analysis.similarity import calibration_for
-        from keeneye.service.face_identity import PersonFaceIdentities, TrackFaceIdentifier
-        from keeneye.service.face_search import RELINK_SIMILARITY
+        from keeneye.service.face_identity import PersonFaceIdentities, TrackFaceIdentifier, relink_cosine
         from keeneye.service.tracking import build_tracking_detector
 
         def search(embedding: Any, embedder_id: str) -> Any:
@@ -219,11 +217,9 @@ class _FaceSearch:
 
         self.identifier = TrackFaceIdentifier(self.analyzer, search)
         detector, config = build_tracking_detector(self.settings)
-        assert self.analyzer.embedder is not None
-        relink = calibration_for(self.analyzer.embedder.embedder_id).cosine_at(RELINK_SIMILARITY)
         return {
             "detector": detector,
-            "tracker_config": replace(config, reid_face_similarity=relink),
+            "tracker_config": replace(config, reid_face_similarity=relink_cosine(self.analyzer)),
             "identities": PersonFaceIdentities(self.analyzer, self.identifier),
         }
 

@@ -25,7 +25,7 @@ from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.core.types import Face, FloatArray, Track, UInt8Image
 from keeneye.service.collections import FaceMatch
 from keeneye.tracking.reid import face_quality_score
-from keeneye.tracking.tracker import PersonTracker
+from keeneye.tracking.tracker import PersonTracker, TrackerConfig
 
 Searcher = Callable[[FloatArray, str], list[FaceMatch]]
 """(L2-normalised embedding, embedder id) -> the collection's faces at or above the threshold, best first."""
@@ -139,6 +139,41 @@ class TrackFaceIdentifier:
     def identities(self) -> dict[int, TrackIdentity]:
         """Every track that had a face embedded, by track id (matched or not)."""
         return dict(self._ids)
+
+
+RELINK_SIMILARITY = 90.0
+"""Similarity (0-100, calibrated per embedder) at which two tracks of one video whose faces match are the
+same person and share one id: stricter than the default search threshold (80), as a wrong re-link hands
+one person's identity to another."""
+
+
+def relink_cosine(analyzer: FaceAnalyzer) -> float:
+    """The tracker's ``reid_face_similarity`` for ``analyzer``'s embedder: RELINK_SIMILARITY as a cosine."""
+    from keeneye.analysis.similarity import calibration_for
+
+    if analyzer.embedder is None:
+        raise ValueError("re-linking tracks by face needs a face pipeline with an embedder")
+    return calibration_for(analyzer.embedder.embedder_id).cosine_at(RELINK_SIMILARITY)
+
+
+def face_box_tracker_config(
+    score_threshold: float, *, max_lost_ms: float, relink_cosine: float | None
+) -> TrackerConfig:
+    """Tracker settings for *face* boxes (face search, redaction): one association stage (the face
+    detector has one threshold), a face is reported from its first detection, a face unseen for
+    ``max_lost_ms`` is forgotten, and no re-linking by colour histograms (a face crop's colours do not tell
+    people apart): only face embeddings re-link tracks, at cosine ``relink_cosine`` (None: never)."""
+    return TrackerConfig(
+        high_score=score_threshold,
+        low_score=score_threshold,
+        new_track_score=score_threshold,
+        match_iou=0.2,
+        tentative_match_iou=0.2,
+        min_hits=1,
+        max_lost_ms=max_lost_ms,
+        reid_body_similarity=2.0,  # cosine similarity never reaches it: colour re-linking off
+        reid_face_similarity=2.0 if relink_cosine is None else relink_cosine,
+    )
 
 
 def faces_on_person_tracks(tracks: Sequence[Track], faces: Sequence[Face]) -> list[tuple[Track, Face]]:

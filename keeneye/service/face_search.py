@@ -24,38 +24,28 @@ from typing import Any
 import numpy as np
 
 from keeneye.analysis.faces import FaceAnalyzer
-from keeneye.analysis.similarity import calibration_for
 from keeneye.config import Settings
 from keeneye.core.types import Detections, Face, Frame, Track
 from keeneye.service.collections import FaceMatch
-from keeneye.service.face_identity import Searcher, TrackFaceIdentifier, TrackIdentity, faces_on_face_tracks
+from keeneye.service.face_identity import (  # RELINK_SIMILARITY: re-exported, documented here too
+    Searcher,
+    TrackFaceIdentifier,
+    TrackIdentity,
+    face_box_tracker_config,
+    faces_on_face_tracks,
+    relink_cosine,
+)
 from keeneye.service.video_jobs import JobOutput, JobRunner
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig
 from keeneye.video.cuts import DEFAULT_CUT_THRESHOLD, ShotCutDetector
 from keeneye.video.sources import VideoInput, VideoMetadata, open_video
 
-RELINK_SIMILARITY = 90.0
-"""Similarity (0-100, calibrated per embedder) at which two face tracks of one video are the same person
-and share one index: stricter than the default search threshold (80), as a wrong re-link hands one
-person's identity to another."""
 
-
-def face_tracker_config(face_threshold: float, embedder_id: str) -> TrackerConfig:
-    """Tracker settings for face boxes: one association stage (the face detector has one threshold),
-    a face is reported from its first detection, a face unseen for 2 s is lost, and no re-linking by
-    colour histograms (a face crop's colours do not tell people apart): only the face embedding re-links,
-    at RELINK_SIMILARITY."""
-    return TrackerConfig(
-        high_score=face_threshold,
-        low_score=face_threshold,
-        new_track_score=face_threshold,
-        match_iou=0.2,
-        tentative_match_iou=0.2,
-        min_hits=1,
-        max_lost_ms=2000.0,
-        reid_body_similarity=2.0,  # cosine similarity never reaches it: body re-linking off
-        reid_face_similarity=calibration_for(embedder_id).cosine_at(RELINK_SIMILARITY),
-    )
+def face_tracker_config(face_threshold: float, analyzer: FaceAnalyzer) -> TrackerConfig:
+    """Face-box tracking for face search (:func:`face_box_tracker_config`): a face unseen for 2 s is lost;
+    tracks re-link when their embedded faces match at RELINK_SIMILARITY."""
+    relink = relink_cosine(analyzer)
+    return face_box_tracker_config(face_threshold, max_lost_ms=2000.0, relink_cosine=relink)
 
 
 @dataclass
@@ -109,8 +99,7 @@ def search_video(
     checkpoint: called once per analysed frame (a job's stop / cancel hook, may raise); cut_threshold:
     shot cuts (keeneye.video.cuts), None: never; max_pixels: largest frame accepted (LimitExceeded).
     """
-    assert analyzer.embedder is not None, "face search needs a face pipeline with an embedder"
-    tracker = PersonTracker(face_tracker_config(face_threshold, analyzer.embedder.embedder_id))
+    tracker = PersonTracker(face_tracker_config(face_threshold, analyzer))
     cuts = None if cut_threshold is None else ShotCutDetector(cut_threshold)
     identifier = TrackFaceIdentifier(analyzer, search)
     sightings: dict[int, list[FaceSighting]] = {}

@@ -48,7 +48,13 @@ from keeneye.config import AttributeSettings, ImageLimits, Settings
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Detections, Face, FloatArray, Frame, Track, UInt8Image
 from keeneye.service.collections import FaceMatch
-from keeneye.service.face_identity import Searcher, TrackFaceIdentifier, faces_on_face_tracks
+from keeneye.service.face_identity import (
+    Searcher,
+    TrackFaceIdentifier,
+    face_box_tracker_config,
+    faces_on_face_tracks,
+    relink_cosine,
+)
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig, iou_matrix
 from keeneye.video.cuts import DEFAULT_CUT_THRESHOLD, ShotCutDetector
 from keeneye.video.sampling import FpsSampler
@@ -327,20 +333,12 @@ def _min_side(xyxy: Sequence[float] | FloatArray) -> float:
 def redaction_tracker_config(
     score_threshold: float, keep_lost_ms: float = KEEP_LOST_MS, reid_face_similarity: float = 2.0
 ) -> TrackerConfig:
-    """Face-box tracking for redaction: like StartFaceSearch's (``face_search.face_tracker_config``), a
-    face is tracked from its first detection with one association stage, but a lost face is forgotten
-    after ``keep_lost_ms`` (its predicted box is obscured until then). ``reid_face_similarity``: cosine
-    at which embedded faces re-link tracks (2.0: never; with a collection, RELINK_SIMILARITY's cosine)."""
-    return TrackerConfig(
-        high_score=score_threshold,
-        low_score=score_threshold,
-        new_track_score=score_threshold,
-        match_iou=0.2,
-        tentative_match_iou=0.2,
-        min_hits=1,
-        max_lost_ms=keep_lost_ms,
-        reid_body_similarity=2.0,  # cosine similarity never reaches it: colour re-linking off
-        reid_face_similarity=reid_face_similarity,
+    """Face-box tracking for redaction (``face_identity.face_box_tracker_config``, as StartFaceSearch):
+    a lost face is forgotten after ``keep_lost_ms`` (its predicted box is obscured until then).
+    ``reid_face_similarity``: cosine at which embedded faces re-link tracks (2.0: never; with a
+    collection, RELINK_SIMILARITY's cosine)."""
+    return face_box_tracker_config(
+        score_threshold, max_lost_ms=keep_lost_ms, relink_cosine=reid_face_similarity
     )
 
 
@@ -515,14 +513,7 @@ class _VideoRedactor:
         min_embed_px: int,
         margin: BoxMargin,
     ) -> None:
-        relink = 2.0
-        if search is not None:
-            from keeneye.analysis.similarity import calibration_for
-            from keeneye.service.face_search import RELINK_SIMILARITY
-
-            if analyzer.embedder is None:
-                raise ValueError("keeping a collection's faces needs a face pipeline with an embedder")
-            relink = calibration_for(analyzer.embedder.embedder_id).cosine_at(RELINK_SIMILARITY)
+        relink = 2.0 if search is None else relink_cosine(analyzer)
         self.analyzer = analyzer
         self.tracker = PersonTracker(redaction_tracker_config(score_threshold, keep_lost_ms, relink))
         self.keeper = None if search is None else _FaceKeeper(analyzer, search, min_embed_px)
