@@ -191,3 +191,30 @@ def server(start_server: Callable[..., RunningServer]) -> RunningServer:
 @pytest.fixture
 def rekognition(server: RunningServer) -> Any:
     return server.client()
+
+
+def wait_for_job(
+    client: Any, get: str, job_id: str, *, timeout_s: float = 60.0, max_results: int = 1
+) -> dict[str, Any]:
+    """Poll a stored-video job with ``client.<get>`` (e.g. ``get_face_search``) until it is no longer
+    IN_PROGRESS (bounded by ``timeout_s``); the last response."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r: dict[str, Any] = getattr(client, get)(JobId=job_id, MaxResults=max_results)
+        if r["JobStatus"] != "IN_PROGRESS":
+            return r
+        assert time.monotonic() < deadline, f"job {job_id} still IN_PROGRESS after {timeout_s} s"
+        time.sleep(0.2)
+
+
+def all_persons(client: Any, get: str, job_id: str, sort_by: str, page_size: int) -> list[dict[str, Any]]:
+    """Every ``Persons`` item of a job, page by page (each page checked against ``page_size``)."""
+    persons: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"JobId": job_id, "MaxResults": page_size, "SortBy": sort_by}
+    while True:
+        r = getattr(client, get)(**kwargs)
+        assert len(r["Persons"]) <= page_size
+        persons += r["Persons"]
+        if "NextToken" not in r:
+            return persons
+        kwargs["NextToken"] = r["NextToken"]

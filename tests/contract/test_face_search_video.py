@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from keeneye.config import VideoJobSettings
 from tests.aws.signing import SECRET
-from tests.contract.conftest import RunningServer
+from tests.contract.conftest import RunningServer, all_persons, wait_for_job
 from tests.receivers import wait_until
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
@@ -55,28 +54,6 @@ def _enrol(client: Any, shared_data: Path) -> dict[str, str]:
     return face_ids
 
 
-def _wait(client: Any, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + POLL_TIMEOUT_S
-    while True:
-        r: dict[str, Any] = client.get_face_search(JobId=job_id, MaxResults=1)
-        if r["JobStatus"] != "IN_PROGRESS":
-            return r
-        assert time.monotonic() < deadline, f"job {job_id} still IN_PROGRESS after {POLL_TIMEOUT_S} s"
-        time.sleep(0.25)
-
-
-def _all(client: Any, job_id: str, page_size: int, sort_by: str = "TIMESTAMP") -> list[dict[str, Any]]:
-    persons: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"JobId": job_id, "MaxResults": page_size, "SortBy": sort_by}
-    while True:
-        r = client.get_face_search(**kwargs)
-        assert len(r["Persons"]) <= page_size
-        persons += r["Persons"]
-        if "NextToken" not in r:
-            return persons
-        kwargs["NextToken"] = r["NextToken"]
-
-
 def test_face_search_finds_lin_manuel_and_nobody_else(
     search_server: RunningServer, shared_data: Path
 ) -> None:
@@ -84,11 +61,11 @@ def test_face_search_finds_lin_manuel_and_nobody_else(
     face_ids = _enrol(client, shared_data)
     video = {"S3Object": {"Bucket": "videos", "Name": CLIP}}
     job_id = client.start_face_search(Video=video, CollectionId="hamilton", JobTag="hamilton")["JobId"]
-    done = _wait(client, job_id)
+    done = wait_for_job(client, "get_face_search", job_id, timeout_s=POLL_TIMEOUT_S)
     assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
     assert done["JobTag"] == "hamilton" and done["VideoMetadata"]["FrameWidth"] == 640
 
-    persons = _all(client, job_id, page_size=7)
+    persons = all_persons(client, "get_face_search", job_id, "TIMESTAMP", page_size=7)
     assert persons, "Lin-Manuel Miranda was not found"
     matched = {m["Face"]["FaceId"] for p in persons for m in p["FaceMatches"]}
     assert matched == {face_ids["lin-manuel-miranda"]}, "someone other than Lin-Manuel was matched"
@@ -105,7 +82,7 @@ def test_face_search_finds_lin_manuel_and_nobody_else(
     assert len(times) >= 15 and times[-1] - times[0] >= 3000
     assert len({p["Person"]["Index"] for p in persons}) == 1
 
-    by_index = _all(client, job_id, page_size=1000, sort_by="INDEX")
+    by_index = all_persons(client, "get_face_search", job_id, "INDEX", page_size=1000)
     assert sorted(p["Timestamp"] for p in by_index) == times
 
     # The request and then what the job identified are in the audit log, under the caller's key, with
@@ -151,10 +128,10 @@ def test_face_search_at_99_and_request_errors(search_server: RunningServer, shar
     )["JobId"]
     again = client.start_face_search(Video=video, CollectionId="hamilton", ClientRequestToken=token)
     assert again["JobId"] == job_id
-    done = _wait(client, job_id)
+    done = wait_for_job(client, "get_face_search", job_id, timeout_s=POLL_TIMEOUT_S)
     assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
     # At 99 only the most similar faces pass; whatever passes is still only Lin-Manuel.
-    persons = _all(client, job_id, page_size=1000)
+    persons = all_persons(client, "get_face_search", job_id, "TIMESTAMP", page_size=1000)
     assert all(
         m["Face"]["ExternalImageId"] == "lin-manuel-miranda" for p in persons for m in p["FaceMatches"]
     )

@@ -7,7 +7,6 @@ tests short; the bucket ``videos`` serves a temporary folder with the PETS09 fil
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from keeneye.config import VideoJobSettings
-from tests.contract.conftest import RunningServer
+from tests.contract.conftest import RunningServer, all_persons, wait_for_job
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
@@ -45,34 +44,12 @@ def _video(name: str = VIDEO) -> dict[str, Any]:
     return {"S3Object": {"Bucket": "videos", "Name": name}}
 
 
-def _wait(client: Any, job_id: str, get: str = "get_person_tracking") -> dict[str, Any]:
-    deadline = time.monotonic() + POLL_TIMEOUT_S
-    while True:
-        r: dict[str, Any] = getattr(client, get)(JobId=job_id, MaxResults=1)
-        if r["JobStatus"] != "IN_PROGRESS":
-            return r
-        assert time.monotonic() < deadline, f"job {job_id} still IN_PROGRESS after {POLL_TIMEOUT_S} s"
-        time.sleep(0.2)
-
-
-def _all_persons(client: Any, job_id: str, sort_by: str, page_size: int) -> list[dict[str, Any]]:
-    persons: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"JobId": job_id, "MaxResults": page_size, "SortBy": sort_by}
-    while True:
-        r = client.get_person_tracking(**kwargs)
-        assert len(r["Persons"]) <= page_size
-        persons += r["Persons"]
-        if "NextToken" not in r:
-            return persons
-        kwargs["NextToken"] = r["NextToken"]
-
-
 def test_person_tracking_finds_people_pages_and_sorts(video_server: RunningServer) -> None:
     client = video_server.client()
     job_id = client.start_person_tracking(Video=_video(), JobTag="pets", ClientRequestToken="tok-1")["JobId"]
     assert client.start_person_tracking(Video=_video(), ClientRequestToken="tok-1")["JobId"] == job_id
 
-    done = _wait(client, job_id)
+    done = wait_for_job(client, "get_person_tracking", job_id, timeout_s=POLL_TIMEOUT_S)
     assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
     assert done["JobTag"] == "pets"
     assert done["Video"] == _video()
@@ -93,10 +70,10 @@ def test_person_tracking_finds_people_pages_and_sorts(video_server: RunningServe
     times = [p["Timestamp"] for p in by_time]
     assert times == sorted(times)
 
-    by_index = _all_persons(client, job_id, "INDEX", page_size=7)
+    by_index = all_persons(client, "get_person_tracking", job_id, "INDEX", page_size=7)
     keys = [(p["Person"]["Index"], p["Timestamp"]) for p in by_index]
     assert keys == sorted(keys)
-    paged_by_time = _all_persons(client, job_id, "TIMESTAMP", page_size=7)
+    paged_by_time = all_persons(client, "get_person_tracking", job_id, "TIMESTAMP", page_size=7)
     assert paged_by_time == by_time
     assert sorted(keys) == sorted((p["Person"]["Index"], p["Timestamp"]) for p in by_time)
 
@@ -104,7 +81,7 @@ def test_person_tracking_finds_people_pages_and_sorts(video_server: RunningServe
 def test_corrupt_video_fails_with_a_message(video_server: RunningServer) -> None:
     client = video_server.client()
     job_id = client.start_person_tracking(Video=_video("corrupt.mp4"))["JobId"]
-    done = _wait(client, job_id)
+    done = wait_for_job(client, "get_person_tracking", job_id, timeout_s=POLL_TIMEOUT_S)
     assert done["JobStatus"] == "FAILED"
     assert done["StatusMessage"]
     assert "Persons" not in done
@@ -133,7 +110,7 @@ def test_queued_job_runs_after_a_restart(
     first.stop()
 
     second = start_server(data, {"videos": bucket}, JOB_SETTINGS)
-    done = _wait(second.client(), job_id)
+    done = wait_for_job(second.client(), "get_person_tracking", job_id, timeout_s=POLL_TIMEOUT_S)
     assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
     assert done["Persons"]
 
@@ -142,7 +119,7 @@ def test_face_detection_finds_faces_with_details(video_server: RunningServer) ->
     client = video_server.client()
     job_id = client.start_face_detection(Video=_video(FACE_VIDEO), FaceAttributes="ALL", JobTag="f")["JobId"]
     assert client.start_face_detection(Video=_video(FACE_VIDEO), ClientRequestToken="t")["JobId"] != job_id
-    done = _wait(client, job_id, "get_face_detection")
+    done = wait_for_job(client, "get_face_detection", job_id, timeout_s=POLL_TIMEOUT_S)
     assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
     r = client.get_face_detection(JobId=job_id)
     faces = r["Faces"]

@@ -9,17 +9,15 @@ MinIO or AWS.
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
 from keeneye.config import VideoJobSettings
-from tests.contract.conftest import RunningServer
+from tests.contract.conftest import RunningServer, wait_for_job
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
@@ -57,16 +55,6 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> Iterator[
         server.stop()
 
 
-def _wait(client: Any, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + POLL_TIMEOUT_S
-    while True:
-        r: dict[str, Any] = client.get_face_detection(JobId=job_id, MaxResults=5)
-        if r["JobStatus"] != "IN_PROGRESS":
-            return r
-        assert time.monotonic() < deadline, f"job {job_id} still IN_PROGRESS after {POLL_TIMEOUT_S} s"
-        time.sleep(0.2)
-
-
 def test_face_detection_on_a_video_behind_an_s3_endpoint(
     start_server: Callable[..., RunningServer], s3_endpoint: str
 ) -> None:
@@ -75,7 +63,7 @@ def test_face_detection_on_a_video_behind_an_s3_endpoint(
     client = server.client()
     video = {"S3Object": {"Bucket": "cameras", "Name": f"hall/{CLIP}"}}
     job_id = client.start_face_detection(Video=video)["JobId"]
-    done = _wait(client, job_id)
+    done = wait_for_job(client, "get_face_detection", job_id, timeout_s=POLL_TIMEOUT_S, max_results=5)
     assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
     assert done["VideoMetadata"]["FrameWidth"] == 640 and done["Faces"]
     assert done["Video"]["S3Object"] == {"Bucket": "cameras", "Name": f"hall/{CLIP}"}
