@@ -43,6 +43,11 @@ class InvalidParameter(KeeneyeError):
     code = "InvalidParameter"
 
 
+class NoFaceFound(InvalidParameter):
+    """A search needs a face and the image has none (Rekognition answers InvalidParameterException, so
+    the code stays InvalidParameter; callers that treat "no face" as a result catch this class)."""
+
+
 class InvalidVideo(KeeneyeError):
     """The input is not a decodable video (empty, truncated, corrupt, another format, unreachable URL)."""
 

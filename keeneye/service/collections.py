@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.analysis.similarity import calibration_for
 from keeneye.config import ImageLimits
-from keeneye.core.errors import AlreadyExists, InvalidParameter, LimitExceeded, NotFound
+from keeneye.core.errors import AlreadyExists, InvalidParameter, LimitExceeded, NoFaceFound, NotFound
 from keeneye.core.types import Face, FloatArray, UInt8Image
 from keeneye.service.faces import ATTRIBUTE_KEYS, FaceService
 from keeneye.store.db import Store
@@ -911,7 +911,7 @@ class FaceCollections:
         faces = self._analyzer.analyze(pixels, attributes="none" if quality_filter == "NONE" else "default")
         candidates = [f for f in faces if not quality_reasons(f, quality_filter)]
         if not candidates:
-            raise InvalidParameter("There are no faces in the image. Should be at least 1.")
+            raise NoFaceFound("There are no faces in the image. Should be at least 1.")
         searched = candidates[0]
         self._analyzer.embed(pixels, [searched])
         others = [f for f in faces if f is not searched]

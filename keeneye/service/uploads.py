@@ -40,7 +40,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from keeneye.config import UploadSettings
-from keeneye.core.errors import BackendUnavailable, InvalidParameter, KeeneyeError, NotFound
+from keeneye.core.errors import BackendUnavailable, InvalidParameter, KeeneyeError, NoFaceFound, NotFound
 from keeneye.store.db import Store
 from keeneye.store.tables import UploadEventRow, UploadRuleRow
 from keeneye.streams.sinks import SinkError, SinkSpec, build_sink, redacted
@@ -54,7 +54,6 @@ log = logging.getLogger("keeneye.uploads")
 EventState = Literal["queued", "running", "succeeded", "failed"]
 EVENT_STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed")
 _EXTERNAL_OK = re.compile(r"[^a-zA-Z0-9_.\-:]")
-_NO_FACES = "There are no faces in the image"  # collections' InvalidParameter for a search without faces
 MAX_ERROR_CHARS = 1000
 
 
@@ -480,9 +479,7 @@ class UploadService:
             found = self._collections.search_faces_by_image(
                 rule.collection_id, image, rule.threshold, quality_filter=rule.quality_filter or "NONE"
             )
-        except InvalidParameter as exc:
-            if not exc.message.startswith(_NO_FACES):
-                raise
+        except NoFaceFound:
             return {"faces": 0, "matches": []}
         matches = [
             {
