@@ -245,7 +245,7 @@ def run_job(
         finally:
             if collector is not None:
                 collector.close()
-            summary = _summary(out, spec, engine_name, job_id, len(inputs), already, processed, started, t0)
+            summary = _summary(out, spec, engine_name, job_id, len(inputs), already, len(done), started, t0)
             summary["interrupted"] = interrupted
             _write_atomic(out / SUMMARY_FILE, (json.dumps(summary, indent=1) + "\n").encode())
     return summary
@@ -264,11 +264,14 @@ def _summary(
     job_id: str,
     inputs: int,
     already: int,
-    processed: int,
+    done_before: int,
     started: str,
     t0: float,
 ) -> dict[str, Any]:
     table = read_rows(out, ["uri", "status", "error_code", "seconds"])
+    # What this run wrote, counted from the parts on disk rather than the loop's counter: a Ctrl-C can
+    # land between a row reaching the writer and the counter moving, and the rows are the truth.
+    processed = max(0, table.num_rows - done_before)
     statuses = Counter(table.column("status").to_pylist())
     codes = Counter(c for c in table.column("error_code").to_pylist() if c is not None)
     elapsed = time.perf_counter() - t0
