@@ -1,9 +1,11 @@
 """Live capture: frames from a camera URL, read in a thread into a bounded queue that drops the oldest frames.
 
-A :class:`LiveSource` opens ``rtsp://``, ``rtsps://``, ``http(s)://`` (MJPEG, HLS) or ``file://`` (tests)
-URLs with PyAV (FFmpeg), decodes the first video stream to RGB in a reader thread, samples it to
-``target_fps`` with :class:`~keeneye.video.sampling.FpsSampler` and puts :class:`CapturedFrame` objects into
-a queue of ``queue_size`` frames. The consumer calls :meth:`LiveSource.get`.
+A :class:`LiveSource` opens ``rtsp://``, ``rtsps://``, ``rtmp://``, ``rtmps://``, ``http(s)://`` (MJPEG,
+HLS) or ``file://`` URLs with PyAV (FFmpeg). A file is played as a camera: at its own speed (see
+``pace_files``), and from the start again when it ends, as any stream that ends is reconnected. The source
+decodes the first video stream to RGB in a reader thread, samples it to ``target_fps`` with
+:class:`~keeneye.video.sampling.FpsSampler` and puts :class:`CapturedFrame` objects into a queue of
+``queue_size`` frames. The consumer calls :meth:`LiveSource.get`.
 
 Drop policy: a live camera does not wait. When the queue is full the *oldest* queued frame is dropped to make
 room for the newest (counted in ``frames_dropped``), so a slow consumer always sees recent frames and the
@@ -15,6 +17,24 @@ error, waits ``backoff_initial_s`` doubled on each consecutive failure up to ``b
 URL again, forever, until :meth:`LiveSource.stop`. The backoff goes back to its initial value once a frame
 has been read on the new connection.
 
+Push (listen mode, ``CaptureSettings(listen=True)``): cameras and encoders that push, as Kinesis producers do,
+send to keeneye instead of keeneye pulling from them. The URL then names where to listen:
+``rtsp://HOST:PORT/NAME`` takes one RTSP publisher (ANNOUNCE/RECORD, what ``ffmpeg -re -i clip.mp4 -c copy
+-f rtsp rtsp://HOST:PORT/NAME`` sends; FFmpeg's ``rtsp_flags=listen``) and ``rtmp://HOST:PORT/APP/NAME`` one
+RTMP publisher (``-f flv rtmp://...``; FFmpeg's RTMP ``listen``). The source binds HOST:PORT (default ports
+554 and 1935 when the URL has none) and waits, in state ``listening``, for a publisher; HOST is the address
+bound, so ``127.0.0.1`` takes publishers on this machine only and ``0.0.0.0`` exposes the listener on every
+interface (nothing is refused: whoever can reach the port can publish, there is no authentication). One
+publisher session is one connection (``CapturedFrame.connection`` counts them) and ``frame.pts_ms``
+continues across sessions as across reconnects. When a publisher goes away after sending frames (it ended,
+was killed, or stalled for ``stall_timeout_s``) the source listens again at once, back in ``listening``
+with ``last_error`` saying why the session ended, and counts it in ``reconnects``; no backoff, a publisher
+ending is normal. A session that fails before its first frame (or a port that cannot be bound) is an error:
+``reconnecting`` and the backoff, as for a pull. FFmpeg's listen cannot be interrupted either, so the source
+listens in ``listen_timeout`` slices of one second (FFmpeg takes whole seconds) and checks the stop flag in
+between: a publisher that connects in the few milliseconds between two slices is refused (FFmpeg's CLI
+does not retry; most encoders do).
+
 Timestamps: ``captured_at`` is the wall clock (``time.time()``, seconds) when the frame was decoded, for
 capture-to-record latency; ``stream_pts_ms`` is the stream's own pts in milliseconds as FFmpeg gives it for
 the current connection; ``frame.pts_ms`` is the same on the first connection, shifted on later ones so
@@ -24,8 +44,9 @@ before the first one with a pts (the RTP demuxer does this at session start) are
 
 Stopping: :meth:`LiveSource.stop` sets a flag and waits up to ``stop_timeout_s`` for the thread. FFmpeg
 cannot be interrupted from another thread, so a thread blocked in an open or a read ends at its next
-timeout (``open_timeout_s`` / ``stall_timeout_s``); it is a daemon thread and touches nothing shared after
-the flag is set, so ``stop()`` itself always returns within its bound.
+timeout (``open_timeout_s`` / ``stall_timeout_s``, or the one-second listen slice while waiting for a
+publisher); it is a daemon thread and touches nothing shared after the flag is set, so ``stop()`` itself
+always returns within its bound.
 """
 
 from __future__ import annotations
@@ -48,15 +69,24 @@ from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Frame
 from keeneye.video.sampling import FpsSampler
 
-CaptureState = Literal["connecting", "running", "reconnecting", "stopped"]
+CaptureState = Literal["connecting", "listening", "running", "reconnecting", "stopped"]
 """``connecting`` until the first frame, ``running`` while frames arrive, ``reconnecting`` after a failure
-(``last_error`` says which) until a frame arrives again, ``stopped`` after :meth:`LiveSource.stop`."""
+(``last_error`` says which) until a frame arrives again, ``stopped`` after :meth:`LiveSource.stop`. In listen
+mode ``listening`` replaces ``connecting``: the port is bound and no publisher is sending (yet, or again
+after one went away; ``last_error`` then says why its session ended)."""
 
-LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "file")
+LISTEN_SCHEMES = ("rtsp", "rtmp")
+"""Schemes a source can listen on for a publisher (``CaptureSettings.listen``)."""
+_LISTEN_SLICE_S = 1
+"""Seconds FFmpeg waits for a publisher before the reader thread checks its stop flag and listens again
+(FFmpeg's ``listen_timeout`` / RTMP ``timeout`` are whole seconds; 1 is the least)."""
 # What FFmpeg may open on behalf of each scheme (an HLS playlist opens its segments over http(s)).
 _PROTOCOLS = {
     "rtsp": "rtsp,rtp,udp,tcp",
     "rtsps": "rtsps,rtsp,rtp,udp,tcp,tls",
+    "rtmp": "rtmp,tcp",
+    "rtmps": "rtmps,rtmp,tcp,tls",
     "http": "http,https,tcp,tls,crypto",
     "https": "http,https,tcp,tls,crypto",
     "file": "file",
@@ -80,13 +110,27 @@ class CaptureSettings(BaseModel):
     backoff_max_s: float = Field(10.0, gt=0, description="Longest wait between reconnects, seconds.")
     backoff_factor: float = Field(2.0, ge=1, description="Wait multiplier after each consecutive failure.")
     rtsp_transport: Literal["tcp", "udp"] = Field(
-        "tcp", description="RTSP transport; TCP survives loss and NAT, UDP has less latency on a clean LAN."
+        "tcp",
+        description="RTSP transport when pulling; TCP survives loss and NAT, UDP has less latency on a clean "
+        "LAN. In listen mode the publisher chooses (FFmpeg's listener takes either).",
+    )
+    listen: bool = Field(
+        False,
+        description="Push instead of pull: bind the rtsp:// or rtmp:// URL's host:port and wait for a "
+        "publisher (RTSP ANNOUNCE/RECORD, RTMP publish). The host is the address bound: 127.0.0.1 for this "
+        "machine only, 0.0.0.0 exposes the listener on every interface, unauthenticated.",
     )
     threads: int = Field(1, ge=1, description="FFmpeg decode threads.")
     analyze_s: float = Field(
         0.5, gt=0, description="Seconds of stream FFmpeg probes on open (its analyzeduration)."
     )
     stop_timeout_s: float = Field(2.0, gt=0, description="Longest time stop() waits for the reader thread.")
+    pace_files: bool = Field(
+        True,
+        description="Play file:// sources at their own speed (as ffmpeg -re does), as a camera would "
+        "send them; False reads them as fast as they decode (frames the consumer cannot keep up with are "
+        "dropped).",
+    )
 
 
 @dataclass(frozen=True)
@@ -116,6 +160,10 @@ class _Stalled(Exception):
     """No frame within the read deadline although packets may be arriving."""
 
 
+class _NoPublisher(Exception):
+    """Listen mode: no publisher connected within one listen slice."""
+
+
 class LiveSource:
     """Reads a live URL in a thread into a bounded, drop-oldest queue and reconnects on failure.
 
@@ -128,21 +176,27 @@ class LiveSource:
         scheme = urlsplit(url).scheme.lower()
         if scheme not in LIVE_SCHEMES:
             raise InvalidParameter(f"live sources must be one of {', '.join(LIVE_SCHEMES)}; got {scheme!r}")
+        self.settings = settings or CaptureSettings()
+        if self.settings.listen and scheme not in LISTEN_SCHEMES:
+            raise InvalidParameter(
+                f"listen mode takes one of {', '.join(LISTEN_SCHEMES)} URLs (rtsp://HOST:PORT/NAME, "
+                f"rtmp://HOST:PORT/APP/NAME); got {scheme!r}"
+            )
         self.url = url
         self.safe_url = _without_password(url)
         """The URL with its password (if any) replaced by ``***``: for ids, names and messages."""
-        self.settings = settings or CaptureSettings()
         self.source_id = source_id if source_id is not None else self.safe_url
         self._scheme = scheme
         self._queue: collections.deque[CapturedFrame] = collections.deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._state: CaptureState = "connecting"
+        self._state: CaptureState = "listening" if self.settings.listen else "connecting"
         self._last_error: str | None = None
         self._frames_read = 0
         self._frames_dropped = 0
         self._reconnects = 0
+        self._session_frames = 0  # frames read on the current connection (the reader thread's own)
         self._pts_offset_ms = 0.0
         self._last_pts_ms: float | None = None
 
@@ -213,24 +267,37 @@ class LiveSource:
         backoff = s.backoff_initial_s
         connection = 0
         while not self._stop.is_set():
+            self._session_frames = 0
             try:
-                got_frames = self._read_connection(connection)
+                self._read_connection(connection)
                 error = "the stream ended"
+            except _NoPublisher:
+                continue  # a listen slice passed with no publisher: check the stop flag, listen again
             except _Stalled as e:
-                got_frames, error = e.args[1], str(e.args[0])
+                error = str(e)
             except av.error.ExitError:
-                got_frames, error = False, "timed out (no data within the deadline)"
+                error = "timed out (no data within the deadline)"
             except av.error.FFmpegError as e:
-                got_frames, error = False, f"{type(e).__name__}: {e.strerror or e}"
+                error = f"{type(e).__name__}: {e.strerror or e}"
             except (OSError, ValueError, RuntimeError) as e:  # PyAV raises these for some broken inputs too
-                got_frames, error = False, f"{type(e).__name__}: {e}"
+                error = f"{type(e).__name__}: {e}"
             if self._stop.is_set():
                 break
             if self.safe_url != self.url:
                 error = error.replace(self.url, self.safe_url)
-            if got_frames:
+            if self._session_frames:
                 backoff = s.backoff_initial_s
             connection += 1
+            if s.listen and self._session_frames:
+                # A publisher going away is the normal end of a push: listen again at once.
+                with self._cond:
+                    if self._state != "stopped":
+                        self._state = "listening"
+                        self._last_error = (
+                            f"the publisher went away ({error}); waiting for a publisher on {self.safe_url}"
+                        )
+                        self._reconnects += 1
+                continue
             with self._cond:
                 if self._state != "stopped":
                     self._state = "reconnecting"
@@ -243,6 +310,8 @@ class LiveSource:
     def _options(self) -> dict[str, str]:
         s = self.settings
         options = {"protocol_whitelist": _PROTOCOLS[self._scheme]}
+        if s.listen:
+            return options | self._listen_options()
         io_timeout_us = str(int(s.stall_timeout_s * 1_000_000))
         # FFmpeg probes 5 s of a live stream by default before the first frame; the SDP or the first
         # keyframe says enough, and every probed second is a second of latency at start.
@@ -251,20 +320,51 @@ class LiveSource:
             options |= {"rtsp_transport": s.rtsp_transport, "timeout": io_timeout_us}
         elif self._scheme in ("http", "https"):
             options |= {"timeout": io_timeout_us, "rw_timeout": io_timeout_us, "reconnect": "0"}
+        # rtmp(s) pull: no option: FFmpeg's RTMP "timeout" is the *listen* timeout and turns listening on;
+        # PyAV's open/read deadlines bound a pull.
         return options
 
-    def _read_connection(self, connection: int) -> bool:
-        """Open the URL and read frames until it fails or stop; True when at least one frame was read."""
+    def _listen_options(self) -> dict[str, str]:
+        s = self.settings
+        options = {"analyzeduration": str(int(s.analyze_s * 1_000_000))}
+        if self._scheme == "rtsp":
+            # The publisher picks the transport in its SETUP; "timeout" bounds socket I/O once it is in.
+            stall_us = str(int(s.stall_timeout_s * 1_000_000))
+            return options | {
+                "rtsp_flags": "listen",
+                "listen_timeout": str(_LISTEN_SLICE_S),
+                "timeout": stall_us,
+            }
+        return options | {"listen": "1", "timeout": str(_LISTEN_SLICE_S)}
+
+    def _open(self) -> av.container.InputContainer:
+        """Open the URL (pull), or listen one slice for a publisher and open its session (listen mode:
+        :class:`_NoPublisher` when none came)."""
         s = self.settings
         target = self.url[len("file://") :] if self._scheme == "file" else self.url
-        container = av.open(
-            target,
-            mode="r",
-            options=self._options(),
-            timeout=(s.open_timeout_s, s.stall_timeout_s),
-            metadata_errors="replace",
-        )
-        got_frames = False
+        # In listen mode the open deadline starts before the wait for a publisher: allow both.
+        open_timeout_s = s.open_timeout_s + (_LISTEN_SLICE_S if s.listen else 0)
+        if s.listen:
+            with self._cond:
+                if self._state == "reconnecting":  # back from an error's backoff, bound and waiting again
+                    self._state = "listening"
+        try:
+            return av.open(
+                target,
+                mode="r",
+                options=self._options(),
+                timeout=(open_timeout_s, s.stall_timeout_s),
+                metadata_errors="replace",
+            )
+        except av.error.TimeoutError as e:  # FFmpeg's listen timeout: nobody connected in this slice
+            if s.listen:
+                raise _NoPublisher from e
+            raise
+
+    def _read_connection(self, connection: int) -> None:
+        """Open the URL and read frames until it fails or stop (``_session_frames`` counts them)."""
+        s = self.settings
+        container = self._open()
         try:
             if not container.streams.video:
                 raise av.error.InvalidDataError(0, "no video stream")
@@ -273,10 +373,10 @@ class LiveSource:
             stream.thread_count = s.threads
             sampler = FpsSampler(s.target_fps)
             first_pts: float | None = None
-            last_frame_at = time.monotonic()
+            session_start = last_frame_at = time.monotonic()
             for packet in container.demux(stream):
                 if self._stop.is_set():
-                    return got_frames
+                    return
                 for decoded in packet.decode():
                     if not isinstance(decoded, av.VideoFrame):
                         continue
@@ -291,16 +391,22 @@ class LiveSource:
                         pts_ms = (self._last_pts_ms or 0.0) - self._pts_offset_ms + _period_ms(stream)
                     if first_pts is None:
                         first_pts = pts_ms
+                        session_start = time.monotonic()
                         # A new connection restarts its pts: continue the timeline one frame period on.
                         if self._last_pts_ms is not None:
                             self._pts_offset_ms = self._last_pts_ms + _period_ms(stream) - pts_ms
-                    got_frames = True
+                    elif self._scheme == "file" and s.pace_files:
+                        # A file plays at its own speed: wait until this frame is due (stop interrupts).
+                        due = session_start + (pts_ms - first_pts) / 1000.0
+                        if self._stop.wait(max(0.0, due - time.monotonic())):
+                            return
+                        last_frame_at = time.monotonic()
+                    self._session_frames += 1
                     self._on_frame(decoded, pts_ms, sampler, connection)
                 if time.monotonic() - last_frame_at > s.stall_timeout_s:
-                    raise _Stalled(f"stalled: no frame for {s.stall_timeout_s:g} s", got_frames)
+                    raise _Stalled(f"stalled: no frame for {s.stall_timeout_s:g} s")
         finally:
             container.close()
-        return got_frames
 
     def _on_frame(
         self,

@@ -1,4 +1,4 @@
-"""Sinks: where a JSON message goes (a webhook, an MQTT topic, a JSONL file).
+"""Sinks: where a JSON message goes (a webhook, an MQTT topic, a JSONL file, an S3 bucket).
 
 A sink is an object with ``send(message) -> None`` that either delivers the message or raises
 :class:`SinkError` with a message fit for an operator (never a secret); ``close()`` frees its
@@ -7,7 +7,7 @@ outbox in keeneye.service.notifications retries with backoff; the live-stream ru
 same sinks for events). A sink is used by one thread at a time.
 
 Targets are described by small pydantic models (:class:`SinkSpec` holds exactly one of
-``webhook``, ``mqtt``, ``jsonl``) so that the native API, the database and the settings share one
+``webhook``, ``mqtt``, ``jsonl``, ``s3``) so that the native API, the database and the settings share one
 validated shape. Secrets (webhook header values, URL passwords, the MQTT password) are stored as
 given and shown only through :func:`redacted`.
 
@@ -20,6 +20,18 @@ given and shown only through :func:`redacted`.
 * ``jsonl``: one line per message appended to a file under a folder the server chooses (the
   notifications folder of the data directory), written and ``fsync``-ed before ``send`` returns.
   The file is named by a plain file name, never a path: a request cannot choose where it writes.
+  (The local CLI may write anywhere: :func:`build_local_sink` builds a :class:`JsonlSink` on any path.)
+* ``s3``: each message is one JSON object ``PUT`` into a bucket, under the key
+  ``{prefix}/{yyyy}/{mm}/{dd}/{HH}/{unix_ms:013d}-{seq:06d}-{uuid}.json`` (UTC time of delivery; ``seq``
+  counts the sink's objects, so keys sort in delivery order even within one millisecond; no
+  ``{prefix}/`` when the prefix is empty). The sinks layer knows no S3 client and no bucket mapping:
+  :class:`S3Sink` calls a ``put_object(bucket, key, body)`` the caller provides (the server passes one
+  that writes to its mapped bucket folders or its S3 endpoint); without one an ``s3`` spec is refused.
+
+URLs (what users type): :func:`sink_spec_from_url` turns ``http(s)://...``, ``mqtt(s)://[user:pass@]host
+[:port]/topic/path``, ``file://NAME.jsonl`` and ``s3://bucket/prefix`` into a :class:`SinkSpec` (server
+mode: a file is a plain name in the server's folder); :func:`local_sink_target` and
+:func:`build_local_sink` accept any ``file://PATH`` for the local CLI.
 """
 
 from __future__ import annotations
@@ -28,18 +40,27 @@ import json
 import os
 import re
 import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from keeneye.core.errors import KeeneyeError
+from keeneye.core.errors import InvalidParameter, KeeneyeError
 
 REDACTED = "***"
 _JSONL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}\.jsonl$")
+_BUCKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+MAX_S3_PREFIX_CHARS = 512
+
+PutObject = Callable[[str, str, bytes], None]
+"""``put_object(bucket, key, body)``: stores one object or raises. A SinkError's or other keeneye error's
+message is shown as is (it must be fit for an operator); an OSError by its strerror; anything else by its
+type name only."""
 
 
 class SinkError(KeeneyeError):
@@ -121,25 +142,61 @@ class JsonlTarget(_Target):
         return name
 
 
+class S3Target(_Target):
+    bucket: str = Field(description="Bucket name (letters, digits, '.', '_', '-'; at most 255 characters)")
+    prefix: str = Field(
+        "",
+        max_length=MAX_S3_PREFIX_CHARS,
+        description="Key prefix the objects are written under ('a/b': keys 'a/b/yyyy/mm/dd/HH/...'); "
+        "slashes at either end are dropped; no '.', '..' or empty segments",
+    )
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, bucket: str) -> str:
+        if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
+            raise ValueError("bucket must be a bucket name (letters, digits, '.', '_', '-'), not a path")
+        return bucket
+
+    @field_validator("prefix")
+    @classmethod
+    def _key_prefix(cls, prefix: str) -> str:
+        prefix = prefix.strip("/")
+        if not prefix:
+            return ""
+        if "\\" in prefix or any(ord(c) < 32 or ord(c) == 127 for c in prefix):
+            raise ValueError("prefix cannot hold a backslash or control characters")
+        if any(part in ("", ".", "..") for part in prefix.split("/")):
+            raise ValueError("prefix cannot hold '.', '..' or empty ('//') segments")
+        return prefix
+
+
+_KINDS = ("webhook", "mqtt", "jsonl", "s3")
+
+
 class SinkSpec(_Target):
-    """Exactly one target: ``{"webhook": {...}}``, ``{"mqtt": {...}}`` or ``{"jsonl": {...}}``."""
+    """Exactly one target: ``{"webhook": {...}}``, ``{"mqtt": {...}}``, ``{"jsonl": {...}}`` or
+    ``{"s3": {...}}``."""
 
     webhook: WebhookTarget | None = None
     mqtt: MqttTarget | None = None
     jsonl: JsonlTarget | None = None
+    s3: S3Target | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SinkSpec:
-        given = [k for k in ("webhook", "mqtt", "jsonl") if getattr(self, k) is not None]
+        given = [k for k in _KINDS if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of 'webhook', 'mqtt' or 'jsonl'")
+            raise ValueError("give exactly one of 'webhook', 'mqtt', 'jsonl' or 's3'")
         return self
 
     @property
-    def kind(self) -> Literal["webhook", "mqtt", "jsonl"]:
+    def kind(self) -> Literal["webhook", "mqtt", "jsonl", "s3"]:
         if self.webhook is not None:
             return "webhook"
-        return "mqtt" if self.mqtt is not None else "jsonl"
+        if self.mqtt is not None:
+            return "mqtt"
+        return "jsonl" if self.jsonl is not None else "s3"
 
 
 def redacted(spec: SinkSpec) -> dict[str, Any]:
@@ -148,13 +205,13 @@ def redacted(spec: SinkSpec) -> dict[str, Any]:
     if spec.webhook is not None:
         hook = out["webhook"]
         hook["headers"] = dict.fromkeys(spec.webhook.headers, REDACTED)
-        hook["url"] = _redact_url(spec.webhook.url)
+        hook["url"] = redacted_url(spec.webhook.url)
     if spec.mqtt is not None and spec.mqtt.password is not None:
         out["mqtt"]["password"] = REDACTED
     return out
 
 
-def _redact_url(url: str) -> str:
+def redacted_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -169,15 +226,142 @@ def build_sink(
     jsonl_dir: Path,
     timeout_s: float,
     headers: Mapping[str, str] | None = None,
+    put_object: PutObject | None = None,
 ) -> Sink:
     """The sink for ``spec``. ``jsonl_dir``: the folder JSONL files live in; ``timeout_s``: bound on
-    one send (connect + deliver); ``headers``: fixed extra webhook headers (the caller's, e.g. SNS's)."""
+    one send (connect + deliver); ``headers``: fixed extra webhook headers (the caller's, e.g. SNS's);
+    ``put_object``: how ``s3`` targets are written (SinkError for an ``s3`` spec without it)."""
     if spec.webhook is not None:
         return WebhookSink(spec.webhook, timeout_s=timeout_s, extra_headers=headers)
     if spec.mqtt is not None:
         return MqttSink(spec.mqtt, timeout_s=timeout_s)
+    if spec.s3 is not None:
+        if put_object is None:
+            raise SinkError(f"s3://{spec.s3.bucket}: S3 sinks are not available here (no S3 writer)")
+        return S3Sink(spec.s3, put_object)
     assert spec.jsonl is not None
     return JsonlSink(jsonl_dir / spec.jsonl.name)
+
+
+# -- URLs ----------------------------------------------------------------------------------------------
+
+URL_FORMS = (
+    "http(s)://host[:port]/path (webhook), mqtt://[user:pass@]host[:port]/topic/path (MQTT; mqtts:// for "
+    "TLS), file://NAME.jsonl (JSONL file) or s3://bucket/prefix (S3)"
+)
+
+
+def sink_spec_from_url(url: str) -> SinkSpec:
+    """The :class:`SinkSpec` a sink URL names, for the server: ``file://`` takes only a plain
+    ``NAME.jsonl`` (a file in the server's notifications folder), never a path.
+
+    Forms: ``http(s)://...`` -> webhook (POST JSON to the URL as given); ``mqtt://[user:pass@]host[:port]
+    /topic/path`` -> MQTT (topic: the path without its leading slash, percent-decoded; port 1883;
+    ``mqtts://``: TLS, port 8883); ``file://NAME.jsonl`` -> JSONL; ``s3://bucket[/prefix]`` -> S3.
+    Raises InvalidParameter saying which forms are accepted."""
+    spec = _parse_url(url, allow_paths=False)
+    assert isinstance(spec, SinkSpec)
+    return spec
+
+
+def local_sink_target(url: str) -> SinkSpec | Path:
+    """As :func:`sink_spec_from_url`, for the local CLI: ``file://PATH`` may name any file and gives
+    that :class:`Path` (``file:///tmp/x.jsonl``: absolute; ``file://out.jsonl``: relative to the working
+    folder; ``~`` expanded; percent-escapes decoded)."""
+    return _parse_url(url, allow_paths=True)
+
+
+def build_local_sink(url: str, *, timeout_s: float, put_object: PutObject | None = None) -> Sink:
+    """The sink a local CLI user names by URL (see :func:`local_sink_target`); ``file://`` writes the
+    path given. InvalidParameter for a bad URL (and for ``s3://`` without ``put_object``)."""
+    target = local_sink_target(url)
+    if isinstance(target, Path):
+        return JsonlSink(target)
+    if target.s3 is not None and put_object is None:
+        raise InvalidParameter(f"sink {_shown(url)}: s3:// sinks are not available here")
+    return build_sink(target, jsonl_dir=Path.cwd(), timeout_s=timeout_s, put_object=put_object)
+
+
+def _shown(url: str) -> str:
+    """The URL for an error message: password hidden (even where the URL does not parse), shortened."""
+    return repr(re.sub(r"^([^/]*//[^/@:]*):[^/]*@", rf"\1:{REDACTED}@", url.strip())[:200])
+
+
+def _bad_url(url: str, why: str) -> InvalidParameter:
+    return InvalidParameter(f"sink {_shown(url)}: {why}; accepted forms: {URL_FORMS}")
+
+
+def _parse_url(url: str, *, allow_paths: bool) -> SinkSpec | Path:
+    from pydantic import ValidationError
+
+    text = url.strip()
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    try:
+        if scheme == "file":
+            return _file_target(url, text[len("file://") :], allow_paths=allow_paths)
+        parts = urlsplit(text)
+        if scheme in ("http", "https"):
+            return SinkSpec(webhook=WebhookTarget(url=text))
+        if scheme in ("mqtt", "mqtts"):
+            return SinkSpec(mqtt=_mqtt_target(url, parts))
+        if scheme == "s3":
+            return SinkSpec(s3=_s3_target(url, parts))
+    except ValidationError as exc:
+        raise _bad_url(url, exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    except ValueError as exc:  # urlsplit: a bad port or host
+        raise _bad_url(url, str(exc)) from None
+    raise _bad_url(url, "not a sink URL")
+
+
+def _no_extras(url: str, parts: SplitResult, what: str) -> None:
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise _bad_url(url, f"{what} URLs take no '?query' or '#fragment' (an MQTT topic cannot hold '#')")
+
+
+def _mqtt_target(url: str, parts: SplitResult) -> MqttTarget:
+    _no_extras(url, parts, "mqtt://")
+    if not parts.hostname:
+        raise _bad_url(url, "an mqtt:// URL needs a host")
+    topic = unquote(parts.path.removeprefix("/"))
+    if not topic:
+        raise _bad_url(url, "an mqtt:// URL needs a topic: mqtt://host/topic/path")
+    tls = parts.scheme.lower() == "mqtts"
+    return MqttTarget(
+        host=parts.hostname,
+        port=parts.port or (8883 if tls else 1883),
+        topic=topic,
+        username=unquote(parts.username) if parts.username is not None else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        tls=tls,
+    )
+
+
+def _s3_target(url: str, parts: SplitResult) -> S3Target:
+    _no_extras(url, parts, "s3://")
+    if "@" in parts.netloc or parts.port is not None:
+        raise _bad_url(url, "an s3:// URL names a bucket, not a user or a port")
+    if not parts.netloc:
+        raise _bad_url(url, "an s3:// URL needs a bucket: s3://bucket/prefix")
+    return S3Target(bucket=parts.netloc, prefix=unquote(parts.path))
+
+
+def _file_target(url: str, rest: str, *, allow_paths: bool) -> SinkSpec | Path:
+    if not rest:
+        raise _bad_url(url, "a file:// URL needs a file name")
+    if not allow_paths:
+        # JsonlTarget refuses anything but a plain NAME.jsonl (no folders, no '..').
+        try:
+            return SinkSpec(jsonl=JsonlTarget(name=rest))
+        except ValueError:
+            raise _bad_url(
+                url,
+                "the server writes JSONL files only in its own notifications folder: file:// takes a plain "
+                "file name (letters, digits, '.', '_', '-', ending in .jsonl), not a path",
+            ) from None
+    path = unquote(rest)
+    if "\x00" in path:
+        raise _bad_url(url, "a file path cannot hold NUL")
+    return Path(path).expanduser()
 
 
 def _encode(message: Mapping[str, Any]) -> bytes:
@@ -196,7 +380,7 @@ class WebhookSink:
         import httpx
 
         self._url = target.url
-        self._shown_url = _redact_url(target.url)
+        self._shown_url = redacted_url(target.url)
         self._headers = {"Content-Type": "application/json", **dict(extra_headers or {}), **target.headers}
         self._client = httpx.Client(timeout=timeout_s, follow_redirects=False)
 
@@ -317,3 +501,47 @@ class JsonlSink:
 
     def close(self) -> None:
         return None
+
+
+class S3Sink:
+    """Writes each message as one JSON object into a bucket through ``put_object`` (see the module
+    docstring for the key names)."""
+
+    def __init__(
+        self, target: S3Target, put_object: PutObject, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._bucket = target.bucket
+        self._prefix = f"{target.prefix}/" if target.prefix else ""
+        self._put = put_object
+        self._clock = clock
+        self._seq = 0
+        self._where = f"s3://{target.bucket}/{self._prefix}"
+
+    def key_for(self, unix_s: float, seq: int, unique: str) -> str:
+        """The object key of the ``seq``-th message delivered at ``unix_s`` (UTC)."""
+        when = datetime.fromtimestamp(unix_s, UTC)
+        unix_ms = int(unix_s * 1000)
+        return f"{self._prefix}{when:%Y/%m/%d/%H}/{unix_ms:013d}-{seq % 1_000_000:06d}-{unique}.json"
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        key = self.key_for(self._clock(), self._seq, uuid.uuid4().hex)
+        self._seq += 1
+        try:
+            self._put(self._bucket, key, _encode(message))
+        except SinkError:
+            raise
+        except Exception as exc:  # the caller's writer: report what is safe to show, never carry on
+            raise SinkError(f"{self._where}: cannot write {key}: {_safe_reason(exc)}") from None
+
+    def close(self) -> None:
+        return None
+
+
+def _safe_reason(exc: Exception) -> str:
+    """Why a writer failed, fit for an operator: keeneye errors' messages are; an OSError's text without
+    its file names; otherwise only the exception's type (a client library's text may hold anything)."""
+    if isinstance(exc, KeeneyeError):
+        return f"{exc.code}: {exc.message}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__

@@ -186,3 +186,7 @@ def test_file_url_is_read(shared_data: Path) -> None:
         frames = _take(source, 50)
     assert frames[0].frame.image.shape == (360, 480, 3)
     assert [f.frame.index for f in frames] == list(range(50))
+    # Played at its own speed (10 fps): 50 frames take about 4.9 s of wall clock, not a burst.
+    wall = frames[-1].captured_at - frames[0].captured_at
+    media = (frames[-1].frame.pts_ms - frames[0].frame.pts_ms) / 1000.0
+    assert media - 0.3 <= wall <= media + 1.5, (wall, media)
