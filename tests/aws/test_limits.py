@@ -282,33 +282,43 @@ def live_server(tmp_path: Path) -> Iterator[int]:
 
 def test_slow_loris_against_uvicorn(live_server: int) -> None:
     """A client that sends its body a byte every 0.2 s gets 408 after the 1 s deadline and its
-    connection is closed, though it would go on sending."""
+    connection is closed, though it would go on sending.
+
+    The server closes with the client's unread bytes in its buffer, so its kernel may answer with a TCP
+    reset, and a reset can discard the 408 before the client reads it: a reset after the deadline counts
+    as the connection closed (the 408 is checked whenever it arrives)."""
     body, headers = rekognition_request("DetectFaces", {"Image": {"Bytes": b64(b"x" * 300)}})
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     request = f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode()
     started = time.monotonic()
+    reset = False
     with socket.create_connection(("127.0.0.1", live_server), timeout=5) as conn:
         conn.sendall(request)
         answer = b""
-        for byte in body:
-            try:
-                conn.sendall(bytes([byte]))
-            except OSError:  # closed by the server
-                break
-            conn.settimeout(0.2)
-            try:
-                chunk = conn.recv(65536)
-            except TimeoutError:
-                continue
-            if not chunk:
-                break
-            answer += chunk
-        conn.settimeout(5)
-        while chunk := conn.recv(65536):
-            answer += chunk
+        try:
+            for byte in body:
+                try:
+                    conn.sendall(bytes([byte]))
+                except BrokenPipeError:  # closed by the server
+                    break
+                conn.settimeout(0.2)
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                answer += chunk
+            conn.settimeout(5)
+            while chunk := conn.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            reset = True
     elapsed = time.monotonic() - started
-    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-    assert b"RequestTimeoutException" in answer and b"connection: close" in answer.lower()
+    assert answer or reset, "the server neither answered nor closed the connection"
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"RequestTimeoutException" in answer and b"connection: close" in answer.lower()
     assert 0.9 < elapsed < 4.0
 
 
