@@ -201,6 +201,47 @@ class UploadSettings(_Strict):
     )
 
 
+class StreamSettings(_Strict):
+    max_processors: int = Field(
+        4,
+        ge=1,
+        description="Stream processors that may run at once (each is a worker process with its own models); "
+        "StartStreamProcessor past it is LimitExceededException",
+    )
+    target_fps: float = Field(
+        10.0,
+        gt=0,
+        description="Frames per second a processor analyses (sampled on pts), unless its options say",
+    )
+    queue_frames: int = Field(
+        4,
+        ge=1,
+        description="Frames a processor buffers between capture and analysis; when analysis falls behind "
+        "the oldest is dropped (and counted) so records stay current",
+    )
+    record_interval_s: float = Field(
+        10.0,
+        gt=0,
+        description="A track's record is repeated at most this often while its identity does not change, "
+        "seconds (unless its options say)",
+    )
+    spool_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Records kept on disk per sink while the sink is down (bytes); past it the oldest are "
+        "dropped and counted",
+    )
+    status_interval_s: float = Field(
+        1.0, gt=0, description="How often a processor reports its state and counters to the server, seconds"
+    )
+    stop_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Time a stopping processor has to deliver queued records and exit before it is killed, "
+        "seconds",
+    )
+
+
 class ImageLimits(_Strict):
     max_bytes: int = Field(15 * 1024 * 1024, description="Largest encoded image accepted (bytes)")
     max_pixels: int = Field(
@@ -291,6 +332,11 @@ class Settings(BaseSettings):
     uploads: UploadSettings = Field(
         default_factory=UploadSettings,
         description="Analysis on upload: S3 event notifications and `keeneye watch-folder` (docs/uploads.md)",
+    )
+    streams: StreamSettings = Field(
+        default_factory=StreamSettings,
+        description="Live stream processors (Rekognition's stream-processor API over cameras; "
+        "docs/streams.md)",
     )
     models_path: Path | None = Field(
         None,

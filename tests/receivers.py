@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.time)  # wall clock when it arrived
 
 
 class WebhookReceiver:
@@ -190,6 +191,7 @@ class MqttSubscriber:
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.payloads: list[Any] = []
+        self.arrivals: list[float] = []  # wall clock of each payload's arrival
         self._lock = threading.Lock()
         subscribed = threading.Event()
         self._client = mqtt.Client(
@@ -205,6 +207,7 @@ class MqttSubscriber:
         def on_message(_c: Any, _u: Any, msg: Any) -> None:
             with self._lock:
                 self.payloads.append(json.loads(msg.payload))
+                self.arrivals.append(time.time())
 
         self._client.on_connect = on_connect
         self._client.on_subscribe = on_subscribe

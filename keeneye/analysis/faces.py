@@ -102,6 +102,12 @@ class FaceAnalyzer:
             face.embedding = np.asarray(vec, np.float32)
             face.embedder_id = self.embedder.embedder_id
 
+    def classify(self, image: UInt8Image, faces: list[Face], want: frozenset[str] | None = None) -> None:
+        """Add the classifier attributes (``want``: only the classifiers giving one of these keys, e.g.
+        ``{"emotions"}``) to faces found earlier, in place: for a face reported once, not every frame."""
+        if faces:
+            self._add_classifiers(image, faces, want)
+
     # -- stages ---------------------------------------------------------------------------------
     def _ensure_landmarks(self, image: UInt8Image, faces: list[Face], names: Sequence[str]) -> None:
         missing = [n for n in names if any(n not in f.landmarks for f in faces)]

@@ -59,7 +59,7 @@ from keeneye.aws import errors as aws_errors
 from keeneye.aws import model, shapes, sigv4
 from keeneye.aws.body_limits import BodyLimitMiddleware
 from keeneye.aws.errors import AwsError
-from keeneye.aws.handlers import OPERATIONS, VIDEO_OPERATIONS, Context, Services
+from keeneye.aws.handlers import OPERATIONS, STREAM_OPERATIONS, VIDEO_OPERATIONS, Context, Services
 from keeneye.aws.images import ImageLoader
 from keeneye.aws.openapi import document_native_errors
 from keeneye.config import Settings
@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from keeneye.service.collections import FaceCollections
     from keeneye.service.notifications import NotificationService
     from keeneye.service.retention import RetentionService
+    from keeneye.service.stream_processors import StreamProcessors
     from keeneye.service.uploads import UploadService
     from keeneye.service.video_jobs import VideoJobs
 
@@ -129,8 +130,36 @@ def build_services(settings: Settings) -> Services:
     collections, audit = build_collection_services(settings, faces)
     jobs = build_video_jobs(settings, images, faces, collections=collections, audit=audit)
     retention = build_retention(settings, collections, audit)
+    processors = build_stream_processors(settings, collections, audit, jobs)
     return Services(
-        faces=faces, images=images, collections=collections, audit=audit, video_jobs=jobs, retention=retention
+        faces=faces,
+        images=images,
+        collections=collections,
+        audit=audit,
+        video_jobs=jobs,
+        retention=retention,
+        stream_processors=processors,
+    )
+
+
+def build_stream_processors(
+    settings: Settings, collections: FaceCollections, audit: AuditLog, jobs: VideoJobs | None
+) -> StreamProcessors:
+    """Stream processors on the store in ``settings.data_dir``; NotificationChannel through the video
+    jobs' notification service (one outbox). Nothing runs until the app starts (``resume``)."""
+    from keeneye.service.stream_processors import StreamProcessors
+    from keeneye.store.db import Store
+
+    notifications = jobs.notifications if jobs is not None else None
+    return StreamProcessors(
+        Store.open(settings.data_dir, settings.database_url),
+        settings,
+        audit=audit,
+        notify=None if notifications is None else notifications.publish,
+        check_notification_topic=None if jobs is None else jobs.check_notification_topic,
+        check_collection=collections.describe_collection,
+        region=collections.region,
+        account=collections.account,
     )
 
 
@@ -355,6 +384,8 @@ def create_app(
     )
     if svc.video_jobs is None:
         supported -= frozenset(VIDEO_OPERATIONS)
+    if svc.stream_processors is None:
+        supported -= frozenset(STREAM_OPERATIONS)
     metrics = Metrics()
     # Analysis on upload (docs/uploads.md): built here rather than in build_services so that every
     # server with collections has it, however its Services were made.
@@ -378,7 +409,11 @@ def create_app(
 
             upload_worker = UploadWorker(uploads)
             await run_in_threadpool(upload_worker.start)
+        if svc.stream_processors is not None:  # processors running when the server stopped run again
+            await run_in_threadpool(svc.stream_processors.resume)
         yield
+        if svc.stream_processors is not None:  # they deliver what they have and resume at the next start
+            await run_in_threadpool(svc.stream_processors.close)
         if purger is not None:
             await run_in_threadpool(purger.stop)
         if upload_worker is not None:  # a running event finishes; a queued one waits for the next start
@@ -458,7 +493,12 @@ def create_app(
 
     @app.get("/v1/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     def metrics_text() -> str:
-        return metrics.render()
+        text = metrics.render()
+        if svc.stream_processors is not None:
+            from keeneye.aws.stream_routes import render_metrics
+
+            text += render_metrics(svc.stream_processors.all_stats())
+        return text
 
     @app.get("/v1/audit", summary="Audit records of identity operations (authenticated)")
     async def audit(
@@ -478,6 +518,9 @@ def create_app(
     _add_accountability_routes(app, svc, keys, clock, limiter)
     _add_redaction_route(app, svc, settings, keys, clock, limiter)
     _add_upload_routes(app, svc, uploads, keys, clock, limiter)
+    from keeneye.aws.stream_routes import add_stream_routes
+
+    add_stream_routes(app, svc, keys, clock, limiter)
     return app
 
 
@@ -518,6 +561,15 @@ def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     return dict(resolve(schema))
 
 
+def _channel_schema() -> dict[str, Any]:
+    """A notification channel's body: a SinkSpec without ``s3`` (a channel is a webhook, MQTT or JSONL)."""
+    from keeneye.streams.sinks import SinkSpec
+
+    schema = _inline_schema(SinkSpec)
+    schema.get("properties", {}).pop("s3", None)
+    return schema
+
+
 def _add_job_routes(
     app: FastAPI, svc: Services, keys: KeyRing, clock: Callable[[], datetime], limiter: RateLimiter
 ) -> None:
@@ -526,8 +578,6 @@ def _add_job_routes(
     ``{"error": {"code", "message"}}`` with 400/401/403/404/409/429/503."""
     from fastapi.exception_handlers import request_validation_exception_handler
     from fastapi.exceptions import RequestValidationError
-
-    from keeneye.streams.sinks import SinkSpec
 
     async def native(
         request: Request, call: Callable[[bytes], Any], action: str, resource: str = "*"
@@ -627,7 +677,7 @@ def _add_job_routes(
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": _inline_schema(SinkSpec)}},
+                "content": {"application/json": {"schema": _channel_schema()}},
             }
         },
     )

@@ -11,13 +11,6 @@ from keeneye.aws.model import operation_names, service_model
 
 # Operations keeneye means to serve later (video, streams, liveness), and why the rest are not planned.
 NOT_YET: dict[str, str] = {
-    "CreateStreamProcessor": "live cameras",
-    "DeleteStreamProcessor": "live cameras",
-    "DescribeStreamProcessor": "live cameras",
-    "ListStreamProcessors": "live cameras",
-    "StartStreamProcessor": "live cameras",
-    "StopStreamProcessor": "live cameras",
-    "UpdateStreamProcessor": "live cameras",
     "CreateFaceLivenessSession": "liveness models are installed; the session flow is not",
     "GetFaceLivenessSessionResults": "liveness models are installed; the session flow is not",
     "DetectLabels": "only the Person label could be offered (person detector)",
@@ -42,8 +35,44 @@ NOTIFICATION_NOTE = (
     "See docs/notifications.md"
 )
 
+STREAM_INPUT_NOTE = (
+    "`KinesisVideoStream.Arn`: a camera registered with `PUT /v1/cameras/{name}` "
+    "(`arn:aws:kinesisvideo:<region>:<account>:stream/<name>/1`; it may push to keeneye with `listen`), "
+    "or a URL: `rtsp://`, `rtsps://`, `rtmp://`, `http(s)://` (MJPEG, HLS), `file://` inside a folder served "
+    "as a bucket. See docs/streams.md"
+)
+STREAM_OUTPUT_NOTE = (
+    "`KinesisDataStream.Arn`: a data stream registered with `PUT /v1/data-streams/{name}` "
+    "(`arn:aws:kinesis:<region>:<account>:stream/<name>`: one or several webhook / MQTT / JSONL sinks) or a "
+    "sink URL (`http(s)://`, `mqtt://host:port/topic`, `file://NAME.jsonl`, `s3://bucket/prefix`); "
+    "`S3Destination` writes each record as a JSON object to a bucket the server serves. Records wait on "
+    "disk (up to `streams.spool_max_bytes`) while a sink is down"
+)
+
 # Parameters of supported operations that keeneye accepts but does not honour (fully).
 PARAMETER_NOTES: dict[str, dict[str, str]] = {
+    "CreateStreamProcessor": {
+        "Input": STREAM_INPUT_NOTE,
+        "Output": STREAM_OUTPUT_NOTE,
+        "Settings": "`FaceSearch` (CollectionId, FaceMatchThreshold, default 80) and/or `ConnectedHome` "
+        "(Labels: `PERSON` only, `ALL` means PERSON; MinConfidence, default 50)",
+        "RegionsOfInterest": "boxes and polygons: only faces whose centre, and persons whose feet, are "
+        "inside one are analysed",
+        "NotificationChannel": "told when a session ends (`STREAM_PROCESSING_COMPLETE`, keeneye's shape); "
+        "the SNSTopicArn must be mapped with `PUT /v1/notification-channels/{SNSTopicArn}`",
+        "RoleArn": "accepted, not used (no IAM roles)",
+        "KmsKeyId": "accepted, not used (records are not encrypted by keeneye)",
+        "DataSharingPreference": "accepted, stored; nothing is ever shared",
+        "Tags": "stored with the processor; TagResource on processor ARNs is not supported",
+    },
+    "StartStreamProcessor": {
+        "StartSelector": "refused (InvalidParameterException): cameras are read live, with no archive",
+        "StopSelector": "`MaxDurationInSeconds`: the processor stops itself after it",
+    },
+    "UpdateStreamProcessor": {
+        "SettingsForUpdate": "ConnectedHome Labels and MinConfidence; only while the processor is stopped",
+        "RegionsOfInterestForUpdate": "only while the processor is stopped",
+    },
     "DetectFaces": {
         "Attributes": "BEARD, EYEGLASSES, EYE_DIRECTION, FACE_OCCLUDED, MUSTACHE, SUNGLASSES are accepted "
         "and omitted from FaceDetail (no model); see docs/attributes.md",
@@ -133,8 +162,11 @@ naming this page.
   `server.max_inflight` requests being analysed; boto3 retries it), `AccessDeniedException` (mapped
   from keeneye's AccessDenied; no operation raises it today), `InternalServerError` (HTTP 500, details
   only in the server log).
-* `LimitExceededException`, `ProvisionedThroughputExceededException`, `IdempotentParameterMismatchException`
-  and `ResourceInUseException` are never sent.
+* `ResourceInUseException`: a stream processor name already taken (CreateStreamProcessor), or a
+  processor in a state that does not allow the call (starting a running one, stopping a stopped one,
+  updating or deleting a running one).
+* `LimitExceededException`, `ProvisionedThroughputExceededException` and
+  `IdempotentParameterMismatchException` are never sent.
 
 ## Operations
 

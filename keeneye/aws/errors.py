@@ -37,6 +37,7 @@ STATUS: Final[dict[str, int]] = {
     "RequestTimeoutException": 408,  # body not received in time (botocore retries it as transient)
     "ResourceAlreadyExistsException": 400,
     "ResourceNotFoundException": 400,
+    "ResourceInUseException": 400,
     "SerializationException": 400,
     "ServiceQuotaExceededException": 400,
     "ThrottlingException": 400,
@@ -50,6 +51,7 @@ STATUS: Final[dict[str, int]] = {
 _CORE: Final[tuple[tuple[type[core.KeeneyeError], str], ...]] = (
     (core.NotFound, "ResourceNotFoundException"),
     (core.AlreadyExists, "ResourceAlreadyExistsException"),
+    (core.ResourceInUse, "ResourceInUseException"),
     (core.InvalidImage, "InvalidImageFormatException"),
     (core.ImageTooLarge, "ImageTooLargeException"),
     # Stored-video jobs report undecodable videos as FAILED with a StatusMessage; where a request

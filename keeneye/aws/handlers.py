@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from keeneye.service.audit import AuditLog
     from keeneye.service.collections import FaceCollections, FaceMatch, UserMatch
     from keeneye.service.retention import RetentionService
+    from keeneye.service.stream_processors import ProcessorInfo, StreamProcessors
     from keeneye.service.video_jobs import JobPage, VideoJobs
 
 Params = dict[str, Any]
@@ -45,6 +46,7 @@ class Services:
     # POST /v1/redact's face pipeline (a lower detector threshold); None: built from the settings at
     # the first call (keeneye.service.redaction.build_redaction_analyzer).
     redaction_analyzer: FaceAnalyzer | None = None
+    stream_processors: StreamProcessors | None = None  # live cameras (keeneye/service/stream_processors.py)
 
 
 def _allow_all(action: str, resource: str) -> bool:
@@ -582,6 +584,121 @@ VIDEO_OPERATIONS: dict[str, Handler] = {
     "GetFaceSearch": get_face_search,
 }
 
+# -- stream processors (live cameras) -------------------------------------------------------------------
+
+
+def _processors(ctx: Context) -> StreamProcessors:
+    if ctx.services.stream_processors is None:
+        raise AwsError("InternalServerError", "stream processors are not available on this server")
+    return ctx.services.stream_processors
+
+
+def create_stream_processor(ctx: Context, p: Params) -> Response:
+    face = (p.get("Settings") or {}).get("FaceSearch")
+    if face is not None and face.get("CollectionId"):
+        # A processor identifies people: its creator must be allowed to search that collection.
+        arn = _collections(ctx).arn(str(face["CollectionId"]))
+        if not ctx.authorize("rekognition:SearchFaces", arn):
+            raise AwsError(
+                "AccessDeniedException",
+                f"this access key may not search {arn} (rekognition:SearchFaces), which a FaceSearch "
+                "stream processor does",
+            )
+    arn = _processors(ctx).create(p["Name"], p)
+    _audit(
+        ctx, "CreateStreamProcessor", face.get("CollectionId") if face else None, details={"name": p["Name"]}
+    )
+    return {"StreamProcessorArn": arn}
+
+
+def _processor_shape(info: ProcessorInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "Name": info.name,
+        "StreamProcessorArn": info.arn,
+        "Status": info.status,
+        "CreationTimestamp": shapes.epoch_seconds(info.created_at),
+        "LastUpdateTimestamp": shapes.epoch_seconds(info.updated_at),
+    }
+    if info.status_message:
+        out["StatusMessage"] = info.status_message
+    for key in (
+        "Input",
+        "Output",
+        "RoleArn",
+        "Settings",
+        "NotificationChannel",
+        "KmsKeyId",
+        "RegionsOfInterest",
+        "DataSharingPreference",
+    ):
+        if key in info.request:
+            out[key] = info.request[key]
+    return out
+
+
+def describe_stream_processor(ctx: Context, p: Params) -> Response:
+    return _processor_shape(_processors(ctx).describe(p["Name"]))
+
+
+def list_stream_processors(ctx: Context, p: Params) -> Response:
+    from keeneye.service.collections import decode_token, encode_token
+
+    after = decode_token(p.get("NextToken"), "stream-processors")
+    page, last = _processors(ctx).list_processors(p.get("MaxResults", 1000), after)
+    out: Response = {"StreamProcessors": [{"Name": i.name, "Status": i.status} for i in page]}
+    if last is not None:
+        out["NextToken"] = encode_token("stream-processors", last)
+    return out
+
+
+def start_stream_processor(ctx: Context, p: Params) -> Response:
+    if p.get("StartSelector"):
+        raise AwsError(
+            "InvalidParameterException",
+            "StartSelector is not supported: keeneye reads cameras live and keeps no fragment archive to "
+            "start from",
+        )
+    duration = (p.get("StopSelector") or {}).get("MaxDurationInSeconds")
+    session = _processors(ctx).start(p["Name"], max_duration_s=duration, access_key=ctx.access_key_id)
+    _audit(ctx, "StartStreamProcessor", None, details={"name": p["Name"], "session_id": session})
+    return {"SessionId": session}
+
+
+def stop_stream_processor(ctx: Context, p: Params) -> Response:
+    _processors(ctx).stop(p["Name"])
+    _audit(ctx, "StopStreamProcessor", None, details={"name": p["Name"]})
+    return {}
+
+
+def update_stream_processor(ctx: Context, p: Params) -> Response:
+    home = (p.get("SettingsForUpdate") or {}).get("ConnectedHomeForUpdate")
+    _processors(ctx).update(
+        p["Name"],
+        connected_home=home,
+        regions=p.get("RegionsOfInterestForUpdate"),
+        data_sharing=p.get("DataSharingPreferenceForUpdate"),
+        delete=p.get("ParametersToDelete") or (),
+    )
+    _audit(ctx, "UpdateStreamProcessor", None, details={"name": p["Name"]})
+    return {}
+
+
+def delete_stream_processor(ctx: Context, p: Params) -> Response:
+    _processors(ctx).delete(p["Name"])
+    _audit(ctx, "DeleteStreamProcessor", None, details={"name": p["Name"]})
+    return {}
+
+
+STREAM_OPERATIONS: dict[str, Handler] = {
+    "CreateStreamProcessor": create_stream_processor,
+    "DescribeStreamProcessor": describe_stream_processor,
+    "ListStreamProcessors": list_stream_processors,
+    "StartStreamProcessor": start_stream_processor,
+    "StopStreamProcessor": stop_stream_processor,
+    "UpdateStreamProcessor": update_stream_processor,
+    "DeleteStreamProcessor": delete_stream_processor,
+}
+
 FACE_OPERATIONS: dict[str, Handler] = {"DetectFaces": detect_faces, "CompareFaces": compare_faces}
 
 COLLECTION_OPERATIONS: dict[str, Handler] = {
@@ -606,7 +723,12 @@ COLLECTION_OPERATIONS: dict[str, Handler] = {
     "ListTagsForResource": list_tags_for_resource,
 }
 
-OPERATIONS: dict[str, Handler] = {**FACE_OPERATIONS, **COLLECTION_OPERATIONS, **VIDEO_OPERATIONS}
+OPERATIONS: dict[str, Handler] = {
+    **FACE_OPERATIONS,
+    **COLLECTION_OPERATIONS,
+    **VIDEO_OPERATIONS,
+    **STREAM_OPERATIONS,
+}
 
 # Parameters of supported operations keeneye accepts but does not act on (docs/rekognition-coverage.md).
 IGNORED_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -615,4 +737,6 @@ IGNORED_PARAMETERS: dict[str, tuple[str, ...]] = {
     "DeleteUser": ("ClientRequestToken",),
     "AssociateFaces": ("ClientRequestToken",),
     "DisassociateFaces": ("ClientRequestToken",),
+    # No IAM or KMS here; records are not shared with anyone (docs/streams.md).
+    "CreateStreamProcessor": ("RoleArn", "KmsKeyId", "DataSharingPreference"),
 }

@@ -180,6 +180,16 @@ def _pattern(text: str) -> re.Pattern[str] | None:
         return None
 
 
+# Kinesis ARNs of stream processors: keeneye also takes a camera URL (Input) or a sink URL (Output) in
+# their place (docs/streams.md); any other value must still match AWS's pattern.
+URL_OR_ARN = frozenset({"KinesisVideoArn", "KinesisDataArn"})
+_URL = re.compile(r"(?i)(rtsps?|rtmp|https?|file|mqtts?)://\S+")
+
+
+def _is_url(value: str) -> bool:
+    return _URL.fullmatch(value) is not None
+
+
 def _check_constraints(value: Any, shape: Shape, path: str, errors: list[str]) -> None:
     """Maximums, enums and patterns, which botocore's validator leaves to the service."""
     meta = shape.metadata
@@ -224,6 +234,8 @@ def _check_constraints(value: Any, shape: Shape, path: str, errors: list[str]) -
                     f"Member must satisfy enum value set: [{', '.join(enum)}]"
                 )
             pattern = _pattern(meta["pattern"]) if "pattern" in meta else None
+            if shape.name in URL_OR_ARN and _is_url(value):
+                pattern = None  # keeneye's extension: a camera or sink URL where AWS wants a Kinesis ARN
             if pattern is not None and not pattern.fullmatch(value):
                 errors.append(
                     f"Value {_show(value)} at '{path}' failed to satisfy constraint: "

@@ -25,6 +25,13 @@ class AlreadyExists(KeeneyeError):
     code = "AlreadyExists"
 
 
+class ResourceInUse(KeeneyeError):
+    """The resource is in a state that does not allow the request (a running stream processor cannot be
+    deleted or updated, a stopped one cannot be stopped); HTTP 409 in the native API."""
+
+    code = "Conflict"
+
+
 class InvalidImage(KeeneyeError):
     """The bytes are not a decodable JPEG/PNG (empty, truncated, another format)."""
 

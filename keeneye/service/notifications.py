@@ -210,6 +210,10 @@ class NotificationService:
                 spec = SinkSpec.model_validate(spec)
             except ValidationError as exc:
                 raise InvalidParameter(_validation_message(exc)) from None
+        if spec.kind == "s3":
+            raise InvalidParameter(
+                "a notification channel is a webhook, an MQTT topic or a JSONL file, not S3"
+            )
         now = self._clock()
         with self._store.transaction() as s:
             row = s.get(NotificationChannelRow, topic_arn)

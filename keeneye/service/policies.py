@@ -40,6 +40,8 @@ NATIVE_ACTIONS = (
     "keeneye:RedactImage",  # POST /v1/redact (with keep_collection also SearchFacesByImage on it)
     "keeneye:PostUploadEvent",  # POST /v1/upload-events (S3/MinIO notifications, docs/uploads.md)
     "keeneye:ManageUploadRules",  # /v1/upload-rules/{bucket} (arn:aws:s3:::<bucket>), GET /v1/upload-events
+    "keeneye:ManageCameras",  # /v1/cameras/{name} (arn:aws:kinesisvideo:...:stream/<name>/1)
+    "keeneye:ManageDataStreams",  # /v1/data-streams/{name} (arn:aws:kinesis:...:stream/<name>)
 )
 SERVICES = ("rekognition", "keeneye")
 _STATEMENT_KEYS = frozenset({"Sid", "Effect", "Action", "Resource"})
@@ -204,10 +206,13 @@ def _check_action(action: str, where: str) -> None:
 
 def resource_for(params: Mapping[str, Any], collection_arn: Callable[[str], str]) -> str:
     """The resource an AWS operation acts on: the collection ARN for a CollectionId, the ResourceArn of
-    the tag operations, else ``*`` (DetectFaces, CompareFaces, Start/GetPersonTracking, ...).
+    the tag operations, the stream processor's ARN for a Name, else ``*`` (DetectFaces, CompareFaces,
+    Start/GetPersonTracking, ...).
     ``collection_arn``: CollectionId -> ARN (FaceCollections.arn)."""
     if isinstance(params.get("CollectionId"), str):
         return collection_arn(params["CollectionId"])
     if isinstance(params.get("ResourceArn"), str):
         return str(params["ResourceArn"])
+    if isinstance(params.get("Name"), str):  # the stream-processor operations (same region and account)
+        return collection_arn("*").replace(":collection/*", f":streamprocessor/{params['Name']}")
     return "*"

@@ -80,15 +80,21 @@ class TrackingResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def tracking_thresholds(settings: Settings) -> TrackerConfig:
+    """The tracker thresholds for the configured person detector (its low-score floor included)."""
+    threshold = settings.persons.score_threshold
+    floor = min(DETECTION_FLOOR, threshold) if settings.persons.kind == "centernet" else threshold
+    return TrackerConfig(high_score=threshold, new_track_score=threshold, low_score=floor)
+
+
 def build_tracking_detector(settings: Settings) -> tuple[ObjectDetector, TrackerConfig]:
     """The configured person detector with its low-score floor, and the tracker thresholds to match."""
     from keeneye.models.registry import build_person_detector
 
-    threshold = settings.persons.score_threshold
-    floor = min(DETECTION_FLOOR, threshold) if settings.persons.kind == "centernet" else threshold
-    persons = settings.persons.model_copy(update={"score_threshold": floor})
+    config = tracking_thresholds(settings)
+    persons = settings.persons.model_copy(update={"score_threshold": config.low_score})
     detector = build_person_detector(settings.model_copy(update={"persons": persons}))
-    return detector, TrackerConfig(high_score=threshold, new_track_score=threshold, low_score=floor)
+    return detector, config
 
 
 def track_video(

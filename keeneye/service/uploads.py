@@ -89,6 +89,8 @@ class UploadRule(BaseModel):
     def _sink_for_search_only(self) -> UploadRule:
         if self.task == "index-faces" and self.sink is not None:
             raise ValueError("an index-faces rule has no sink")
+        if self.sink is not None and self.sink.kind == "s3":
+            raise ValueError("a search rule's sink is a webhook, an MQTT topic or a JSONL file, not S3")
         return self
 
     def public(self) -> dict[str, Any]:

@@ -289,3 +289,56 @@ class UploadEventRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class CameraRow(Base):
+    """A camera registered by name (``PUT /v1/cameras/{name}``), what a stream processor's
+    ``Input.KinesisVideoStream.Arn`` ``arn:aws:kinesisvideo:<region>:<account>:stream/<name>/<n>`` names.
+
+    ``url``: rtsp(s)/http(s)/rtmp URL (may hold a password: shown redacted); ``listen``: keeneye waits for
+    the camera to push to ``url`` (RTSP ANNOUNCE/RECORD or RTMP publish) instead of pulling from it."""
+
+    __tablename__ = "cameras"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    listen: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DataStreamRow(Base):
+    """A named record destination (``PUT /v1/data-streams/{name}``), what a stream processor's
+    ``Output.KinesisDataStream.Arn`` ``arn:aws:kinesis:<region>:<account>:stream/<name>`` names:
+    ``sink`` is a SinkSpec as JSON (webhook, mqtt or jsonl; secrets shown redacted)."""
+
+    __tablename__ = "data_streams"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sink: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StreamProcessorRow(Base):
+    """One stream processor (CreateStreamProcessor): its request, keeneye options and state.
+
+    ``request``: the Create request's Input, Output, Settings, RegionsOfInterest, NotificationChannel,
+    RoleArn, KmsKeyId, DataSharingPreference and Tags as given (PascalCase, AWS's shapes); ``options``:
+    keeneye's own (lines, zones, record interval, sampling fps; ``PUT /v1/stream-processors/{name}/options``).
+    ``status``: STOPPED / STARTING / RUNNING / FAILED / STOPPING / UPDATING, ``status_message`` why;
+    ``desired``: ``running`` when started and not stopped (a server restart starts it again) or
+    ``stopped``; ``session_id`` of the current or last run; ``stop_at`` from StopSelector."""
+
+    __tablename__ = "stream_processors"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    status_message: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    desired: Mapped[str] = mapped_column(String(16))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    stop_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

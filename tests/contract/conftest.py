@@ -21,7 +21,12 @@ import pytest
 import uvicorn
 from botocore.config import Config
 
-from keeneye.aws.app import build_collection_services, build_video_jobs, create_app
+from keeneye.aws.app import (
+    build_collection_services,
+    build_stream_processors,
+    build_video_jobs,
+    create_app,
+)
 from keeneye.aws.handlers import Services
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ServerSettings, Settings, VideoJobSettings
@@ -57,7 +62,8 @@ class RunningServer:
         collections, audit = build_collection_services(settings, self.faces)
         images = ImageLoader(dict(self.buckets), self.s3_endpoint)
         jobs = build_video_jobs(settings, images, self.faces, collections=collections, audit=audit)
-        self.services = Services(self.faces, images, collections, audit, jobs)
+        processors = build_stream_processors(settings, collections, audit, jobs)
+        self.services = Services(self.faces, images, collections, audit, jobs, stream_processors=processors)
         self.app = create_app(settings, services=self.services, keys=KEYS)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
