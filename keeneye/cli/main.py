@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from keeneye.cli import audit, batch, collections, faces, keys, models, redact, serve, track, uploads
+from keeneye.cli import audit, batch, collections, faces, keys, models, redact, serve, track, uploads, watch
 
 app = typer.Typer(
     name="keeneye",
@@ -33,6 +33,7 @@ app.command("purge")(collections.purge)
 app.command("track")(track.track)
 app.command("redact")(redact.redact)
 app.command("watch-folder")(uploads.watch_folder)
+app.command("watch")(watch.watch)
 app.command("batch")(batch.batch)
 
 
