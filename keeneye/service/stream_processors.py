@@ -28,8 +28,9 @@ silently. Why a process per processor: a camera's decode and models then use the
 GIL shared with the API or other cameras), and one crashing camera or model cannot take the server down.
 
 States: STOPPED -> (Start) STARTING -> RUNNING -> (Stop) STOPPING -> STOPPED; FAILED when the worker
-dies or cannot start; UPDATING while UpdateStreamProcessor writes. A processor that was running when the
-server stopped is started again when it starts (``desired`` = running).
+dies or cannot start (UpdateStreamProcessor applies at once to a stopped processor: no UPDATING). A
+processor that was running when the server stopped is started again when it starts (``desired`` =
+running); one that cannot be (its camera or collection gone) is FAILED with the reason.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import select
 
 from keeneye.config import Settings
-from keeneye.core.errors import InvalidParameter, LimitExceeded, NotFound, ResourceInUse
+from keeneye.core.errors import InvalidParameter, KeeneyeError, LimitExceeded, NotFound, ResourceInUse
 from keeneye.store.db import Store
 from keeneye.store.tables import CameraRow, DataStreamRow, StreamProcessorRow
 from keeneye.streams.sinks import redacted_url
@@ -790,6 +791,12 @@ class StreamProcessors:
                 row = self._row(s, name)
                 if row.status in ACTIVE or name in self._running:
                     raise ResourceInUse(f"stream processor {name!r} is {row.status}")
+                request = dict(row.request)
+            # What Create checked may have changed since (a camera, a data stream or the collection gone):
+            # refused now, with what to fix, rather than a worker that fails.
+            self._validate(request)
+            with self._store.transaction() as s:
+                row = self._row(s, name)
                 row.status, row.status_message, row.desired = "STARTING", None, "running"
                 row.session_id = session_id
                 row.stop_at = None if max_duration_s is None else now + timedelta(seconds=max_duration_s)
@@ -985,7 +992,9 @@ class StreamProcessors:
         """The latest counters a running processor reported (empty when it is not running)."""
         with self._lock:
             running = self._running.get(name)
-            return dict(running.stats) if running is not None else {}
+            if running is None:
+                return {}
+            return {**running.stats, "worker_pid": running.process.pid}
 
     def all_stats(self) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -1018,6 +1027,14 @@ class StreamProcessors:
                 started.append(name)
             except Exception as err:  # one bad processor must not keep the others down; its row says why
                 log.error("stream processor %s could not be resumed: %s", name, err)
+                message = err.message if isinstance(err, KeeneyeError) else f"{type(err).__name__}: {err}"
+                with self._store.transaction() as s:
+                    row = s.get(StreamProcessorRow, name)
+                    if row is not None and row.status not in ACTIVE:
+                        row.status, row.desired, row.updated_at = "FAILED", "stopped", _now()
+                        row.status_message = f"could not be started again after a server restart: {message}"[
+                            :1024
+                        ]
         return started
 
     def close(self) -> None:

@@ -8,6 +8,8 @@ GStreamer's RTSP server on 127.0.0.1 (tests/rtsp/rig.py), the broker is mosquitt
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -349,3 +351,49 @@ def test_a_camera_that_pushes_feeds_its_processor(server: RunningServer, shared_
     ]
     assert records and all(shape_problems(r) == [] for r in records)
     assert all(r["InputInformation"]["KinesisVideo"]["StreamArn"].endswith(":stream/door/1") for r in records)
+
+
+def test_a_worker_that_dies_is_failed_and_notified(server: RunningServer, shared_data: Path) -> None:
+    """Never silently: a worker killed with SIGKILL makes the processor FAILED with the reason, and its
+    NotificationChannel is told; it can be started again; a Start whose collection is gone is refused."""
+    client = server.client()
+    _index_hamilton(client, shared_data)
+    topic = "arn:aws:sns:us-east-1:123456789012:keeneye-streams"
+    clip = shared_data / "video" / "face_clips" / "short_hamilton_clip.mp4"
+    with webhook_receiver() as hook, rtsp_server(clip, loop=True) as camera:
+        r = httpx.put(
+            f"{server.url}/v1/notification-channels/{topic}",
+            json={"webhook": {"url": hook.url}},
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        client.create_stream_processor(
+            Name="fragile",
+            Input={"KinesisVideoStream": {"Arn": camera.url}},
+            Output={"KinesisDataStream": {"Arn": "file://fragile.jsonl"}},
+            Settings={"FaceSearch": {"CollectionId": "hamilton"}},
+            NotificationChannel={"SNSTopicArn": topic},
+            RoleArn=ROLE,
+        )
+        client.start_stream_processor(Name="fragile")
+        _wait_status(client, "fragile", "RUNNING")
+        wait_until(lambda: _stats(server, "fragile").get("frames_processed", 0) > 0, START_S, "frames")
+        os.kill(_stats(server, "fragile")["worker_pid"], signal.SIGKILL)
+        failed = _wait_status(client, "fragile", "FAILED", 30)
+        assert "code -9" in failed["StatusMessage"], failed
+        message = json.loads(hook.wait_for(1, timeout_s=30)[0].body["Message"])
+        assert message["eventNamespace"]["type"] == "STREAM_PROCESSING_COMPLETE"
+        assert message["status"] == "FAILED" and message["streamProcessorArn"].endswith("/fragile")
+
+        client.start_stream_processor(Name="fragile")  # FAILED is not a dead end
+        _wait_status(client, "fragile", "RUNNING")
+        client.stop_stream_processor(Name="fragile")
+        _wait_status(client, "fragile", "STOPPED", 30)
+        client.delete_collection(CollectionId="hamilton")
+        code, message_text = _error(lambda: client.start_stream_processor(Name="fragile"))
+        assert code == "InvalidParameterException" and "hamilton" in message_text
+    ended = [r for r in httpx.get(f"{server.url}/v1/audit", headers=AUTH).json()["records"]]
+    assert [r["details"]["status"] for r in ended if r["operation"] == "StreamProcessorEnded"] == [
+        "FAILED",
+        "STOPPED",
+    ]
