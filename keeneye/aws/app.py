@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -570,20 +570,17 @@ def _channel_schema() -> dict[str, Any]:
     return schema
 
 
-def _add_job_routes(
-    app: FastAPI, svc: Services, keys: KeyRing, clock: Callable[[], datetime], limiter: RateLimiter
-) -> None:
-    """``/v1/jobs`` (list, one, cancel), ``/v1/notification-channels`` (list, one, put, delete) and
-    ``/v1/notifications`` (the outbox), authenticated and authorized like ``/v1/audit``; errors are
-    ``{"error": {"code", "message"}}`` with 400/401/403/404/409/429/503."""
-    from fastapi.exception_handlers import request_validation_exception_handler
-    from fastapi.exceptions import RequestValidationError
+NativeCall = Callable[..., Awaitable[Response]]
+
+
+def native_runner(keys: KeyRing, clock: Callable[[], datetime], limiter: RateLimiter) -> NativeCall:
+    """``native(request, call, action, resource="*")``: authenticate, authorize ``action`` on
+    ``resource``, run ``call(body)`` in a worker thread and answer its JSON (None: 204); keeneye errors
+    become ``{"error": {"code", "message"}}`` with their HTTP status."""
 
     async def native(
         request: Request, call: Callable[[bytes], Any], action: str, resource: str = "*"
     ) -> Response:
-        """Authenticate, authorize ``action`` on ``resource``, run ``call(body)`` in a worker thread and
-        answer its JSON (None: 204)."""
         body = await request.body()
         refused = _gate_native(request, body, keys, clock(), limiter, action, resource)
         if isinstance(refused, Response):
@@ -596,6 +593,20 @@ def _add_job_routes(
         if result is None:
             return Response(status_code=204)
         return JSONResponse(result)
+
+    return native
+
+
+def _add_job_routes(
+    app: FastAPI, svc: Services, keys: KeyRing, clock: Callable[[], datetime], limiter: RateLimiter
+) -> None:
+    """``/v1/jobs`` (list, one, cancel), ``/v1/notification-channels`` (list, one, put, delete) and
+    ``/v1/notifications`` (the outbox), authenticated and authorized like ``/v1/audit``; errors are
+    ``{"error": {"code", "message"}}`` with 400/401/403/404/409/429/503."""
+    from fastapi.exception_handlers import request_validation_exception_handler
+    from fastapi.exceptions import RequestValidationError
+
+    native = native_runner(keys, clock, limiter)
 
     def jobs() -> VideoJobs:
         if svc.video_jobs is None:

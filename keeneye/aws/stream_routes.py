@@ -24,10 +24,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
-from keeneye.core.errors import BackendUnavailable, InvalidParameter, KeeneyeError
+from keeneye.core.errors import BackendUnavailable, InvalidParameter
 
 if TYPE_CHECKING:
     from keeneye.aws.handlers import Services
@@ -56,28 +54,14 @@ def add_stream_routes(
     clock: Callable[[], datetime],
     limiter: RateLimiter,
 ) -> None:
-    from keeneye.aws.app import _NATIVE_STATUS, _audit_change, _gate_native, _native_error
+    from keeneye.aws.app import _audit_change, native_runner
 
     def processors() -> StreamProcessors:
         if svc.stream_processors is None:
             raise BackendUnavailable("stream processors are not available on this server")
         return svc.stream_processors
 
-    async def native(
-        request: Request, call: Callable[[bytes], Any], action: str, resource: str = "*"
-    ) -> Response:
-        body = await request.body()
-        gate = _gate_native(request, body, keys, clock(), limiter, action, resource)
-        if isinstance(gate, Response):
-            return gate
-        request.state.access_key = gate.access_key_id
-        try:
-            result = await run_in_threadpool(call, body)
-        except KeeneyeError as err:
-            return _native_error(err.code, err.message, _NATIVE_STATUS.get(err.code, 400))
-        if result is None:
-            return Response(status_code=204)
-        return JSONResponse(result)
+    native = native_runner(keys, clock, limiter)
 
     def camera_arn(name: str) -> str:
         p = processors()
