@@ -207,6 +207,7 @@ def _worker_main(config: WorkerConfig, conn: Any) -> None:
     """A worker process: build the runtime, report status every interval, stop when told (or when
     StopSelector's duration is reached), exit 0 when stopped and 1 when the runtime failed."""
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s processor {config.name}: %(message)s")
+    conn = _LockedConnection(conn)
     try:
         code = _work(config, conn)
     except BaseException as err:  # reported to the server before dying: never silently
@@ -214,6 +215,25 @@ def _worker_main(config: WorkerConfig, conn: Any) -> None:
             conn.send(("failed", f"{type(err).__name__}: {err}"))
         raise
     raise SystemExit(code)
+
+
+class _LockedConnection:
+    """The worker's end of the pipe: the processing thread (identifications) and the main thread (status)
+    both send, and a Connection's send is not safe from two threads at once."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        with self._lock:
+            self._conn.send(message)
+
+    def poll(self, timeout_s: float) -> bool:
+        return bool(self._conn.poll(timeout_s))
+
+    def recv(self) -> Any:
+        return self._conn.recv()
 
 
 def _work(config: WorkerConfig, conn: Any) -> int:
