@@ -278,3 +278,52 @@ def test_secrets_never_appear_in_logs_errors_or_audit(
     )
     assert key.secret_access_key not in everything
     assert key.secret_access_key.encode() not in (server.data_dir / "keeneye.db").read_bytes()
+
+
+def test_stream_processor_permissions(server: RunningServer) -> None:
+    """Stream processors are resources (their ARN); a FaceSearch processor also needs the right to search
+    its collection; cameras are managed with keeneye:ManageCameras."""
+    admin = server.client()
+    for cid in ("staff", "vip"):
+        admin.create_collection(CollectionId=cid)
+    key = new_key(
+        server,
+        "door-operator",
+        policy(
+            allow("rekognition:*StreamProcessor", "arn:aws:rekognition:*:*:streamprocessor/door-*"),
+            allow("rekognition:SearchFaces", STAFF_ARN),
+        ),
+    )
+    operator = client_for(server, key)
+
+    def create(name: str, collection: str) -> Any:
+        return operator.create_stream_processor(
+            Name=name,
+            Input={"KinesisVideoStream": {"Arn": "rtsp://127.0.0.1:1/cam"}},
+            Output={"KinesisDataStream": {"Arn": f"file://{name}.jsonl"}},
+            Settings={"FaceSearch": {"CollectionId": collection}},
+            RoleArn="arn:aws:iam::000000000000:role/keeneye",
+        )
+
+    create("door-1", "staff")
+    code, message = error_of(lambda: create("door-2", "vip"))
+    assert code == "AccessDeniedException" and "collection/vip" in message
+    code, message = error_of(lambda: create("lobby", "staff"))
+    assert code == "AccessDeniedException" and "streamprocessor/lobby" in message
+    assert operator.describe_stream_processor(Name="door-1")["Status"] == "STOPPED"
+    admin.create_stream_processor(
+        Name="lobby",
+        Input={"KinesisVideoStream": {"Arn": "rtsp://127.0.0.1:1/cam"}},
+        Output={"KinesisDataStream": {"Arn": "file://lobby.jsonl"}},
+        Settings={"ConnectedHome": {"Labels": ["PERSON"]}},
+        RoleArn="arn:aws:iam::000000000000:role/keeneye",
+    )
+    for call in (
+        lambda: operator.describe_stream_processor(Name="lobby"),
+        lambda: operator.delete_stream_processor(Name="lobby"),
+        lambda: operator.start_stream_processor(Name="lobby"),
+    ):
+        assert error_of(call)[0] == "AccessDeniedException"
+    operator.delete_stream_processor(Name="door-1")
+    r = httpx.put(f"{server.url}/v1/cameras/door", json={"url": "rtsp://10.0.0.5/s"}, headers=bearer(key))
+    assert r.status_code == 403, r.text
