@@ -25,6 +25,7 @@ from keeneye.service.audit import AuditLog
 from keeneye.service.collections import FaceCollections
 from keeneye.service.faces import FaceService
 from keeneye.service.notifications import NotificationService
+from keeneye.service.stream_processors import StreamProcessors
 from keeneye.service.video_jobs import JobOutput, VideoJobs
 from keeneye.store.db import Store
 from tests.aws.conftest import CentreFaceDetector
@@ -72,6 +73,13 @@ def fuzz_app(root: Path) -> Iterator[FastAPI]:
         lambda ref: bucket / ref.name,
         notifications=NotificationService(store, fast, root / "data"),
     )
+    server = {"rate_limit_per_s": 0} if "rate_limit_per_s" in ServerSettings.model_fields else {}
+    settings = Settings(data_dir=root / "data", server=ServerSettings(**server))
+    # The real stream-processor service (its create/describe/options/cameras code); nothing the fuzzers
+    # send makes a valid camera and processor to start, so no worker process runs.
+    processors = StreamProcessors(
+        store, settings, audit=AuditLog(store), check_collection=collections.describe_collection
+    )
     services = Services(
         FaceService(analyzer),
         ImageLoader({"bkt": bucket}),
@@ -79,11 +87,11 @@ def fuzz_app(root: Path) -> Iterator[FastAPI]:
         AuditLog(store),
         jobs,
         redaction_analyzer=analyzer,
+        stream_processors=processors,
     )
-    server = {"rate_limit_per_s": 0} if "rate_limit_per_s" in ServerSettings.model_fields else {}
-    settings = Settings(data_dir=root / "data", server=ServerSettings(**server))
     try:
         yield create_app(settings, services=services, keys=KEYS)
     finally:
+        processors.close()
         jobs.close()
         store.close()

@@ -66,6 +66,13 @@ FUZZED = sorted(
         "GetPersonTracking",
         "StartFaceSearch",
         "GetFaceDetection",
+        "CreateStreamProcessor",
+        "DescribeStreamProcessor",
+        "ListStreamProcessors",
+        "StartStreamProcessor",
+        "StopStreamProcessor",
+        "UpdateStreamProcessor",
+        "DeleteStreamProcessor",
     }
     & set(OPERATIONS)
 )
