@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from keeneye.core.errors import InvalidParameter
-from keeneye.streams.capture import CapturedFrame, CaptureSettings, LiveSource
+from keeneye.streams.capture import CaptureSettings, LiveSource
 from tests.receivers import free_port, wait_until
 from tests.rtsp.rig import RtspServer, hamilton_rtsp, rtsp_server, write_h264_clip
+from tests.streams.frames import take
 
 __all__ = ["hamilton_rtsp"]  # the fixture, imported to be used here
 
@@ -23,18 +24,6 @@ pytestmark = pytest.mark.data
 FAST = CaptureSettings(
     open_timeout_s=3.0, stall_timeout_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, stop_timeout_s=2.0
 )
-
-
-def _take(source: LiveSource, n: int, timeout_s: float = 10.0) -> list[CapturedFrame]:
-    frames: list[CapturedFrame] = []
-    deadline = time.monotonic() + timeout_s
-    while len(frames) < n:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"got {len(frames)} of {n} frames in {timeout_s} s: {source.status()}"
-        item = source.get(remaining)
-        if item is not None:
-            frames.append(item)
-    return frames
 
 
 @pytest.fixture
@@ -51,7 +40,7 @@ def silent_port() -> Iterator[int]:
 
 def test_frames_arrive_over_rtsp_with_increasing_pts(hamilton_rtsp: RtspServer) -> None:
     with LiveSource(hamilton_rtsp.url, FAST, source_id="cam") as source:
-        frames = _take(source, 30)
+        frames = take(source, 30)
     status = source.status()
     assert status.state == "stopped"
     assert status.frames_read >= 30 and status.reconnects == 0
@@ -66,7 +55,7 @@ def test_frames_arrive_over_rtsp_with_increasing_pts(hamilton_rtsp: RtspServer) 
 
 def test_target_fps_samples_on_pts(hamilton_rtsp: RtspServer) -> None:
     with LiveSource(hamilton_rtsp.url, FAST.model_copy(update={"target_fps": 5.0})) as source:
-        frames = _take(source, 6)
+        frames = take(source, 6)
     pts = [f.frame.pts_ms for f in frames]
     gaps = [b - a for a, b in itertools.pairwise(pts)]
     # Never closer than the 200 ms period; 1/29.97 s frames put the kept ones 200.2 ms apart.
@@ -76,14 +65,14 @@ def test_target_fps_samples_on_pts(hamilton_rtsp: RtspServer) -> None:
 def test_slow_consumer_drops_oldest_and_queue_stays_bounded(hamilton_rtsp: RtspServer) -> None:
     settings = FAST.model_copy(update={"queue_size": 4})
     with LiveSource(hamilton_rtsp.url, settings) as source:
-        first = _take(source, 1)[0]
+        first = take(source, 1)[0]
         largest = 0
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:  # a consumer that does not keep up: looks every 0.1 s
             largest = max(largest, source.queued())
             time.sleep(0.1)
         status = source.status()
-        frames = _take(source, 4)
+        frames = take(source, 4)
     assert largest <= 4
     assert status.frames_dropped >= 30, status  # ~60 frames came in 2 s, 4 fit
     # What is left is the newest: the queued frames follow each other, well after the first one.
@@ -96,7 +85,7 @@ def test_slow_consumer_drops_oldest_and_queue_stays_bounded(hamilton_rtsp: RtspS
 def test_camera_restart_resumes_without_manual_action(hamilton_rtsp: RtspServer) -> None:
     states: list[str] = []
     with LiveSource(hamilton_rtsp.url, FAST) as source:
-        before = _take(source, 10)
+        before = take(source, 10)
         hamilton_rtsp.stop(hard=True)  # killed mid-stream (SIGKILL)
         wait_until(lambda: source.status().state == "reconnecting", 8.0, "state reconnecting")
         down = source.status()
@@ -107,7 +96,7 @@ def test_camera_restart_resumes_without_manual_action(hamilton_rtsp: RtspServer)
             pass
         hamilton_rtsp.start()
         wait_until(lambda: source.status().state == "running", 15.0, "state running again")
-        after = _take(source, 10)
+        after = take(source, 10)
         status = source.status()
     assert status.reconnects >= 1 and status.last_error is None
     assert after[0].connection >= 1
@@ -118,7 +107,7 @@ def test_camera_restart_resumes_without_manual_action(hamilton_rtsp: RtspServer)
 def test_stalled_stream_is_detected_and_resumed(hamilton_rtsp: RtspServer) -> None:
     settings = FAST.model_copy(update={"stall_timeout_s": 1.0})
     with LiveSource(hamilton_rtsp.url, settings) as source:
-        _take(source, 5)
+        take(source, 5)
         hamilton_rtsp.pause()  # the connection stays open, nothing comes
         try:
             wait_until(lambda: source.status().state == "reconnecting", 5.0, "state reconnecting")
@@ -127,13 +116,13 @@ def test_stalled_stream_is_detected_and_resumed(hamilton_rtsp: RtspServer) -> No
             hamilton_rtsp.resume()
         wait_until(lambda: source.status().state == "running", 10.0, "state running again")
         # Frames of the first connection may still be queued: the new connection's come after them.
-        assert any(f.connection >= 1 for f in _take(source, 8 + 5))
+        assert any(f.connection >= 1 for f in take(source, 8 + 5))
 
 
 def test_looping_server_keeps_the_timeline_going(tmp_path: Path) -> None:
     clip = write_h264_clip(tmp_path / "one_second.mp4", seconds=1.0, fps=25)
     with rtsp_server(clip, loop=True) as server, LiveSource(server.url, FAST) as source:
-        frames = _take(source, 60)  # 2.4 s of a 1 s clip
+        frames = take(source, 60)  # 2.4 s of a 1 s clip
         status = source.status()
     assert status.reconnects == 0 and status.state == "running", status
     pts = [f.frame.pts_ms for f in frames]
@@ -143,7 +132,7 @@ def test_looping_server_keeps_the_timeline_going(tmp_path: Path) -> None:
 def test_stream_end_without_loop_reconnects(tmp_path: Path) -> None:
     clip = write_h264_clip(tmp_path / "one_second.mp4", seconds=1.0, fps=25)
     with rtsp_server(clip) as server, LiveSource(server.url, FAST) as source:
-        _take(source, 10)
+        take(source, 10)
         wait_until(lambda: source.status().reconnects >= 1, 8.0, "a reconnect at the end of the stream")
         assert source.status().last_error
 
@@ -183,7 +172,7 @@ def test_file_url_is_read(shared_data: Path) -> None:
     clip = shared_data / "video" / "pets09_s2l1" / "vtest_480x360.mp4"
     settings = FAST.model_copy(update={"queue_size": 1000})
     with LiveSource(f"file://{clip}", settings) as source:
-        frames = _take(source, 50)
+        frames = take(source, 50)
     assert frames[0].frame.image.shape == (360, 480, 3)
     assert [f.frame.index for f in frames] == list(range(50))
     # Played at its own speed (10 fps): 50 frames take about 4.9 s of wall clock, not a burst.

@@ -18,6 +18,7 @@ from keeneye.core.errors import InvalidParameter
 from keeneye.streams.capture import CapturedFrame, CaptureSettings, LiveSource
 from tests.receivers import free_port, wait_until
 from tests.rtsp.rig import write_h264_clip
+from tests.streams.frames import take
 
 LISTEN = CaptureSettings(
     listen=True,
@@ -28,7 +29,6 @@ LISTEN = CaptureSettings(
     stop_timeout_s=2.0,
     queue_size=1000,  # keep every frame: the tests look at the whole timeline
 )
-FRAME_WAIT_S = 8.0
 
 
 @pytest.fixture
@@ -60,18 +60,6 @@ def kill(process: subprocess.Popen[bytes]) -> None:
 
 def url_of(scheme: str, port: int) -> str:
     return f"rtsp://127.0.0.1:{port}/cam" if scheme == "rtsp" else f"rtmp://127.0.0.1:{port}/live/cam"
-
-
-def take(source: LiveSource, n: int, timeout_s: float = FRAME_WAIT_S) -> list[CapturedFrame]:
-    frames: list[CapturedFrame] = []
-    deadline = time.monotonic() + timeout_s
-    while len(frames) < n:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"got {len(frames)} of {n} frames in {timeout_s} s: {source.status()}"
-        item = source.get(remaining)
-        if item is not None:
-            frames.append(item)
-    return frames
 
 
 def drain(source: LiveSource) -> list[CapturedFrame]:
