@@ -64,12 +64,10 @@ def add_stream_routes(
     native = native_runner(keys, clock, limiter)
 
     def camera_arn(name: str) -> str:
-        p = processors()
-        return f"arn:aws:kinesisvideo:{p.region}:{p.account}:stream/{name}/1"
+        return processors().camera_arn(name)
 
     def stream_arn(name: str) -> str:
-        p = processors()
-        return f"arn:aws:kinesis:{p.region}:{p.account}:stream/{name}"
+        return processors().data_stream_arn(name)
 
     # -- cameras ---------------------------------------------------------------------------------------
 

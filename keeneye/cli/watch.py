@@ -231,13 +231,14 @@ def _sinks(urls: list[str], settings: Settings, source: str) -> list[Sink]:
     from keeneye.streams.sinks import SinkError, build_local_sink, redacted_url
     from keeneye.streams.spool import SpooledSink
 
+    put_object = s3_put_object(settings)
     sinks: list[Sink] = []
     for url in urls:
         folder = (
             settings.data_dir / "watch-spool" / hashlib.sha256(f"{source}\n{url}".encode()).hexdigest()[:16]
         )
         try:
-            inner = build_local_sink(url, timeout_s=SINK_TIMEOUT_S, put_object=s3_put_object(settings))
+            inner = build_local_sink(url, timeout_s=SINK_TIMEOUT_S, put_object=put_object)
             sinks.append(
                 SpooledSink(inner, folder, max_bytes=settings.streams.spool_max_bytes, name=redacted_url(url))
             )

@@ -424,6 +424,15 @@ def status_message(stats: Mapping[str, Any]) -> str | None:
 # -- the service -----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Resolved:
+    """A processor's input and outputs as they resolve now: URL to read, listen or pull, sinks as JSON."""
+
+    url: str
+    listen: bool
+    sinks: list[dict[str, Any]]
+
+
 @dataclass
 class _Running:
     process: Any
@@ -473,6 +482,14 @@ class StreamProcessors:
     def arn(self, name: str) -> str:
         return f"arn:aws:rekognition:{self.region}:{self.account}:streamprocessor/{name}"
 
+    def camera_arn(self, name: str) -> str:
+        """What Input.KinesisVideoStream.Arn names a registered camera by."""
+        return f"arn:aws:kinesisvideo:{self.region}:{self.account}:stream/{name}/1"
+
+    def data_stream_arn(self, name: str) -> str:
+        """What Output.KinesisDataStream.Arn names a registered data stream by."""
+        return f"arn:aws:kinesis:{self.region}:{self.account}:stream/{name}"
+
     # -- cameras and data streams (native API) -----------------------------------------------------------
 
     def put_camera(self, name: str, url: str, *, listen: bool = False) -> dict[str, Any]:
@@ -501,7 +518,7 @@ class StreamProcessors:
             "name": row.name,
             "url": redacted_url(row.url),
             "listen": row.listen,
-            "arn": f"arn:aws:kinesisvideo:{self.region}:{self.account}:stream/{row.name}/1",
+            "arn": self.camera_arn(row.name),
             "created_at": row.created_at.isoformat(),
             "updated_at": row.updated_at.isoformat(),
         }
@@ -512,17 +529,11 @@ class StreamProcessors:
 
     def get_camera(self, name: str) -> dict[str, Any]:
         with self._store.transaction() as s:
-            row = s.get(CameraRow, name)
-            if row is None:
-                raise NotFound(f"no camera named {name!r}")
-            return self._camera_dict(row)
+            return self._camera_dict(_registered(s, CameraRow, name, NotFound))
 
     def delete_camera(self, name: str) -> None:
         with self._store.transaction() as s:
-            row = s.get(CameraRow, name)
-            if row is None:
-                raise NotFound(f"no camera named {name!r}")
-            s.delete(row)
+            s.delete(_registered(s, CameraRow, name, NotFound))
 
     def put_data_stream(self, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         """Register a data stream: one sink (``{"webhook": ...}``, ``{"mqtt": ...}``, ``{"jsonl": ...}``) or
@@ -554,7 +565,7 @@ class StreamProcessors:
         return {
             "name": row.name,
             "sinks": [redacted(SinkSpec.model_validate(x)) for x in row.sink["sinks"]],
-            "arn": f"arn:aws:kinesis:{self.region}:{self.account}:stream/{row.name}",
+            "arn": self.data_stream_arn(row.name),
             "created_at": row.created_at.isoformat(),
             "updated_at": row.updated_at.isoformat(),
         }
@@ -567,10 +578,7 @@ class StreamProcessors:
 
     def delete_data_stream(self, name: str) -> None:
         with self._store.transaction() as s:
-            row = s.get(DataStreamRow, name)
-            if row is None:
-                raise NotFound(f"no data stream named {name!r}")
-            s.delete(row)
+            s.delete(_registered(s, DataStreamRow, name, NotFound))
 
     # -- resolution ----------------------------------------------------------------------------------------
 
@@ -579,13 +587,8 @@ class StreamProcessors:
         m = CAMERA_ARN.fullmatch(arn)
         if m is not None:
             with self._store.transaction() as s:
-                row = s.get(CameraRow, m.group(3))
-                if row is None:
-                    raise InvalidParameter(
-                        f"no camera named {m.group(3)!r} on this server: register its URL with "
-                        f'PUT /v1/cameras/{m.group(3)} {{"url": "rtsp://..."}}, or give the URL as the Arn'
-                    )
-                return row.url, row.listen
+                camera = _registered(s, CameraRow, m.group(3), InvalidParameter)
+                return camera.url, camera.listen
         scheme = urlsplit(arn).scheme.lower()
         if scheme in CAMERA_SCHEMES:
             return arn, False
@@ -616,13 +619,8 @@ class StreamProcessors:
             m = DATA_STREAM_ARN.fullmatch(arn)
             if m is not None:
                 with self._store.transaction() as s:
-                    row = s.get(DataStreamRow, m.group(3))
-                    if row is None:
-                        raise InvalidParameter(
-                            f"no data stream named {m.group(3)!r} on this server: register its sink with "
-                            f"PUT /v1/data-streams/{m.group(3)}, or give a sink URL as the Arn"
-                        )
-                    sinks += [{"spec": dict(x)} for x in row.sink["sinks"]]
+                    stream = _registered(s, DataStreamRow, m.group(3), InvalidParameter)
+                    sinks += [{"spec": dict(x)} for x in stream.sink["sinks"]]
             else:
                 spec = sink_spec_from_url(arn)
                 sinks.append({"spec": spec.model_dump(mode="json", exclude_none=True)})
@@ -647,10 +645,11 @@ class StreamProcessors:
             raise InvalidParameter("Output needs KinesisDataStream or S3Destination")
         return sinks
 
-    def _validate(self, request: Mapping[str, Any]) -> None:
-        """Everything Create checks that can be checked before a run: input, outputs, settings."""
-        self._resolve_input(str(request["Input"]["KinesisVideoStream"]["Arn"]))
-        self._resolve_outputs(request["Output"])
+    def _validate(self, request: Mapping[str, Any]) -> _Resolved:
+        """Everything Create checks that can be checked before a run: input, outputs, settings; what the
+        input and outputs resolve to now (Start runs the worker on exactly that)."""
+        url, listen = self._resolve_input(str(request["Input"]["KinesisVideoStream"]["Arn"]))
+        resolved = _Resolved(url, listen, self._resolve_outputs(request["Output"]))
         settings = request.get("Settings") or {}
         face, home = settings.get("FaceSearch"), settings.get("ConnectedHome")
         if face is None and home is None:
@@ -672,6 +671,7 @@ class StreamProcessors:
         channel = request.get("NotificationChannel")
         if channel is not None and self._check_topic is not None:
             self._check_topic(str(channel["SNSTopicArn"]))
+        return resolved
 
     # -- the API -------------------------------------------------------------------------------------------
 
@@ -814,7 +814,7 @@ class StreamProcessors:
                 request = dict(row.request)
             # What Create checked may have changed since (a camera, a data stream or the collection gone):
             # refused now, with what to fix, rather than a worker that fails.
-            self._validate(request)
+            resolved = self._validate(request)
             with self._store.transaction() as s:
                 row = self._row(s, name)
                 row.status, row.status_message, row.desired = "STARTING", None, "running"
@@ -823,7 +823,7 @@ class StreamProcessors:
                 row.updated_at = now
                 request, options = dict(row.request), dict(row.options or {})
             try:
-                self._spawn(name, request, options, session_id, max_duration_s, access_key)
+                self._spawn(name, request, resolved, options, session_id, max_duration_s, access_key)
             except Exception as err:
                 self._finish(name, session_id, "FAILED", f"could not start: {err}", access_key=access_key)
                 raise
@@ -833,13 +833,13 @@ class StreamProcessors:
         self,
         name: str,
         request: Mapping[str, Any],
+        resolved: _Resolved,
         options: Mapping[str, Any],
         session_id: str,
         stop_after_s: float | None,
         access_key: str | None,
     ) -> None:
         input_arn = str(request["Input"]["KinesisVideoStream"]["Arn"])
-        url, listen = self._resolve_input(input_arn)
         settings = request.get("Settings") or {}
         face = settings.get("FaceSearch")
         home = settings.get("ConnectedHome")
@@ -848,8 +848,8 @@ class StreamProcessors:
             arn=self.arn(name),
             session_id=session_id,
             settings_json=self._settings.model_dump_json(),
-            source_url=url,
-            listen=listen,
+            source_url=resolved.url,
+            listen=resolved.listen,
             stream_arn=input_arn if CAMERA_ARN.fullmatch(input_arn) else redacted_url(input_arn),
             face_search=None
             if face is None
@@ -859,7 +859,7 @@ class StreamProcessors:
             else (_labels(home.get("Labels") or []), float(home.get("MinConfidence", 50.0))),
             regions=regions_of_interest(request.get("RegionsOfInterest") or []),
             options=dict(options),
-            sinks=self._resolve_outputs(request["Output"]),
+            sinks=resolved.sinks,
             stop_after_s=stop_after_s,
         )
         parent, child = self._mp.Pipe()
@@ -1087,6 +1087,24 @@ _REQUEST_KEYS = (
     "RegionsOfInterest",
     "DataSharingPreference",
 )
+
+
+_REGISTRATION = {
+    CameraRow: ("camera", 'PUT /v1/cameras/{name} {{"url": "rtsp://..."}}, or give the URL as the Arn'),
+    DataStreamRow: ("data stream", "PUT /v1/data-streams/{name}, or give a sink URL as the Arn"),
+}
+
+
+def _registered(s: Any, table: type[Any], name: str, error: type[KeeneyeError]) -> Any:
+    """The camera / data stream row called ``name``; ``error`` (NotFound for the native API,
+    InvalidParameter where a processor names it) saying how to register one when there is none."""
+    row = s.get(table, name)
+    if row is None:
+        what, how = _REGISTRATION[table]
+        if error is NotFound:
+            raise NotFound(f"no {what} named {name!r}")
+        raise error(f"no {what} named {name!r} on this server: register it with {how.format(name=name)}")
+    return row
 
 
 def _check_name(name: str, what: str) -> None:
