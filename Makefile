@@ -9,12 +9,20 @@ SAMPLE ?= ../shared/data/faces/face_recognition/two_people.jpg
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup models models-all serve test lint format bench clean
+.PHONY: setup system-deps system-deps-test models models-all serve test lint format bench clean
 
 setup: $(STAMP) models
 
+# System packages (Debian/Ubuntu), installed when missing if we are root or have sudo without a password;
+# otherwise one message naming the command. Silent and fast when all are there. See tools/system-deps.sh.
+system-deps:
+	@PYTHON=$(PYTHON) VENV=$(VENV) bash tools/system-deps.sh setup
+
+system-deps-test:
+	@PYTHON=$(PYTHON) VENV=$(VENV) bash tools/system-deps.sh test
+
 # Re-install only when the project's dependencies change.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml | system-deps
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "keeneye needs Python >= 3.11"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -32,7 +40,7 @@ models-all: $(STAMP)
 serve: setup
 	$(KEENEYE) serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
-test: $(STAMP) models-all
+test: system-deps-test $(STAMP) models-all
 	KEENEYE_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest -q
 
 lint: $(STAMP)

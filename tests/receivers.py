@@ -24,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.system import install_hint
+
 WAIT_S = 15.0
 
 
@@ -114,7 +116,7 @@ class MosquittoBroker:
         self, folder: Path, port: int | None = None, passwords: dict[str, str] | None = None
     ) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        assert Path(exe).is_file(), "mosquitto is not installed: apt-get install -y mosquitto"
+        assert Path(exe).is_file(), f"mosquitto is not installed: {install_hint('mosquitto')}"
         self.port = port or free_port()
         folder.mkdir(parents=True, exist_ok=True)
         lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr"]

@@ -4,7 +4,8 @@
 it answers an RTSP ``OPTIONS``, and can :meth:`~RtspServer.stop` and :meth:`~RtspServer.start` again on the
 same port to simulate a camera restart; the :func:`rtsp_server` context manager and the ``rtsp_rig``
 fixture always kill it. GStreamer's RTSP server only imports under Debian's Python (``python3-gi``), hence
-the separate process; when it is missing the tests that need it fail (never skip) naming the packages.
+the separate process; when it is missing the tests that need it fail (never skip) naming the packages
+and the command.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from pathlib import Path
 import pytest
 
 from tests.receivers import free_port
+from tests.system import install_hint
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
-# Debian packages the rig needs (.ci/run installs them): the RTSP server and its GObject bindings, and
-# plugins-good for qtdemux and rtph264pay. Nothing is parsed, decoded or encoded on the server side, so
-# plugins-bad (h264parse), -ugly and -libav are not needed (checked with only core, base and good loaded).
+# Debian packages the rig needs (tools/system-deps.sh installs them; tests/test_system_deps.py keeps the two
+# lists in step): the RTSP server and its GObject bindings, and plugins-good for qtdemux and rtph264pay.
+# Nothing is parsed, decoded or encoded on the server side, so plugins-bad (h264parse), -ugly and -libav are
+# not needed (checked with only core, base and good loaded).
 PACKAGES = ("gir1.2-gst-rtsp-server-1.0", "python3-gi", "gstreamer1.0-plugins-good")
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -57,7 +60,7 @@ def require_rig() -> None:
     if problem is not None:
         pytest.fail(
             f"GStreamer's RTSP server is not available to {SYSTEM_PYTHON} ({problem}): "
-            f"apt-get install -y --no-install-recommends {' '.join(PACKAGES)}  (.ci/run does this)",
+            + install_hint(*PACKAGES),
             pytrace=False,
         )
 

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The system packages (Debian/Ubuntu) that keeneye's set-up and tests need; the Makefile runs this first.
+#
+#   tools/system-deps.sh setup   the set-up (`make setup`, `make serve`): Python's venv module (Debian's
+#                                python3 comes without it) and npm (the human models are npm packages)
+#   tools/system-deps.sh test    ... and what the tests start: mosquitto (MQTT broker), GStreamer's RTSP
+#                                server under Debian's /usr/bin/python3 (tests/rtsp/rig.py), Node.js >= 20
+#                                (the AWS SDK for JavaScript v3 test client)
+#
+# Silent and fast (dpkg-query only, no apt-get update) when everything is there. What is missing is installed
+# with apt-get as root, or with sudo when it needs no password; otherwise it stops at once with one message
+# naming the command to run. Environment: PYTHON (default python3), VENV (default .venv).
+set -euo pipefail
+
+group=${1:-test}
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+NODE_MAJOR=20
+# What the tests start (tests/receivers.py, tests/rtsp/rig.py): plugins-good has qtdemux and rtph264pay.
+TEST_PACKAGES=(mosquitto gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good)
+
+case $group in
+setup | test) ;;
+*)
+    echo "usage: $0 setup|test" >&2
+    exit 2
+    ;;
+esac
+
+installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == *" ok installed" ]]; }
+
+missing_packages() {
+    if [[ ! -x $VENV/bin/python ]] && ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then
+        echo python3-venv
+    fi
+    command -v npm >/dev/null || echo npm
+    if [[ $group == test ]]; then
+        for p in "${TEST_PACKAGES[@]}"; do installed "$p" || echo "$p"; done
+    fi
+}
+
+if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
+    # Not Debian/Ubuntu: nothing to check packages with; the tests that need one say which when it fails.
+    echo "keeneye: no dpkg/apt-get here; the tests need mosquitto, GStreamer's RTSP server with PyGObject" \
+        "for /usr/bin/python3, and Node.js >= $NODE_MAJOR with npm: install your system's equivalents" >&2
+    exit 0
+fi
+
+mapfile -t missing < <(missing_packages)
+if ((${#missing[@]})); then
+    if [[ $(id -u) == 0 ]]; then
+        as_root=()
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        as_root=(sudo -n)
+    else
+        echo "keeneye: missing system packages: ${missing[*]}. Install them (needs root), then run make again:" >&2
+        echo "    sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "keeneye: installing system packages: ${missing[*]}" >&2
+    apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300)
+    "${apt[@]}" update >/dev/null
+    "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null  # errors still show (stderr)
+    mapfile -t still < <(missing_packages)
+    if ((${#still[@]})); then
+        echo "keeneye: apt-get did not install: ${still[*]}" >&2
+        exit 1
+    fi
+fi
+
+if [[ $group == test ]]; then
+    version=$(node --version 2>/dev/null || echo none)
+    major=${version#v}
+    major=${major%%.*}
+    if [[ ! $major =~ ^[0-9]+$ ]] || ((major < NODE_MAJOR)); then
+        echo "keeneye: the tests need Node.js >= $NODE_MAJOR (the AWS SDK for JavaScript v3); node here:" \
+            "$version. Debian 13 ships it (apt-get install nodejs npm); for older releases, NodeSource's" \
+            "packages" >&2
+        exit 1
+    fi
+fi
