@@ -9,7 +9,9 @@ SAMPLE ?= ../shared/data/faces/face_recognition/two_people.jpg
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup system-deps system-deps-test models models-all serve test lint format bench clean
+JS := tests/js
+
+.PHONY: setup system-deps system-deps-test js-deps models models-all serve test lint format bench clean
 
 setup: $(STAMP) models
 
@@ -29,6 +31,14 @@ $(STAMP): pyproject.toml | system-deps
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The AWS SDK for JavaScript v3, a test client (tests/contract/test_js_sdk.py): npm ci from the committed
+# lockfile, again only when it changes (npm ci writes node_modules/.package-lock.json).
+$(JS)/node_modules/.package-lock.json: $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+js-deps: $(JS)/node_modules/.package-lock.json
+
 models: $(STAMP)
 	$(KEENEYE) models install --data-dir $(DATA_DIR)
 
@@ -40,7 +50,7 @@ models-all: $(STAMP)
 serve: setup
 	$(KEENEYE) serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
-test: system-deps-test $(STAMP) models-all
+test: system-deps-test $(STAMP) models-all js-deps
 	KEENEYE_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest -q
 
 lint: $(STAMP)
