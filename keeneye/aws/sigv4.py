@@ -6,8 +6,12 @@ asks ``botocore.auth.SigV4Auth`` for the canonical request, string to sign and s
 credential scope's date, region and service. So keeneye and the SDKs share one implementation of the
 canonical form; keeneye only adds the checks a server must make:
 
-* service ``rekognition`` in the scope (any region), terminator ``aws4_request``;
+* service ``rekognition`` in the scope, a well-formed region name (the caller's region scopes its
+  collections, processors and jobs: keeneye.core.regions), terminator ``aws4_request``;
 * ``X-Amz-Date`` present, signed, on the scope's date, within 5 minutes of the server clock;
+* every ``x-amz-*`` header sent is signed (``X-Amz-Target`` names the operation: unsigned, a captured
+  request could be replayed as another operation; a request without one names no operation);
+* no ``X-Amz-Security-Token``: keeneye has no STS, so no temporary credentials are valid;
 * the body's SHA-256 equals ``X-Amz-Content-SHA256`` when the client sends it (``UNSIGNED-PAYLOAD``
   is refused: the body is always part of the signature here);
 * constant-time comparison of signatures.
@@ -30,6 +34,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from keeneye.aws.errors import AwsError
+from keeneye.core import regions
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = timedelta(minutes=5)
@@ -95,6 +100,8 @@ def verify(
     if not auth.strip().startswith(ALGORITHM):
         raise AwsError("IncompleteSignatureException", f"only {ALGORITHM} signatures are supported")
     akid, date, region, scope_service, signed, signature = _parse_authorization(auth)
+    if not regions.is_region(region):  # it becomes part of resource keys: refuse anything odd
+        raise AwsError("InvalidSignatureException", "Credential should be scoped to a valid region.")
     if scope_service != service:
         raise AwsError(
             "InvalidSignatureException",
@@ -106,6 +113,14 @@ def verify(
     if missing:
         raise AwsError(
             "IncompleteSignatureException", f"signed header(s) missing from the request: {missing}"
+        )
+    # Every x-amz-* header sent must be signed (X-Amz-Target names the operation: unsigned, a captured
+    # DescribeCollection could be replayed as DeleteCollection), as AWS requires.
+    unsigned = sorted(h for h in request.headers if h.startswith("x-amz-") and h not in signed)
+    if unsigned:
+        raise AwsError(
+            "InvalidSignatureException",
+            f"the request's {', '.join(unsigned)} header(s) must be signed (list them in SignedHeaders)",
         )
     amz_date = request.headers.get("x-amz-date")
     if not amz_date or "x-amz-date" not in signed:
@@ -137,6 +152,14 @@ def verify(
                 "InvalidSignatureException",
                 "The provided 'x-amz-content-sha256' header does not match what was computed.",
             )
+    if "x-amz-security-token" in request.headers:
+        # Temporary credentials come from AWS STS, which keeneye is not: no session token is valid here
+        # (accepting and ignoring one would let an expired or revoked token keep working).
+        raise AwsError(
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid. keeneye does not accept session "
+            "tokens (temporary credentials): sign with an access key made by `keeneye keys create`",
+        )
     secret = lookup(akid)
     if secret is None:
         raise AwsError(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from keeneye.aws.errors import AwsError
 from keeneye.aws.sigv4 import SignedRequest, verify
-from tests.aws.signing import AKID, KEYS, SECRET, rekognition_request
+from tests.aws.signing import AKID, KEYS, SECRET, rekognition_request, sign
 
 NOW = datetime(2026, 1, 27, 12, 0, 0, tzinfo=UTC)
 
@@ -35,10 +36,18 @@ def _code(body: bytes, headers: dict[str, str], now: datetime = NOW) -> tuple[st
     return info.value.type_name, info.value.message
 
 
-@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "ap-southeast-2", "local"])
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1"])
 def test_botocore_signature_verifies_in_any_region(region: str) -> None:
     body, headers = _signed(region=region)
     assert _verify(body, headers) == AKID
+
+
+@pytest.mark.parametrize("region", ["local", "..", "US-EAST-1", "us-east-1;x", "a" * 40])
+def test_a_region_that_is_not_a_region_name_is_refused(region: str) -> None:
+    """The region scopes collections (it becomes part of their keys): only AWS-shaped names."""
+    body, headers = _signed(region=region)
+    code, message = _code(body, headers)
+    assert code == "InvalidSignatureException" and "valid region" in message
 
 
 def test_unsigned_headers_may_change() -> None:
@@ -138,3 +147,33 @@ def test_signed_header_missing_from_request() -> None:
     body, headers = _signed()
     del headers["X-Amz-Target"]
     assert _code(body, headers)[0] == "IncompleteSignatureException"
+
+
+def test_an_operation_header_outside_the_signature_is_refused() -> None:
+    """A request signed over host and x-amz-date only, captured and replayed with another
+    X-Amz-Target, must not run that operation (a signed DescribeCollection became DeleteCollection)."""
+    body = b'{"CollectionId": "victim"}'
+    headers = sign(body, {"Content-Type": "application/x-amz-json-1.1"}, when=NOW)
+    assert "x-amz-target" not in headers["Authorization"].lower()
+    headers["X-Amz-Target"] = "RekognitionService.DeleteCollection"
+    code, message = _code(body, headers)
+    assert code == "InvalidSignatureException" and "x-amz-target" in message
+
+
+def test_every_x_amz_header_sent_must_be_signed() -> None:
+    body, headers = _signed()
+    headers["X-Amz-Meta-Anything"] = "added after signing"
+    code, message = _code(body, headers)
+    assert code == "InvalidSignatureException" and "x-amz-meta-anything" in message
+
+
+def test_session_tokens_are_refused() -> None:
+    """keeneye has no STS: a session token is never valid (it used to be accepted and ignored)."""
+    body = json.dumps({"Image": {"Bytes": "AAAA"}}).encode()
+    headers = {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "RekognitionService.DetectFaces",
+        "X-Amz-Security-Token": "FwoGZXIvYXdzEBYaDAnything",
+    }
+    code, message = _code(body, sign(body, headers, when=NOW))
+    assert code == "UnrecognizedClientException" and "session tokens" in message
