@@ -63,6 +63,7 @@ from keeneye.aws.handlers import OPERATIONS, STREAM_OPERATIONS, VIDEO_OPERATIONS
 from keeneye.aws.images import ImageLoader
 from keeneye.aws.openapi import document_native_errors
 from keeneye.config import Settings
+from keeneye.core import regions
 from keeneye.core.errors import AccessDenied, BackendUnavailable, InvalidParameter, KeeneyeError
 from keeneye.service.credentials import KeyRing, Principal
 from keeneye.service.faces import AnalyzedImage, FaceService
@@ -378,15 +379,27 @@ def create_app(
         from keeneye.service.keys import LazyAccessKeys
 
         keys = keys.with_database(LazyAccessKeys(settings))
-    arn_of = svc.collections.arn if svc.collections is not None else _collection_arn
+
+    def arns_in(region: str) -> Callable[[str], str]:
+        """Collection ARNs as a caller signing for ``region`` names them (collections are regional)."""
+        if svc.collections is None:
+            return lambda collection_id: _collection_arn(collection_id, region)
+        return svc.collections.in_region(region).arn
+
     supported = (
         frozenset(OPERATIONS) if svc.collections is not None else frozenset({"DetectFaces", "CompareFaces"})
     )
+    implemented = frozenset(OPERATIONS)
     if svc.video_jobs is None:
         supported -= frozenset(VIDEO_OPERATIONS)
     if svc.stream_processors is None:
         supported -= frozenset(STREAM_OPERATIONS)
     metrics = Metrics()
+    if svc.request_tokens is None and svc.collections is not None:  # ClientRequestToken replay
+        from keeneye.service.request_tokens import RequestTokens
+        from keeneye.store.db import Store
+
+        svc.request_tokens = RequestTokens(Store.open(settings.data_dir, settings.database_url))
     # Analysis on upload (docs/uploads.md): built here rather than in build_services so that every
     # server with collections has it, however its Services were made.
     uploads = (
@@ -441,22 +454,22 @@ def create_app(
     def dispatch(signed: sigv4.SignedRequest, request_id: str, seen: list[str]) -> dict[str, Any]:
         """Authenticate, resolve, validate and run one call (in a worker thread: hashing and parsing a
         20 MB body, and the models, would otherwise stall the event loop)."""
-        principal = _verify(signed, keys, clock())
+        principal, region = _verify_caller(signed, keys, clock())
         wait_s = limiter.acquire(principal.access_key_id)
         if wait_s:
             raise AwsError("ThrottlingException", _rate_message(principal, limiter, wait_s))
-        operation = model.operation_for_target(signed.headers.get("x-amz-target"), supported)
+        operation = model.operation_for_target(signed.headers.get("x-amz-target"), supported, implemented)
         seen.append(operation.name)
         ctype = signed.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in _ACCEPTED_TYPES:
             raise AwsError("SerializationException", f"Content-Type must be {CONTENT_TYPE}")
         params = model.parse_input(operation, signed.body)
-        _authorize_aws(principal, operation.name, params, arn_of, request_id)
+        _authorize_aws(principal, operation.name, params, arns_in(region), request_id)
         keys.touch(principal)
         if not inflight.acquire(blocking=False):
             raise AwsError("ThrottlingException", "Rate exceeded: too many requests in flight; retry")
         try:
-            ctx = Context(svc, principal.access_key_id, request_id, principal.decide)
+            ctx = Context(svc, principal.access_key_id, request_id, principal.decide, region)
             return OPERATIONS[operation.name](ctx, params)
         finally:
             inflight.release()
@@ -489,7 +502,15 @@ def create_app(
 
     @app.get("/v1/health", summary="Liveness and what this server offers")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "operations": sorted(supported)}
+        out: dict[str, Any] = {"status": "ok", "version": __version__, "operations": sorted(supported)}
+        if svc.collections is not None:  # what FaceModelVersion stands for on this server
+            embedder_id = svc.collections.embedder_id
+            out["face_model"] = {
+                "face_model_version": shapes.face_model_version(embedder_id),
+                "embedder_id": embedder_id,
+                "versions": dict(sorted((v, e) for e, v in shapes.FACE_MODEL_VERSIONS.items())),
+            }
+        return out
 
     @app.get("/v1/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     def metrics_text() -> str:
@@ -796,8 +817,18 @@ def _add_accountability_routes(
         "longer ago are deleted by the retention purge. Answers the collection id, retention and face "
         "count; audited.",
     )
-    async def set_retention(request: Request, collection_id: str) -> Response:
+    async def set_retention(
+        request: Request,
+        collection_id: str,
+        region: Annotated[
+            str, Query(description="The collection's region (collections are regional, as on AWS)")
+        ] = regions.HOME_REGION,
+    ) -> Response:
         body = await request.body()
+        if not regions.is_region(region):
+            return _native_error("InvalidParameter", "region must be a region name such as us-east-1", 400)
+        if regions.SEPARATOR not in collection_id:  # the store key: "demo", or "ap-southeast-2/demo"
+            collection_id = regions.scoped_key(region, collection_id)
         arn = svc.collections.arn(collection_id) if svc.collections is not None else "*"
         gate = _gate_native(request, body, keys, clock(), limiter, "keeneye:SetCollectionRetention", arn)
         if isinstance(gate, Response):
@@ -1069,13 +1100,18 @@ def _read_audit(audit: Any, since: datetime | None, collection: str | None) -> l
     ]
 
 
-def _collection_arn(collection_id: str) -> str:
+def _collection_arn(collection_id: str, region: str = "us-east-1") -> str:
     """A collection's ARN on a server without collections (FaceCollections.arn's default form)."""
-    return f"arn:aws:rekognition:us-east-1:000000000000:collection/{collection_id}"
+    return f"arn:aws:rekognition:{region}:000000000000:collection/{collection_id}"
 
 
 def _verify(signed: sigv4.SignedRequest, keys: KeyRing, now: datetime) -> Principal:
     """The principal who signed ``signed`` (SigV4), or the AWS error a client expects."""
+    return _verify_caller(signed, keys, now)[0]
+
+
+def _verify_caller(signed: sigv4.SignedRequest, keys: KeyRing, now: datetime) -> tuple[Principal, str]:
+    """The principal who signed ``signed`` (SigV4) and the region it signed for."""
     found: list[Principal] = []
 
     def secret_for(access_key_id: str) -> str | None:
@@ -1085,8 +1121,8 @@ def _verify(signed: sigv4.SignedRequest, keys: KeyRing, now: datetime) -> Princi
         found.append(resolved[1])
         return resolved[0]
 
-    sigv4.verify(signed, secret_for, now=now)
-    return found[-1]
+    caller = sigv4.verify(signed, secret_for, now=now)
+    return found[-1], caller.region
 
 
 def _rate_message(principal: Principal, limiter: RateLimiter, wait_s: float) -> str:

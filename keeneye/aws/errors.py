@@ -1,6 +1,6 @@
 """AWS JSON 1.1 errors: the one place that maps keeneye's errors to Rekognition's ``__type`` names.
 
-An error response is ``{"__type": "<Name>", "message": "..."}`` with content type
+An error response is ``{"__type": "<Name>", "message": "...", "Message": "..."}`` with content type
 ``application/x-amz-json-1.1``, an ``x-amzn-RequestId`` header and the HTTP status AWS uses (400 for
 client errors, 500 for ``InternalServerError``). botocore reads the code from ``__type``, so
 ``ClientError.response["Error"]["Code"]`` is the name here and ``client.exceptions.<Name>`` catches it
@@ -24,6 +24,7 @@ from keeneye.core import errors as core
 STATUS: Final[dict[str, int]] = {
     "AccessDeniedException": 400,
     "ConflictException": 400,
+    "IdempotentParameterMismatchException": 400,
     "ImageTooLargeException": 400,
     "IncompleteSignatureException": 400,
     "InternalServerError": 500,
@@ -57,7 +58,9 @@ _CORE: Final[tuple[tuple[type[core.KeeneyeError], str], ...]] = (
     # Stored-video jobs report undecodable videos as FAILED with a StatusMessage; where a request
     # itself carries a bad video, it is a bad parameter.
     (core.InvalidVideo, "InvalidParameterException"),
+    (core.InvalidPaginationToken, "InvalidPaginationTokenException"),
     (core.InvalidParameter, "InvalidParameterException"),
+    (core.IdempotentParameterMismatch, "IdempotentParameterMismatchException"),
     (core.LimitExceeded, "ServiceQuotaExceededException"),
     (core.AccessDenied, "AccessDeniedException"),
     # A missing model is the operator's problem, not the caller's: a server error whose message says
@@ -83,7 +86,9 @@ class AwsError(Exception):
         return STATUS[self.type_name]
 
     def body(self) -> dict[str, str]:
-        return {"__type": self.type_name, "message": self.message}
+        # botocore reads ``message``; the AWS SDK for JavaScript v3 (and AWS's own services) also
+        # send ``Message``, which it exposes as ``err.Message``.
+        return {"__type": self.type_name, "message": self.message, "Message": self.message}
 
 
 def from_exception(exc: BaseException) -> AwsError:

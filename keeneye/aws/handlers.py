@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING, Any
 from keeneye.aws import shapes
 from keeneye.aws.errors import AwsError
 from keeneye.aws.images import ImageLoader
+from keeneye.core import regions
 from keeneye.core.errors import AlreadyExists
+from keeneye.service import request_tokens
 from keeneye.service.faces import FaceService
 
 if TYPE_CHECKING:
     from keeneye.analysis.faces import FaceAnalyzer
     from keeneye.service.audit import AuditLog
     from keeneye.service.collections import FaceCollections, FaceMatch, UserMatch
+    from keeneye.service.request_tokens import RequestTokens
     from keeneye.service.retention import RetentionService
     from keeneye.service.stream_processors import ProcessorInfo, StreamProcessors
     from keeneye.service.video_jobs import JobPage, VideoJobs
@@ -47,6 +50,9 @@ class Services:
     # the first call (keeneye.service.redaction.build_redaction_analyzer).
     redaction_analyzer: FaceAnalyzer | None = None
     stream_processors: StreamProcessors | None = None  # live cameras (keeneye/service/stream_processors.py)
+    # ClientRequestToken replay of the user operations (keeneye/service/request_tokens.py); None: the
+    # token is not remembered (create_app builds it for every server with collections).
+    request_tokens: RequestTokens | None = None
 
 
 def _allow_all(action: str, resource: str) -> bool:
@@ -62,15 +68,23 @@ class Context:
     access_key_id: str
     request_id: str
     authorize: Callable[[str, str], object] = _allow_all
+    region: str = regions.HOME_REGION  # the region the caller signed for: it scopes collections & co.
 
 
 Handler = Callable[[Context, Params], Response]
 
 
 def _collections(ctx: Context) -> FaceCollections:
+    """The collections of the caller's region."""
     if ctx.services.collections is None:
         raise AwsError("InternalServerError", "collections are not available on this server")
-    return ctx.services.collections
+    return ctx.services.collections.in_region(ctx.region)
+
+
+def _key(ctx: Context, collection_id: str) -> str:
+    """What the audit log and the jobs record for a collection: its id, qualified with its region
+    outside us-east-1 (keeneye.core.regions)."""
+    return regions.scoped_key(ctx.region, collection_id)
 
 
 def _audit(
@@ -120,7 +134,7 @@ def compare_faces(ctx: Context, p: Params) -> Response:
     threshold = float(p.get("SimilarityThreshold", DEFAULT_THRESHOLD))
     source = ctx.services.images.load(p.get("SourceImage"))
     target = ctx.services.images.load(p.get("TargetImage"))
-    r = ctx.services.faces.compare_faces(source, target, threshold)
+    r = ctx.services.faces.compare_faces(source, target, threshold, p.get("QualityFilter", "NONE"))
     sw, sh, tw, th = r.source.width, r.source.height, r.target.width, r.target.height
     _audit(
         ctx,
@@ -142,7 +156,11 @@ def compare_faces(ctx: Context, p: Params) -> Response:
 
 def create_collection(ctx: Context, p: Params) -> Response:
     info = _collections(ctx).create_collection(p["CollectionId"], p.get("Tags"))
-    return {"StatusCode": 200, "CollectionArn": info.arn, "FaceModelVersion": info.face_model_version}
+    return {
+        "StatusCode": 200,
+        "CollectionArn": info.arn,
+        "FaceModelVersion": shapes.face_model_version(info.face_model_version),
+    }
 
 
 def describe_collection(ctx: Context, p: Params) -> Response:
@@ -156,7 +174,7 @@ def list_collections(ctx: Context, p: Params) -> Response:
     items = [c for c in page.items if ctx.authorize("rekognition:ListCollections", col.arn(c.collection_id))]
     out: Response = {
         "CollectionIds": [c.collection_id for c in items],
-        "FaceModelVersions": [c.face_model_version for c in items],
+        "FaceModelVersions": [shapes.face_model_version(c.face_model_version) for c in items],
     }
     if page.next_token:
         out["NextToken"] = page.next_token
@@ -165,7 +183,7 @@ def list_collections(ctx: Context, p: Params) -> Response:
 
 def delete_collection(ctx: Context, p: Params) -> Response:
     _collections(ctx).delete_collection(p["CollectionId"])
-    _audit(ctx, "DeleteCollection", p["CollectionId"])
+    _audit(ctx, "DeleteCollection", _key(ctx, p["CollectionId"]))
     return {"StatusCode": 200}
 
 
@@ -187,7 +205,7 @@ def index_faces(ctx: Context, p: Params) -> Response:
     _audit(
         ctx,
         "IndexFaces",
-        p["CollectionId"],
+        _key(ctx, p["CollectionId"]),
         faces_in_request=len(r.indexed) + len(r.unindexed),
         matches=[{"FaceId": stored.face_id} for stored, _ in r.indexed],
     )
@@ -196,7 +214,7 @@ def index_faces(ctx: Context, p: Params) -> Response:
             {"Face": shapes.stored_face(stored), "FaceDetail": shapes.face_detail(face, w, h, extras)}
             for stored, face in r.indexed
         ],
-        "FaceModelVersion": r.face_model_version,
+        "FaceModelVersion": shapes.face_model_version(r.face_model_version),
         "UnindexedFaces": [
             {"Reasons": list(reasons), "FaceDetail": shapes.face_detail(face, w, h, extras)}
             for face, reasons in r.unindexed
@@ -222,7 +240,7 @@ def list_faces(ctx: Context, p: Params) -> Response:
 
 
 def _model_version(ctx: Context, collection_id: str) -> str:
-    return str(_collections(ctx).describe_collection(collection_id).face_model_version)
+    return shapes.face_model_version(_collections(ctx).describe_collection(collection_id).face_model_version)
 
 
 def delete_faces(ctx: Context, p: Params) -> Response:
@@ -230,7 +248,7 @@ def delete_faces(ctx: Context, p: Params) -> Response:
     _audit(
         ctx,
         "DeleteFaces",
-        p["CollectionId"],
+        _key(ctx, p["CollectionId"]),
         faces_in_request=len(p["FaceIds"]),
         matches=[{"FaceId": f} for f in deleted],
     )
@@ -247,7 +265,7 @@ def search_faces(ctx: Context, p: Params) -> Response:
     _audit(
         ctx,
         "SearchFaces",
-        p["CollectionId"],
+        _key(ctx, p["CollectionId"]),
         faces_in_request=1,
         matches=_face_hits(matches),
         threshold=threshold,
@@ -272,7 +290,7 @@ def search_faces_by_image(ctx: Context, p: Params) -> Response:
     _audit(
         ctx,
         "SearchFacesByImage",
-        p["CollectionId"],
+        _key(ctx, p["CollectionId"]),
         faces_in_request=1 + len(r.unsearched),
         matches=_face_hits(r.matches),
         threshold=threshold,
@@ -281,25 +299,41 @@ def search_faces_by_image(ctx: Context, p: Params) -> Response:
         "SearchedFaceBoundingBox": shapes.bounding_box(r.searched, r.image_width, r.image_height),
         "SearchedFaceConfidence": shapes.confidence(r.searched),
         "FaceMatches": [shapes.face_match(m) for m in r.matches],
-        "FaceModelVersion": r.face_model_version,
+        "FaceModelVersion": shapes.face_model_version(r.face_model_version),
     }
+
+
+def _once(ctx: Context, operation: str, p: Params, call: Callable[[], Response]) -> Response:
+    """``call()``, or the response an earlier call with the same ClientRequestToken got."""
+    tokens = ctx.services.request_tokens
+    if tokens is None:
+        return call()
+    return tokens.run(
+        access_key=ctx.access_key_id, region=ctx.region, operation=operation, params=p, call=call
+    )
 
 
 # -- users --------------------------------------------------------------------------------------------------
 
 
 def create_user(ctx: Context, p: Params) -> Response:
-    try:
-        _collections(ctx).create_user(p["CollectionId"], p["UserId"])
-    except AlreadyExists as exc:  # Rekognition answers a duplicate user with ConflictException
-        raise AwsError("ConflictException", exc.message) from None
-    return {}
+    def call() -> Response:
+        try:
+            _collections(ctx).create_user(p["CollectionId"], p["UserId"])
+        except AlreadyExists as exc:  # Rekognition answers a duplicate user with ConflictException
+            raise AwsError("ConflictException", exc.message) from None
+        return {}
+
+    return _once(ctx, "CreateUser", p, call)
 
 
 def delete_user(ctx: Context, p: Params) -> Response:
-    _collections(ctx).delete_user(p["CollectionId"], p["UserId"])
-    _audit(ctx, "DeleteUser", p["CollectionId"], matches=[{"UserId": p["UserId"]}])
-    return {}
+    def call() -> Response:
+        _collections(ctx).delete_user(p["CollectionId"], p["UserId"])
+        _audit(ctx, "DeleteUser", _key(ctx, p["CollectionId"]), matches=[{"UserId": p["UserId"]}])
+        return {}
+
+    return _once(ctx, "DeleteUser", p, call)
 
 
 def list_users(ctx: Context, p: Params) -> Response:
@@ -311,6 +345,10 @@ def list_users(ctx: Context, p: Params) -> Response:
 
 
 def associate_faces(ctx: Context, p: Params) -> Response:
+    return _once(ctx, "AssociateFaces", p, lambda: _associate_faces(ctx, p))
+
+
+def _associate_faces(ctx: Context, p: Params) -> Response:
     ok, failed, status = _collections(ctx).associate_faces(
         p["CollectionId"],
         p["UserId"],
@@ -325,6 +363,10 @@ def associate_faces(ctx: Context, p: Params) -> Response:
 
 
 def disassociate_faces(ctx: Context, p: Params) -> Response:
+    return _once(ctx, "DisassociateFaces", p, lambda: _disassociate_faces(ctx, p))
+
+
+def _disassociate_faces(ctx: Context, p: Params) -> Response:
     ok, failed, status = _collections(ctx).disassociate_faces(p["CollectionId"], p["UserId"], p["FaceIds"])
     return {
         "DisassociatedFaces": [{"FaceId": f} for f in ok],
@@ -348,7 +390,7 @@ def search_users(ctx: Context, p: Params) -> Response:
     _audit(
         ctx,
         "SearchUsers",
-        p["CollectionId"],
+        _key(ctx, p["CollectionId"]),
         faces_in_request=1,
         matches=_user_hits(matches),
         threshold=threshold,
@@ -378,14 +420,14 @@ def search_users_by_image(ctx: Context, p: Params) -> Response:
     _audit(
         ctx,
         "SearchUsersByImage",
-        p["CollectionId"],
+        _key(ctx, p["CollectionId"]),
         faces_in_request=1 + len(r.unsearched),
         matches=_user_hits(matches),
         threshold=threshold,
     )
     return {
         "UserMatches": [shapes.user_match(m) for m in matches],
-        "FaceModelVersion": r.face_model_version,
+        "FaceModelVersion": shapes.face_model_version(r.face_model_version),
         "SearchedFace": {"FaceDetail": shapes.face_detail(r.searched, w, h)},
         "UnsearchedFaces": [
             {"FaceDetails": shapes.face_detail(f, w, h), "Reasons": ["FACE_NOT_LARGEST"]}
@@ -473,19 +515,53 @@ def _audit_job(
     _audit(ctx, operation, collection_id, threshold=threshold, details=details)
 
 
-def start_person_tracking(ctx: Context, p: Params) -> Response:
+def _start_job(
+    ctx: Context,
+    p: Params,
+    kind: str,
+    operation: str,
+    params: dict[str, Any] | None = None,
+    *,
+    check: Callable[[], object] | None = None,
+    collection_id: str | None = None,
+    threshold: float | None = None,
+) -> Response:
+    """Start* of a stored-video job: a ClientRequestToken this key used in this region before gets that
+    job's JobId back without anything being checked again (IdempotentParameterMismatchException with
+    other parameters); else ``check()``, the notification topic and the video (it must be there now,
+    as Rekognition does) are checked and a job is queued. Audited either way: each call is a call."""
     from keeneye.service.video_jobs import VideoRef
 
-    topic = _notification_topic(ctx, p)
-    s3 = p["Video"].get("S3Object")
-    ctx.services.images.check_video(s3)  # refuse a video that is not there now, as Rekognition does
-    assert s3 is not None
-    ref = VideoRef(s3["Bucket"], s3["Name"], s3.get("Version"))
-    job_id = _video_jobs(ctx).start(
-        "PersonTracking", ref, p.get("JobTag"), p.get("ClientRequestToken"), notification_topic=topic
-    )
-    _audit_job(ctx, "StartPersonTracking", job_id, p, topic)
+    jobs = _video_jobs(ctx)
+    token = p.get("ClientRequestToken")
+    fingerprint = request_tokens.fingerprint(p)
+    job_id = jobs.replay(kind, token, owner=ctx.access_key_id, region=ctx.region, fingerprint=fingerprint)
+    topic = (p.get("NotificationChannel") or {}).get("SNSTopicArn")
+    if job_id is None:
+        if check is not None:
+            check()
+        topic = _notification_topic(ctx, p)
+        s3 = p["Video"].get("S3Object")
+        ctx.services.images.check_video(s3)
+        assert s3 is not None
+        ref = VideoRef(s3["Bucket"], s3["Name"], s3.get("Version"))
+        job_id = jobs.start(
+            kind,
+            ref,
+            p.get("JobTag"),
+            token,
+            params,
+            notification_topic=topic,
+            owner=ctx.access_key_id,
+            region=ctx.region,
+            fingerprint=fingerprint,
+        )
+    _audit_job(ctx, operation, job_id, p, topic, collection_id, threshold)
     return {"JobId": job_id}
+
+
+def start_person_tracking(ctx: Context, p: Params) -> Response:
+    return _start_job(ctx, p, "PersonTracking", "StartPersonTracking")
 
 
 def _get_sorted_job(
@@ -499,6 +575,7 @@ def _get_sorted_job(
         max_results=int(p.get("MaxResults", 1000)),
         next_token=p.get("NextToken"),
         sort_by=p.get("SortBy", "TIMESTAMP"),
+        region=ctx.region,
     )
     out = _job_state(page)
     if page.metadata is not None:
@@ -515,30 +592,17 @@ def get_person_tracking(ctx: Context, p: Params) -> Response:
 
 
 def start_face_detection(ctx: Context, p: Params) -> Response:
-    from keeneye.service.video_jobs import VideoRef
-
     extras = shapes.requested_attributes(p.get("FaceAttributes") and [p["FaceAttributes"]])
-    topic = _notification_topic(ctx, p)
-    s3 = p["Video"].get("S3Object")
-    ctx.services.images.check_video(s3)
-    assert s3 is not None
-    ref = VideoRef(s3["Bucket"], s3["Name"], s3.get("Version"))
-    params = {"extras": sorted(extras)}
-    job_id = _video_jobs(ctx).start(
-        "FaceDetection",
-        ref,
-        p.get("JobTag"),
-        p.get("ClientRequestToken"),
-        params,
-        notification_topic=topic,
-    )
-    _audit_job(ctx, "StartFaceDetection", job_id, p, topic)
-    return {"JobId": job_id}
+    return _start_job(ctx, p, "FaceDetection", "StartFaceDetection", {"extras": sorted(extras)})
 
 
 def get_face_detection(ctx: Context, p: Params) -> Response:
     page = _video_jobs(ctx).get(
-        p["JobId"], "FaceDetection", max_results=int(p.get("MaxResults", 1000)), next_token=p.get("NextToken")
+        p["JobId"],
+        "FaceDetection",
+        max_results=int(p.get("MaxResults", 1000)),
+        next_token=p.get("NextToken"),
+        region=ctx.region,
     )
     out = _job_state(page)
     if page.metadata is not None:
@@ -550,25 +614,22 @@ def get_face_detection(ctx: Context, p: Params) -> Response:
 
 
 def start_face_search(ctx: Context, p: Params) -> Response:
-    from keeneye.service.video_jobs import VideoRef
-
-    collection_id = p["CollectionId"]
     threshold = float(p.get("FaceMatchThreshold", DEFAULT_THRESHOLD))
     if not 0 <= threshold <= 100:
         raise AwsError("InvalidParameterException", "FaceMatchThreshold must be between 0 and 100")
-    _collections(ctx).describe_collection(collection_id)  # a missing collection fails now, not in the job
-    topic = _notification_topic(ctx, p)
-    s3 = p["Video"].get("S3Object")
-    ctx.services.images.check_video(s3)
-    assert s3 is not None
-    ref = VideoRef(s3["Bucket"], s3["Name"], s3.get("Version"))
-    # The caller's key goes with the job: the identifications it makes are audited under it.
-    params = {"collection_id": collection_id, "threshold": threshold, "access_key": ctx.access_key_id}
-    job_id = _video_jobs(ctx).start(
-        "FaceSearch", ref, p.get("JobTag"), p.get("ClientRequestToken"), params, notification_topic=topic
+    collection_id = p["CollectionId"]
+    key = _key(ctx, collection_id)  # the job searches this region's collection
+    # The caller's key goes with the job (Start* records it): its identifications are audited under it.
+    return _start_job(
+        ctx,
+        p,
+        "FaceSearch",
+        "StartFaceSearch",
+        {"collection_id": key, "threshold": threshold},
+        check=lambda: _collections(ctx).describe_collection(collection_id),  # missing: fails now
+        collection_id=key,
+        threshold=threshold,
     )
-    _audit_job(ctx, "StartFaceSearch", job_id, p, topic, collection_id, threshold)
-    return {"JobId": job_id}
 
 
 def get_face_search(ctx: Context, p: Params) -> Response:
@@ -593,6 +654,21 @@ def _processors(ctx: Context) -> StreamProcessors:
     return ctx.services.stream_processors
 
 
+_MAX_PROCESSOR_KEY = 128  # the stream_processors.name column
+
+
+def _processor(ctx: Context, name: str) -> str:
+    """A processor's store key in the caller's region (keeneye.core.regions)."""
+    key = regions.scoped_key(ctx.region, name)
+    if len(key) > _MAX_PROCESSOR_KEY:
+        raise AwsError(
+            "InvalidParameterException",
+            f"Name is too long: in region {ctx.region} keeneye keeps stream processor names of up to "
+            f"{_MAX_PROCESSOR_KEY - len(ctx.region) - 1} characters",
+        )
+    return key
+
+
 def create_stream_processor(ctx: Context, p: Params) -> Response:
     face = (p.get("Settings") or {}).get("FaceSearch")
     if face is not None and face.get("CollectionId"):
@@ -604,16 +680,15 @@ def create_stream_processor(ctx: Context, p: Params) -> Response:
                 f"this access key may not search {arn} (rekognition:SearchFaces), which a FaceSearch "
                 "stream processor does",
             )
-    arn = _processors(ctx).create(p["Name"], p)
-    _audit(
-        ctx, "CreateStreamProcessor", face.get("CollectionId") if face else None, details={"name": p["Name"]}
-    )
+    arn = _processors(ctx).create(_processor(ctx, p["Name"]), p)
+    collection = _key(ctx, str(face["CollectionId"])) if face and face.get("CollectionId") else None
+    _audit(ctx, "CreateStreamProcessor", collection, details={"name": _processor(ctx, p["Name"])})
     return {"StreamProcessorArn": arn}
 
 
 def _processor_shape(info: ProcessorInfo) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "Name": info.name,
+        "Name": regions.name_of(info.name),
         "StreamProcessorArn": info.arn,
         "Status": info.status,
         "CreationTimestamp": shapes.epoch_seconds(info.created_at),
@@ -637,15 +712,17 @@ def _processor_shape(info: ProcessorInfo) -> dict[str, Any]:
 
 
 def describe_stream_processor(ctx: Context, p: Params) -> Response:
-    return _processor_shape(_processors(ctx).describe(p["Name"]))
+    return _processor_shape(_processors(ctx).describe(_processor(ctx, p["Name"])))
 
 
 def list_stream_processors(ctx: Context, p: Params) -> Response:
     from keeneye.service.collections import decode_token, encode_token
 
     after = decode_token(p.get("NextToken"), "stream-processors")
-    page, last = _processors(ctx).list_processors(p.get("MaxResults", 1000), after)
-    out: Response = {"StreamProcessors": [{"Name": i.name, "Status": i.status} for i in page]}
+    page, last = _processors(ctx).list_processors(p.get("MaxResults", 1000), after, region=ctx.region)
+    out: Response = {
+        "StreamProcessors": [{"Name": regions.name_of(i.name), "Status": i.status} for i in page]
+    }
     if last is not None:
         out["NextToken"] = encode_token("stream-processors", last)
     return out
@@ -659,33 +736,37 @@ def start_stream_processor(ctx: Context, p: Params) -> Response:
             "start from",
         )
     duration = (p.get("StopSelector") or {}).get("MaxDurationInSeconds")
-    session = _processors(ctx).start(p["Name"], max_duration_s=duration, access_key=ctx.access_key_id)
-    _audit(ctx, "StartStreamProcessor", None, details={"name": p["Name"], "session_id": session})
+    session = _processors(ctx).start(
+        _processor(ctx, p["Name"]), max_duration_s=duration, access_key=ctx.access_key_id
+    )
+    _audit(
+        ctx, "StartStreamProcessor", None, details={"name": _processor(ctx, p["Name"]), "session_id": session}
+    )
     return {"SessionId": session}
 
 
 def stop_stream_processor(ctx: Context, p: Params) -> Response:
-    _processors(ctx).stop(p["Name"])
-    _audit(ctx, "StopStreamProcessor", None, details={"name": p["Name"]})
+    _processors(ctx).stop(_processor(ctx, p["Name"]))
+    _audit(ctx, "StopStreamProcessor", None, details={"name": _processor(ctx, p["Name"])})
     return {}
 
 
 def update_stream_processor(ctx: Context, p: Params) -> Response:
     home = (p.get("SettingsForUpdate") or {}).get("ConnectedHomeForUpdate")
     _processors(ctx).update(
-        p["Name"],
+        _processor(ctx, p["Name"]),
         connected_home=home,
         regions=p.get("RegionsOfInterestForUpdate"),
         data_sharing=p.get("DataSharingPreferenceForUpdate"),
         delete=p.get("ParametersToDelete") or (),
     )
-    _audit(ctx, "UpdateStreamProcessor", None, details={"name": p["Name"]})
+    _audit(ctx, "UpdateStreamProcessor", None, details={"name": _processor(ctx, p["Name"])})
     return {}
 
 
 def delete_stream_processor(ctx: Context, p: Params) -> Response:
-    _processors(ctx).delete(p["Name"])
-    _audit(ctx, "DeleteStreamProcessor", None, details={"name": p["Name"]})
+    _processors(ctx).delete(_processor(ctx, p["Name"]))
+    _audit(ctx, "DeleteStreamProcessor", None, details={"name": _processor(ctx, p["Name"])})
     return {}
 
 
@@ -732,11 +813,6 @@ OPERATIONS: dict[str, Handler] = {
 
 # Parameters of supported operations keeneye accepts but does not act on (docs/rekognition-coverage.md).
 IGNORED_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "CompareFaces": ("QualityFilter",),
-    "CreateUser": ("ClientRequestToken",),
-    "DeleteUser": ("ClientRequestToken",),
-    "AssociateFaces": ("ClientRequestToken",),
-    "DisassociateFaces": ("ClientRequestToken",),
     # No IAM or KMS here; records are not shared with anyone (docs/streams.md).
     "CreateStreamProcessor": ("RoleArn", "KmsKeyId", "DataSharingPreference"),
 }

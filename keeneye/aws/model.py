@@ -28,6 +28,7 @@ from botocore.model import OperationModel, ServiceModel, Shape
 from botocore.validate import ParamValidator
 
 from keeneye.aws.errors import AwsError
+from keeneye.aws.plans import unsupported_message
 
 SERVICE = "rekognition"
 TARGET_PREFIX = "RekognitionService."
@@ -46,19 +47,18 @@ def operation_names() -> list[str]:
     return sorted(service_model().operation_names)
 
 
-def operation_for_target(target: str | None, supported: frozenset[str]) -> OperationModel:
-    """The operation an ``X-Amz-Target`` header names, if keeneye serves it."""
+def operation_for_target(
+    target: str | None, supported: frozenset[str], implemented: frozenset[str] = frozenset()
+) -> OperationModel:
+    """The operation an ``X-Amz-Target`` header names, if this server serves it (``supported``);
+    ``implemented``: what keeneye can serve at all (the answer says which case it is)."""
     if not target or not target.startswith(TARGET_PREFIX):
         raise AwsError("UnknownOperationException", f"unknown operation target {_show(target)}")
     name = target[len(TARGET_PREFIX) :]
     if name not in service_model().operation_names:
         raise AwsError("UnknownOperationException", f"unknown operation {_show(name)}")
     if name not in supported:
-        raise AwsError(
-            "UnknownOperationException",
-            f"{name} is a Rekognition operation keeneye does not support yet; "
-            "see docs/rekognition-coverage.md",
-        )
+        raise AwsError("UnknownOperationException", unsupported_message(name, name in implemented))
     return service_model().operation_model(name)
 
 
@@ -219,6 +219,13 @@ def _check_constraints(value: Any, shape: Shape, path: str, errors: list[str]) -
             _check_constraints(v, shape.value, f"{path}.{k}", errors)
         return
     if kind in ("string", "blob") and isinstance(value, str | bytes):
+        # botocore checks a string's minimum length but not a blob's: an empty Image.Bytes breaks the
+        # model's ImageBlob min 1 (AWS answers ValidationException, not InvalidImageFormatException).
+        if kind == "blob" and "min" in meta and len(value) < meta["min"]:
+            errors.append(
+                f"Value at '{path}' failed to satisfy constraint: "
+                f"Member must have length greater than or equal to {meta['min']}"
+            )
         # Pagination tokens are keeneye's own and opaque to clients; one naming a long collection id
         # may exceed the model's 255 characters, so their length is not held against the caller.
         if "max" in meta and len(value) > meta["max"] and shape.name != "PaginationToken":

@@ -8,6 +8,7 @@ Mustache, Eyeglasses, Sunglasses, EyeDirection, FaceOccluded) are omitted, never
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,10 @@ SUPPORTED_ATTRIBUTES = (
 )
 UNSUPPORTED_ATTRIBUTES = ("BEARD", "EYEGLASSES", "EYE_DIRECTION", "FACE_OCCLUDED", "MUSTACHE", "SUNGLASSES")
 _ALL_EXTRA = frozenset({"AGE_RANGE", "EMOTIONS", "EYES_OPEN", "GENDER", "MOUTH_OPEN", "SMILE"})
+# ``ALL`` in a requested-attribute set: every extra attribute and all 30 landmarks. Without it a
+# FaceDetail carries Rekognition's five default landmarks, as AWS answers.
+ALL = "ALL"
+DEFAULT_LANDMARK_TYPES = ("eyeLeft", "eyeRight", "mouthLeft", "mouthRight", "nose")
 
 # Expression model labels -> Rekognition EmotionName. No bundled model predicts CONFUSED, so it is
 # never reported (see docs/attributes.md). "neutral" is reported as CALM.
@@ -55,11 +60,34 @@ EMOTION_NAMES = {
 
 AGE_HALF_WIDTH = 5  # AgeRange = estimate +- this many years (see docs/attributes.md)
 
+# FaceModelVersion: AWS answers a version number ("7.0") that client code compares or stores; keeneye's
+# collections are keyed by the embedder that made their vectors (its id names models and weights).
+# Each embedder keeneye ships has a fixed version of AWS's form here; any other (other fusion weights,
+# a user's ONNX file) gets "7.<4 digits>" from a hash of its id, stable across servers. The mapping is
+# served at GET /v1/health (face_model) and documented in docs/rekognition-coverage.md.
+FACE_MODEL_VERSIONS: dict[str, str] = {
+    "dlib-resnet-v1+human-faceres@0.83:0.17": "7.0",  # the default (faces.embedder.kind dlib+faceres)
+    "dlib-resnet-v1": "7.1",
+    "human-faceres": "7.2",
+}
+
+
+def face_model_version(embedder_id: str) -> str:
+    """Rekognition's FaceModelVersion ("7.0") for the embedder whose vectors a collection holds."""
+    known = FACE_MODEL_VERSIONS.get(embedder_id)
+    if known is not None:
+        return known
+    if not embedder_id:
+        return ""
+    digest = int(hashlib.sha256(embedder_id.encode()).hexdigest()[:8], 16)
+    return f"7.{1000 + digest % 9000}"
+
 
 def requested_attributes(attributes: Iterable[str] | None) -> frozenset[str]:
     """Validate a DetectFaces ``Attributes`` list; returns the extra attribute names wanted.
 
-    ``["DEFAULT"]`` (or nothing) -> empty set; ``["ALL"]`` -> all supported extras. Unsupported
+    ``["DEFAULT"]`` (or nothing) -> empty set; ``["ALL"]`` -> all supported extras and ``"ALL"`` (every
+    landmark; otherwise Rekognition's five default ones are given). Unsupported
     names are accepted (Rekognition's enum) but yield nothing; unknown names are an error.
     """
     names = list(attributes or ["DEFAULT"])
@@ -70,7 +98,7 @@ def requested_attributes(attributes: Iterable[str] | None) -> frozenset[str]:
             + ", ".join(SUPPORTED_ATTRIBUTES + UNSUPPORTED_ATTRIBUTES)
         )
     if "ALL" in names:
-        return _ALL_EXTRA
+        return _ALL_EXTRA | {ALL}
     return frozenset(a for a in names if a in _ALL_EXTRA)
 
 
@@ -79,7 +107,18 @@ def bounding_box(face: Face, width: int, height: int) -> dict[str, float]:
     return {"Width": (x2 - x1) / width, "Height": (y2 - y1) / height, "Left": x1 / width, "Top": y1 / height}
 
 
-def landmarks(face: Face, width: int, height: int) -> list[dict[str, Any]]:
+def landmarks(face: Face, width: int, height: int, *, every: bool = False) -> list[dict[str, Any]]:
+    """Rekognition Landmarks (ratios): the five default ones, or with ``every`` all 30 keeneye has."""
+    if not every:
+        return [
+            {
+                "Type": name,
+                "X": float(face.landmarks[name][0]) / width,
+                "Y": float(face.landmarks[name][1]) / height,
+            }
+            for name in DEFAULT_LANDMARK_TYPES
+            if name in face.landmarks
+        ]
     return [
         {"Type": name, "X": x / width, "Y": y / height}
         for name, (x, y) in face.landmarks.items()
@@ -100,11 +139,11 @@ def emotions(probs: dict[str, float]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda e: -e["Confidence"])
 
 
-def _geometry(face: Face, width: int, height: int) -> dict[str, Any]:
+def _geometry(face: Face, width: int, height: int, every_landmark: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "BoundingBox": bounding_box(face, width, height),
         "Confidence": _pct(face.score),
-        "Landmarks": landmarks(face, width, height),
+        "Landmarks": landmarks(face, width, height, every=every_landmark),
     }
     pose = face.attributes.get("pose")
     if pose is not None:
@@ -120,8 +159,9 @@ def _geometry(face: Face, width: int, height: int) -> dict[str, Any]:
 
 
 def face_detail(face: Face, width: int, height: int, extras: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Rekognition ``FaceDetail`` for one face of a ``width`` x ``height`` image."""
-    out = _geometry(face, width, height)
+    """Rekognition ``FaceDetail`` for one face of a ``width`` x ``height`` image (all 30 landmarks only
+    when ``extras`` holds ``ALL``, as AWS answers DEFAULT with five)."""
+    out = _geometry(face, width, height, every_landmark=ALL in extras)
     a = face.attributes
     if "AGE_RANGE" in extras and "age" in a:
         age = float(a["age"])
@@ -180,7 +220,7 @@ def stored_face(face: StoredFace) -> dict[str, Any]:
         "BoundingBox": {"Width": (x2 - x1) / w, "Height": (y2 - y1) / h, "Left": x1 / w, "Top": y1 / h},
         "ImageId": face.image_id,
         "Confidence": _pct(face.score),
-        "IndexFacesModelVersion": face.embedder_id,
+        "IndexFacesModelVersion": face_model_version(face.embedder_id),
     }
     if face.external_image_id is not None:
         out["ExternalImageId"] = face.external_image_id
@@ -219,7 +259,7 @@ def collection_description(info: CollectionInfo) -> dict[str, Any]:
     """DescribeCollection's response (note AWS's spelling ``CollectionARN`` here)."""
     return {
         "FaceCount": info.face_count,
-        "FaceModelVersion": info.face_model_version,
+        "FaceModelVersion": face_model_version(info.face_model_version),
         "CollectionARN": info.arn,
         "CreationTimestamp": epoch_seconds(info.created_at),
         "UserCount": info.user_count,
@@ -233,7 +273,8 @@ def video_metadata(meta: dict[str, Any]) -> dict[str, Any]:
     """Rekognition's VideoMetadata from keeneye.video.sources.VideoMetadata (as a dict)."""
     out: dict[str, Any] = {
         "Codec": meta["codec"],
-        "Format": meta["format"],
+        # FFmpeg demuxer long name ("QuickTime / MOV"), as AWS answers; not the demuxer list
+        "Format": meta.get("format_long") or meta["format"],
         "FrameHeight": int(meta["height"]),
         "FrameWidth": int(meta["width"]),
     }

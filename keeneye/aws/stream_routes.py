@@ -21,10 +21,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
 
+from keeneye.core import regions
 from keeneye.core.errors import BackendUnavailable, InvalidParameter
 
 if TYPE_CHECKING:
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
     from keeneye.service.stream_processors import StreamProcessors
 
 MANAGE_CAMERAS = "keeneye:ManageCameras"
+RegionQuery = Annotated[
+    str, Query(description="The processor's region (stream processors are regional, as on AWS)")
+]
 MANAGE_DATA_STREAMS = "keeneye:ManageDataStreams"
 
 
@@ -146,9 +151,19 @@ def add_stream_routes(
 
     # -- processors: options and counters --------------------------------------------------------------
 
+    def processor_key(name: str, region: str) -> str:
+        """The store key of a processor named ``name`` in ``region`` (processors are regional, as on AWS)."""
+        if not regions.is_region(region):
+            raise InvalidParameter("region must be a region name such as us-east-1")
+        return regions.scoped_key(region, name)
+
     @app.get("/v1/stream-processors/{name}/options", summary="A processor's lines, zones and intervals")
-    async def get_options(request: Request, name: str) -> Response:
+    async def get_options(request: Request, name: str, region: RegionQuery = regions.HOME_REGION) -> Response:
         p = processors()
+        try:
+            name = processor_key(name, region)
+        except InvalidParameter as err:
+            return JSONResponse({"error": {"code": err.code, "message": err.message}}, status_code=400)
         return await native(
             request, lambda _: p.describe(name).options, "rekognition:DescribeStreamProcessor", p.arn(name)
         )
@@ -161,8 +176,12 @@ def add_stream_routes(
         '"target_fps": 10}; ratio coordinates; a track crossing a line from the side where cross(p2 - p1, '
         "q - p1) < 0 to > 0 is 'in'. Lines and zones apply to ConnectedHome PERSON tracks.",
     )
-    async def put_options(request: Request, name: str) -> Response:
+    async def put_options(request: Request, name: str, region: RegionQuery = regions.HOME_REGION) -> Response:
         p = processors()
+        try:
+            name = processor_key(name, region)
+        except InvalidParameter as err:
+            return JSONResponse({"error": {"code": err.code, "message": err.message}}, status_code=400)
 
         def call(body: bytes) -> dict[str, Any]:
             options = p.set_options(name, json_object(body, '{"lines": [...]}'))
@@ -175,13 +194,17 @@ def add_stream_routes(
         "/v1/stream-processors/{name}/stats",
         summary="A processor's live counters: frames, drops, records, latency, reconnects, sink queues",
     )
-    async def get_stats(request: Request, name: str) -> Response:
+    async def get_stats(request: Request, name: str, region: RegionQuery = regions.HOME_REGION) -> Response:
         p = processors()
+        try:
+            name = processor_key(name, region)
+        except InvalidParameter as err:
+            return JSONResponse({"error": {"code": err.code, "message": err.message}}, status_code=400)
 
         def call(_: bytes) -> dict[str, Any]:
             info = p.describe(name)
             return {
-                "name": name,
+                "name": regions.name_of(name),
                 "status": info.status,
                 "status_message": info.status_message,
                 **p.stats(name),

@@ -34,9 +34,10 @@ from keeneye.core.errors import InvalidParameter, KeeneyeError
 
 if TYPE_CHECKING:
     from keeneye.analysis.faces import FaceAnalyzer
+    from keeneye.analysis.quality_filter import QualityFilter
     from keeneye.config import Settings
     from keeneye.core.types import UInt8Image
-    from keeneye.service.collections import FaceCollections, QualityFilter
+    from keeneye.service.collections import FaceCollections
     from keeneye.store.db import Store
 
 TASKS = ("detect-faces", "index-faces", "search-faces", "track")
@@ -130,9 +131,9 @@ class IndexFacesTask(_InputTask):
     """Detect, filter and embed (the worker's share of IndexFaces); the driver stores the vectors."""
 
     def _load(self) -> None:
+        from keeneye.analysis.quality_filter import quality_reasons
         from keeneye.core.types import Face
         from keeneye.models.registry import build_face_analyzer
-        from keeneye.service.collections import quality_reasons
 
         assert self.settings is not None
         self.quality_filter: QualityFilter = self.spec.options.get("quality_filter") or "AUTO"
@@ -141,8 +142,8 @@ class IndexFacesTask(_InputTask):
         self.analyzer: FaceAnalyzer = build_face_analyzer(self.settings, with_embedder=True)
 
     def _process(self, item: BatchInput) -> dict[str, Any]:
+        from keeneye.analysis.quality_filter import quality_reasons
         from keeneye.aws.shapes import face_detail
-        from keeneye.service.collections import quality_reasons
 
         pixels = self._decode(item)
         height, width = int(pixels.shape[0]), int(pixels.shape[1])

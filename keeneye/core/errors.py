@@ -55,6 +55,18 @@ class NoFaceFound(InvalidParameter):
     the code stays InvalidParameter; callers that treat "no face" as a result catch this class)."""
 
 
+class InvalidPaginationToken(InvalidParameter):
+    """A NextToken this listing did not give out (Rekognition: InvalidPaginationTokenException)."""
+
+    code = "InvalidPaginationToken"
+
+
+class IdempotentParameterMismatch(KeeneyeError):
+    """A ClientRequestToken re-used with other parameters (HTTP 409 in the native API)."""
+
+    code = "IdempotentParameterMismatch"
+
+
 class InvalidVideo(KeeneyeError):
     """The input is not a decodable video (empty, truncated, corrupt, another format, unreachable URL)."""
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import re
 import shutil
@@ -36,9 +37,20 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.analysis.quality_filter import QualityFilter as QualityFilter  # re-exported
+from keeneye.analysis.quality_filter import UnindexedReason
+from keeneye.analysis.quality_filter import quality_reasons as quality_reasons  # re-exported
 from keeneye.analysis.similarity import calibration_for
 from keeneye.config import ImageLimits
-from keeneye.core.errors import AlreadyExists, InvalidParameter, LimitExceeded, NoFaceFound, NotFound
+from keeneye.core import regions
+from keeneye.core.errors import (
+    AlreadyExists,
+    InvalidPaginationToken,
+    InvalidParameter,
+    LimitExceeded,
+    NoFaceFound,
+    NotFound,
+)
 from keeneye.core.types import Face, FloatArray, UInt8Image
 from keeneye.service.faces import ATTRIBUTE_KEYS, FaceService
 from keeneye.store.db import Store
@@ -48,16 +60,6 @@ from keeneye.store.vectors import NumpyIndex
 T = TypeVar("T")
 
 
-QualityFilter = Literal["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"]
-UnindexedReason = Literal[
-    "EXCEEDS_MAX_FACES",
-    "EXTREME_POSE",
-    "LOW_BRIGHTNESS",
-    "LOW_SHARPNESS",
-    "LOW_CONFIDENCE",
-    "SMALL_BOUNDING_BOX",
-    "LOW_FACE_QUALITY",
-]
 UserStatus = Literal["ACTIVE", "UPDATING", "CREATING", "CREATED"]
 
 
@@ -78,6 +80,7 @@ class CollectionInfo:
     user_count: int
     face_model_version: str  # the embedder id the collection's vectors come from
     retention_days: int | None = None  # faces older than this are purged (keeneye/service/retention.py)
+    key: str = ""  # the store key: collection_id, or REGION/collection_id outside us-east-1
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,7 @@ MAX_ASSOCIATE = 100  # UserFaceIdList max
 MAX_DELETE = 4096  # FaceIdList max
 MAX_TAGS = 50
 MAX_RETENTION_DAYS = 36_500
+MAX_KEY = 255  # the store key (REGION/CollectionId outside us-east-1) fits the 255-character columns
 PURGE_CHUNK = 500  # faces deleted per transaction by a retention purge
 
 _COLLECTION_ID = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
@@ -215,73 +219,13 @@ def decode_token(token: str | None, listing: str) -> str | None:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidParameter("NextToken is not a valid pagination token") from exc
+        raise InvalidPaginationToken("NextToken is not a valid pagination token") from exc
     if not isinstance(data, dict) or data.get("v") != 1 or data.get("l") != listing:
-        raise InvalidParameter("NextToken is not a valid pagination token for this listing")
+        raise InvalidPaginationToken("NextToken is not a valid pagination token for this listing")
     key = data.get("k")
     if not isinstance(key, str):
-        raise InvalidParameter("NextToken is not a valid pagination token")
+        raise InvalidPaginationToken("NextToken is not a valid pagination token")
     return key
-
-
-# -- quality filter ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class QualityBar:
-    """What a face needs to be indexed at one QualityFilter level (Rekognition keeps its bars secret).
-
-    min_score: detector score 0-1 (the detector itself keeps faces >= 0.65 by default);
-    min_side_px: shorter side of the box in pixels; max_yaw/max_pitch: |degrees| (pose from the face
-    mesh or, without it, the eyes and nose); min_brightness / min_sharpness: analysis/quality.py's
-    0-100 values of the face crop. Set from LFW's main faces (250x250 news photos: detector score
-    0.80-0.96, box 77-134 px, sharpness 10-51, brightness 29-63, |yaw| <= 33), so that AUTO/MEDIUM
-    keeps such ordinary photos and drops small, blurred, dark or turned-away faces; each level is
-    stricter than the one below.
-    """
-
-    min_score: float
-    min_side_px: float
-    max_yaw: float
-    max_pitch: float
-    min_brightness: float
-    min_sharpness: float
-
-
-QUALITY_BARS: dict[str, QualityBar] = {
-    "LOW": QualityBar(
-        min_score=0.65, min_side_px=20, max_yaw=75, max_pitch=60, min_brightness=8, min_sharpness=2
-    ),
-    "MEDIUM": QualityBar(0.70, 32, 60, 45, 12, 5),
-    "HIGH": QualityBar(0.80, 60, 45, 30, 20, 15),
-}
-QUALITY_BARS["AUTO"] = QUALITY_BARS["MEDIUM"]  # Rekognition's default; "chosen by the service"
-
-
-def quality_reasons(face: Face, quality_filter: QualityFilter) -> list[UnindexedReason]:
-    """Why ``face`` fails the bar (empty: it passes). Needs attributes from ``analyze("default")``."""
-    if quality_filter == "NONE":
-        return []
-    if quality_filter not in QUALITY_BARS:
-        raise InvalidParameter(
-            f"QualityFilter must be one of NONE, AUTO, LOW, MEDIUM, HIGH; got {quality_filter!r}"
-        )
-    bar = QUALITY_BARS[quality_filter]
-    reasons: list[UnindexedReason] = []
-    if face.score < bar.min_score:
-        reasons.append("LOW_CONFIDENCE")
-    x1, y1, x2, y2 = (float(v) for v in face.xyxy)
-    if min(x2 - x1, y2 - y1) < bar.min_side_px:
-        reasons.append("SMALL_BOUNDING_BOX")
-    pose = face.attributes.get("pose")
-    if pose is not None:
-        _roll, yaw, pitch = pose
-        if abs(yaw) > bar.max_yaw or abs(pitch) > bar.max_pitch:
-            reasons.append("EXTREME_POSE")
-    quality = face.attributes.get("quality") or {}
-    if quality.get("brightness", 100.0) < bar.min_brightness:
-        reasons.append("LOW_BRIGHTNESS")
-    if quality.get("sharpness", 100.0) < bar.min_sharpness:
-        reasons.append("LOW_SHARPNESS")
-    return reasons
 
 
 # -- conversions ------------------------------------------------------------------------------------
@@ -367,7 +311,7 @@ class FaceCollections:
         store: Store,
         analyzer: FaceAnalyzer,
         limits: ImageLimits | None = None,
-        region: str = "us-east-1",
+        region: str = regions.HOME_REGION,
         account: str = "000000000000",
         save_every: int = 1000,
     ) -> None:
@@ -386,8 +330,45 @@ class FaceCollections:
             raise InvalidParameter("no face embedder is configured")
         return self._analyzer.embedder.embedder_id
 
+    def in_region(self, region: str) -> FaceCollections:
+        """This service as seen from ``region`` (the region a caller signed for): collection ids name
+        that region's collections (keeneye.core.regions). The views share the store, lock and indexes."""
+        try:
+            regions.check_region(region)
+        except ValueError as exc:
+            raise InvalidParameter(str(exc)) from None
+        if region == self.region:
+            return self
+        view = copy.copy(self)
+        view.region = region
+        return view
+
+    def key(self, collection_id: str) -> str:
+        """The store key of ``collection_id`` in this view's region; a key already qualified with a
+        region (``ap-southeast-2/demo``: only outside the AWS API, whose CollectionId cannot hold a
+        ``/``) names that region's collection."""
+        region, name = self.region, collection_id
+        if regions.SEPARATOR in collection_id:
+            region, name = collection_id.split(regions.SEPARATOR, 1)
+            if not regions.is_region(region):
+                raise InvalidParameter(f"{collection_id[:80]!r} is not a collection id or REGION/ID")
+        _check(_COLLECTION_ID, name, "CollectionId")
+        key = regions.scoped_key(region, name)
+        if len(key) > MAX_KEY:
+            raise InvalidParameter(
+                f"CollectionId is too long: in region {region} keeneye keeps collection ids of up to "
+                f"{MAX_KEY - len(region) - 1} characters"
+            )
+        return key
+
     def arn(self, collection_id: str) -> str:
-        return f"arn:aws:rekognition:{self.region}:{self.account}:collection/{collection_id}"
+        """The collection's ARN in this view's region (or the region of a qualified key); not
+        validated, so that policies can be checked for ``*`` and for ids that do not exist."""
+        region, name = self.region, collection_id
+        head, sep, tail = collection_id.partition(regions.SEPARATOR)
+        if sep and regions.is_region(head):
+            region, name = head, tail
+        return f"arn:aws:rekognition:{region}:{self.account}:collection/{name}"
 
     def close(self) -> None:
         """Save every index that changed since it was last written (the database already has it all)."""
@@ -402,17 +383,19 @@ class FaceCollections:
         with self._lock, self._store.transaction() as session:
             yield session
 
-    def _collection(self, session: Session, collection_id: str) -> CollectionRow:
-        _check(_COLLECTION_ID, collection_id, "CollectionId")
-        row = session.get(CollectionRow, collection_id)
+    def _collection(self, session: Session, key: str) -> CollectionRow:
+        """The row of a store key (see :meth:`key`), or NotFound naming the collection as its caller
+        knows it."""
+        row = session.get(CollectionRow, key)
         if row is None:
-            raise NotFound(f"The collection id: {collection_id} does not exist")
+            raise NotFound(f"The collection id: {regions.name_of(key)} does not exist")
         return row
 
     def _check_embedder(self, row: CollectionRow, embedder_id: str | None) -> None:
         if embedder_id != row.embedder_id:
             raise InvalidParameter(
-                f"collection {row.collection_id} holds vectors of face model {row.embedder_id}; "
+                f"collection {regions.name_of(row.collection_id)} holds vectors of face model "
+                f"{row.embedder_id}; "
                 f"the configured embedder is {embedder_id}: vectors of different models are never compared"
             )
 
@@ -431,7 +414,9 @@ class FaceCollections:
         return gen
 
     def _index_folder(self, collection_id: str) -> str:
-        return f"c-{collection_id}"  # the prefix keeps ids such as ".." inside the index directory
+        # The prefix keeps ids such as ".." inside the index directory; "@" (in no id or region name)
+        # stands for the "/" of another region's key, so every collection has one flat folder.
+        return "c-" + collection_id.replace(regions.SEPARATOR, "@")
 
     def _tag(self, row: CollectionRow) -> str:
         return row.created_at.isoformat()
@@ -522,24 +507,25 @@ class FaceCollections:
             select(func.count()).select_from(UserRow).where(UserRow.collection_id == row.collection_id)
         )
         return CollectionInfo(
-            collection_id=row.collection_id,
+            collection_id=regions.name_of(row.collection_id),
             arn=row.arn,
             created_at=row.created_at,
             face_count=int(faces or 0),
             user_count=int(users or 0),
             face_model_version=row.embedder_id,
             retention_days=row.retention_days,
+            key=row.collection_id,
         )
 
     # -- collections ------------------------------------------------------------------------
     def create_collection(self, collection_id: str, tags: dict[str, str] | None = None) -> CollectionInfo:
         """A new, empty collection bound to the configured embedder (its FaceModelVersion)."""
-        _check(_COLLECTION_ID, collection_id, "CollectionId")
+        collection_id = self.key(collection_id)
         embedder_id = self.embedder_id
         _check_tags(tags or {})
         with self._write() as session:
             if session.get(CollectionRow, collection_id) is not None:
-                raise AlreadyExists(f"The collection id: {collection_id} already exists")
+                raise AlreadyExists(f"The collection id: {regions.name_of(collection_id)} already exists")
             row = CollectionRow(
                 collection_id=collection_id,
                 arn=self.arn(collection_id),
@@ -557,6 +543,7 @@ class FaceCollections:
         return info
 
     def describe_collection(self, collection_id: str) -> CollectionInfo:
+        collection_id = self.key(collection_id)
         with self._store.sessions() as session:
             return self._info(session, self._collection(session, collection_id))
 
@@ -568,15 +555,21 @@ class FaceCollections:
         after = decode_token(next_token, "collections")
         with self._store.sessions() as session:
             stmt = select(CollectionRow).order_by(CollectionRow.collection_id).limit(size + 1)
+            if self.region == regions.HOME_REGION:
+                stmt = stmt.where(~CollectionRow.collection_id.contains(regions.SEPARATOR, autoescape=True))
+            else:
+                prefix = self.region + regions.SEPARATOR
+                stmt = stmt.where(CollectionRow.collection_id.startswith(prefix, autoescape=True))
             if after is not None:
                 stmt = stmt.where(CollectionRow.collection_id > after)
             rows = list(session.scalars(stmt))
             items = [self._info(session, r) for r in rows[:size]]
-        token = encode_token("collections", items[-1].collection_id) if len(rows) > size else None
+        token = encode_token("collections", items[-1].key) if len(rows) > size else None
         return Page(items, token)
 
     def delete_collection(self, collection_id: str) -> None:
         """The collection, its faces, users and tags, then its index files."""
+        collection_id = self.key(collection_id)
         with self._write() as session:
             row = self._collection(session, collection_id)
             session.execute(delete(FaceRow).where(FaceRow.collection_id == collection_id))
@@ -604,6 +597,7 @@ class FaceCollections:
         attributes: Rekognition attribute names beyond DEFAULT (e.g. AGE_RANGE, EMOTIONS) to fill
         in the returned ``Face`` objects (they are not stored, like Rekognition).
         """
+        collection_id = self.key(collection_id)
         if external_image_id is not None:
             _check(_EXTERNAL_IMAGE_ID, external_image_id, "ExternalImageId")
         if max_faces is not None:
@@ -660,6 +654,7 @@ class FaceCollections:
         faces are returned, so a batch replayed after a crash (a resumed job) indexes nothing twice.
         Raises NotFound (collection), InvalidParameter (ExternalImageId, a vector of another embedder).
         """
+        collection_id = self.key(collection_id)
         for item in images:
             if item.external_image_id is not None:
                 _check(_EXTERNAL_IMAGE_ID, item.external_image_id, "ExternalImageId")
@@ -711,6 +706,7 @@ class FaceCollections:
         face_ids: Sequence[str] | None = None,
     ) -> Page[StoredFace]:
         """Faces in FaceId order, optionally only those of ``user_id`` and/or among ``face_ids``."""
+        collection_id = self.key(collection_id)
         size = _page_size(max_results, MAX_LIST_FACES)
         after = decode_token(next_token, "faces")
         if user_id is not None:
@@ -741,6 +737,7 @@ class FaceCollections:
     ) -> tuple[list[str], list[Unsuccessful]]:
         """Delete faces (rows and vectors at once). Faces associated with a user are refused
         (ASSOCIATED_TO_AN_EXISTING_USER: disassociate them first); unknown ids are FACE_NOT_FOUND."""
+        collection_id = self.key(collection_id)
         if not 1 <= len(face_ids) <= MAX_DELETE:
             raise InvalidParameter(f"FaceIds must hold 1 to {MAX_DELETE} ids")
         for face_id in face_ids:
@@ -776,6 +773,7 @@ class FaceCollections:
     def set_retention(self, collection_id: str, days: int | None) -> CollectionInfo:
         """Keep the collection's faces ``days`` days after they were indexed (None: until deleted).
         The purge (keeneye/service/retention.py) deletes older ones."""
+        collection_id = self.key(collection_id)
         if days is not None and (isinstance(days, bool) or not isinstance(days, int)):
             raise InvalidParameter(f"retention days must be a whole number of days, got {days!r}")
         if days is not None:
@@ -811,6 +809,7 @@ class FaceCollections:
         """Delete faces for retention: like DeleteFaces (rows, vectors, index files, log scrubbed)
         but also faces associated with a user (the user stays, with its status updated). How many
         were deleted (ids already gone are skipped)."""
+        collection_id = self.key(collection_id)
         total = 0
         for start in range(0, len(face_ids), PURGE_CHUNK):
             chunk = list(face_ids[start : start + PURGE_CHUNK])
@@ -875,6 +874,7 @@ class FaceCollections:
         self, collection_id: str, face_id: str, threshold: float = 80.0, max_faces: int = 4096
     ) -> list[FaceMatch]:
         """Faces similar to a stored face (the face itself excluded), best first."""
+        collection_id = self.key(collection_id)
         _check(_FACE_ID, face_id, "FaceId")
         _check_range(threshold, 0, 100, "FaceMatchThreshold")
         _check_range(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
@@ -882,7 +882,7 @@ class FaceCollections:
             self._collection(session, collection_id)
             face = session.get(FaceRow, face_id)
             if face is None or face.collection_id != collection_id:
-                raise NotFound(f"face {face_id} is not in collection {collection_id}")
+                raise NotFound(f"face {face_id} is not in collection {regions.name_of(collection_id)}")
             query, embedder_id = _vector(face), face.embedder_id
         return self._matches(collection_id, query, embedder_id, threshold, max_faces, exclude=face_id)
 
@@ -896,6 +896,7 @@ class FaceCollections:
     ) -> list[FaceMatch]:
         """Faces similar to an embedding computed elsewhere (a face seen in a video), best first.
         Raises NotFound for a missing collection, InvalidParameter for another embedder's vector."""
+        collection_id = self.key(collection_id)
         _check_range(threshold, 0, 100, "FaceMatchThreshold")
         _check_range(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
         return self._matches(collection_id, embedding, embedder_id, threshold, max_faces)
@@ -926,6 +927,7 @@ class FaceCollections:
         quality_filter: QualityFilter = "NONE",
     ) -> ImageSearchResult:
         """Search the collection with the largest face of the image (InvalidParameter if none)."""
+        collection_id = self.key(collection_id)
         _check_range(threshold, 0, 100, "FaceMatchThreshold")
         _check_range(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
         searched, others, width, height = self._searched_face(collection_id, image, quality_filter)
@@ -938,21 +940,25 @@ class FaceCollections:
         _check(_USER_ID, user_id, "UserId")
         user = session.get(UserRow, (collection_id, user_id))
         if user is None:
-            raise NotFound(f"user {user_id} does not exist in collection {collection_id}")
+            raise NotFound(f"user {user_id} does not exist in collection {regions.name_of(collection_id)}")
         return user
 
     def create_user(self, collection_id: str, user_id: str) -> None:
+        collection_id = self.key(collection_id)
         _check(_USER_ID, user_id, "UserId")
         with self._write() as session:
             self._collection(session, collection_id)
             if session.get(UserRow, (collection_id, user_id)) is not None:
-                raise AlreadyExists(f"user {user_id} already exists in collection {collection_id}")
+                raise AlreadyExists(
+                    f"user {user_id} already exists in collection {regions.name_of(collection_id)}"
+                )
             session.add(
                 UserRow(collection_id=collection_id, user_id=user_id, status="CREATED", created_at=_now())
             )
 
     def delete_user(self, collection_id: str, user_id: str) -> None:
         """Delete the user; its faces stay in the collection, disassociated (as Rekognition does)."""
+        collection_id = self.key(collection_id)
         with self._write() as session:
             self._collection(session, collection_id)
             user = self._user(session, collection_id, user_id)
@@ -967,6 +973,7 @@ class FaceCollections:
     def list_users(
         self, collection_id: str, max_results: int = 500, next_token: str | None = None
     ) -> Page[UserInfo]:
+        collection_id = self.key(collection_id)
         size = _page_size(max_results, MAX_LIST_USERS)
         after = decode_token(next_token, "users")
         with self._store.sessions() as session:
@@ -1003,6 +1010,7 @@ class FaceCollections:
         """Associate faces with a user. Unsuccessful: FACE_NOT_FOUND, ASSOCIATED_TO_A_DIFFERENT_USER,
         or LOW_MATCH_CONFIDENCE when the face's best Similarity to the user's faces (those already
         associated and those accepted earlier in this call) is below ``threshold`` (UserMatchThreshold)."""
+        collection_id = self.key(collection_id)
         _check_range(threshold, 0, 100, "UserMatchThreshold")
         wanted = _user_face_ids(face_ids)
         associated: list[str] = []
@@ -1050,6 +1058,7 @@ class FaceCollections:
         self, collection_id: str, user_id: str, face_ids: Sequence[str]
     ) -> tuple[list[str], list[Unsuccessful], UserStatus]:
         """Remove faces from a user (they stay in the collection)."""
+        collection_id = self.key(collection_id)
         wanted = _user_face_ids(face_ids)
         done: list[str] = []
         failed: list[Unsuccessful] = []
@@ -1116,6 +1125,7 @@ class FaceCollections:
         max_users: int = 5,
     ) -> list[UserMatch]:
         """Users similar to a user's faces (the user excluded) or to one stored face (itself excluded)."""
+        collection_id = self.key(collection_id)
         _check_range(threshold, 0, 100, "UserMatchThreshold")
         _check_range(max_users, 1, MAX_SEARCH_USERS, "MaxUsers")
         if (user_id is None) == (face_id is None):
@@ -1140,7 +1150,7 @@ class FaceCollections:
                 _check(_FACE_ID, face_id, "FaceId")
                 face = session.get(FaceRow, face_id)
                 if face is None or face.collection_id != collection_id:
-                    raise NotFound(f"face {face_id} is not in collection {collection_id}")
+                    raise NotFound(f"face {face_id} is not in collection {regions.name_of(collection_id)}")
                 queries = _vector(face)[None, :]
         return self._user_matches(
             collection_id, queries, row.embedder_id, threshold, max_users, face_id, user_id
@@ -1156,6 +1166,7 @@ class FaceCollections:
     ) -> tuple[ImageSearchResult, list[UserMatch]]:
         """Users matching the largest face of the image; the result's ``matches`` stay empty and
         ``unsearched`` lists the other faces."""
+        collection_id = self.key(collection_id)
         _check_range(threshold, 0, 100, "UserMatchThreshold")
         _check_range(max_users, 1, MAX_SEARCH_USERS, "MaxUsers")
         searched, others, width, height = self._searched_face(collection_id, image, quality_filter)
@@ -1167,8 +1178,10 @@ class FaceCollections:
 
     # -- tags (collections are the taggable resource here) -------------------------------------
     def _arn_collection(self, session: Session, arn: str) -> CollectionRow:
+        """The collection of an ARN of this view's region (another region's ARN names nothing here)."""
+        parts = arn.split(":")
         row = session.scalar(select(CollectionRow).where(CollectionRow.arn == arn))
-        if row is None:
+        if row is None or len(parts) < 4 or parts[3] != self.region:
             raise NotFound(f"resource {arn} does not exist")
         return row
 

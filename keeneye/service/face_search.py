@@ -35,7 +35,7 @@ from keeneye.service.face_identity import (  # RELINK_SIMILARITY: re-exported, d
     faces_on_face_tracks,
     relink_cosine,
 )
-from keeneye.service.video_jobs import JobOutput, JobRunner
+from keeneye.service.video_jobs import JobOutput, JobRunner, person_indexes
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig
 from keeneye.video.cuts import DEFAULT_CUT_THRESHOLD, ShotCutDetector
 from keeneye.video.sources import VideoInput, VideoMetadata, open_video
@@ -173,8 +173,9 @@ def face_search_runner(
     search_collection(collection_id, embedding, embedder_id, threshold) -> matches best first.
 
     Items: one per analysed frame where a matched face track is visible: ``{"pts_ms", "index": the
-    track, "xyxy": the face box in pixels, "face": FaceDetail, "matches": [FaceMatch, ...]}``. The
-    identification is audited once per job (every matched FaceId with the track and first time)."""
+    track (0, 1, ... by first appearance), "xyxy": the face box in pixels, "face": FaceDetail,
+    "matches": [FaceMatch, ...]}``. The identification is audited once per job (every matched FaceId
+    with the track and first time)."""
 
     def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
         collection_id, threshold = str(params["collection_id"]), float(params["threshold"])
@@ -220,6 +221,11 @@ def face_search_runner(
                 }
                 for m in ident.matches
             ]
+        # Person.Index as Rekognition numbers persons: 0, 1, ... by first appearance, no gaps.
+        renumber = person_indexes(items)
+        items = [{**it, "index": renumber[it["index"]]} for it in items]
+        for entry in audited:
+            entry["PersonIndex"] = renumber.get(entry["PersonIndex"], entry["PersonIndex"])
         if audit is not None:
             audit(params, audited, len(result.identities))
         return JobOutput(asdict(result.metadata), items)

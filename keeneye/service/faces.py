@@ -11,6 +11,7 @@ import numpy as np
 
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.analysis.images import decode_image
+from keeneye.analysis.quality_filter import QualityFilter, quality_reasons
 from keeneye.analysis.similarity import calibration_for, cosine
 from keeneye.config import ImageLimits
 from keeneye.core.errors import InvalidParameter
@@ -69,22 +70,36 @@ class FaceService:
         source_bytes: bytes | UInt8Image,
         target_bytes: bytes | UInt8Image,
         similarity_threshold: float = 80.0,
+        quality_filter: QualityFilter = "NONE",
     ) -> CompareResult:
-        """The largest source face against up to 100 target faces, matches sorted by Similarity."""
+        """The largest source face against up to 100 target faces, matches sorted by Similarity.
+
+        ``quality_filter`` (CompareFaces' QualityFilter, default NONE): faces below that bar are not
+        compared, as Rekognition does: a source face below it is no source face (InvalidParameter),
+        target faces below it are in neither the matches nor the unmatched faces."""
         if not 0 <= similarity_threshold <= 100:
             raise InvalidParameter("SimilarityThreshold must be between 0 and 100")
+        quality_reasons(Face(np.zeros(4, np.float32), 1.0), quality_filter)  # validates the name
         src_img = self.decode(source_bytes)
         tgt_img = self.decode(target_bytes)
-        src_faces = self.analyzer.analyze(src_img, attributes="none", embed=True, max_faces=1)
+        filtering = quality_filter != "NONE"
+        src_faces = self.analyzer.analyze(
+            src_img, attributes="default" if filtering else "none", embed=False, max_faces=1
+        )
+        src_faces = [f for f in src_faces if not quality_reasons(f, quality_filter)]
         if not src_faces:
             raise InvalidParameter("there are no faces in the source image; it should contain at least 1")
+        self.analyzer.embed(src_img, src_faces)
         tgt_faces = self.analyzer.analyze(
             tgt_img,
             attributes="all",
-            embed=True,
+            embed=False,
             max_faces=MAX_COMPARE_TARGET_FACES,
             want=frozenset({"emotions"}),
         )
+        tgt_faces = [f for f in tgt_faces if not quality_reasons(f, quality_filter)]
+        if tgt_faces:
+            self.analyzer.embed(tgt_img, tgt_faces)
         result = CompareResult(
             AnalyzedImage(src_img.shape[1], src_img.shape[0], src_faces),
             AnalyzedImage(tgt_img.shape[1], tgt_img.shape[0], tgt_faces),

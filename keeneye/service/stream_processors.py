@@ -52,6 +52,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import select
 
 from keeneye.config import Settings
+from keeneye.core import regions
 from keeneye.core.errors import InvalidParameter, KeeneyeError, LimitExceeded, NotFound, ResourceInUse
 from keeneye.store.db import Store
 from keeneye.store.tables import CameraRow, DataStreamRow, StreamProcessorRow
@@ -480,7 +481,10 @@ class StreamProcessors:
         self._mp = multiprocessing.get_context("spawn")
 
     def arn(self, name: str) -> str:
-        return f"arn:aws:rekognition:{self.region}:{self.account}:streamprocessor/{name}"
+        """A processor's ARN; ``name`` is its store key (REGION/name outside us-east-1, as collections:
+        keeneye.core.regions), and the ARN carries that region."""
+        region, plain = regions.split_key(name)
+        return f"arn:aws:rekognition:{region}:{self.account}:streamprocessor/{plain}"
 
     def camera_arn(self, name: str) -> str:
         """What Input.KinesisVideoStream.Arn names a registered camera by."""
@@ -645,9 +649,10 @@ class StreamProcessors:
             raise InvalidParameter("Output needs KinesisDataStream or S3Destination")
         return sinks
 
-    def _validate(self, request: Mapping[str, Any]) -> _Resolved:
+    def _validate(self, request: Mapping[str, Any], name: str) -> _Resolved:
         """Everything Create checks that can be checked before a run: input, outputs, settings; what the
-        input and outputs resolve to now (Start runs the worker on exactly that)."""
+        input and outputs resolve to now (Start runs the worker on exactly that). ``name``: the
+        processor's key, whose region is the FaceSearch collection's."""
         url, listen = self._resolve_input(str(request["Input"]["KinesisVideoStream"]["Arn"]))
         resolved = _Resolved(url, listen, self._resolve_outputs(request["Output"]))
         settings = request.get("Settings") or {}
@@ -662,7 +667,7 @@ class StreamProcessors:
                 raise InvalidParameter("FaceMatchThreshold must be in 0-100")
             if self._check_collection is not None:
                 try:
-                    self._check_collection(str(face["CollectionId"]))
+                    self._check_collection(_collection_key(name, str(face["CollectionId"])))
                 except NotFound as err:
                     raise InvalidParameter(f"Settings.FaceSearch: {err.message}") from None
         if home is not None:
@@ -677,9 +682,9 @@ class StreamProcessors:
 
     def create(self, name: str, request: Mapping[str, Any]) -> str:
         """CreateStreamProcessor: validate and store (STOPPED); the ARN. ResourceInUse for a taken name."""
-        _check_name(name, "stream processor")
+        _check_name(regions.name_of(name), "stream processor")
         body = {k: request[k] for k in _REQUEST_KEYS if k in request}
-        self._validate(body)
+        self._validate(body, name)
         now = _now()
         with self._store.transaction() as s:
             if s.get(StreamProcessorRow, name) is not None:  # Rekognition: ResourceInUseException
@@ -722,12 +727,18 @@ class StreamProcessors:
             return self._info(self._row(s, name))
 
     def list_processors(
-        self, max_results: int = MAX_LIST, after: str | None = None
+        self, max_results: int = MAX_LIST, after: str | None = None, region: str | None = None
     ) -> tuple[list[ProcessorInfo], str | None]:
-        """Processors by name after ``after``; the page and the last name when more follow."""
+        """Processors by key after ``after`` (of one region, if given); the page and the last key when
+        more follow."""
         limit = max(1, min(max_results, MAX_LIST))
         with self._store.transaction() as s:
             q = select(StreamProcessorRow).order_by(StreamProcessorRow.name)
+            if region == regions.HOME_REGION:
+                q = q.where(~StreamProcessorRow.name.contains(regions.SEPARATOR, autoescape=True))
+            elif region is not None:
+                prefix = regions.check_region(region) + regions.SEPARATOR
+                q = q.where(StreamProcessorRow.name.startswith(prefix, autoescape=True))
             if after is not None:
                 q = q.where(StreamProcessorRow.name > after)
             rows = list(s.scalars(q.limit(limit + 1)))
@@ -814,7 +825,7 @@ class StreamProcessors:
                 request = dict(row.request)
             # What Create checked may have changed since (a camera, a data stream or the collection gone):
             # refused now, with what to fix, rather than a worker that fails.
-            resolved = self._validate(request)
+            resolved = self._validate(request, name)
             with self._store.transaction() as s:
                 row = self._row(s, name)
                 row.status, row.status_message, row.desired = "STARTING", None, "running"
@@ -853,7 +864,10 @@ class StreamProcessors:
             stream_arn=input_arn if CAMERA_ARN.fullmatch(input_arn) else redacted_url(input_arn),
             face_search=None
             if face is None
-            else (str(face["CollectionId"]), float(face.get("FaceMatchThreshold", 80.0))),
+            else (
+                _collection_key(name, str(face["CollectionId"])),
+                float(face.get("FaceMatchThreshold", 80.0)),
+            ),
             connected_home=None
             if home is None
             else (_labels(home.get("Labels") or []), float(home.get("MinConfidence", 50.0))),
@@ -1105,6 +1119,11 @@ def _registered(s: Any, table: type[Any], name: str, error: type[KeeneyeError]) 
             raise NotFound(f"no {what} named {name!r}")
         raise error(f"no {what} named {name!r} on this server: register it with {how.format(name=name)}")
     return row
+
+
+def _collection_key(processor: str, collection_id: str) -> str:
+    """The store key of a FaceSearch collection: the one of the processor's region."""
+    return regions.scoped_key(regions.split_key(processor)[0], collection_id)
 
 
 def _check_name(name: str, what: str) -> None:

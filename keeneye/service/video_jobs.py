@@ -29,8 +29,8 @@ from __future__ import annotations
 import base64
 import logging
 import queue
+import secrets
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -39,7 +39,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select, update
 
-from keeneye.core.errors import InvalidParameter, KeeneyeError, NotFound
+from keeneye.core import regions
+from keeneye.core.errors import (
+    IdempotentParameterMismatch,
+    InvalidPaginationToken,
+    InvalidParameter,
+    KeeneyeError,
+    NotFound,
+)
 from keeneye.store.db import Store
 from keeneye.store.tables import VideoJobRow
 
@@ -87,6 +94,23 @@ class JobOutput:
 
     metadata: dict[str, Any]
     items: list[dict[str, Any]]
+
+
+def person_indexes(items: list[dict[str, Any]]) -> dict[int, int]:
+    """Track id -> Rekognition's Person.Index: 0, 1, 2, ... in order of first appearance, without gaps
+    (the tracker's ids start at 1 and skip the tentative tracks it dropped)."""
+    first: dict[int, float] = {}
+    for it in items:
+        track = int(it["index"])
+        first[track] = min(first.get(track, float(it["pts_ms"])), float(it["pts_ms"]))
+    ordered = sorted(first, key=lambda t: (first[t], t))
+    return {track: i for i, track in enumerate(ordered)}
+
+
+def renumber_persons(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``items`` with ``index`` replaced by :func:`person_indexes`."""
+    mapping = person_indexes(items)
+    return [{**it, "index": mapping[int(it["index"])]} for it in items]
 
 
 JobRunner = Callable[[Path, Mapping[str, Any], Callable[[], None]], JobOutput]
@@ -166,9 +190,9 @@ def _decode_token(token: str) -> int:
             raise ValueError(text)
         offset = int(text[2:])
     except ValueError:
-        raise InvalidParameter("invalid NextToken") from None
+        raise InvalidPaginationToken("NextToken is not a valid pagination token") from None
     if offset < 0:
-        raise InvalidParameter("invalid NextToken")
+        raise InvalidPaginationToken("NextToken is not a valid pagination token")
     return offset
 
 
@@ -218,6 +242,39 @@ class VideoJobs:
             raise InvalidParameter("NotificationChannel is not available on this server")
         self._notifications.require_channel(topic_arn)
 
+    def replay(
+        self, kind: str, client_request_token: str | None, *, owner: str | None, region: str, fingerprint: str
+    ) -> str | None:
+        """The JobId an earlier Start* with this ClientRequestToken got, or None.
+
+        A token belongs to the access key (``owner``) and region that used it: another key re-using it
+        starts its own job and never learns the first one's JobId. The same token with other arguments
+        (``fingerprint`` differs) raises IdempotentParameterMismatch, as Rekognition does."""
+        if not client_request_token:
+            return None
+        with self._store.sessions() as s:
+            return self._replay(s, kind, client_request_token, owner, region, fingerprint)
+
+    def _replay(
+        self, s: Any, kind: str, token: str, owner: str | None, region: str, fingerprint: str
+    ) -> str | None:
+        rows = s.execute(
+            select(VideoJobRow.job_id, VideoJobRow.request)
+            .where(VideoJobRow.kind == kind, VideoJobRow.client_request_token == token)
+            .order_by(VideoJobRow.created_at)
+        ).all()
+        for job_id, request in rows:
+            request = request or {}
+            if request.get("access_key") != owner or request.get("region", regions.HOME_REGION) != region:
+                continue
+            if request.get("request_fingerprint") != fingerprint:
+                raise IdempotentParameterMismatch(
+                    "ClientRequestToken was already used with other parameters; use a new token for a "
+                    "different request"
+                )
+            return str(job_id)
+        return None
+
     def start(
         self,
         kind: str,
@@ -227,24 +284,30 @@ class VideoJobs:
         params: Mapping[str, Any] | None = None,
         *,
         notification_topic: str | None = None,
+        owner: str | None = None,
+        region: str = regions.HOME_REGION,
+        fingerprint: str = "",
     ) -> str:
-        """Record and queue a job; the JobId. The same ``client_request_token`` (per kind) returns the
-        JobId of the job it started first, whatever the other arguments. ``notification_topic``: an
-        SNS topic ARN with a configured channel, told when the job ends."""
+        """Record and queue a job; the JobId (64 hex digits, as Rekognition's). The same
+        ``client_request_token`` from the same ``owner`` (access key) and ``region`` returns the JobId
+        of the job it started first (see :meth:`replay`). ``notification_topic``: an SNS topic ARN with
+        a configured channel, told when the job ends. The job's params record ``access_key`` (the
+        owner), ``region`` and ``request_fingerprint``."""
         if kind not in self._runners:
             raise InvalidParameter(f"unknown video job kind {kind!r}")
         if notification_topic is not None:
             self.check_notification_topic(notification_topic)
+        request = dict(params or {}) | {
+            "access_key": owner,
+            "region": region,
+            "request_fingerprint": fingerprint,
+        }
         with self._start_lock, self._store.transaction() as s:
             if client_request_token:
-                existing = s.scalars(
-                    select(VideoJobRow.job_id).where(
-                        VideoJobRow.kind == kind, VideoJobRow.client_request_token == client_request_token
-                    )
-                ).first()
+                existing = self._replay(s, kind, client_request_token, owner, region, fingerprint)
                 if existing is not None:
                     return existing
-            job_id = uuid.uuid4().hex
+            job_id = secrets.token_hex(32)
             s.add(
                 VideoJobRow(
                     job_id=job_id,
@@ -255,7 +318,7 @@ class VideoJobs:
                     version=video.version,
                     job_tag=job_tag,
                     client_request_token=client_request_token,
-                    request=dict(params or {}),
+                    request=request,
                     notification_topic=notification_topic,
                     created_at=_now(),
                 )
@@ -270,15 +333,18 @@ class VideoJobs:
         max_results: int = 1000,
         next_token: str | None = None,
         sort_by: SortBy = "TIMESTAMP",
+        region: str | None = None,
     ) -> JobPage:
         """The job's state and one page of its items, sorted by ``pts_ms`` (TIMESTAMP) or by ``index``
-        then ``pts_ms`` (INDEX). Raises NotFound for an unknown job (or one of another kind)."""
+        then ``pts_ms`` (INDEX). Raises NotFound for an unknown job (or one of another kind, or, with
+        ``region``, one started in another region)."""
         if max_results < 1:
             raise InvalidParameter("MaxResults must be at least 1")
         offset = _decode_token(next_token) if next_token else 0
         with self._store.transaction() as s:
             row = s.get(VideoJobRow, job_id)
-            if row is None or row.kind != kind:
+            job_region = (row.request or {}).get("region", regions.HOME_REGION) if row is not None else None
+            if row is None or row.kind != kind or (region is not None and job_region != region):
                 raise NotFound(f"job {job_id!r} not found")
             items = list(row.results or []) if row.status == "SUCCEEDED" else []
             status: JobStatus = row.status  # type: ignore[assignment]
@@ -562,7 +628,7 @@ def person_tracking_runner(settings: Any) -> JobRunner:
             for t in result.tracks
             for p in t.history
         ]
-        return JobOutput(asdict(result.metadata), items)
+        return JobOutput(asdict(result.metadata), renumber_persons(items))
 
     return run
 

@@ -342,3 +342,20 @@ class StreamProcessorRow(Base):
     stop_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RequestTokenRow(Base):
+    """A ClientRequestToken of CreateUser, DeleteUser, AssociateFaces or DisassociateFaces and the
+    response it got (keeneye/service/request_tokens.py), per access key and region, so that the same
+    request sent again gets the same response. ``fingerprint``: SHA-256 of the other parameters."""
+
+    __tablename__ = "request_tokens"
+    __table_args__ = (Index("ix_request_tokens_created", "created_at"),)
+
+    access_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    region: Mapped[str] = mapped_column(String(32), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -88,7 +88,7 @@ def test_serve_creates_credentials_and_answers_boto3(
             "audit",
             "--json",
             "--collection",
-            "cli",
+            "eu-central-1/cli",  # signed for eu-central-1: the collection is that region's (REGION/ID)
             "--data-dir",
             str(data),
         ],
@@ -108,7 +108,50 @@ def test_serve_creates_credentials_and_answers_boto3(
         timeout=60,
         env=_clean_env(models_dir),
     )
-    assert text.returncode == 0 and "SearchFacesByImage cli" in text.stdout and "[below 99]" in text.stdout
+    assert text.returncode == 0 and "[below 99]" in text.stdout
+    assert "SearchFacesByImage eu-central-1/cli" in text.stdout
+
+
+def test_a_fresh_data_dir_serves_with_the_shared_models(
+    tmp_path: Path, models_dir: Path, shared_data: Path
+) -> None:
+    """Models live in one shared place (~/.local/share/keeneye/models, here under XDG_DATA_HOME), not in
+    the data directory: `keeneye serve --data-dir NEW` serves at once, with no models installed in NEW."""
+    xdg = tmp_path / "xdg"
+    (xdg / "keeneye").mkdir(parents=True)
+    (xdg / "keeneye" / "models").symlink_to(models_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEENEYE_", "AWS_", "XDG_"))}
+    env["XDG_DATA_HOME"] = str(xdg)
+    data, port = tmp_path / "srv-keeneye", free_port()
+    cmd = [sys.executable, "-m", "keeneye.cli", "serve", "--port", str(port), "--data-dir", str(data)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, proc.communicate(timeout=5)[1]
+            assert time.monotonic() < deadline, "keeneye serve did not start"
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2)
+                if health.status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert not (data / "models").exists()
+        assert health.json()["face_model"]["face_model_version"] == "7.0"
+        creds = json.loads((data / "credentials.json").read_text())
+        client = boto3.session.Session().client(
+            "rekognition",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id=creds["access_key_id"],
+            aws_secret_access_key=creds["secret_access_key"],
+            config=Config(retries={"max_attempts": 1}),
+        )
+        photo = (shared_data / "faces/face_recognition/obama3.jpg").read_bytes()
+        assert len(client.detect_faces(Image={"Bytes": photo})["FaceDetails"]) == 1
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
 
 
 def test_serve_refuses_half_set_credentials(tmp_path: Path) -> None:

@@ -126,8 +126,16 @@ def test_face_search_at_99_and_request_errors(search_server: RunningServer, shar
         ClientRequestToken=token,
         NotificationChannel={"SNSTopicArn": topic, "RoleArn": "arn:aws:iam::123456789012:role/x"},
     )["JobId"]
-    again = client.start_face_search(Video=video, CollectionId="hamilton", ClientRequestToken=token)
+    again = client.start_face_search(  # the same request again: the same job (Rekognition's replay)
+        Video=video,
+        CollectionId="hamilton",
+        FaceMatchThreshold=99,
+        ClientRequestToken=token,
+        NotificationChannel={"SNSTopicArn": topic, "RoleArn": "arn:aws:iam::123456789012:role/x"},
+    )
     assert again["JobId"] == job_id
+    with pytest.raises(client.exceptions.IdempotentParameterMismatchException):  # another request
+        client.start_face_search(Video=video, CollectionId="hamilton", ClientRequestToken=token)
     done = wait_for_job(client, "get_face_search", job_id, timeout_s=POLL_TIMEOUT_S)
     assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
     # At 99 only the most similar faces pass; whatever passes is still only Lin-Manuel.

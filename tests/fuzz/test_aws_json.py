@@ -104,7 +104,7 @@ def check_answer(client: Client, operation: str, body: bytes) -> None:
     declared = {s.name for s in service_model().operation_model(operation).error_shapes}
     kind = answer.get("__type")
     assert kind in declared | PROTOCOL_ERRORS, answer
-    assert STATUS[kind] == r.status_code and set(answer) == {"__type", "message"}
+    assert STATUS[kind] == r.status_code and set(answer) == {"__type", "message", "Message"}
 
 
 # -- parameters shaped like the model, with hostile values ---------------------------------------------
