@@ -242,7 +242,7 @@ def run_pass(
     from keeneye.video.cuts import ShotCutDetector
 
     counters = _counters()
-    cuts = ShotCutDetector()  # as keeneye.service.tracking.track_video does (timed under "track")
+    cuts = ShotCutDetector()  # as keeneye.service.video.tracking.track_video does (timed under "track")
     seconds = {"decode": 0.0, "detect": 0.0, "track": 0.0}
     dets: dict[int, Detections] = {}
     tracks: dict[int, list[tuple[int, tuple[float, float, float, float]]]] = {}

@@ -4,7 +4,7 @@ For each video: ``redact_video`` with the defaults (detector at REDACTION_SCORE_
 analysed, blur), then every ``--every``-th frame of the original and of the redacted output is run
 through the face detector at the default threshold (0.65) and at the redaction threshold. Per threshold:
 ``before`` (faces in the original), ``after`` (boxes the detector finds in the output: mostly hands or
-microphones under a blurred patch, see ``keeneye.service.redaction.unobscured``) and ``unobscured``
+microphones under a blurred patch, see ``keeneye.service.governance.redaction.unobscured``) and ``unobscured``
 (faces of the original still findable and not obscured in the output: the number that must be 0).
 ``--threshold`` redacts at another detector threshold, to compare (the check then runs at the lower one).
 Also: faces redacted per frame, face tracks, and milliseconds per frame of the redaction pass.
@@ -25,7 +25,7 @@ from typing import Any
 from common import SHARED, emit, settings
 
 from keeneye.models.registry import build_detector
-from keeneye.service.redaction import (
+from keeneye.service.governance.redaction import (
     REDACTION_SCORE_THRESHOLD,
     build_redaction_analyzer,
     redact_video,

@@ -55,7 +55,7 @@ from live_server import LiveServer, exit_on_sigterm
 from sqlalchemy import insert, select, update
 
 from keeneye.analysis.faces import FaceAnalyzer
-from keeneye.service.collections import FaceCollections
+from keeneye.service.faces.collections import FaceCollections
 from keeneye.store.db import Store
 from keeneye.store.tables import CollectionRow, FaceRow
 from keeneye.store.vectors import NumpyIndex

@@ -52,7 +52,7 @@ import psutil
 from common import REPO, SHARED, emit, machine
 
 from keeneye.config import Settings, StreamSettings
-from keeneye.service.stream_processors import StreamProcessors
+from keeneye.service.streams.processors import StreamProcessors
 from tests.rtsp.rig import RtspServer
 
 CLIP = SHARED / "video" / "face_clips" / "short_hamilton_clip.mp4"
@@ -117,7 +117,7 @@ class JsonlTail:
 def make_data_dir(root: Path, models_dir: Path, max_processors: int) -> Settings:
     """A fresh data dir (models linked in, like the tests) with the "hamilton" collection indexed."""
     from keeneye.models.registry import build_face_analyzer
-    from keeneye.service.collections import FaceCollections
+    from keeneye.service.faces.collections import FaceCollections
     from keeneye.store.db import Store
 
     (root / "models").symlink_to(models_dir.resolve())

@@ -9,12 +9,13 @@ not authenticated and nothing is half-done for a bad request:
    reading the stream): ``RequestEntityTooLargeException`` (HTTP 413), or one not received within
    ``server.body_timeout_s``: ``RequestTimeoutException`` (HTTP 408); both for every route
    (keeneye.aws.body_limits; the connection is then closed);
-2. verify the SigV4 signature (keeneye.aws.sigv4) over the raw body, with the bootstrap key or an
-   enabled key of the database (keeneye.service.credentials.KeyRing), and take a token from the key's
+2. verify the SigV4 signature (keeneye.auth.sigv4) over the raw body, with the bootstrap key or an
+   enabled key of the database (keeneye.auth.keyring.KeyRing), and take a token from the key's
    rate-limit bucket (``server.rate_limit_per_s``; else ``ThrottlingException``);
 3. resolve ``X-Amz-Target`` to a supported operation and check the content type;
 4. parse and validate the JSON body against the service model (keeneye.aws.model), then authorize
-   ``rekognition:<Operation>`` on its resource with the key's policy (keeneye.service.policies; else
+   ``rekognition:<Operation>`` on its resource with the key's policy
+   (keeneye.service.governance.policies; else
    ``AccessDeniedException``, logged; see docs/security.md);
 5. admit at most ``server.max_inflight`` operations at once (else ``ThrottlingException``) and run the
    handler in a worker thread (models are CPU-bound);
@@ -55,8 +56,11 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from keeneye import __version__
+from keeneye.auth import sigv4
+from keeneye.auth.keyring import KeyRing, Principal
+from keeneye.auth.ratelimit import RateLimiter, retry_after_s
 from keeneye.aws import errors as aws_errors
-from keeneye.aws import model, shapes, sigv4
+from keeneye.aws import model, shapes
 from keeneye.aws.body_limits import BodyLimitMiddleware
 from keeneye.aws.errors import AwsError
 from keeneye.aws.handlers import OPERATIONS, STREAM_OPERATIONS, VIDEO_OPERATIONS, Context, Services
@@ -65,20 +69,18 @@ from keeneye.aws.openapi import document_native_errors
 from keeneye.config import Settings
 from keeneye.core import regions
 from keeneye.core.errors import AccessDenied, BackendUnavailable, InvalidParameter, KeeneyeError
-from keeneye.service.credentials import KeyRing, Principal
-from keeneye.service.faces import AnalyzedImage, FaceService
-from keeneye.service.policies import resource_for
-from keeneye.service.ratelimit import RateLimiter, retry_after_s
+from keeneye.service.faces.analysis import AnalyzedImage, FaceService
+from keeneye.service.governance.policies import resource_for
 
 if TYPE_CHECKING:
     from keeneye.core.types import Face
-    from keeneye.service.audit import AuditLog
-    from keeneye.service.collections import FaceCollections
-    from keeneye.service.notifications import NotificationService
-    from keeneye.service.retention import RetentionService
-    from keeneye.service.stream_processors import StreamProcessors
-    from keeneye.service.uploads import UploadService
-    from keeneye.service.video_jobs import VideoJobs
+    from keeneye.service.faces.collections import FaceCollections
+    from keeneye.service.governance.audit import AuditLog
+    from keeneye.service.governance.retention import RetentionService
+    from keeneye.service.streams.processors import StreamProcessors
+    from keeneye.service.uploads.service import UploadService
+    from keeneye.service.video.jobs import VideoJobs
+    from keeneye.service.video.notifications import NotificationService
 
 log = logging.getLogger("keeneye.aws")
 
@@ -148,7 +150,7 @@ def build_stream_processors(
 ) -> StreamProcessors:
     """Stream processors on the store in ``settings.data_dir``; NotificationChannel through the video
     jobs' notification service (one outbox). Nothing runs until the app starts (``resume``)."""
-    from keeneye.service.stream_processors import StreamProcessors
+    from keeneye.service.streams.processors import StreamProcessors
     from keeneye.store.db import Store
 
     notifications = jobs.notifications if jobs is not None else None
@@ -166,7 +168,7 @@ def build_stream_processors(
 
 def build_retention(settings: Settings, collections: FaceCollections, audit: AuditLog) -> RetentionService:
     """The retention purge over the store in ``settings.data_dir`` (faces through ``collections``)."""
-    from keeneye.service.retention import RetentionService
+    from keeneye.service.governance.retention import RetentionService
     from keeneye.store.db import Store
 
     store = Store.open(settings.data_dir, settings.database_url)
@@ -176,10 +178,10 @@ def build_retention(settings: Settings, collections: FaceCollections, audit: Aud
 def build_uploads(
     settings: Settings, images: ImageLoader, collections: FaceCollections, audit: AuditLog | None
 ) -> UploadService:
-    """Analysis on upload (keeneye/service/uploads.py, docs/uploads.md) on the store in
+    """Analysis on upload (keeneye/service/uploads/service.py, docs/uploads.md) on the store in
     ``settings.data_dir``; objects are read with a copy of ``images`` whose S3 client does not retry by
     itself (the upload worker retries with its own backoff, and botocore's retries would hold it)."""
-    from keeneye.service.uploads import UploadService, is_transient
+    from keeneye.service.uploads.service import UploadService, is_transient
     from keeneye.store.db import Store
 
     loader = images
@@ -228,8 +230,7 @@ def build_video_jobs(
     """Stored-video jobs on the store in ``settings.data_dir``, videos read from the mapped buckets;
     queued and interrupted jobs start running now (``settings.video_jobs.workers`` threads). FaceSearch
     jobs need ``collections`` (their identifications are written to ``audit``)."""
-    from keeneye.service.notifications import NotificationService
-    from keeneye.service.video_jobs import (
+    from keeneye.service.video.jobs import (
         JobOutput,
         JobRunner,
         VideoJobs,
@@ -238,6 +239,7 @@ def build_video_jobs(
         header_checked,
         person_tracking_runner,
     )
+    from keeneye.service.video.notifications import NotificationService
     from keeneye.store.db import Store
 
     downloads = settings.data_dir / "video-downloads"
@@ -284,8 +286,8 @@ def build_video_jobs(
 
 def build_collection_services(settings: Settings, faces: FaceService) -> tuple[FaceCollections, AuditLog]:
     """FaceCollections and AuditLog on the store in ``settings.data_dir`` (sharing the face pipeline)."""
-    from keeneye.service.audit import AuditLog
-    from keeneye.service.collections import FaceCollections
+    from keeneye.service.faces.collections import FaceCollections
+    from keeneye.service.governance.audit import AuditLog
     from keeneye.store.db import Store
 
     store = Store.open(settings.data_dir, settings.database_url)
@@ -295,7 +297,7 @@ def build_collection_services(settings: Settings, faces: FaceService) -> tuple[F
 def _face_search_runner(
     settings: Settings, faces: FaceService, collections: FaceCollections, audit: AuditLog | None
 ) -> Any:
-    from keeneye.service.face_search import face_search_runner
+    from keeneye.service.video.face_search import face_search_runner
 
     def record(params: Mapping[str, Any], matches: list[dict[str, Any]], searched: int) -> None:
         if audit is not None:
@@ -376,7 +378,7 @@ def create_app(
     inflight = threading.BoundedSemaphore(settings.server.max_inflight)
     limiter = RateLimiter(settings.server.rate_limit_per_s, settings.server.rate_limit_burst)
     if keys.database is None:  # keys made with `keeneye keys create`, in this server's database
-        from keeneye.service.keys import LazyAccessKeys
+        from keeneye.service.governance.keys import LazyAccessKeys
 
         keys = keys.with_database(LazyAccessKeys(settings))
 
@@ -396,7 +398,7 @@ def create_app(
         supported -= frozenset(STREAM_OPERATIONS)
     metrics = Metrics()
     if svc.request_tokens is None and svc.collections is not None:  # ClientRequestToken replay
-        from keeneye.service.request_tokens import RequestTokens
+        from keeneye.service.faces.request_tokens import RequestTokens
         from keeneye.store.db import Store
 
         svc.request_tokens = RequestTokens(Store.open(settings.data_dir, settings.database_url))
@@ -412,13 +414,13 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         purger = None
         if svc.retention is not None:  # the retention purge, now and every purge_interval_s
-            from keeneye.service.retention import PurgeThread
+            from keeneye.service.governance.retention import PurgeThread
 
             purger = PurgeThread(svc.retention, settings.retention.purge_interval_s)
             purger.start()
         upload_worker = None
         if uploads is not None:  # queued upload events (interrupted ones too), then as they arrive
-            from keeneye.service.uploads import UploadWorker
+            from keeneye.service.uploads.service import UploadWorker
 
             upload_worker = UploadWorker(uploads)
             await run_in_threadpool(upload_worker.start)
@@ -871,13 +873,14 @@ def _add_redaction_route(
     clock: Callable[[], datetime],
     limiter: RateLimiter,
 ) -> None:
-    """``POST /v1/redact``: bystander redaction of one image (keeneye.service.redaction; docs/redaction.md).
+    """``POST /v1/redact``: bystander redaction of one image (keeneye.service.governance.redaction;
+    docs/redaction.md).
     The redaction pipeline (a lower detector threshold than DetectFaces') is built at the first call."""
     built: list[Any] = []
     lock = threading.Lock()
 
     def analyzer() -> Any:
-        from keeneye.service.redaction import build_redaction_analyzer
+        from keeneye.service.governance.redaction import build_redaction_analyzer
 
         if svc.redaction_analyzer is not None:
             return svc.redaction_analyzer
@@ -920,7 +923,7 @@ def _add_redaction_route(
                 return _native_error("AccessDenied", reason, 403)
 
         def call() -> Response:
-            from keeneye.service.redaction import redact_image
+            from keeneye.service.governance.redaction import redact_image
 
             search = None
             if keep_collection is not None:

@@ -17,17 +17,17 @@ from keeneye.aws.errors import AwsError
 from keeneye.aws.images import ImageLoader
 from keeneye.core import regions
 from keeneye.core.errors import AlreadyExists
-from keeneye.service import request_tokens
-from keeneye.service.faces import FaceService
+from keeneye.service.faces import request_tokens
+from keeneye.service.faces.analysis import FaceService
 
 if TYPE_CHECKING:
     from keeneye.analysis.faces import FaceAnalyzer
-    from keeneye.service.audit import AuditLog
-    from keeneye.service.collections import FaceCollections, FaceMatch, UserMatch
-    from keeneye.service.request_tokens import RequestTokens
-    from keeneye.service.retention import RetentionService
-    from keeneye.service.stream_processors import ProcessorInfo, StreamProcessors
-    from keeneye.service.video_jobs import JobPage, VideoJobs
+    from keeneye.service.faces.collections import FaceCollections, FaceMatch, UserMatch
+    from keeneye.service.faces.request_tokens import RequestTokens
+    from keeneye.service.governance.audit import AuditLog
+    from keeneye.service.governance.retention import RetentionService
+    from keeneye.service.streams.processors import ProcessorInfo, StreamProcessors
+    from keeneye.service.video.jobs import JobPage, VideoJobs
 
 Params = dict[str, Any]
 Response = dict[str, Any]
@@ -45,12 +45,14 @@ class Services:
     collections: FaceCollections | None = None
     audit: AuditLog | None = None
     video_jobs: VideoJobs | None = None
-    retention: RetentionService | None = None  # the background purge (keeneye/service/retention.py)
+    retention: RetentionService | None = (
+        None  # the background purge (keeneye/service/governance/retention.py)
+    )
     # POST /v1/redact's face pipeline (a lower detector threshold); None: built from the settings at
-    # the first call (keeneye.service.redaction.build_redaction_analyzer).
+    # the first call (keeneye.service.governance.redaction.build_redaction_analyzer).
     redaction_analyzer: FaceAnalyzer | None = None
-    stream_processors: StreamProcessors | None = None  # live cameras (keeneye/service/stream_processors.py)
-    # ClientRequestToken replay of the user operations (keeneye/service/request_tokens.py); None: the
+    stream_processors: StreamProcessors | None = None  # live cameras (keeneye/service/streams/processors.py)
+    # ClientRequestToken replay of the user operations (keeneye/service/faces/request_tokens.py); None: the
     # token is not remembered (create_app builds it for every server with collections).
     request_tokens: RequestTokens | None = None
 
@@ -530,7 +532,7 @@ def _start_job(
     job's JobId back without anything being checked again (IdempotentParameterMismatchException with
     other parameters); else ``check()``, the notification topic and the video (it must be there now,
     as Rekognition does) are checked and a job is queued. Audited either way: each call is a call."""
-    from keeneye.service.video_jobs import VideoRef
+    from keeneye.service.video.jobs import VideoRef
 
     jobs = _video_jobs(ctx)
     token = p.get("ClientRequestToken")
@@ -716,7 +718,7 @@ def describe_stream_processor(ctx: Context, p: Params) -> Response:
 
 
 def list_stream_processors(ctx: Context, p: Params) -> Response:
-    from keeneye.service.collections import decode_token, encode_token
+    from keeneye.service.faces.collections import decode_token, encode_token
 
     after = decode_token(p.get("NextToken"), "stream-processors")
     page, last = _processors(ctx).list_processors(p.get("MaxResults", 1000), after, region=ctx.region)

@@ -19,7 +19,7 @@ from keeneye.core.types import REKOGNITION_LANDMARK_TYPES, Face
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from keeneye.service.collections import (
+    from keeneye.service.faces.collections import (
         CollectionInfo,
         FaceMatch,
         StoredFace,
@@ -202,7 +202,7 @@ def confidence(face: Face) -> float:
 
 
 # -- collections, faces and users (shapes of the identity operations) -------------------------------
-# These take the plain results of keeneye.service.collections (imported for type checking only, so
+# These take the plain results of keeneye.service.faces.collections (imported for type checking only, so
 # this module stays importable without the store).
 
 

@@ -30,10 +30,10 @@ from keeneye.core import regions
 from keeneye.core.errors import BackendUnavailable, InvalidParameter
 
 if TYPE_CHECKING:
+    from keeneye.auth.keyring import KeyRing
+    from keeneye.auth.ratelimit import RateLimiter
     from keeneye.aws.handlers import Services
-    from keeneye.service.credentials import KeyRing
-    from keeneye.service.ratelimit import RateLimiter
-    from keeneye.service.stream_processors import StreamProcessors
+    from keeneye.service.streams.processors import StreamProcessors
 
 MANAGE_CAMERAS = "keeneye:ManageCameras"
 RegionQuery = Annotated[

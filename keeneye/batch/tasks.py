@@ -9,8 +9,8 @@
 - ``search-faces``: SearchFacesByImage with the largest face (``threshold``, 80 by default):
   ``{"SearchedFaceBoundingBox", "SearchedFaceConfidence", "FaceMatches"}``; no face: ``FaceMatches``
   empty and ``SearchedFaceBoundingBox`` null (a photo without a face is not a bad file).
-- ``track``: keeneye.service.tracking.track_video on videos (``lines``, ``zones``, ``fps``): a summary of
-  persons tracked, line counts and zone entries.
+- ``track``: keeneye.service.video.tracking.track_video on videos (``lines``, ``zones``, ``fps``): a
+  summary of persons tracked, line counts and zone entries.
 
 A bad input (missing, empty, not an image, truncated, over the limits) is an error row with keeneye's
 error code (NotFound, InvalidImage, ImageTooLarge, InvalidVideo, LimitExceeded...), never an exception.
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from keeneye.analysis.quality_filter import QualityFilter
     from keeneye.config import Settings
     from keeneye.core.types import UInt8Image
-    from keeneye.service.collections import FaceCollections
+    from keeneye.service.faces.collections import FaceCollections
     from keeneye.store.db import Store
 
 TASKS = ("detect-faces", "index-faces", "search-faces", "track")
@@ -109,7 +109,7 @@ class _InputTask:
 class DetectFacesTask(_InputTask):
     def _load(self) -> None:
         from keeneye.models.registry import build_face_analyzer
-        from keeneye.service.faces import FaceService
+        from keeneye.service.faces.analysis import FaceService
 
         assert self.settings is not None
         analyzer = build_face_analyzer(self.settings, with_embedder=False)
@@ -199,7 +199,7 @@ def decode_face(doc: dict[str, Any]) -> Any:
 class SearchFacesTask(_InputTask):
     def _load(self) -> None:
         from keeneye.models.registry import build_face_analyzer
-        from keeneye.service.collections import FaceCollections
+        from keeneye.service.faces.collections import FaceCollections
         from keeneye.store.db import Store
 
         assert self.settings is not None
@@ -234,7 +234,7 @@ class SearchFacesTask(_InputTask):
 
 class TrackTask(_InputTask):
     def _load(self) -> None:
-        from keeneye.service.tracking import build_tracking_detector
+        from keeneye.service.video.tracking import build_tracking_detector
         from keeneye.tracking.lines import Line
         from keeneye.tracking.zones import Zone
 
@@ -246,7 +246,7 @@ class TrackTask(_InputTask):
         self.detector, self.tracker_config = build_tracking_detector(self.settings)
 
     def _process(self, item: BatchInput) -> dict[str, Any]:
-        from keeneye.service.tracking import track_video
+        from keeneye.service.video.tracking import track_video
 
         assert self.settings is not None
         if item.kind != "video":
@@ -324,7 +324,7 @@ class IndexCollector:
 
     def __init__(self, spec: TaskSpec, job_id: str, *, create: bool = False) -> None:
         from keeneye.models.registry import build_face_analyzer
-        from keeneye.service.collections import FaceCollections
+        from keeneye.service.faces.collections import FaceCollections
         from keeneye.store.db import Store
 
         settings = settings_for(spec)
@@ -349,7 +349,7 @@ class IndexCollector:
     def commit(self, rows: Sequence[Row]) -> None:
         """Store the faces of the ok rows (one transaction) and rewrite their results in place."""
         from keeneye.aws.shapes import stored_face
-        from keeneye.service.collections import EmbeddedImage
+        from keeneye.service.faces.collections import EmbeddedImage
 
         todo = [r for r in rows if r.status == "ok" and "Faces" in r.result]
         images = [
@@ -387,7 +387,7 @@ class AuditCollector:
     after the faces are stored, before the part is (a part on disk is an audited part)."""
 
     def __init__(self, spec: TaskSpec, job_id: str, inner: IndexCollector | None = None) -> None:
-        from keeneye.service.audit import AuditLog
+        from keeneye.service.governance.audit import AuditLog
         from keeneye.store.db import Store
 
         settings = settings_for(spec)

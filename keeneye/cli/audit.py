@@ -48,7 +48,7 @@ def audit(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from keeneye.service.audit import AuditLog
+    from keeneye.service.governance.audit import AuditLog
     from keeneye.store.db import Store
 
     with user_errors():
@@ -90,7 +90,7 @@ def verify(
     Exit code 0 when the chain is intact, 1 naming the first bad record (a changed field, a record
     removed from the middle or the start, records reordered, records removed from the end).
     """
-    from keeneye.service.audit import AuditLog, read_export, verify_chain
+    from keeneye.service.governance.audit import AuditLog, read_export, verify_chain
     from keeneye.store.db import Store
 
     with user_errors():
@@ -134,7 +134,7 @@ def export(
     """
     import sys
 
-    from keeneye.service.audit import AuditLog
+    from keeneye.service.governance.audit import AuditLog
     from keeneye.store.db import Store
 
     with user_errors():

@@ -29,8 +29,8 @@ def set_retention(
     The purge runs in `keeneye serve` every retention.purge_interval_s, or now with `keeneye purge`.
     Example: keeneye collections set-retention visitors --days 30
     """
-    from keeneye.service.audit import AuditLog
-    from keeneye.service.retention import stored_collections
+    from keeneye.service.governance.audit import AuditLog
+    from keeneye.service.governance.retention import stored_collections
     from keeneye.store.db import Store
 
     if (days is None) == (not clear):
@@ -61,8 +61,8 @@ def purge(
     notifications by retention.job_results_days / retention.notifications_days. Prints JSON of what
     went (or, with --dry-run, would go); a real purge appends an audit record with the counts.
     """
-    from keeneye.service.audit import AuditLog
-    from keeneye.service.retention import RetentionService, stored_collections
+    from keeneye.service.governance.audit import AuditLog
+    from keeneye.service.governance.retention import RetentionService, stored_collections
     from keeneye.store.db import Store
 
     with user_errors():

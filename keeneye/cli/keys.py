@@ -16,7 +16,7 @@ import typer
 from keeneye.cli.common import DataDirOption, fail, load_settings, print_json, user_errors
 
 if TYPE_CHECKING:
-    from keeneye.service.keys import AccessKeys
+    from keeneye.service.governance.keys import AccessKeys
 
 ACTOR = "cli"
 
@@ -32,8 +32,8 @@ PolicyFileOption = typer.Option(
 
 
 def _keys(data_dir: Path | None) -> AccessKeys:
-    from keeneye.service.audit import AuditLog
-    from keeneye.service.keys import AccessKeys
+    from keeneye.service.governance.audit import AuditLog
+    from keeneye.service.governance.keys import AccessKeys
     from keeneye.store.db import Store
 
     settings = load_settings(data_dir)

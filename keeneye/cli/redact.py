@@ -27,8 +27,8 @@ from keeneye.cli.common import (
 
 if TYPE_CHECKING:
     from keeneye.config import Settings
-    from keeneye.service.collections import FaceCollections, FaceMatch
-    from keeneye.service.redaction import (
+    from keeneye.service.faces.collections import FaceCollections, FaceMatch
+    from keeneye.service.governance.redaction import (
         FrameRedaction,
         ImageRedaction,
         RedactedFace,
@@ -88,7 +88,7 @@ def redact(
     Faces the detector never finds (very small, strongly turned away) are not obscured: see
     docs/redaction.md for what is and is not guaranteed.
     """
-    from keeneye.service.redaction import REDACTION_MODES
+    from keeneye.service.governance.redaction import REDACTION_MODES
 
     if mode not in REDACTION_MODES:
         fail("InvalidParameter", f"--mode {mode!r}: choose one of {', '.join(REDACTION_MODES)}")
@@ -144,8 +144,8 @@ class _Keeper:
     """``--keep-collection``: the collection's store and its search at the threshold."""
 
     def __init__(self, settings: Settings, collection_id: str, threshold: float) -> None:
-        from keeneye.service.collections import FaceCollections
-        from keeneye.service.redaction import build_redaction_analyzer
+        from keeneye.service.faces.collections import FaceCollections
+        from keeneye.service.governance.redaction import build_redaction_analyzer
         from keeneye.store.db import Store
 
         self.collection_id, self.threshold = collection_id, threshold
@@ -167,7 +167,7 @@ def _redact_image(
     path: Path, out: Path, settings: Settings, keeper: _Keeper | None, mode: RedactionMode
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     from keeneye.core.errors import InvalidParameter
-    from keeneye.service.redaction import build_redaction_analyzer, redact_image
+    from keeneye.service.governance.redaction import build_redaction_analyzer, redact_image
 
     t0 = time.perf_counter()
     analyzer = keeper.analyzer if keeper is not None else build_redaction_analyzer(settings)
@@ -211,7 +211,7 @@ def _redact_image(
 def _redact_video(
     path: Path, out: Path, settings: Settings, keeper: _Keeper | None, mode: RedactionMode, fps: float | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    from keeneye.service.redaction import build_redaction_analyzer, redact_video
+    from keeneye.service.governance.redaction import build_redaction_analyzer, redact_video
 
     analyzer = keeper.analyzer if keeper is not None else build_redaction_analyzer(settings)
     with video_progress("redacting", sys.stderr.isatty()) as bar:
@@ -279,7 +279,7 @@ def _redact_video(
 
 def _audit(keeper: _Keeper, result: VideoRedaction) -> None:
     """Keeping a face identifies it: the identification goes to the audit log, as for track/face search."""
-    from keeneye.service.audit import AuditLog
+    from keeneye.service.governance.audit import AuditLog
 
     AuditLog(keeper.store).append(
         "keeneye redact --keep-collection",

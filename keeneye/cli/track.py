@@ -34,7 +34,7 @@ from keeneye.tracking.zones import Zone
 if TYPE_CHECKING:
     from keeneye.config import Settings
     from keeneye.core.types import Track
-    from keeneye.service.tracking import FrameUpdate, TrackingResult
+    from keeneye.service.video.tracking import FrameUpdate, TrackingResult
     from keeneye.video.writer import VideoWriter
 
 
@@ -138,7 +138,7 @@ def track(
     ExternalImageId as their identity (in the summary, the --output file, the line and zone events and
     the annotated video), and the identification is written to the audit log.
     """
-    from keeneye.service.tracking import track_video
+    from keeneye.service.video.tracking import track_video
 
     lines, zones = _parse_geometry(line, zone)
     if annotate is not None and annotate.suffix.lower() not in (".mp4", ".avi", ".mkv", ".mov"):
@@ -194,7 +194,7 @@ class _FaceSearch:
 
     def __init__(self, settings: Settings, collection_id: str, threshold: float) -> None:
         from keeneye.models.registry import build_face_analyzer
-        from keeneye.service.collections import FaceCollections
+        from keeneye.service.faces.collections import FaceCollections
         from keeneye.store.db import Store
 
         self.collection_id, self.threshold = collection_id, threshold
@@ -207,8 +207,8 @@ class _FaceSearch:
     def track_video_args(self) -> dict[str, Any]:
         from dataclasses import replace
 
-        from keeneye.service.face_identity import PersonFaceIdentities, TrackFaceIdentifier, relink_cosine
-        from keeneye.service.tracking import build_tracking_detector
+        from keeneye.pipeline.identification import PersonFaceIdentities, TrackFaceIdentifier, relink_cosine
+        from keeneye.service.video.tracking import build_tracking_detector
 
         def search(embedding: Any, embedder_id: str) -> Any:
             return self.collections.search_faces_by_vector(
@@ -226,7 +226,7 @@ class _FaceSearch:
     def finish(self, result: TrackingResult) -> dict[int, dict[str, Any]]:
         """``{track_id: {"identity", "similarity", "face_id", "timestamp_ms"}}`` of the matched tracks;
         the identification is appended to the audit log."""
-        from keeneye.service.audit import AuditLog
+        from keeneye.service.governance.audit import AuditLog
 
         found: dict[int, dict[str, Any]] = {}
         for track in result.tracks:

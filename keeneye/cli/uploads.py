@@ -3,7 +3,7 @@
 The folder is watched with watchdog (inotify on Linux) and scanned once at start. A file is read once
 its size and modification time have not changed for ``uploads.stable_s`` (a copy still being
 written is not read half-way). Each file version is recorded in the data directory's store like an
-S3 upload event (keeneye/service/uploads.py) under the key (folder, relative path, SHA-256 of the
+S3 upload event (keeneye/service/uploads/service.py) under the key (folder, relative path, SHA-256 of the
 content): a restart, or the same bytes copied again, does not process it again; new bytes under the
 same name do. One JSON line per processed file on stdout (another when a transient failure, such as
 a sink down, is retried); audited like upload events (no access key: the operator who started the
@@ -27,7 +27,7 @@ from keeneye.cli.common import DataDirOption, load_settings, user_errors
 from keeneye.core.errors import InvalidParameter
 
 if TYPE_CHECKING:
-    from keeneye.service.uploads import EventInfo, UploadRule, UploadService
+    from keeneye.service.uploads.service import EventInfo, UploadRule, UploadService
     from keeneye.streams.sinks import SinkSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -91,7 +91,7 @@ class _Pending:
 
 def _process_file(service: UploadService, rule: UploadRule, root: Path, path: Path) -> dict[str, Any] | None:
     """Record and process one file version; its JSON line, or None when it was processed before."""
-    from keeneye.service.uploads import ObjectRef
+    from keeneye.service.uploads.service import ObjectRef
 
     try:
         data = path.read_bytes()
@@ -157,9 +157,9 @@ def watch_folder(
     from watchdog.observers import Observer
 
     from keeneye.analysis.faces import FaceAnalyzer
-    from keeneye.service.audit import AuditLog
-    from keeneye.service.collections import FaceCollections
-    from keeneye.service.uploads import UploadRule, UploadService
+    from keeneye.service.faces.collections import FaceCollections
+    from keeneye.service.governance.audit import AuditLog
+    from keeneye.service.uploads.service import UploadRule, UploadService
     from keeneye.store.db import Store
 
     with user_errors():

@@ -1,6 +1,6 @@
 """``keeneye watch``: one stream processor in the foreground over a live camera, printing its events.
 
-It runs :class:`~keeneye.service.stream_runtime.StreamProcessorRuntime` in this process (no server): face
+It runs :class:`~keeneye.streams.runtime.StreamProcessorRuntime` in this process (no server): face
 search against a collection (``--collection``) and/or ConnectedHome PERSON tracking with counting lines
 (``--persons``, ``--line``). Each record is printed when the runtime emits it (its ``on_record`` callback,
 called in the processing thread): one human-readable line (rich) by default, or with ``--json`` the
@@ -36,10 +36,10 @@ from keeneye.cli.track import parse_line
 if TYPE_CHECKING:
     from keeneye.config import Settings
     from keeneye.core.types import FloatArray
-    from keeneye.service.collections import FaceCollections, FaceMatch
-    from keeneye.service.stream_runtime import ProcessorStats, StreamProcessorRuntime
+    from keeneye.service.faces.collections import FaceCollections, FaceMatch
     from keeneye.store.db import Store
     from keeneye.streams.capture import CaptureSettings
+    from keeneye.streams.runtime import ProcessorStats, StreamProcessorRuntime
     from keeneye.streams.sinks import Sink
     from keeneye.tracking.lines import Line
 
@@ -227,7 +227,7 @@ def _sinks(urls: list[str], settings: Settings, source: str) -> list[Sink]:
     import hashlib
 
     from keeneye.core.errors import InvalidParameter
-    from keeneye.service.stream_processors import s3_put_object
+    from keeneye.service.streams.processors import s3_put_object
     from keeneye.streams.sinks import SinkError, build_local_sink, redacted_url
     from keeneye.streams.spool import SpooledSink
 
@@ -257,7 +257,7 @@ class _CollectionSearch:
 
     def __init__(self, settings: Settings, collection_id: str, threshold: float) -> None:
         from keeneye.models.registry import build_face_analyzer
-        from keeneye.service.collections import FaceCollections
+        from keeneye.service.faces.collections import FaceCollections
         from keeneye.store.db import Store
 
         self.collection_id, self.threshold = collection_id, threshold
@@ -278,7 +278,7 @@ class _CollectionSearch:
 
     def audit(self, matches: list[dict[str, Any]]) -> None:
         """One audit record for the whole run with the matches reported (as ``keeneye track`` does)."""
-        from keeneye.service.audit import AuditLog
+        from keeneye.service.governance.audit import AuditLog
 
         AuditLog(self.store).append(
             "keeneye watch --collection",
@@ -308,7 +308,7 @@ def _runtime(
     record_interval: float,
     printer: _Printer,
 ) -> StreamProcessorRuntime:
-    from keeneye.service.stream_runtime import StreamProcessorRuntime
+    from keeneye.streams.runtime import StreamProcessorRuntime
 
     return StreamProcessorRuntime(
         source,

@@ -62,7 +62,7 @@ class CollectionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     embedder_id: Mapped[str] = mapped_column(String(128))
     generation: Mapped[int] = mapped_column(Integer, default=0)
-    # Faces indexed longer ago than this are purged (keeneye/service/retention.py); None: kept.
+    # Faces indexed longer ago than this are purged (keeneye/service/governance/retention.py); None: kept.
     retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
@@ -118,7 +118,7 @@ class TagRow(Base):
 
 
 class AuditRow(Base):
-    """One audited operation, appended and never changed (see keeneye/service/audit.py).
+    """One audited operation, appended and never changed (see keeneye/service/governance/audit.py).
 
     ``hash`` is the SHA-256 of the record's canonical JSON including ``prev_hash``, the previous
     record's hash (keeneye/store/audit_chain.py): a hash chain. ``prev_hash`` is unique, so the chain
@@ -202,7 +202,7 @@ class NotificationOutboxRow(Base):
     did not happen and nothing that happened goes unannounced. ``next_attempt_at`` is when the
     delivery thread tries again; ``attempts``/``last_error`` say how it went; ``delivered_at`` is set
     once a sink took it. Delivered rows are kept (they are the delivery history) until
-    ``retention.notifications_days`` (keeneye/service/retention.py).
+    ``retention.notifications_days`` (keeneye/service/governance/retention.py).
     """
 
     __tablename__ = "notification_outbox"
@@ -225,7 +225,7 @@ class NotificationOutboxRow(Base):
 
 
 class AccessKeyRow(Base):
-    """One access key made with ``keeneye keys create`` (see keeneye/service/keys.py).
+    """One access key made with ``keeneye keys create`` (see keeneye/service/governance/keys.py).
 
     SigV4 needs the secret itself, so it is kept, but only encrypted (Fernet) with a key in
     ``<data_dir>/keys.secret``: a dump of the database alone does not reveal it. ``policy`` is the
@@ -244,7 +244,7 @@ class AccessKeyRow(Base):
 
 
 class UploadRuleRow(Base):
-    """What to do with images uploaded to a bucket (keeneye/service/uploads.py): ``rule`` is the
+    """What to do with images uploaded to a bucket (keeneye/service/uploads/service.py): ``rule`` is the
     validated rule as JSON (``{"task": "index-faces" | "search-faces", "collection_id": ..., ...}``;
     a search rule's sink may hold secrets, shown redacted by the native API)."""
 
@@ -346,7 +346,7 @@ class StreamProcessorRow(Base):
 
 class RequestTokenRow(Base):
     """A ClientRequestToken of CreateUser, DeleteUser, AssociateFaces or DisassociateFaces and the
-    response it got (keeneye/service/request_tokens.py), per access key and region, so that the same
+    response it got (keeneye/service/faces/request_tokens.py), per access key and region, so that the same
     request sent again gets the same response. ``fingerprint``: SHA-256 of the other parameters."""
 
     __tablename__ = "request_tokens"

@@ -3,7 +3,7 @@
 A sink is an object with ``send(message) -> None`` that either delivers the message or raises
 :class:`SinkError` with a message fit for an operator (never a secret); ``close()`` frees its
 connection. Sinks do not retry, queue or log: the caller owns delivery policy (the notification
-outbox in keeneye.service.notifications retries with backoff; the live-stream runtime will reuse the
+outbox in keeneye.service.video.notifications retries with backoff; the live-stream runtime will reuse the
 same sinks for events). A sink is used by one thread at a time.
 
 Targets are described by small pydantic models (:class:`SinkSpec` holds exactly one of

@@ -31,6 +31,9 @@ Point = tuple[float, float]
 DEFAULT_HYSTERESIS = 0.01
 """Default half-width of a line's dead band, as a fraction of the image diagonal."""
 
+EDGE_TRAIL = 5
+"""Observations whose anchors give a track's direction when it leaves through the frame edge."""
+
 
 @dataclass(frozen=True)
 class Line:
@@ -78,6 +81,8 @@ class _Seen:
     last_xyxy: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     anchors: list[Point] = field(default_factory=list)
     handed_over: bool = False
+    trail: list[tuple[float, Point]] = field(default_factory=list)  # recent (pts_ms, raw anchor)
+    edge_checked: bool = False
 
     @property
     def height(self) -> float:
@@ -107,12 +112,25 @@ class LineCounter:
       jump of the box bottom (legs occluded for a frame) neither crosses nor uses up the band. The
       window is in observations, so a crossing is confirmed one observation later, and a person seen
       only once beyond the band before leaving the picture is not counted (rarer the higher the fps).
+    * Edge exits: a person walking out of the picture across a line drawn near the frame edge is
+      often lost before their feet clear the line's band (the box is cut by the edge, the detector
+      drops it). When a track has not been seen for ``edge_exit_ms``, its last box lies within
+      ``edge_margin`` (a fraction of the frame's width / height) of an edge, and its anchor was moving
+      toward that edge (over its last ``EDGE_TRAIL`` observations), the anchor's path is extended in a
+      straight line to the frame border; every line that path crosses (beyond the band, within the
+      segment) counts, once, at the last sighting's ``pts_ms``. ``edge_exit_ms = 0`` disables it.
+      Measured: tests/tracking/test_edge_exit.py (a PETS09 person walking out through the right
+      edge past a line near it: counted with the rule, missed without) and bench/persons.py.
+      The price: a person who stops just past the border of the picture and comes back is counted
+      out (and back in, when they cross again).
     """
 
     lines: Sequence[Line]
     smoothing: int = 3
     handover_ms: float = 1500.0
     handover_reach: float = 1.0
+    edge_exit_ms: float = 1000.0
+    edge_margin: float = 0.03
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     _state: dict[tuple[str, int], _Side] = field(default_factory=dict)
     _seen: dict[int, _Seen] = field(default_factory=dict)
@@ -159,6 +177,8 @@ class LineCounter:
                 self._hand_over(track, present)
             for point in points:
                 seen.anchors = [*seen.anchors[-(self.smoothing - 1) :], _anchor(point.xyxy)]
+                seen.trail = [*seen.trail[-(EDGE_TRAIL - 1) :], (point.pts_ms, _anchor(point.xyxy))]
+                seen.edge_checked = False
                 seen.last_pts_ms, seen.last_xyxy = point.pts_ms, point.xyxy
                 q = _median(seen.anchors) if self.smoothing > 1 else seen.anchors[-1]
                 for name, p1, p2, band in geometry:
@@ -168,6 +188,44 @@ class LineCounter:
                         events.append(
                             LineEvent(name, track.track_id, point.pts_ms, direction, track.identity)
                         )
+        if self.edge_exit_ms > 0:
+            events += self._edge_exits(frame.pts_ms, present, width, height, geometry)
+        return events
+
+    def _edge_exits(
+        self,
+        now: float,
+        present: set[int],
+        width: int,
+        height: int,
+        geometry: list[tuple[str, Point, Point, float]],
+    ) -> list[LineEvent]:
+        """Crossings of tracks that left through the frame edge (see the class doc)."""
+        events: list[LineEvent] = []
+        for track_id, seen in self._seen.items():
+            if seen.edge_checked or seen.handed_over or track_id in present:
+                continue
+            if now - seen.last_pts_ms < self.edge_exit_ms or len(seen.trail) < 2:
+                continue
+            seen.edge_checked = True
+            end = _exit_point(seen, width, height, self.edge_margin)
+            if end is None:
+                continue
+            start = _median(seen.anchors) if self.smoothing > 1 else seen.anchors[-1]
+            for name, p1, p2, band in geometry:
+                state = self._state.get((name, track_id))
+                d_end = signed_distance(p1, p2, end)
+                side = 1 if d_end > band else -1 if d_end < -band else 0
+                if state is None or state.side == 0 or side in (0, state.side):
+                    continue
+                if not _crosses_within(p1, p2, state.last_clear, end) and not _crosses_within(
+                    p1, p2, start, end
+                ):
+                    continue
+                state.side, state.last_clear = side, end
+                direction: Direction = "in" if side > 0 else "out"
+                self.counts[name][direction] += 1
+                events.append(LineEvent(name, track_id, seen.last_pts_ms, direction))
         return events
 
     def _take_over(self, track: Track, seen: _Seen, before: TrackPoint) -> bool:
@@ -252,6 +310,28 @@ class LineCounter:
         if not _crosses_within(p1, p2, start, q):
             return None
         return "in" if side > 0 else "out"
+
+
+def _exit_point(seen: _Seen, width: int, height: int, margin: float) -> Point | None:
+    """Where the track's anchor path meets the frame border, if its last box is within ``margin`` of an
+    edge and it was moving toward that edge; else None."""
+    (t0, a0), (t1, a1) = seen.trail[0], seen.trail[-1]
+    if t1 <= t0:
+        return None
+    vx, vy = (a1[0] - a0[0]) / (t1 - t0), (a1[1] - a0[1]) / (t1 - t0)
+    x1, y1, x2, y2 = seen.last_xyxy
+    mx, my = margin * width, margin * height
+    toward = (x1 <= mx and vx < 0) or (x2 >= width - mx and vx > 0) or (y2 >= height - my and vy > 0)
+    toward = toward or (y1 <= my and vy < 0)
+    if not toward:
+        return None
+    ax, ay = a1
+    steps = [s for s in ((width - ax) / vx if vx > 0 else -ax / vx if vx < 0 else math.inf,
+                         (height - ay) / vy if vy > 0 else -ay / vy if vy < 0 else math.inf) if s >= 0]
+    step = min(steps, default=math.inf)
+    if not math.isfinite(step):
+        return None
+    return (ax + vx * step, ay + vy * step)
 
 
 def _unconsumed(track: Track, after_pts_ms: float) -> list[TrackPoint]:

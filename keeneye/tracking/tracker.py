@@ -55,11 +55,21 @@ class TrackerConfig:
     near it; reid_max_speed: how far (in box heights per second,
     plus one box height) a person may have moved while lost; appearance_interval_ms: minimum time between
     two body-descriptor updates of a track.
+
+    Slow births (issue 12: a woman standing still in plain view scored 0.24 for 13 s and never became
+    a track): a detection scoring at least ``birth_score`` but under ``new_track_score`` starts a
+    tentative track too; tentative tracks match any unclaimed detection down to ``birth_score``, and
+    one that never reached ``new_track_score`` is confirmed once it has been matched in every analysed
+    frame for ``slow_birth_ms``, instead of after ``min_hits`` matches. A person who stays put at a
+    modest score is then tracked after a second; a low-scoring false box must persist as long, in the
+    same place, to become a track (flickering ones are dropped at their first miss).
     """
 
     high_score: float = 0.5
     low_score: float = 0.1
     new_track_score: float = 0.5
+    birth_score: float = 0.25
+    slow_birth_ms: float = 1000.0
     match_iou: float = 0.2
     low_match_iou: float = 0.5
     tentative_match_iou: float = 0.3
@@ -174,6 +184,7 @@ class _TrackState:
         self.appearance = AppearanceModel()
         self.appearance_pts_ms = -math.inf
         self.predicted_pts_ms = track.last_pts_ms
+        self.best_score = 0.0  # best detection score seen (slow births, see TrackerConfig)
 
 
 class PersonTracker:
@@ -248,11 +259,15 @@ class PersonTracker:
         matched += [(remaining[r], int(low[c])) for r, c in pairs]
         matched_ids |= {remaining[r].track.track_id for r, _ in pairs}
 
-        # Stage 3: leftover high-score detections vs tentative tracks.
-        pairs = _assign(iou_matrix(self._predicted(tentative), dets.xyxy[rest_high]), cfg.tentative_match_iou)
-        matched += [(tentative[r], rest_high[c]) for r, c in pairs]
+        # Stage 3: leftover detections down to ``birth_score`` vs tentative tracks (slow births).
+        used_low = {d for s_, d in matched}
+        rest_birth = rest_high + [
+            int(d) for d in low if int(d) not in used_low and dets.score[d] >= cfg.birth_score
+        ]
+        pairs = _assign(iou_matrix(self._predicted(tentative), dets.xyxy[rest_birth]), cfg.tentative_match_iou)
+        matched += [(tentative[r], rest_birth[c]) for r, c in pairs]
         used = {c for _, c in pairs}
-        unmatched_high = [d for i, d in enumerate(rest_high) if i not in used]
+        unmatched_high = [d for i, d in enumerate(rest_birth) if i not in used]
         tentative_matched = {tentative[r].track.track_id for r, _ in pairs}
 
         for s, d in matched:
@@ -284,7 +299,8 @@ class PersonTracker:
         t = s.track
         t.last_pts_ms = frame.pts_ms
         t.history.append(TrackPoint(frame.pts_ms, _box_tuple(box), float(dets.score[d])))
-        if t.state == "lost" or (t.state == "tentative" and s.hits >= self.config.min_hits):
+        s.best_score = max(s.best_score, float(dets.score[d]))
+        if t.state == "lost" or (t.state == "tentative" and self._confirmed(s, frame.pts_ms)):
             t.state = "active"
         if (
             dets.score[d] >= self.config.high_score
@@ -293,6 +309,27 @@ class PersonTracker:
         ):
             s.appearance.add_body(body_descriptor(frame.image, box))
             s.appearance_pts_ms = frame.pts_ms
+
+    def _confirmed(self, s: _TrackState, now: float) -> bool:
+        """A tentative track becomes active: ``min_hits`` matches once one of them scored
+        ``new_track_score``, else (a slow birth) matched in every analysed frame for ``slow_birth_ms``."""
+        if s.best_score >= self.config.new_track_score:
+            return s.hits >= self.config.min_hits
+        return s.hits >= self.config.min_hits and now - s.track.first_pts_ms >= self.config.slow_birth_ms
+
+    def coast(self, frame: Frame) -> list[Track]:
+        """A frame the detector did not run on (every Nth frame, motion gating): tracks are predicted
+        to ``frame.pts_ms`` and nothing else changes (no track is lost, born or removed). Returns the
+        active tracks; their ``xyxy`` is still their last observation (``predicted_boxes`` has where
+        the motion model puts them)."""
+        for s in self._tracks.values():
+            s.kf.predict((frame.pts_ms - s.predicted_pts_ms) / 1000.0)
+            s.predicted_pts_ms = frame.pts_ms
+        return [s.track for s in self._tracks.values() if s.track.state == "active"]
+
+    def predicted_boxes(self) -> dict[int, FloatArray]:
+        """Active tracks' motion-model boxes (xyxy pixels) at the last ``update`` / ``coast`` time."""
+        return {tid: s.kf.xyxy for tid, s in self._tracks.items() if s.track.state == "active"}
 
     def _births(self, frame: Frame, dets: Detections, candidates: Iterable[int]) -> None:
         """Re-link unmatched high-score detections to lost tracks by appearance, or start new tracks."""
@@ -303,11 +340,12 @@ class PersonTracker:
             if s.track.state == "active" and s.track.last_pts_ms == frame.pts_ms
         ]
         for d in candidates:
-            if dets.score[d] < self.config.new_track_score:
+            if dets.score[d] < self.config.birth_score:
                 continue
             box = dets.xyxy[d]
             descriptor = body_descriptor(frame.image, box)
-            revived = self._best_lost(lost, present, box, descriptor, frame.pts_ms)
+            high = dets.score[d] >= self.config.new_track_score
+            revived = self._best_lost(lost, present, box, descriptor, frame.pts_ms) if high else None
             if revived is not None:
                 lost.remove(revived)
                 revived.kf = KalmanBoxFilter(box)  # the old motion says nothing after a long gap
@@ -320,11 +358,12 @@ class PersonTracker:
                 label=int(dets.label[d]),
                 first_pts_ms=frame.pts_ms,
                 last_pts_ms=frame.pts_ms,
-                state="active" if self.config.min_hits <= 1 else "tentative",
+                state="active" if self.config.min_hits <= 1 and high else "tentative",
                 history=[TrackPoint(frame.pts_ms, _box_tuple(box), float(dets.score[d]))],
             )
             self._next_id += 1
             s = _TrackState(track, box)
+            s.best_score = float(dets.score[d])
             s.appearance.add_body(descriptor)
             s.appearance_pts_ms = frame.pts_ms
             self._tracks[track.track_id] = s

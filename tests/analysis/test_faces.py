@@ -13,7 +13,7 @@ from keeneye.aws import shapes
 from keeneye.config import Settings
 from keeneye.core.types import REKOGNITION_LANDMARK_TYPES
 from keeneye.models.registry import build_face_analyzer
-from keeneye.service.faces import FaceService
+from keeneye.service.faces.analysis import FaceService
 
 pytestmark = pytest.mark.models
 

@@ -18,7 +18,7 @@ from keeneye.aws.handlers import Services
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ServerSettings, Settings
 from keeneye.core.types import Detections, UInt8Image
-from keeneye.service.faces import FaceService
+from keeneye.service.faces.analysis import FaceService
 from tests.aws.signing import KEYS
 
 

@@ -11,7 +11,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from keeneye.service.credentials import AccessKey, KeyRing
+from keeneye.auth.keyring import AccessKey, KeyRing
 
 AKID = "AKIAKEENEYETESTKEY01"
 SECRET = "keeneye/test/secret/0123456789abcdefghijk"

@@ -16,11 +16,11 @@ from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.aws.app import create_app
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ImageLimits, NotificationSettings, RetentionSettings, Settings
-from keeneye.service.audit import AuditLog
-from keeneye.service.collections import FaceCollections
-from keeneye.service.notifications import NotificationService
-from keeneye.service.retention import RetentionService
-from keeneye.service.video_jobs import VideoJobs
+from keeneye.service.faces.collections import FaceCollections
+from keeneye.service.governance.audit import AuditLog
+from keeneye.service.governance.retention import RetentionService
+from keeneye.service.video.jobs import VideoJobs
+from keeneye.service.video.notifications import NotificationService
 from keeneye.store.db import Store
 from tests.aws.conftest import Client, fake_services
 from tests.aws.signing import AKID, KEYS, SECRET, rekognition_request

@@ -27,8 +27,8 @@ from keeneye.aws.errors import AwsError
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ImageLimits, ServerSettings, Settings
 from keeneye.core.errors import LimitExceeded
-from keeneye.service.collections import FaceCollections
-from keeneye.service.video_jobs import JobOutput, VideoJobs, VideoRef, header_checked
+from keeneye.service.faces.collections import FaceCollections
+from keeneye.service.video.jobs import JobOutput, VideoJobs, VideoRef, header_checked
 from keeneye.store.db import Store
 from keeneye.video.writer import VideoWriter
 from tests.aws.conftest import Client, fake_services, make_client

@@ -15,9 +15,9 @@ import pytest
 from keeneye.aws.app import create_app
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ImageLimits, NotificationSettings, Settings
-from keeneye.service.collections import FaceCollections
-from keeneye.service.notifications import NotificationService
-from keeneye.service.video_jobs import JobOutput, VideoJobs
+from keeneye.service.faces.collections import FaceCollections
+from keeneye.service.video.jobs import JobOutput, VideoJobs
+from keeneye.service.video.notifications import NotificationService
 from keeneye.store.db import Store
 from tests.aws.conftest import Client, fake_services
 from tests.aws.signing import KEYS, SECRET, rekognition_request, sign

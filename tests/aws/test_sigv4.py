@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from keeneye.auth.sigv4 import SignedRequest, verify
 from keeneye.aws.errors import AwsError
-from keeneye.aws.sigv4 import SignedRequest, verify
 from tests.aws.signing import AKID, KEYS, SECRET, rekognition_request, sign
 
 NOW = datetime(2026, 1, 27, 12, 0, 0, tzinfo=UTC)

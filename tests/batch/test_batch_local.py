@@ -24,7 +24,7 @@ from keeneye.batch.tasks import IndexCollector
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
 from keeneye.models.registry import build_face_analyzer
-from keeneye.service.collections import FaceCollections
+from keeneye.service.faces.collections import FaceCollections
 from keeneye.store.db import Store
 from tests.factories import huge_png
 

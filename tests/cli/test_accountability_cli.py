@@ -14,8 +14,8 @@ import numpy as np
 from sqlalchemy import text, update
 
 from keeneye.analysis.faces import FaceAnalyzer
-from keeneye.service.audit import AuditLog
-from keeneye.service.collections import FaceCollections
+from keeneye.service.faces.collections import FaceCollections
+from keeneye.service.governance.audit import AuditLog
 from keeneye.store.db import Store
 from keeneye.store.tables import FaceRow
 from tests.service.test_collections_fake import CentreDetector, PixelEmbedder

@@ -90,7 +90,7 @@ def test_keep_collection(tmp_path: Path, shared_data: Path, models_dir: Path) ->
     kept_ms = [f["timestamp_ms"] for f in doc["frames"] if any(face["kept"] for face in f["faces"])]
     assert kept_ms and all(t < 667 or 2736 <= t < 7040 for t in kept_ms)
     # Keeping a face identifies it: the identification is in the audit log.
-    from keeneye.service.audit import AuditLog
+    from keeneye.service.governance.audit import AuditLog
     from keeneye.store.db import Store
 
     store = Store.open(data, None)

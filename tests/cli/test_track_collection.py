@@ -14,7 +14,7 @@ import pytest
 
 from keeneye.config import Settings
 from keeneye.models.registry import build_face_analyzer
-from keeneye.service.collections import FaceCollections
+from keeneye.service.faces.collections import FaceCollections
 from keeneye.store.db import Store
 from tests.cli.test_cli import assert_one_line_error, run
 
@@ -58,7 +58,7 @@ def test_tracks_are_named_by_the_collection(tmp_path: Path, models_dir: Path, sh
     # The identification is audited in the data directory's store.
     store = Store.open(data, None)
     try:
-        from keeneye.service.audit import AuditLog
+        from keeneye.service.governance.audit import AuditLog
 
         records = AuditLog(store).read(collection_id="hamilton")
     finally:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from keeneye.service.audit import AuditLog
-from keeneye.service.stream_records import shape_problems
+from keeneye.aws.stream_records import shape_problems
+from keeneye.service.governance.audit import AuditLog
 from keeneye.store.db import Store
 from tests.cli.test_cli import KEENEYE, assert_one_line_error, run
 from tests.cli.test_track_collection import _data_dir

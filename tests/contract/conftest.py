@@ -30,7 +30,7 @@ from keeneye.aws.app import (
 from keeneye.aws.handlers import Services
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ServerSettings, Settings, VideoJobSettings
-from keeneye.service.faces import FaceService
+from keeneye.service.faces.analysis import FaceService
 from tests.aws.signing import AKID, KEYS, SECRET
 
 STARTUP_TIMEOUT_S = 20.0

@@ -14,10 +14,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 import tests.contract.conftest as contract
+from keeneye.auth.keyring import AccessKey
 from keeneye.config import ServerSettings
-from keeneye.service.audit import AuditLog
-from keeneye.service.credentials import AccessKey
-from keeneye.service.keys import AccessKeys
+from keeneye.service.governance.audit import AuditLog
+from keeneye.service.governance.keys import AccessKeys
 from keeneye.store.db import Store
 from tests.aws.signing import SECRET, sign
 from tests.contract.conftest import RunningServer

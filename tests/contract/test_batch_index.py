@@ -50,7 +50,7 @@ def test_batch_indexed_collection_is_searched_through_boto3(
     assert summary["ok"] == PEOPLE and summary["errors"] == 0
 
     # Adding faces to a watchlist is audited, as IndexFaces on the server is.
-    from keeneye.service.audit import AuditLog
+    from keeneye.service.governance.audit import AuditLog
     from keeneye.store.db import Store
 
     store = Store.open(data)

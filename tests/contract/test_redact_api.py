@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from keeneye.analysis.images import decode_image
-from keeneye.service.faces import FaceService
+from keeneye.service.faces.analysis import FaceService
 from tests.aws.signing import SECRET
 from tests.contract.conftest import RunningServer
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from keeneye.service.stream_records import shape_problems
+from keeneye.aws.stream_records import shape_problems
 from tests.aws.signing import SECRET
 from tests.contract.conftest import RunningServer
 from tests.receivers import free_port, mosquitto_broker, mqtt_subscriber, wait_until, webhook_receiver

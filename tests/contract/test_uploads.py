@@ -25,12 +25,12 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
+from keeneye.auth.keyring import AccessKey
 from keeneye.aws.app import build_collection_services
 from keeneye.config import Settings
-from keeneye.service.audit import AuditLog
-from keeneye.service.credentials import AccessKey
-from keeneye.service.faces import FaceService
-from keeneye.service.keys import AccessKeys
+from keeneye.service.faces.analysis import FaceService
+from keeneye.service.governance.audit import AuditLog
+from keeneye.service.governance.keys import AccessKeys
 from keeneye.store.db import Store
 from tests.aws.signing import SECRET
 from tests.contract.conftest import RunningServer

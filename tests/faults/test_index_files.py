@@ -18,7 +18,7 @@ import pytest
 
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.core.types import UInt8Image
-from keeneye.service.collections import FaceCollections
+from keeneye.service.faces.collections import FaceCollections
 from keeneye.store.db import Store
 from keeneye.store.vectors import NumpyIndex
 from tests.service.test_collections_fake import CentreDetector, PixelEmbedder

@@ -21,12 +21,12 @@ from keeneye.aws.handlers import Services
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ImageLimits, NotificationSettings, ServerSettings, Settings
 from keeneye.core.types import FloatArray, UInt8Image
-from keeneye.service.audit import AuditLog
-from keeneye.service.collections import FaceCollections
-from keeneye.service.faces import FaceService
-from keeneye.service.notifications import NotificationService
-from keeneye.service.stream_processors import StreamProcessors
-from keeneye.service.video_jobs import JobOutput, VideoJobs
+from keeneye.service.faces.analysis import FaceService
+from keeneye.service.faces.collections import FaceCollections
+from keeneye.service.governance.audit import AuditLog
+from keeneye.service.streams.processors import StreamProcessors
+from keeneye.service.video.jobs import JobOutput, VideoJobs
+from keeneye.service.video.notifications import NotificationService
 from keeneye.store.db import Store
 from tests.aws.conftest import CentreFaceDetector
 from tests.aws.signing import KEYS

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from keeneye.service.audit import AuditLog, read_export, verify_chain
+from keeneye.service.governance.audit import AuditLog, read_export, verify_chain
 from keeneye.store.audit_chain import GENESIS
 from keeneye.store.db import Store
 
@@ -99,7 +99,7 @@ def test_a_whole_rewritten_chain_is_caught_by_the_anchor(log: AuditLog, tmp_path
     _sql(log, "UPDATE audit SET threshold = 99.9 WHERE id = 2")
     other = AuditLog(log._store, head_file=tmp_path / "elsewhere.json")  # a rechained copy of the log
     fixed_prev = GENESIS
-    from keeneye.service.audit import _canonical
+    from keeneye.service.governance.audit import _canonical
     from keeneye.store.audit_chain import record_hash
     from keeneye.store.tables import AuditRow
 
@@ -286,7 +286,7 @@ class _FakeSession:
     [("sqlite", ["BEGIN IMMEDIATE"]), ("postgresql", ["SELECT pg_advisory_xact_lock(:key)"]), ("mysql", [])],
 )
 def test_each_database_takes_its_chain_lock(dialect: str, expected: list[str]) -> None:
-    from keeneye.service.audit import _lock_chain
+    from keeneye.service.governance.audit import _lock_chain
 
     session = _FakeSession(dialect)
     _lock_chain(session)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
 from keeneye.core.errors import AlreadyExists, InvalidParameter, NotFound
 from keeneye.models.registry import build_face_analyzer
-from keeneye.service.collections import FaceCollections, decode_token, encode_token
+from keeneye.service.faces.collections import FaceCollections, decode_token, encode_token
 from keeneye.store.db import Store
 from tests.factories import encode, gradient
 

@@ -12,7 +12,7 @@ import pytest
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Detections, Face, FloatArray, UInt8Image
-from keeneye.service.collections import (
+from keeneye.service.faces.collections import (
     FaceCollections,
     QualityFilter,
     decode_token,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from keeneye.auth.keyring import KeyRing, generate_key, load_or_create
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
-from keeneye.service.credentials import KeyRing, generate_key, load_or_create
 
 
 def test_created_once_with_mode_0600(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import RetentionSettings
 from keeneye.core.errors import NotFound
 from keeneye.core.types import UInt8Image
-from keeneye.service.audit import AuditLog
-from keeneye.service.collections import FaceCollections
-from keeneye.service.retention import RetentionService
+from keeneye.service.faces.collections import FaceCollections
+from keeneye.service.governance.audit import AuditLog
+from keeneye.service.governance.retention import RetentionService
 from keeneye.store.db import Store
 from tests.service.test_collections_fake import CentreDetector, PixelEmbedder
 

@@ -1,4 +1,4 @@
-"""Track identities from faces (keeneye.service.face_identity) with deterministic stand-in models, shot
+"""Track identities from faces (keeneye.pipeline.identification) with deterministic stand-in models, shot
 cuts (keeneye.video.cuts) and the tracker's cut on synthetic frames."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.core.types import Detections, Face, FloatArray, Frame, Track, TrackPoint, UInt8Image
-from keeneye.service.collections import FaceMatch, StoredFace
-from keeneye.service.face_identity import TrackFaceIdentifier, faces_on_face_tracks, faces_on_person_tracks
+from keeneye.pipeline.identification import TrackFaceIdentifier, faces_on_face_tracks, faces_on_person_tracks
+from keeneye.service.faces.collections import FaceMatch, StoredFace
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig
 from keeneye.video.cuts import ShotCutDetector
 

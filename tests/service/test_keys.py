@@ -1,4 +1,4 @@
-"""Access keys in the database (keeneye.service.keys), the KeyRing over them, the rate limiter."""
+"""Access keys in the database (keeneye.service.governance.keys), the KeyRing over them, the rate limiter."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from keeneye.auth.keyring import AccessKey, KeyRing
+from keeneye.auth.ratelimit import RateLimiter, retry_after_s
 from keeneye.core.errors import AlreadyExists, InvalidParameter, NotFound
-from keeneye.service.audit import AuditLog
-from keeneye.service.credentials import AccessKey, KeyRing
-from keeneye.service.keys import KEY_FILE, AccessKeys
-from keeneye.service.ratelimit import RateLimiter, retry_after_s
+from keeneye.service.governance.audit import AuditLog
+from keeneye.service.governance.keys import KEY_FILE, AccessKeys
 from keeneye.store.db import Store
 
 READ_ONLY = {

@@ -14,7 +14,7 @@ import pytest
 
 from keeneye.config import NotificationSettings
 from keeneye.core.errors import InvalidParameter, NotFound
-from keeneye.service.notifications import NotificationService, sns_envelope
+from keeneye.service.video.notifications import NotificationService, sns_envelope
 from keeneye.store.db import Store
 from tests.receivers import free_port, mosquitto_broker, mqtt_subscriber, wait_until, webhook_receiver
 

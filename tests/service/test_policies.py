@@ -1,4 +1,5 @@
-"""Policy evaluation (keeneye.service.policies): IAM's decision rules, wildcards, validation errors."""
+"""Policy evaluation (keeneye.service.governance.policies): IAM's decision rules, wildcards, validation
+errors."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import pytest
 
 from keeneye.core.errors import InvalidParameter
-from keeneye.service.policies import Policy, matches, resource_for
+from keeneye.service.governance.policies import Policy, matches, resource_for
 
 STAFF = "arn:aws:rekognition:us-east-1:000000000000:collection/staff"
 VIP = "arn:aws:rekognition:us-east-1:000000000000:collection/vip"

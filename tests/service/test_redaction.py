@@ -1,4 +1,5 @@
-"""Bystander redaction (keeneye/service/redaction.py) on real photos and videos with the real models.
+"""Bystander redaction (keeneye/service/governance/redaction.py) on real photos and videos with the real
+models.
 
 Recall is checked on the *output*: the face detector runs on the redacted frames at the default threshold
 (0.65) and at the redaction threshold, and no face of the original may be found there unobscured
@@ -21,8 +22,8 @@ from keeneye.core.errors import InvalidImage, InvalidVideo, NotFound
 from keeneye.core.types import Detections, Track, TrackPoint
 from keeneye.models.base import FaceDetector
 from keeneye.models.registry import build_detector
-from keeneye.service.collections import FaceCollections, FaceMatch
-from keeneye.service.redaction import (
+from keeneye.service.faces.collections import FaceCollections, FaceMatch
+from keeneye.service.governance.redaction import (
     DEFAULT_MARGIN,
     REDACTION_SCORE_THRESHOLD,
     RedactedFace,

@@ -13,9 +13,9 @@ import pytest
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import RetentionSettings
 from keeneye.core.errors import InvalidParameter, NotFound
-from keeneye.service.audit import AuditLog
-from keeneye.service.collections import FaceCollections
-from keeneye.service.retention import PurgeThread, RetentionService, stored_collections
+from keeneye.service.faces.collections import FaceCollections
+from keeneye.service.governance.audit import AuditLog
+from keeneye.service.governance.retention import PurgeThread, RetentionService, stored_collections
 from keeneye.store.db import Store
 from keeneye.store.tables import NotificationOutboxRow, VideoJobRow
 from tests.service.test_collections_fake import CentreDetector, PixelEmbedder

@@ -35,11 +35,11 @@ from typing import Any
 import av
 import pytest
 
+from keeneye.aws.stream_records import shape_problems
 from keeneye.config import Settings
-from keeneye.service.stream_records import shape_problems
-from keeneye.service.stream_runtime import StreamProcessorRuntime
-from keeneye.service.tracking import build_tracking_detector, track_video
+from keeneye.service.video.tracking import build_tracking_detector, track_video
 from keeneye.streams.capture import CaptureSettings
+from keeneye.streams.runtime import StreamProcessorRuntime
 from keeneye.tracking.lines import Line
 from tests.rtsp.rig import rtsp_server
 

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from keeneye.aws import stream_records as records
 from keeneye.core.types import Face
-from keeneye.service import stream_records as records
-from keeneye.service.collections import FaceMatch, StoredFace
+from keeneye.service.faces.collections import FaceMatch, StoredFace
 from keeneye.tracking.lines import LineEvent
 from keeneye.tracking.zones import ZoneEvent
 

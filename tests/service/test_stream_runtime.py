@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
+from keeneye.aws.stream_records import shape_problems
 from keeneye.config import Settings
 from keeneye.core.types import FloatArray
 from keeneye.models.registry import build_face_analyzer
-from keeneye.service.collections import FaceCollections, FaceMatch
-from keeneye.service.stream_records import shape_problems
-from keeneye.service.stream_runtime import StreamProcessorRuntime
+from keeneye.service.faces.collections import FaceCollections, FaceMatch
 from keeneye.store.db import Store
 from keeneye.streams.capture import CaptureSettings
+from keeneye.streams.runtime import StreamProcessorRuntime
 from keeneye.streams.sinks import JsonlSink, Sink, SinkError, WebhookSink, WebhookTarget
 from tests.receivers import webhook_receiver
 from tests.rtsp.rig import RtspServer, hamilton_rtsp

@@ -10,7 +10,7 @@ import pytest
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Detections, UInt8Image
-from keeneye.service.tracking import FrameUpdate, Progress, track_video
+from keeneye.service.video.tracking import FrameUpdate, Progress, track_video
 from keeneye.tracking.lines import Line
 from keeneye.tracking.tracker import TrackerConfig
 from keeneye.tracking.zones import Zone

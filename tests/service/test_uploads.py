@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from keeneye.core.errors import InvalidParameter
-from keeneye.service.uploads import ObjectRef, UploadRule, external_image_id, is_transient, parse_s3_event
+from keeneye.service.uploads.service import (
+    ObjectRef,
+    UploadRule,
+    external_image_id,
+    is_transient,
+    parse_s3_event,
+)
 
 
 def _record(name: str, key: str, **obj: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from keeneye.core.errors import InvalidParameter, InvalidVideo, NotFound
-from keeneye.service.video_jobs import JobOutput, JobPage, VideoJobs, VideoRef
+from keeneye.service.video.jobs import JobOutput, JobPage, VideoJobs, VideoRef
 from keeneye.store.db import Store
 
 VIDEO = VideoRef("bucket", "clip.mp4")

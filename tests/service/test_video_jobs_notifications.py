@@ -13,8 +13,8 @@ import pytest
 
 from keeneye.config import NotificationSettings
 from keeneye.core.errors import InvalidParameter, InvalidVideo, NotFound
-from keeneye.service.notifications import NotificationService
-from keeneye.service.video_jobs import CANCELLED_MESSAGE, JobFinished, JobInfo, JobOutput, VideoJobs, VideoRef
+from keeneye.service.video.jobs import CANCELLED_MESSAGE, JobFinished, JobInfo, JobOutput, VideoJobs, VideoRef
+from keeneye.service.video.notifications import NotificationService
 from keeneye.store.db import Store
 from tests.receivers import free_port, wait_until, webhook_receiver
 

@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from keeneye.service.audit import AuditLog
+from keeneye.service.governance.audit import AuditLog
 from keeneye.store.db import MIGRATIONS_DIR, Store
 from keeneye.store.tables import Base
 

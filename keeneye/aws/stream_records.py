@@ -36,7 +36,7 @@ from typing import Any
 
 from keeneye.aws import shapes
 from keeneye.core.types import Face
-from keeneye.service.collections import FaceMatch
+from keeneye.service.faces.collections import FaceMatch
 from keeneye.tracking.lines import LineEvent
 from keeneye.tracking.zones import ZoneEvent
 

@@ -1,8 +1,8 @@
 """Access keys the server accepts: the bootstrap key pair (admin) and the keys in the database.
 
 The bootstrap key comes from the environment, or is a key pair created once on disk; it is allowed
-everything. Keys made with ``keeneye keys create`` live in the database (keeneye.service.keys) and
-are bound by their IAM-shaped policies (keeneye.service.policies); :class:`KeyRing` finds both.
+everything. Keys made with ``keeneye keys create`` live in the database (keeneye.service.governance.keys) and
+are bound by their IAM-shaped policies (keeneye.service.governance.policies); :class:`KeyRing` finds both.
 
 SigV4 verification needs the secret itself (an HMAC key), so it cannot be stored hashed. It is kept
 either in the environment (``KEENEYE_ACCESS_KEY_ID`` / ``KEENEYE_SECRET_ACCESS_KEY``) or in
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
-from keeneye.service.policies import Decision, Policy
+from keeneye.service.governance.policies import Decision, Policy
 
 if TYPE_CHECKING:
-    from keeneye.service.keys import StoredKey
+    from keeneye.service.governance.keys import StoredKey
 
 CREDENTIALS_FILE = "credentials.json"
 _ID_ALPHABET = string.ascii_uppercase + "234567"  # like AWS key ids: upper case letters and digits
@@ -93,7 +93,7 @@ def _read(path: Path) -> AccessKey:
 
 
 class KeyDatabase(Protocol):
-    """Keys kept in the database (keeneye.service.keys.AccessKeys): enabled keys only."""
+    """Keys kept in the database (keeneye.service.governance.keys.AccessKeys): enabled keys only."""
 
     def lookup(self, access_key_id: str) -> StoredKey | None: ...
 

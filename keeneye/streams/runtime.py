@@ -1,10 +1,10 @@
 """The stream-processor runtime: a live source -> face search and/or person tracking -> records -> sinks.
 
 :class:`StreamProcessorRuntime` consumes a :class:`~keeneye.streams.capture.LiveSource` in a thread; the
-server runs each one in its own worker process (keeneye.service.stream_processors), ``keeneye watch`` in the
+server runs each one in its own worker process (keeneye.service.streams.processors), ``keeneye watch`` in the
 foreground. Per captured frame:
 
-* FaceSearch: as :func:`keeneye.service.face_search._step` does for stored video: face detection
+* FaceSearch: as :func:`keeneye.service.video.face_search._step` does for stored video: face detection
   (Rekognition's DEFAULT attributes) -> a face tracker (:func:`face_tracker_config`) -> a
   :class:`TrackFaceIdentifier` (a track's face is embedded and searched a few times at most, when it is
   the first usable one or clearly better), with shot cuts ending tracks.
@@ -13,7 +13,7 @@ foreground. Per captured frame:
 * Regions of interest (ratio polygons): only faces whose centre and persons whose feet (the box's bottom
   centre) lie in one are analysed.
 
-Records (keeneye.service.stream_records): **one face record per track and identity**, repeated only when the
+Records (keeneye.aws.stream_records): **one face record per track and identity**, repeated only when the
 track's identity changes (a better face matched someone else) or ``record_interval_s`` after the last one
 for that track; an unknown face (embedded, no match at the threshold) gets a record with empty
 ``MatchedFaces``, rate-limited the same way. Person tracks get a ``person`` record when first confirmed
@@ -41,14 +41,14 @@ from typing import Any, Literal
 import numpy as np
 
 from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.aws import stream_records as records
 from keeneye.config import Settings
 from keeneye.core.types import Detections, FloatArray
 from keeneye.models.base import ObjectDetector
-from keeneye.service import stream_records as records
-from keeneye.service.collections import FaceMatch
-from keeneye.service.face_identity import TrackFaceIdentifier, faces_on_face_tracks
-from keeneye.service.face_search import face_tracker_config
-from keeneye.service.tracking import build_tracking_detector, tracking_thresholds
+from keeneye.pipeline.identification import TrackFaceIdentifier, faces_on_face_tracks
+from keeneye.service.faces.collections import FaceMatch
+from keeneye.service.video.face_search import face_tracker_config
+from keeneye.service.video.tracking import build_tracking_detector, tracking_thresholds
 from keeneye.streams.capture import CapturedFrame, CaptureSettings, CaptureStatus, LiveSource
 from keeneye.streams.sinks import Sink
 from keeneye.tracking.lines import Line, LineCounter

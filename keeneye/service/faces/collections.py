@@ -13,7 +13,7 @@ a deleted face is never returned by a later search. Each index remembers the col
 reflects and is reloaded when the database moved on (another process wrote), so it is never stale.
 
 These methods do not write audit records: the adapter knows the caller's access key and writes
-them with ``keeneye.service.audit.AuditLog`` from the results returned here.
+them with ``keeneye.service.governance.audit.AuditLog`` from the results returned here.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from keeneye.core.errors import (
     NotFound,
 )
 from keeneye.core.types import Face, FloatArray, UInt8Image
-from keeneye.service.faces import ATTRIBUTE_KEYS, FaceService
+from keeneye.service.faces.analysis import ATTRIBUTE_KEYS, FaceService
 from keeneye.store.db import Store
 from keeneye.store.tables import CollectionRow, FaceRow, TagRow, UserRow
 from keeneye.store.vectors import NumpyIndex
@@ -79,7 +79,9 @@ class CollectionInfo:
     face_count: int
     user_count: int
     face_model_version: str  # the embedder id the collection's vectors come from
-    retention_days: int | None = None  # faces older than this are purged (keeneye/service/retention.py)
+    retention_days: int | None = (
+        None  # faces older than this are purged (keeneye/service/governance/retention.py)
+    )
     key: str = ""  # the store key: collection_id, or REGION/collection_id outside us-east-1
 
 
@@ -772,7 +774,7 @@ class FaceCollections:
     # -- retention ----------------------------------------------------------------------------
     def set_retention(self, collection_id: str, days: int | None) -> CollectionInfo:
         """Keep the collection's faces ``days`` days after they were indexed (None: until deleted).
-        The purge (keeneye/service/retention.py) deletes older ones."""
+        The purge (keeneye/service/governance/retention.py) deletes older ones."""
         collection_id = self.key(collection_id)
         if days is not None and (isinstance(days, bool) or not isinstance(days, int)):
             raise InvalidParameter(f"retention days must be a whole number of days, got {days!r}")

@@ -21,7 +21,7 @@ from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Frame, Track
 from keeneye.models.base import ObjectDetector
-from keeneye.service.face_identity import PersonFaceIdentities
+from keeneye.pipeline.identification import PersonFaceIdentities
 from keeneye.tracking.lines import Line, LineCounter, LineEvent
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig
 from keeneye.tracking.zones import Zone, ZoneEvent, ZoneMonitor
@@ -119,7 +119,7 @@ def track_video(
     every frame). max_duration_ms: stop after this much video (pts), e.g. for a preview. detector /
     tracker_config: override what ``build_tracking_detector`` makes from ``settings`` (tests, reuse across
     jobs). on_progress is called after each analysed frame, on_frame with what the frame produced.
-    identities: who the tracks are (faces searched in a collection, see keeneye.service.face_identity);
+    identities: who the tracks are (faces searched in a collection, see keeneye.pipeline.identification);
     its tracker settings must come with it (``tracker_config`` with a calibrated ``reid_face_similarity``).
     max_pixels: largest frame (width x height) accepted, in the header and in every frame (LimitExceeded).
 

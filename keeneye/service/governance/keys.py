@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Any
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select, update
 
+from keeneye.auth.keyring import AccessKey, generate_key
 from keeneye.core.errors import AlreadyExists, InvalidParameter, NotFound
-from keeneye.service.credentials import AccessKey, generate_key
-from keeneye.service.policies import Policy
+from keeneye.service.governance.policies import Policy
 from keeneye.store.tables import AccessKeyRow
 
 if TYPE_CHECKING:
     from keeneye.config import Settings
-    from keeneye.service.audit import AuditLog
+    from keeneye.service.governance.audit import AuditLog
     from keeneye.store.db import Store
 
 log = logging.getLogger("keeneye.keys")

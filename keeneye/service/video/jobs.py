@@ -17,7 +17,7 @@ one stops at its next frame checkpoint, its output discarded. A job's end is rec
 
 A job started with a ``notification_topic`` (NotificationChannel.SNSTopicArn) publishes
 Rekognition's completion message (JobId, Status, API, JobTag, Timestamp, Video) to it through
-keeneye.service.notifications when it ends, SUCCEEDED, FAILED or cancelled: the message enters the
+keeneye.service.video.notifications when it ends, SUCCEEDED, FAILED or cancelled: the message enters the
 outbox in the same transaction as the job's end, and its delivery never changes the job.
 
 Items are kept in the service's units (pixels, milliseconds); the AWS adapter turns them into its
@@ -53,7 +53,7 @@ from keeneye.store.tables import VideoJobRow
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from keeneye.service.notifications import Delivery, NotificationService
+    from keeneye.service.video.notifications import Delivery, NotificationService
 
 log = logging.getLogger("keeneye.jobs")
 
@@ -598,11 +598,11 @@ def header_checked(runner: JobRunner, max_pixels: int | None) -> JobRunner:
 
 
 def person_tracking_runner(settings: Any) -> JobRunner:
-    """The PersonTracking runner: keeneye.service.tracking.track_video at ``video_jobs.target_fps``
+    """The PersonTracking runner: keeneye.service.video.tracking.track_video at ``video_jobs.target_fps``
     (at most ``video_jobs.max_duration_s`` of video); items are every box of every confirmed track:
     ``{"pts_ms", "index": track id, "xyxy": pixels}``. The detector is loaded once, at the first job,
     and shared by the jobs (one worker uses it at a time per thread; the ONNX session is thread-safe)."""
-    from keeneye.service.tracking import build_tracking_detector, track_video
+    from keeneye.service.video.tracking import build_tracking_detector, track_video
 
     built: list[Any] = []
     lock = threading.Lock()
@@ -634,7 +634,7 @@ def person_tracking_runner(settings: Any) -> JobRunner:
 
 
 FaceFormatter = Callable[[Any, frozenset[str]], list[dict[str, Any]]]
-"""(keeneye.service.faces.AnalyzedImage, extra attribute names) -> one JSON object per face."""
+"""(keeneye.service.faces.analysis.AnalyzedImage, extra attribute names) -> one JSON object per face."""
 
 
 def face_detection_runner(settings: Any, faces: Any, format_faces: FaceFormatter) -> JobRunner:

@@ -15,7 +15,7 @@ Recall comes first: a face left visible is the failure that matters, an obscured
   of *both* (and, for a face seen in both, the box spanning its two positions); every frame is written.
 
 What "kept" means (``search`` given): a face is left visible only when the track it belongs to has been
-matched to the collection (:class:`~keeneye.service.face_identity.TrackFaceIdentifier` embeds a track's
+matched to the collection (:class:`~keeneye.pipeline.identification.TrackFaceIdentifier` embeds a track's
 first usable face at once and, while unmatched, retries every :data:`RETRY_MS`, at most 6 times); until
 then it is obscured like any other. A newly embedded face of the track must itself match. A kept face is
 obscured again when its box overlaps another face (the tracker could swap the two) and, after its track
@@ -47,14 +47,14 @@ from keeneye.analysis.images import decode_image, sniff_format
 from keeneye.config import AttributeSettings, ImageLimits, Settings
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Detections, Face, FloatArray, Frame, Track, UInt8Image
-from keeneye.service.collections import FaceMatch
-from keeneye.service.face_identity import (
+from keeneye.pipeline.identification import (
     Searcher,
     TrackFaceIdentifier,
     face_box_tracker_config,
     faces_on_face_tracks,
     relink_cosine,
 )
+from keeneye.service.faces.collections import FaceMatch
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig, iou_matrix
 from keeneye.video.cuts import DEFAULT_CUT_THRESHOLD, ShotCutDetector
 from keeneye.video.sampling import FpsSampler

@@ -17,7 +17,7 @@ A stream processor (CreateStreamProcessor) names an input, an output and what to
   ``zones`` for ConnectedHome person tracks, ``record_interval_s``, ``target_fps``.
 
 Runs: StartStreamProcessor spawns a worker *process* (:func:`_worker_main`, ``spawn`` start method) that
-loads its own models and runs :class:`~keeneye.service.stream_runtime.StreamProcessorRuntime` with its
+loads its own models and runs :class:`~keeneye.streams.runtime.StreamProcessorRuntime` with its
 sinks wrapped in :class:`~keeneye.streams.spool.SpooledSink` (records wait on disk while a sink is down).
 The worker reports its counters every ``streams.status_interval_s`` over a pipe; a monitor thread in the
 server keeps the latest (``stats()``, Prometheus metrics), writes state changes to the database
@@ -59,7 +59,7 @@ from keeneye.store.tables import CameraRow, DataStreamRow, StreamProcessorRow
 from keeneye.streams.sinks import redacted_url
 
 if TYPE_CHECKING:
-    from keeneye.service.audit import AuditLog
+    from keeneye.service.governance.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +238,8 @@ class _LockedConnection:
 
 
 def _work(config: WorkerConfig, conn: Any) -> int:
-    from keeneye.service.stream_runtime import StreamProcessorRuntime
     from keeneye.streams.capture import CaptureSettings
+    from keeneye.streams.runtime import StreamProcessorRuntime
     from keeneye.tracking.lines import Line
     from keeneye.tracking.zones import Zone
 
@@ -251,7 +251,7 @@ def _work(config: WorkerConfig, conn: Any) -> int:
     analyzer = None
     if config.face_search is not None:
         from keeneye.models.registry import build_face_analyzer
-        from keeneye.service.collections import FaceCollections
+        from keeneye.service.faces.collections import FaceCollections
 
         collection_id, threshold = config.face_search
         analyzer = build_face_analyzer(settings, with_embedder=True)

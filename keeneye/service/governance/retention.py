@@ -35,8 +35,8 @@ from keeneye.store.tables import NotificationOutboxRow, VideoJobRow
 
 if TYPE_CHECKING:
     from keeneye.core.types import Detections, UInt8Image
-    from keeneye.service.audit import AuditLog
-    from keeneye.service.collections import FaceCollections
+    from keeneye.service.faces.collections import FaceCollections
+    from keeneye.service.governance.audit import AuditLog
 
 log = logging.getLogger("keeneye.retention")
 
@@ -192,6 +192,6 @@ class _NoDetector:
 def stored_collections(store: Store) -> FaceCollections:
     """FaceCollections for commands that change stored faces only (no models loaded)."""
     from keeneye.analysis.faces import FaceAnalyzer
-    from keeneye.service.collections import FaceCollections
+    from keeneye.service.faces.collections import FaceCollections
 
     return FaceCollections(store, FaceAnalyzer(detector=_NoDetector()))

@@ -46,8 +46,8 @@ from keeneye.store.tables import UploadEventRow, UploadRuleRow
 from keeneye.streams.sinks import SinkError, SinkSpec, build_sink, redacted
 
 if TYPE_CHECKING:
-    from keeneye.service.audit import AuditLog
-    from keeneye.service.collections import FaceCollections
+    from keeneye.service.faces.collections import FaceCollections
+    from keeneye.service.governance.audit import AuditLog
 
 log = logging.getLogger("keeneye.uploads")
 

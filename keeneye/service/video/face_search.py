@@ -26,8 +26,7 @@ import numpy as np
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
 from keeneye.core.types import Detections, Face, Frame, Track
-from keeneye.service.collections import FaceMatch
-from keeneye.service.face_identity import (  # RELINK_SIMILARITY: re-exported, documented here too
+from keeneye.pipeline.identification import (  # RELINK_SIMILARITY: re-exported, documented here too
     Searcher,
     TrackFaceIdentifier,
     TrackIdentity,
@@ -35,7 +34,8 @@ from keeneye.service.face_identity import (  # RELINK_SIMILARITY: re-exported, d
     faces_on_face_tracks,
     relink_cosine,
 )
-from keeneye.service.video_jobs import JobOutput, JobRunner, person_indexes
+from keeneye.service.faces.collections import FaceMatch
+from keeneye.service.video.jobs import JobOutput, JobRunner, person_indexes
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig
 from keeneye.video.cuts import DEFAULT_CUT_THRESHOLD, ShotCutDetector
 from keeneye.video.sources import VideoInput, VideoMetadata, open_video

@@ -5,7 +5,7 @@ Rekognition's CreateUser, DeleteUser, AssociateFaces and DisassociateFaces take 
 timeout must not see ConflictException (the user it created) or ResourceNotFoundException (the user it
 deleted). keeneye keeps each token's response for :data:`KEEP` per access key and region (another key's
 token is another request); the same token with other parameters is IdempotentParameterMismatch.
-Stored-video Start* jobs keep their tokens with the job (keeneye/service/video_jobs.py).
+Stored-video Start* jobs keep their tokens with the job (keeneye/service/video/jobs.py).
 """
 
 from __future__ import annotations
