@@ -35,7 +35,7 @@ from typing import Any
 
 from common import REPO, settings
 
-from keeneye.auth.keyring import generate_key
+from keeneye.service.governance.credentials import generate_key
 
 STARTUP_TIMEOUT_S = 240.0  # the models load at start; a busy 2-core machine needs a while
 STOP_TIMEOUT_S = 30.0

@@ -33,7 +33,7 @@ from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from keeneye.aws.errors import AwsError
+from keeneye.auth.errors import AuthError
 from keeneye.core import regions
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -70,14 +70,14 @@ class Caller:
 def _parse_authorization(value: str) -> tuple[str, str, str, str, list[str], str]:
     m = _AUTH_RE.match(value.strip())
     if m is None:
-        raise AwsError(
+        raise AuthError(
             "IncompleteSignatureException",
             "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' "
             "with the AWS4-HMAC-SHA256 algorithm",
         )
     parts = m["credential"].split("/")
     if len(parts) != 5 or parts[4] != "aws4_request":
-        raise AwsError(
+        raise AuthError(
             "IncompleteSignatureException",
             "Credential must be <access key>/<date>/<region>/<service>/aws4_request",
         )
@@ -96,47 +96,49 @@ def verify(
     """Check the request's SigV4 signature; return the caller or raise the AWS error a client expects."""
     auth = request.headers.get("authorization")
     if not auth:
-        raise AwsError("MissingAuthenticationTokenException", "Missing Authentication Token")
+        raise AuthError("MissingAuthenticationTokenException", "Missing Authentication Token")
     if not auth.strip().startswith(ALGORITHM):
-        raise AwsError("IncompleteSignatureException", f"only {ALGORITHM} signatures are supported")
+        raise AuthError("IncompleteSignatureException", f"only {ALGORITHM} signatures are supported")
     akid, date, region, scope_service, signed, signature = _parse_authorization(auth)
     if not regions.is_region(region):  # it becomes part of resource keys: refuse anything odd
-        raise AwsError("InvalidSignatureException", "Credential should be scoped to a valid region.")
+        raise AuthError("InvalidSignatureException", "Credential should be scoped to a valid region.")
     if scope_service != service:
-        raise AwsError(
+        raise AuthError(
             "InvalidSignatureException",
             f"Credential should be scoped to correct service: '{service}'.",
         )
     if "host" not in signed:
-        raise AwsError("InvalidSignatureException", "the Host header must be signed")
+        raise AuthError("InvalidSignatureException", "the Host header must be signed")
     missing = [h for h in signed if h not in request.headers]
     if missing:
-        raise AwsError(
+        raise AuthError(
             "IncompleteSignatureException", f"signed header(s) missing from the request: {missing}"
         )
     # Every x-amz-* header sent must be signed (X-Amz-Target names the operation: unsigned, a captured
     # DescribeCollection could be replayed as DeleteCollection), as AWS requires.
     unsigned = sorted(h for h in request.headers if h.startswith("x-amz-") and h not in signed)
     if unsigned:
-        raise AwsError(
+        raise AuthError(
             "InvalidSignatureException",
             f"the request's {', '.join(unsigned)} header(s) must be signed (list them in SignedHeaders)",
         )
     amz_date = request.headers.get("x-amz-date")
     if not amz_date or "x-amz-date" not in signed:
-        raise AwsError("IncompleteSignatureException", "X-Amz-Date must be present and signed")
+        raise AuthError("IncompleteSignatureException", "X-Amz-Date must be present and signed")
     try:
         when = datetime.strptime(amz_date, SIGV4_TIMESTAMP).replace(tzinfo=UTC)
     except ValueError:
-        raise AwsError("IncompleteSignatureException", "X-Amz-Date must look like 20260127T120000Z") from None
+        raise AuthError(
+            "IncompleteSignatureException", "X-Amz-Date must look like 20260127T120000Z"
+        ) from None
     if amz_date[:8] != date:
-        raise AwsError(
+        raise AuthError(
             "InvalidSignatureException",
             f"Credential should be scoped to a valid date: '{amz_date[:8]}'.",
         )
     now = now or datetime.now(UTC)
     if abs(now - when) > MAX_SKEW:
-        raise AwsError(
+        raise AuthError(
             "InvalidSignatureException",
             f"Signature expired: {amz_date} is now earlier than "
             f"{(now - MAX_SKEW).strftime(SIGV4_TIMESTAMP)} ({now.strftime(SIGV4_TIMESTAMP)} - 5 min.)"
@@ -148,26 +150,26 @@ def verify(
     if declared is not None:
         actual = hashlib.sha256(request.body).hexdigest()
         if not hmac.compare_digest(declared.lower(), actual):
-            raise AwsError(
+            raise AuthError(
                 "InvalidSignatureException",
                 "The provided 'x-amz-content-sha256' header does not match what was computed.",
             )
     if "x-amz-security-token" in request.headers:
         # Temporary credentials come from AWS STS, which keeneye is not: no session token is valid here
         # (accepting and ignoring one would let an expired or revoked token keep working).
-        raise AwsError(
+        raise AuthError(
             "UnrecognizedClientException",
             "The security token included in the request is invalid. keeneye does not accept session "
             "tokens (temporary credentials): sign with an access key made by `keeneye keys create`",
         )
     secret = lookup(akid)
     if secret is None:
-        raise AwsError(
+        raise AuthError(
             "UnrecognizedClientException", "The security token included in the request is invalid."
         )
     expected = _signature(request, signed, secret, akid, region, service, amz_date)
     if not hmac.compare_digest(expected, signature):
-        raise AwsError(
+        raise AuthError(
             "InvalidSignatureException",
             "The request signature we calculated does not match the signature you provided. "
             "Check your AWS Secret Access Key and signing method.",
@@ -195,6 +197,6 @@ def _signature(
     # botocore drops a few hop-by-hop headers (user-agent, ...) from what it signs; a client that
     # signed one of them cannot be verified through it.
     if signer.signed_headers(signer.headers_to_sign(aws_request)) != ";".join(sorted(signed)):
-        raise AwsError("InvalidSignatureException", "SignedHeaders name a header that SigV4 does not sign")
+        raise AuthError("InvalidSignatureException", "SignedHeaders name a header that SigV4 does not sign")
     string_to_sign = signer.string_to_sign(aws_request, canonical)
     return str(signer.signature(string_to_sign, aws_request))

@@ -57,6 +57,7 @@ from starlette.responses import Response
 
 from keeneye import __version__
 from keeneye.auth import sigv4
+from keeneye.auth.errors import AuthError
 from keeneye.auth.keyring import KeyRing, Principal
 from keeneye.auth.ratelimit import RateLimiter, retry_after_s
 from keeneye.aws import errors as aws_errors
@@ -1194,7 +1195,7 @@ def _gate_native(
     request: the principal, or the error response to send."""
     try:
         principal = _authenticate_native(request, body, keys, now)
-    except AwsError as err:
+    except AuthError as err:
         return _native_error(err.type_name, err.message, 401)
     wait_s = limiter.acquire(principal.access_key_id)
     if wait_s:
@@ -1226,6 +1227,6 @@ def _authenticate_native(request: Request, body: bytes, keys: KeyRing, now: date
     if auth.lower().startswith("bearer "):
         principal = keys.principal_for_secret(auth[7:].strip())
         if principal is None:
-            raise AwsError("UnrecognizedClientException", "unknown bearer token")
+            raise AuthError("UnrecognizedClientException", "unknown bearer token")
         return principal
     return _verify(_signed_request(request, body), keys, now)

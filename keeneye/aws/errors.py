@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from keeneye.auth.errors import AuthError
 from keeneye.core import errors as core
 
 # AWS error name -> HTTP status. Every error keeneye can send is listed here.
@@ -98,6 +99,8 @@ def from_exception(exc: BaseException) -> AwsError:
     """
     if isinstance(exc, AwsError):
         return exc
+    if isinstance(exc, AuthError):  # SigV4 failures carry AWS's names already
+        return AwsError(exc.type_name, exc.message)
     if isinstance(exc, core.KeeneyeError):
         for cls, name in _CORE:
             if isinstance(exc, cls):

@@ -43,8 +43,9 @@ def serve(
     Then: boto3.client("rekognition", endpoint_url="http://127.0.0.1:8000", region_name="us-east-1",
     aws_access_key_id=..., aws_secret_access_key=...)
     """
-    from keeneye.auth.keyring import KeyRing, load_or_create
+    from keeneye.auth.keyring import KeyRing
     from keeneye.aws.images import parse_bucket_mapping
+    from keeneye.service.governance.credentials import load_or_create
 
     with user_errors():
         settings = load_settings(data_dir)

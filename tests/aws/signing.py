@@ -11,7 +11,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from keeneye.auth.keyring import AccessKey, KeyRing
+from keeneye.auth.keyring import KeyRing
+from keeneye.service.governance.credentials import AccessKey
 
 AKID = "AKIAKEENEYETESTKEY01"
 SECRET = "keeneye/test/secret/0123456789abcdefghijk"

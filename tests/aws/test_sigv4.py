@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from keeneye.auth.errors import AuthError
 from keeneye.auth.sigv4 import SignedRequest, verify
-from keeneye.aws.errors import AwsError
 from tests.aws.signing import AKID, KEYS, SECRET, rekognition_request, sign
 
 NOW = datetime(2026, 1, 27, 12, 0, 0, tzinfo=UTC)
@@ -31,7 +31,7 @@ def _signed(**kwargs: object) -> tuple[bytes, dict[str, str]]:
 
 
 def _code(body: bytes, headers: dict[str, str], now: datetime = NOW) -> tuple[str, str]:
-    with pytest.raises(AwsError) as info:
+    with pytest.raises(AuthError) as info:
         _verify(body, headers, now)
     return info.value.type_name, info.value.message
 

@@ -14,9 +14,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 import tests.contract.conftest as contract
-from keeneye.auth.keyring import AccessKey
 from keeneye.config import ServerSettings
 from keeneye.service.governance.audit import AuditLog
+from keeneye.service.governance.credentials import AccessKey
 from keeneye.service.governance.keys import AccessKeys
 from keeneye.store.db import Store
 from tests.aws.signing import SECRET, sign

@@ -25,11 +25,11 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
-from keeneye.auth.keyring import AccessKey
 from keeneye.aws.app import build_collection_services
 from keeneye.config import Settings
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.governance.audit import AuditLog
+from keeneye.service.governance.credentials import AccessKey
 from keeneye.service.governance.keys import AccessKeys
 from keeneye.store.db import Store
 from tests.aws.signing import SECRET

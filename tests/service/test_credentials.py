@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from keeneye.auth.keyring import KeyRing, generate_key, load_or_create
+from keeneye.auth.keyring import KeyRing
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
+from keeneye.service.governance.credentials import generate_key, load_or_create
 
 
 def test_created_once_with_mode_0600(tmp_path: Path) -> None:

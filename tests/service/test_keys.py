@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from keeneye.auth.keyring import AccessKey, KeyRing
+from keeneye.auth.keyring import KeyRing
 from keeneye.auth.ratelimit import RateLimiter, retry_after_s
 from keeneye.core.errors import AlreadyExists, InvalidParameter, NotFound
 from keeneye.service.governance.audit import AuditLog
+from keeneye.service.governance.credentials import AccessKey
 from keeneye.service.governance.keys import KEY_FILE, AccessKeys
 from keeneye.store.db import Store
 

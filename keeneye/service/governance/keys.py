@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select, update
 
-from keeneye.auth.keyring import AccessKey, generate_key
 from keeneye.core.errors import AlreadyExists, InvalidParameter, NotFound
+from keeneye.service.governance.credentials import AccessKey, generate_key
 from keeneye.service.governance.policies import Policy
 from keeneye.store.tables import AccessKeyRow
 
