@@ -71,18 +71,66 @@ class FacesSettings(_Strict):
 
 
 class PersonsSettings(_Strict):
-    kind: Literal["centernet", "hog"] = Field(
-        "centernet",
-        description="Person detector for video: the bundled human CenterNet (COCO, class person) or "
-        "OpenCV's HOG people detector (no model file; slower and less accurate, the baseline)",
+    kind: Literal["ensemble", "centernet", "nanodet", "movenet", "hog"] = Field(
+        "ensemble",
+        description="Person detector for video: 'ensemble' (default: CenterNet letterboxed + NanoDet-g, "
+        "boxes merged by NMS; best recall at precision 0.8 on the COCO photos, docs/models.md), one of "
+        "human's CenterNet, NanoDet-g or MoveNet MultiPose (COCO, class person) alone, or OpenCV's HOG "
+        "people detector (no model file; the baseline)",
     )
     score_threshold: float = Field(
         0.4,
         ge=0,
         le=1,
-        description="Minimum person score (0-1). CenterNet: its class score (0.4: precision 0.87 / "
-        "recall 0.82 on PETS09, see bench/pets_tracking.py). HOG: a logistic of the SVM margin, whose own "
-        "cut (margin 0) is 0.5, so values below 0.5 change nothing",
+        description="Minimum person score (0-1) to start or keep a track on its own (the tracker's high "
+        "score; lower scores down to the detection floor still feed its low-score stage). 0.4: where "
+        "the default ensemble's precision is >= 0.80 on the COCO photos (chosen there, not on the "
+        "videos it is judged on; bench/persons.py). HOG: a logistic of the SVM margin, whose own cut "
+        "(margin 0) is 0.5, so values below 0.5 change nothing",
+    )
+    birth_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Slow births: a person scoring at least this (but under score_threshold) in every "
+        "analysed frame for a second becomes a track (people standing still at a modest score). Unset: "
+        "off, the default, because on PETS09 0.25 more than doubled false tracks (keeneye/tracking/"
+        "tracker.py)",
+    )
+    input_size: int = Field(
+        512,
+        ge=32,
+        multiple_of=32,
+        description="CenterNet and MoveNet: long side of the letterboxed model input, pixels (a multiple "
+        "of 32). Larger finds smaller people at quadratic cost (NanoDet's input is fixed at 416)",
+    )
+    resize: Literal["letterbox", "stretch"] = Field(
+        "letterbox",
+        description="CenterNet: 'letterbox' keeps the frame's aspect ratio; 'stretch' squashes it to "
+        "512x512 as human.js does (measured worse on the COCO photos)",
+    )
+    ensemble: tuple[Literal["centernet", "nanodet", "movenet"], ...] = Field(
+        ("centernet", "nanodet"),
+        min_length=1,
+        description="Members of the 'ensemble' detector, each with its own model",
+    )
+    detect_every: int = Field(
+        1,
+        ge=1,
+        description="Run the detector on every Nth analysed frame; the tracker predicts the frames "
+        "between (speed: see keeneye/tracking/schedule.py)",
+    )
+    motion_gating: bool = Field(
+        False,
+        description="Skip detection on frames where nothing moved since the last detection (a frame "
+        "difference, as Frigate does); tracks are predicted instead, and a detection still runs at "
+        "least every 'max_skip_ms'",
+    )
+    max_skip_ms: float = Field(
+        1000.0,
+        gt=0,
+        description="Longest time between two detections when frames are skipped (motion gating or "
+        "detect_every), milliseconds: people standing still are re-detected at least this often",
     )
     target_fps: float | None = Field(
         None,

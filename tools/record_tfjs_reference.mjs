@@ -35,6 +35,14 @@ const MODELS = {
   'faceres-deep': ['human-models/models/faceres-deep', 1 / 255, 0, 4, null, 1],
   mobilefacenet: ['human-models/models/mobilefacenet', 1 / 255, 0, 2, null, 1],
   mobileface: ['human-models/models/mobileface', 1 / 255, 0, 2, null, 1],
+  // NanoDet-g: NCHW input (from ONNX via onnx-tf), BGR mean/std scaling done by the caller.
+  nanodet: ['human-models/models/nanodet', 1 / 58, -2, 4, null, 1, { nchw: true, rows: 8 }],
+  // MoveNet MultiPose: int32 0..255 input of any size (256x256 here); the cut heads keeneye converts and
+  // the graph's own decoded output (Identity:0: 6 people x [17 x (y, x, score), ymin, xmin, ymax, xmax,
+  // score]) to check keeneye's numpy box decode against.
+  'movenet-multipose': ['human-models/models/movenet-multipose', 1, 0, 4,
+    ['StatefulPartitionedCall/Sigmoid', 'StatefulPartitionedCall/box_scale_0/conv2d_5/BiasAdd',
+      'StatefulPartitionedCall/box_offset_0/conv2d_6/BiasAdd', 'Identity:0'], 1, { int32: true, size: [256, 256] }],
 };
 
 function mulberry32(seed) {
@@ -96,9 +104,18 @@ function cropResize(img, h, w, channels) {
 }
 
 /** float32 input tensor from uint8 HWC data: nearest upsample by `repeat`, then * scale + offset. */
-function toInput(u8, h, w, ch, repeat, scale, offset) {
+function toInput(u8, h, w, ch, repeat, scale, offset, opts = {}) {
   const H = h * repeat;
   const W = w * repeat;
+  if (opts.int32) {
+    const q = new Int32Array(H * W * ch);
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        for (let c = 0; c < ch; c++) q[(y * W + x) * ch + c] = u8[(Math.floor(y / repeat) * w + Math.floor(x / repeat)) * ch + c];
+      }
+    }
+    return tf.tensor4d(q, [1, H, W, ch], 'int32');
+  }
   const f = new Float32Array(H * W * ch);
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
@@ -108,12 +125,22 @@ function toInput(u8, h, w, ch, repeat, scale, offset) {
       }
     }
   }
-  return tf.tensor4d(f, [1, H, W, ch]);
+  const t = tf.tensor4d(f, [1, H, W, ch]);
+  if (!opts.nchw) return t;
+  const nchw = tf.transpose(t, [0, 3, 1, 2]);
+  t.dispose();
+  return nchw;
 }
 
 const b64 = (typed) => Buffer.from(typed.buffer, typed.byteOffset, typed.byteLength).toString('base64');
 
-function recordOutput(t, stride) {
+function recordOutput(t, stride, rows = 1) {
+  if (t.rank === 3 && rows > 1) { // big (1, cells, k) maps: every rows-th cell
+    const kept = tf.stridedSlice(t, [0, 0, 0], t.shape, [1, rows, 1]);
+    const entry = { shape: kept.shape, dtype: 'float32', data: b64(kept.dataSync()), view: `rows${rows}` };
+    kept.dispose();
+    return entry;
+  }
   const big = t.rank === 4 && stride > 1;
   const kept = big ? tf.stridedSlice(t, [0, 0, 0, 0], t.shape, [1, stride, stride, 1]) : t;
   const entry = { shape: kept.shape, dtype: 'float32', data: b64(kept.dataSync()), view: big ? `grid${stride}` : 'full' };
@@ -130,11 +157,13 @@ function topk(t, k) {
 }
 
 async function recordModel(name, srcDir, img, outDir) {
-  const [rel, scale0, offset0, repeat, outputs, stride] = MODELS[name];
+  const [rel, scale0, offset0, repeat, outputs, stride, opts = {}] = MODELS[name];
   const scale = Math.fround(scale0);
   const offset = Math.fround(offset0);
   const model = await tf.loadGraphModel(ioHandler(path.join(srcDir, `${rel}.json`)));
   const shape = model.inputs[0].shape.map((d) => (d < 0 ? 1 : d));
+  if (opts.nchw) shape.push(...shape.splice(1, 1)); // [1, C, H, W] -> [1, H, W, C]: the data is made NHWC
+  if (opts.size) [shape[1], shape[2]] = opts.size;
   const [, H, W, ch] = shape;
   const h = H / repeat;
   const w = W / repeat;
@@ -146,11 +175,12 @@ async function recordModel(name, srcDir, img, outDir) {
   };
   const result = { model: name, source: rel, tfjs: tf.version.tfjs, backend: tf.getBackend(), cases: {} };
   for (const [label, u8] of Object.entries(cases)) {
-    const x = toInput(u8, h, w, ch, repeat, scale, offset);
-    const ys = model.execute(x, outNames);
+    const x = toInput(u8, h, w, ch, repeat, scale, offset, opts);
+    const ys = opts.int32 ? await model.executeAsync(x, outNames) : model.execute(x, outNames);
     const list = Array.isArray(ys) ? ys : [ys];
-    const rec = { input: { u8: b64(u8), shape: [1, h, w, ch], repeat, scale, offset }, outputs: {} };
-    outNames.forEach((n, i) => { rec.outputs[n.replace(/:0$/, '')] = recordOutput(list[i], stride); });
+    const layout = opts.nchw ? 'nchw' : opts.int32 ? 'int32' : 'nhwc';
+    const rec = { input: { u8: b64(u8), shape: [1, h, w, ch], repeat, scale, offset, layout }, outputs: {} };
+    outNames.forEach((n, i) => { rec.outputs[n.replace(/:0$/, '')] = recordOutput(list[i], stride, opts.rows); });
     if (name === 'centernet') rec.topk = topk(list[0], 100);
     result.cases[label] = rec;
     tf.dispose([x, ...list]);

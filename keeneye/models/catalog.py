@@ -151,7 +151,8 @@ MODELS: dict[str, ModelSpec] = {
             "facial expression, 7 classes",
             _HUMAN_NOTE,
         ),
-        # Cut before the TopK tail: the Python backend decodes peaks (keeneye/models/human.py).
+        # Cut before the TopK tail: the Python backend decodes peaks (keeneye/models/human.py). H and W
+        # are dynamic so frames are letterboxed to their own aspect ratio, not squashed to 512x512.
         ModelSpec(
             "human-centernet",
             "human",
@@ -160,7 +161,7 @@ MODELS: dict[str, ModelSpec] = {
             "human-centernet.onnx",
             "COCO object detector (persons for video)",
             _HUMAN_NOTE,
-            options={"outputs": ["tower_0/keypoints", "tower_0/wh"]},
+            options={"outputs": ["tower_0/keypoints", "tower_0/wh"], "input_shape": [1, -1, -1, 3]},
         ),
         ModelSpec(
             "human-antispoof",
@@ -199,6 +200,36 @@ MODELS: dict[str, ModelSpec] = {
             "face descriptor, ArcFace-style alignment (optional)",
             _HUMAN_MODELS_NOTE,
             default=False,
+        ),
+        # Person detectors for video (issue 12): NanoDet-g runs as exported (416x416, decoded in
+        # keeneye/models/nanodet.py); MoveNet MultiPose is cut before its TopK / gather tail and keeps
+        # the centre heat map and box heads (keeneye/models/movenet.py), with dynamic H and W.
+        ModelSpec(
+            "human-nanodet",
+            "human-models",
+            "models/nanodet.json",
+            "tfjs",
+            "human-nanodet.onnx",
+            "NanoDet-g COCO object detector (persons for video, with CenterNet in the default ensemble)",
+            _HUMAN_MODELS_NOTE + " Model: NanoDet-g by RangiLyu, Apache-2.0.",
+        ),
+        ModelSpec(
+            "human-movenet-multipose",
+            "human-models",
+            "models/movenet-multipose.json",
+            "tfjs",
+            "human-movenet-multipose.onnx",
+            "MoveNet MultiPose Lightning person boxes (optional person detector)",
+            _HUMAN_MODELS_NOTE + " Model: MoveNet MultiPose by Google, Apache-2.0.",
+            default=False,
+            options={
+                "outputs": [
+                    "StatefulPartitionedCall/Sigmoid",
+                    "StatefulPartitionedCall/box_scale_0/conv2d_5/BiasAdd",
+                    "StatefulPartitionedCall/box_offset_0/conv2d_6/BiasAdd",
+                ],
+                "input_shape": [1, -1, -1, 3],
+            },
         ),
         ModelSpec(
             "fer-minixception",

@@ -39,6 +39,7 @@ from keeneye.core.types import (
 )
 from keeneye.models.align import align_5point, face_points, nms_xyxy
 from keeneye.models.base import l2_normalize
+from keeneye.models.letterbox import Placement, canvas_size, letterbox
 from keeneye.models.onnx_runtime import create_session
 
 # Blazeface's outer points are the ear tragions; not a Rekognition type, so named here.
@@ -558,17 +559,24 @@ class LivenessClassifier(_SingleScoreClassifier):
 
 
 class CenterNetPersonDetector:
-    """MB3-CenterNet (human ``centernet``, 512x512, 80 COCO classes) object detector.
+    """MB3-CenterNet (human ``centernet``, 80 COCO classes) object detector.
 
     detect(image HxWx3 uint8 RGB) -> Detections: xyxy (N, 4) original pixels, score (N,) in [0, 1],
-    label (N,) indexing ``class_names`` (COCO, labels.ts order). Like centernet.ts: the image is
-    squashed to 512x512 (0..255 values; the graph normalises), the graph's own top-100 peak decode
-    (``tower_0/detections``: x1, y1, x2, y2, score, class) is filtered by per-class thresholds and NMS.
-    If the converted graph only exposes the raw heads, the same decode runs in numpy.
+    label (N,) indexing ``class_names`` (COCO, labels.ts order). The graph's heat-map and size heads are
+    decoded in numpy like its own top-100 tail (``centernet_decode``), then filtered by per-class
+    thresholds and NMS.
+
+    ``resize``: human squashes every image to 512x512 ("stretch"); "letterbox" scales both axes by one
+    factor so the long side is ``input_size`` and pads the rest (people keep their shape: on the COCO
+    photos, recall of people >= 40 px at precision 0.8 rose from 0.69 to 0.70, bench/persons.py). When the
+    installed graph has dynamic H and W (``keeneye models install`` converts it so) the canvas is just
+    the scaled image rounded up to 32 px, e.g. 512x384 for a 4:3 frame: 25 % less work than 512x512;
+    with a fixed 512x512 graph the letterbox is square.
     """
 
     name = "human-centernet"
     class_names = COCO_CLASS_NAMES
+    stride = 32  # the backbone's total stride: dynamic inputs are multiples of it
 
     def __init__(
         self,
@@ -577,28 +585,45 @@ class CenterNetPersonDetector:
         default_threshold: float = 0.4,
         max_results: int = 100,
         nms_iou: float = 0.5,
+        resize: Literal["letterbox", "stretch"] = "letterbox",
+        input_size: int = 512,
     ) -> None:
         unknown = set(class_thresholds or {}) - set(COCO_CLASS_NAMES)
         if unknown:
             raise InvalidParameter(f"unknown COCO classes in class_thresholds: {sorted(unknown)}")
+        if input_size < self.stride or input_size % self.stride:
+            raise InvalidParameter(f"input_size must be a positive multiple of {self.stride}")
         self._thresholds = np.array(
             [(class_thresholds or {}).get(c, default_threshold) for c in COCO_CLASS_NAMES], np.float32
         )
         self.max_results = max_results
         self.nms_iou = nms_iou
+        self.resize = resize
         self._session = create_session(onnx_path)
         self._input_name = self._session.get_inputs()[0].name
-        self._size = _input_hw(self._session)[0]
-        _warmup(self._session)
+        shape = self._session.get_inputs()[0].shape
+        self._fixed = isinstance(shape[1], int) and shape[1] > 0
+        self._size = int(shape[1]) if self._fixed else input_size
+        if not self._fixed:
+            self.name = f"human-centernet@{input_size}"
+        _warmup_image(self, self._size)
 
     def detect(self, image: UInt8Image) -> Detections:
         """Objects in ``image`` (HxWx3 uint8 RGB), best first."""
-        raw = self._infer(self._preprocess(image))
-        return self._postprocess(raw, image.shape[1], image.shape[0])
+        tensor, placement = self._preprocess(image)
+        raw = self._infer(tensor)
+        return self._postprocess(raw, placement, image.shape[1], image.shape[0])
 
-    def _preprocess(self, image: UInt8Image) -> FloatArray:
-        """(1, 512, 512, 3) float32 in 0..255, the whole image squashed (as centernet.ts does)."""
-        return _resize(image, self._size, self._size)[None]
+    def _preprocess(self, image: UInt8Image) -> tuple[FloatArray, Placement]:
+        """(1, H, W, 3) float32 in 0..255 (the graph normalises) and where the image sits in it."""
+        h, w = image.shape[:2]
+        if self.resize == "stretch":
+            return _resize(image, self._size, self._size)[None], Placement(
+                self._size / w, self._size / h, self._size, self._size
+            )
+        cw, ch = (self._size, self._size) if self._fixed else canvas_size(w, h, self._size, self.stride)
+        canvas, placement = letterbox(image, cw, ch)
+        return canvas.astype(np.float32)[None], placement
 
     def _infer(self, tensor: FloatArray) -> FloatArray:
         """(K, 6) candidate rows x1, y1, x2, y2 (input pixels), score, class id."""
@@ -609,9 +634,9 @@ class CenterNetPersonDetector:
                 return rows
         heatmap = next(o for o in outs if o.ndim == 4 and o.shape[-1] == len(COCO_CLASS_NAMES))
         wh = next(o for o in outs if o.ndim == 4 and o.shape[-1] == 4)
-        return centernet_decode(heatmap[0], wh[0], stride=self._size // heatmap.shape[1])
+        return centernet_decode(heatmap[0], wh[0], stride=tensor.shape[1] // heatmap.shape[1])
 
-    def _postprocess(self, rows: FloatArray, width: int, height: int) -> Detections:
+    def _postprocess(self, rows: FloatArray, placement: Placement, width: int, height: int) -> Detections:
         rows = rows[np.isfinite(rows).all(axis=1)]
         classes = rows[:, 5].astype(np.int64)
         valid = (classes >= 0) & (classes < len(COCO_CLASS_NAMES))
@@ -620,8 +645,13 @@ class CenterNetPersonDetector:
         rows, classes = rows[keep], classes[keep]
         order = nms_xyxy(rows[:, :4], rows[:, 4], self.nms_iou, self.max_results)
         rows, classes = rows[order], classes[order]
-        xyxy = rows[:, :4] * np.array([width, height, width, height], np.float32) / np.float32(self._size)
+        xyxy = placement.to_image(rows[:, :4])
         return Detections(_clip_boxes(xyxy, width, height), np.clip(rows[:, 4], 0, 1), classes)
+
+
+def _warmup_image(detector: Any, size: int) -> None:
+    """One detection on a black image (loads kernels, sizes buffers) so the first real call is fast."""
+    detector.detect(np.zeros((size * 3 // 4, size, 3), np.uint8))
 
 
 def _max_pool3(x: FloatArray) -> FloatArray:

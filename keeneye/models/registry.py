@@ -156,8 +156,10 @@ _DROP_CLASS = 2.0
 def build_person_detector(settings: Settings) -> ObjectDetector:
     """The configured video person detector (``settings.persons``); its ``label`` 0 is ``person``.
 
-    CenterNet keeps only class ``person`` (every other COCO class gets a threshold above any score).
+    CenterNet keeps only class ``person`` (every other COCO class gets a threshold above any score);
+    NanoDet and MoveNet decode the person class only; the ensemble pools its members' boxes (NMS).
     HOG needs no model file; its scores are a logistic of the SVM margin (keeneye.models.hog).
+    ``persons.score_threshold`` is the lowest score returned.
     """
     cfg = settings.persons
     if cfg.kind == "hog":
@@ -165,11 +167,38 @@ def build_person_detector(settings: Settings) -> ObjectDetector:
 
         return HogPersonDetector(upscale=cfg.hog_upscale, score_threshold=cfg.score_threshold)
     from keeneye.models import onnx_runtime
-    from keeneye.models.human import CenterNetPersonDetector
 
     onnx_runtime.configure(settings.threads)
+    if cfg.kind == "ensemble":
+        from keeneye.models.ensemble import EnsemblePersonDetector
+
+        return EnsemblePersonDetector([_person_model(settings, kind) for kind in cfg.ensemble])
+    return _person_model(settings, cfg.kind)
+
+
+def _person_model(settings: Settings, kind: str) -> ObjectDetector:
+    """One person-detector model (not HOG, not the ensemble) at ``persons.score_threshold``."""
+    cfg, models_dir = settings.persons, settings.models_dir
+    if kind == "nanodet":
+        from keeneye.models.nanodet import NanoDetPersonDetector
+
+        return NanoDetPersonDetector(
+            model_path(models_dir, "human-nanodet"), score_threshold=cfg.score_threshold
+        )
+    if kind == "movenet":
+        from keeneye.models.movenet import MoveNetPersonDetector
+
+        return MoveNetPersonDetector(
+            model_path(models_dir, "human-movenet-multipose"),
+            score_threshold=cfg.score_threshold,
+            input_size=cfg.input_size,
+        )
+    from keeneye.models.human import CenterNetPersonDetector
+
     return CenterNetPersonDetector(
-        model_path(settings.models_dir, "human-centernet"),
+        model_path(models_dir, "human-centernet"),
         class_thresholds={"person": cfg.score_threshold},
         default_threshold=_DROP_CLASS,
+        resize=cfg.resize,
+        input_size=cfg.input_size,
     )

@@ -326,8 +326,14 @@ def _exit_point(seen: _Seen, width: int, height: int, margin: float) -> Point | 
     if not toward:
         return None
     ax, ay = a1
-    steps = [s for s in ((width - ax) / vx if vx > 0 else -ax / vx if vx < 0 else math.inf,
-                         (height - ay) / vy if vy > 0 else -ay / vy if vy < 0 else math.inf) if s >= 0]
+    steps = [
+        s
+        for s in (
+            (width - ax) / vx if vx > 0 else -ax / vx if vx < 0 else math.inf,
+            (height - ay) / vy if vy > 0 else -ay / vy if vy < 0 else math.inf,
+        )
+        if s >= 0
+    ]
     step = min(steps, default=math.inf)
     if not math.isfinite(step):
         return None

@@ -70,6 +70,8 @@ _TO_NCHW = (0, 3, 1, 2)
 _TO_NHWC = (0, 2, 3, 1)
 #: position of an NHWC axis in NCHW order
 _NHWC_AXIS_IN_NCHW = {0: 0, 1: 2, 2: 3, 3: 1}
+#: NCHW positions of the NHWC axes, in NHWC order (gathers an NCHW shape back into NHWC order)
+_NHWC_AXIS_IN_NCHW_LIST = (0, 2, 3, 1)
 
 _TF_DTYPES: dict[str, type[np.generic]] = {
     "DT_FLOAT": np.float32,
@@ -378,6 +380,10 @@ class _Converter:
         self.values: dict[str, _Value] = {}
         #: the fixed batch the graph declares, when the caller asked for a dynamic one instead
         self.rebatch: int | None = None
+        #: resize node -> (ONNX input name, constant output H, W), recorded for dynamic-size conversion
+        self.resize_inputs: dict[str, tuple[str, tuple[int, ...]]] = {}
+        #: resize node -> (y, x) factor used instead of its constant size (dynamic H and W)
+        self.resize_scales: dict[str, tuple[float, float]] = {}
 
     def run(self, order: list[dict[str, Any]], input_shape: tuple[int | None, ...] | None) -> str:
         """Convert all nodes; return the Placeholder name."""
@@ -540,6 +546,12 @@ def _resize(c: _Converter, node: dict[str, Any], ins: list[_Value]) -> list[_Val
     if not bilinear:
         attrs["nearest_mode"] = "round_prefer_ceil" if align else "floor"
     base = node["name"]
+    if ins[1].const is not None:
+        c.resize_inputs[base] = (x.name, tuple(int(v) for v in ins[1].const.reshape(-1)))
+    if base in c.resize_scales:  # dynamic H and W: the fixed output size becomes a fixed factor
+        fy, fx = c.resize_scales[base]
+        scales = c.g.constant(np.array([1.0, 1.0, fy, fx], np.float32), f"{base}/scales")
+        return [_Value(c.g.emit("Resize", [x.name, "", scales], base, **attrs), 4, NCHW)]
     if ins[1].const is not None:
         hw = c.g.constant(ins[1].const.astype(np.int64), f"{base}/hw")
     else:
@@ -900,6 +912,110 @@ def _matmul(c: _Converter, node: dict[str, Any], ins: list[_Value]) -> list[_Val
     return [_fused_activations(c, node, _Value(out, 2, PLAIN), fused, extra)]
 
 
+def _transpose(c: _Converter, node: dict[str, Any], ins: list[_Value]) -> list[_Value]:
+    """TF ``Transpose``. Graphs exported through ONNX (onnx-tf: NanoDet) wrap every conv in an
+    NCHW <-> NHWC pair; with the layout tags those pairs cost nothing: a value physically stored NCHW
+    *is* the transposed logical tensor, so the tag flips and no node is emitted."""
+    x = ins[0]
+    perm = [int(p) for p in np.asarray(c.const_of(ins[1], node, "perm")).reshape(-1)]
+    if x.const is not None:
+        arr = np.transpose(x.const, perm)
+        return [_Value("", arr.ndim, NHWC if arr.ndim == 4 else PLAIN, arr)]
+    if x.rank == 4 and tuple(perm) == _TO_NCHW and x.layout == NCHW:
+        return [_Value(x.name, 4, NHWC)]
+    if x.rank == 4 and tuple(perm) == _TO_NHWC and x.layout in (NHWC, PLAIN):
+        return [_Value(x.name, 4, NCHW)]
+    x = c.g.to_layout(x, NHWC)
+    out = c.g.emit("Transpose", [x.name], node["name"], perm=perm)
+    return [_Value(out, len(perm), NHWC if len(perm) == 4 else PLAIN)]
+
+
+def _split_v(c: _Converter, node: dict[str, Any], ins: list[_Value]) -> list[_Value]:
+    """TF ``SplitV`` (sizes and axis constant; no -1 size) as one ONNX Split."""
+    x = ins[0]
+    sizes = np.asarray(c.const_of(ins[1], node, "size_splits"), np.int64).reshape(-1)
+    if (sizes < 0).any():
+        raise TfjsConversionError(f"node {node['name']!r}: SplitV with an inferred (-1) size")
+    axis = int(np.asarray(c.const_of(ins[2], node, "split_dim")).reshape(-1)[0]) % x.rank
+    layout = x.layout if x.rank == 4 else PLAIN
+    onnx_axis = _axes_in_layout([axis], x.rank, layout)[0]
+    split = c.g.constant(sizes, f"{node['name']}/split")
+    names = [c.g.fresh(_tensor_name(node["name"], i)) for i in range(sizes.size)]
+    c.g.nodes.append(helper.make_node("Split", [x.name, split], names, name=names[0], axis=onnx_axis))
+    return [_Value(n, x.rank, layout) for n in names]
+
+
+def _sparse_to_dense(c: _Converter, node: dict[str, Any], ins: list[_Value]) -> list[_Value]:
+    """TF ``SparseToDense`` with constant operands only (onnx-tf emits it for shape arithmetic)."""
+    indices, shape, values, default = (c.const_of(v, node, "every operand") for v in ins[:4])
+    shape = np.asarray(shape, np.int64).reshape(-1)
+    out = np.full(tuple(shape), np.asarray(default).reshape(()), dtype=np.asarray(values).dtype)
+    idx = np.asarray(indices, np.int64).reshape(-1, max(shape.size, 1))
+    out[tuple(idx.T)] = np.broadcast_to(np.asarray(values), (idx.shape[0],))
+    return [_Value("", out.ndim, NHWC if out.ndim == 4 else PLAIN, out)]
+
+
+def _shape(c: _Converter, node: dict[str, Any], ins: list[_Value]) -> list[_Value]:
+    """TF ``Shape`` (int32, logical NHWC order even when the value is stored NCHW)."""
+    x = ins[0]
+    if x.const is not None:
+        return [_Value("", 1, PLAIN, np.array(x.const.shape, np.int32))]
+    out = c.g.emit("Shape", [x.name], f"{node['name']}/i64")
+    if x.rank == 4 and x.layout == NCHW:
+        order = c.g.constant(np.array(_NHWC_AXIS_IN_NCHW_LIST, np.int64), f"{node['name']}/order")
+        out = c.g.emit("Gather", [out, order], f"{node['name']}/nhwc", axis=0)
+    return [_Value(c.g.emit("Cast", [out], node["name"], to=TensorProto.INT32), 1, PLAIN)]
+
+
+def _strided_slice(c: _Converter, node: dict[str, Any], ins: list[_Value]) -> list[_Value]:
+    """TF ``StridedSlice`` with constant begin/end/strides and begin/end/shrink masks (no ellipsis or
+    new axes): one ONNX Slice (plus a Squeeze for shrunk axes)."""
+    attrs = node.get("attr", {})
+    if any(int(attrs.get(k, {}).get("i", 0)) for k in ("ellipsis_mask", "new_axis_mask")):
+        raise TfjsConversionError(f"node {node['name']!r}: StridedSlice with ellipsis/new axes")
+    x = c.g.to_layout(ins[0], NHWC)
+    begin, end, strides = (
+        np.asarray(c.const_of(v, node, "begin/end/strides"), np.int64).reshape(-1) for v in ins[1:4]
+    )
+    bmask, emask, shrink = (
+        int(attrs.get(k, {}).get("i", 0)) for k in ("begin_mask", "end_mask", "shrink_axis_mask")
+    )
+    big = np.iinfo(np.int64).max
+    starts, ends = [], []
+    for i in range(begin.size):
+        lo = (0 if strides[i] > 0 else big) if bmask >> i & 1 else begin[i]
+        hi = (big if strides[i] > 0 else -big) if emask >> i & 1 else end[i]
+        if shrink >> i & 1:
+            lo, hi = begin[i], (begin[i] + 1 if begin[i] != -1 else big)
+        starts.append(lo)
+        ends.append(hi)
+    shrunk = [i for i in range(begin.size) if shrink >> i & 1]
+    if x.const is not None:
+        arr = x.const[
+            tuple(
+                slice(a, None if b in (big, -big) else b, st)
+                for a, b, st in zip(starts, ends, strides, strict=True)
+            )
+        ]
+        arr = np.squeeze(arr, axis=tuple(shrunk)) if shrunk else arr
+        return [_Value("", arr.ndim, NHWC if arr.ndim == 4 else PLAIN, arr)]
+    base = node["name"]
+    inputs = [
+        c.name_of(x, f"{base}/x"),
+        c.g.constant(np.array(starts, np.int64), f"{base}/starts"),
+        c.g.constant(np.array(ends, np.int64), f"{base}/ends"),
+        c.g.constant(np.arange(begin.size, dtype=np.int64), f"{base}/axes"),
+        c.g.constant(strides, f"{base}/steps"),
+    ]
+    out = c.g.emit("Slice", inputs, base + ("/slice" if shrunk else ""))
+    rank = x.rank
+    if shrunk:
+        axes = c.g.constant(np.array(shrunk, np.int64), f"{base}/shrink")
+        out = c.g.emit("Squeeze", [out, axes], base)
+        rank -= len(shrunk)
+    return [_Value(out, rank, NHWC if rank == 4 else PLAIN)]
+
+
 _HANDLERS: dict[str, _Handler] = {
     "Const": _const,
     "Identity": _identity,
@@ -926,6 +1042,11 @@ _HANDLERS: dict[str, _Handler] = {
     "PadV2": _pad,
     "MatMul": _matmul,
     "_FusedMatMul": _matmul,
+    "Transpose": _transpose,
+    "SplitV": _split_v,
+    "SparseToDense": _sparse_to_dense,
+    "Shape": _shape,
+    "StridedSlice": _strided_slice,
 }
 
 
@@ -984,7 +1105,35 @@ def convert_graph_model(
     weights = _load_weights(Path(model_json), model.get("weightsManifest", []))
     out_refs = [_split_input(o) for o in (outputs or _default_outputs(model, nodes))]
     order = _toposort(nodes, list(dict.fromkeys(n for n, _ in out_refs)))
-    conv = _Converter(weights, nodes)
+    scales: dict[str, tuple[float, float]] = {}
+    if input_shape is not None and len(input_shape) == 4 and _dynamic(input_shape[1:3]):
+        scales = _resize_factors(model_json, nodes, weights, order, out_refs)
+    onnx_model = _build(model_json, nodes, weights, order, out_refs, input_shape, scales)
+    _explicit_same_pads(onnx_model)
+    onnx.checker.check_model(onnx_model, full_check=True)
+    onnx_path = Path(onnx_path)
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx_model, str(onnx_path))
+    return _info(onnx_model, onnx_path, order)
+
+
+def _dynamic(dims: Iterable[int | None]) -> bool:
+    return any(d is None or d < 0 for d in dims)
+
+
+def _build(
+    model_json: Path,
+    nodes: dict[str, dict[str, Any]],
+    weights: dict[str, np.ndarray],
+    order: list[dict[str, Any]],
+    out_refs: list[tuple[str, int]],
+    input_shape: tuple[int, ...] | None,
+    resize_scales: dict[str, tuple[float, float]],
+    conv: _Converter | None = None,
+) -> onnx.ModelProto:
+    """One conversion pass: the shape-inferred ONNX model (``conv`` receives the converter state)."""
+    conv = conv or _Converter(weights, nodes)
+    conv.resize_scales = resize_scales
     conv.g._names.update(_tensor_name(n, i) for n, i in out_refs)  # outputs keep their TF names
     placeholder = conv.run(order, input_shape)
     graph_outputs = [_finish_output(conv, _tensor_name(n, i)) for n, i in out_refs]
@@ -1004,13 +1153,33 @@ def convert_graph_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="keeneye.tfjs"
     )
     onnx_model.ir_version = 8
-    onnx_model = onnx.shape_inference.infer_shapes(onnx_model, strict_mode=True)
-    _explicit_same_pads(onnx_model)
-    onnx.checker.check_model(onnx_model, full_check=True)
-    onnx_path = Path(onnx_path)
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(onnx_model, str(onnx_path))
-    return _info(onnx_model, onnx_path, order)
+    return onnx.shape_inference.infer_shapes(onnx_model, strict_mode=True)
+
+
+def _resize_factors(
+    model_json: Path,
+    nodes: dict[str, dict[str, Any]],
+    weights: dict[str, np.ndarray],
+    order: list[dict[str, Any]],
+    out_refs: list[tuple[str, int]],
+) -> dict[str, tuple[float, float]]:
+    """For a dynamic-H/W conversion: each constant-size resize's factor (output / input size).
+
+    A graph exported for one input size carries its upsampling as fixed output sizes (Keras'
+    ``UpSampling2D`` becomes ``ResizeBilinear`` to e.g. 64x64). Converted at the declared size
+    first, shape inference gives each resize's input size; the ratio is the factor the layer meant,
+    which holds at any input size that keeps the feature maps integral (multiples of the stride).
+    """
+    first = _Converter(weights, nodes)
+    static = _build(model_json, nodes, weights, order, out_refs, None, {}, first)
+    shapes = {vi.name: vi.type.tensor_type.shape for vi in [*static.graph.value_info, *static.graph.input]}
+    factors: dict[str, tuple[float, float]] = {}
+    for name, (x_name, (out_h, out_w)) in first.resize_inputs.items():
+        dims = [_dim_of(d) for d in shapes[x_name].dim] if x_name in shapes else []
+        if len(dims) != 4 or not dims[2] or not dims[3]:
+            raise TfjsConversionError(f"resize {name!r}: input size unknown, cannot make H and W dynamic")
+        factors[name] = (out_h / dims[2], out_w / dims[3])
+    return factors
 
 
 def _explicit_same_pads(model: onnx.ModelProto) -> None:
