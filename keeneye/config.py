@@ -19,9 +19,9 @@ class _Strict(BaseModel):
 
 
 class DetectorSettings(_Strict):
-    kind: Literal["blazeface", "scrfd", "yunet"] = Field(
+    kind: Literal["blazeface", "mtcnn", "scrfd", "yunet"] = Field(
         "blazeface",
-        description="Face detector: the bundled BlazeFace, or a user-supplied SCRFD/YuNet ONNX file",
+        description="Face detector: the bundled BlazeFace or MTCNN, or a user-supplied SCRFD/YuNet ONNX file",
     )
     path: Path | None = Field(None, description="ONNX file for user-supplied detectors (scrfd, yunet)")
     score_threshold: float = Field(
@@ -34,6 +34,21 @@ class DetectorSettings(_Strict):
     )
     min_face_px: int = Field(
         16, ge=1, description="Faces whose box is smaller than this (either side) are dropped"
+    )
+    tile_px: int | None = Field(
+        None,
+        ge=64,
+        description="Also run the detector over overlapping square tiles of this many pixels and merge "
+        "(finds faces too small for one whole-image pass; costs one pass per tile); unset: whole image only",
+    )
+    mtcnn_min_face_px: float = Field(
+        20.0,
+        ge=4,
+        description="MTCNN: the smallest face its image pyramid looks for, pixels (the cost grows as "
+        "(20 / this) squared)",
+    )
+    mtcnn_stage_thresholds: tuple[float, float] = Field(
+        (0.6, 0.7), description="MTCNN: the P-Net and R-Net candidate thresholds (0-1) of its cascade"
     )
 
 

