@@ -29,3 +29,12 @@ class AuthError(Exception):
         super().__init__(message)
         self.type_name = type_name
         self.message = message
+
+
+class Throttled(Exception):
+    """The access key is over its rate limit: retry in ``wait_s`` seconds (ThrottlingException / 429)."""
+
+    def __init__(self, message: str, wait_s: float) -> None:
+        super().__init__(message)
+        self.message = message
+        self.wait_s = wait_s

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -59,6 +59,24 @@ class SignedRequest:
     query: str
     headers: Mapping[str, str]
     body: bytes
+
+
+def signed_request(
+    method: str, raw_path: bytes, query: bytes, header_items: Iterable[tuple[str, str]], body: bytes
+) -> SignedRequest:
+    """A :class:`SignedRequest` from what an HTTP server received (an ASGI scope's raw path and query,
+    its headers in order): repeated headers are joined with ``,``, as SigV4 canonicalises them."""
+    headers: dict[str, str] = {}
+    for name, value in header_items:
+        name = name.lower()
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return SignedRequest(
+        method=method,
+        path=raw_path.decode("latin-1"),
+        query=query.decode("latin-1"),
+        headers=headers,
+        body=body,
+    )
 
 
 @dataclass(frozen=True)

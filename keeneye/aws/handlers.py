@@ -14,18 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from keeneye.aws import shapes
 from keeneye.aws.errors import AwsError
-from keeneye.aws.images import ImageLoader
 from keeneye.core import regions
 from keeneye.core.errors import AlreadyExists
+from keeneye.service.container import Services as Services  # re-exported: what the handlers call
 from keeneye.service.faces import request_tokens
-from keeneye.service.faces.analysis import FaceService
 
 if TYPE_CHECKING:
-    from keeneye.analysis.faces import FaceAnalyzer
     from keeneye.service.faces.collections import FaceCollections, FaceMatch, UserMatch
-    from keeneye.service.faces.request_tokens import RequestTokens
-    from keeneye.service.governance.audit import AuditLog
-    from keeneye.service.governance.retention import RetentionService
     from keeneye.service.streams.processors import ProcessorInfo, StreamProcessors
     from keeneye.service.video.jobs import JobPage, VideoJobs
 
@@ -34,27 +29,6 @@ Response = dict[str, Any]
 
 DEFAULT_THRESHOLD = 80.0  # FaceMatchThreshold / SimilarityThreshold / UserMatchThreshold defaults
 DEFAULT_ASSOCIATE_THRESHOLD = 75.0  # AssociateFaces' UserMatchThreshold default
-
-
-@dataclass
-class Services:
-    """What the handlers call. ``collections``/``audit`` are None when the store is not configured."""
-
-    faces: FaceService
-    images: ImageLoader
-    collections: FaceCollections | None = None
-    audit: AuditLog | None = None
-    video_jobs: VideoJobs | None = None
-    retention: RetentionService | None = (
-        None  # the background purge (keeneye/service/governance/retention.py)
-    )
-    # POST /v1/redact's face pipeline (a lower detector threshold); None: built from the settings at
-    # the first call (keeneye.service.governance.redaction.build_redaction_analyzer).
-    redaction_analyzer: FaceAnalyzer | None = None
-    stream_processors: StreamProcessors | None = None  # live cameras (keeneye/service/streams/processors.py)
-    # ClientRequestToken replay of the user operations (keeneye/service/faces/request_tokens.py); None: the
-    # token is not remembered (create_app builds it for every server with collections).
-    request_tokens: RequestTokens | None = None
 
 
 def _allow_all(action: str, resource: str) -> bool:

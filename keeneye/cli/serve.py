@@ -84,7 +84,7 @@ def run(settings: Settings, keys: KeyRing, log_level: str = "info") -> None:
     """Build the app (models load here) and run uvicorn until interrupted."""
     import uvicorn
 
-    from keeneye.aws.app import create_app
+    from keeneye.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations at start are not news

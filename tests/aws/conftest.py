@@ -13,11 +13,11 @@ import pytest
 from fastapi import FastAPI
 
 from keeneye.analysis.faces import FaceAnalyzer
-from keeneye.aws.app import create_app
-from keeneye.aws.handlers import Services
+from keeneye.app import create_app
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ServerSettings, Settings
 from keeneye.core.types import Detections, UInt8Image
+from keeneye.service.container import Services
 from keeneye.service.faces.analysis import FaceService
 from tests.aws.signing import KEYS
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from keeneye.analysis.faces import FaceAnalyzer
-from keeneye.aws.app import create_app
+from keeneye.app import create_app
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ImageLimits, NotificationSettings, RetentionSettings, Settings
 from keeneye.service.faces.collections import FaceCollections

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import uvicorn
 
-from keeneye.aws.app import create_app
+from keeneye.app import create_app
 from keeneye.aws.body_limits import BodyLimitMiddleware
 from keeneye.aws.errors import AwsError
 from keeneye.aws.images import ImageLoader

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from keeneye.aws.app import create_app
+from keeneye.app import create_app
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ImageLimits, NotificationSettings, Settings
 from keeneye.service.faces.collections import FaceCollections

@@ -21,15 +21,15 @@ import pytest
 import uvicorn
 from botocore.config import Config
 
-from keeneye.aws.app import (
+from keeneye.app import (
     build_collection_services,
     build_stream_processors,
     build_video_jobs,
     create_app,
 )
-from keeneye.aws.handlers import Services
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ServerSettings, Settings, VideoJobSettings
+from keeneye.service.container import Services
 from keeneye.service.faces.analysis import FaceService
 from tests.aws.signing import AKID, KEYS, SECRET
 

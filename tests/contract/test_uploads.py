@@ -25,7 +25,7 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
-from keeneye.aws.app import build_collection_services
+from keeneye.app import build_collection_services
 from keeneye.config import Settings
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.governance.audit import AuditLog

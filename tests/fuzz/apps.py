@@ -16,11 +16,11 @@ import numpy as np
 from fastapi import FastAPI
 
 from keeneye.analysis.faces import FaceAnalyzer
-from keeneye.aws.app import create_app
-from keeneye.aws.handlers import Services
+from keeneye.app import create_app
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ImageLimits, NotificationSettings, ServerSettings, Settings
 from keeneye.core.types import FloatArray, UInt8Image
+from keeneye.service.container import Services
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.service.governance.audit import AuditLog

@@ -4,7 +4,7 @@ Every operation the document describes is called with generated parameters and b
 (schemathesis' positive mode) and ones that break the schema (negative mode), authenticated with the
 test key's bearer token. Each answer must not be a server error, must have a documented status and
 content type, and must match the schema the document gives for its status (errors: the ``default``
-response, ``{"error": {"code", "message"}}``; keeneye.aws.openapi).
+response, ``{"error": {"code", "message"}}``; keeneye.api.openapi).
 
 The operations are driven with ``operation.as_strategy()`` and hypothesis directly: schemathesis'
 pytest plugin (``from_fixture``) does not work with this pytest.

@@ -327,6 +327,15 @@ class FaceCollections:
         self._indexes: dict[str, _LoadedIndex] = {}
 
     @property
+    def store(self) -> Store:
+        """The store this service keeps collections in (other services of the server share it)."""
+        return self._store
+
+    @property
+    def has_embedder(self) -> bool:
+        return self._analyzer.embedder is not None
+
+    @property
     def embedder_id(self) -> str:
         if self._analyzer.embedder is None:
             raise InvalidParameter("no face embedder is configured")

@@ -2,7 +2,7 @@
 
 FastAPI documents a ``422`` "Validation Error" (``{"detail": [...]}``) for every route with parameters,
 but the native API answers a bad parameter ``400 {"error": {"code": "InvalidParameter", ...}}`` (the
-handler in keeneye.aws.app), and every other error (401, 403, 404, 408, 409, 413, 429, 503) in that
+handler in keeneye.api.errors), and every other error (401, 403, 404, 408, 409, 413, 429, 503) in that
 same shape, none of them documented. :func:`document_native_errors` replaces the 422 of each ``/v1``
 operation with a ``default`` response of the ``Error`` schema, so clients (and schemathesis, in
 tests/fuzz/test_native_openapi.py) can rely on the document for every status.

@@ -1,0 +1,18 @@
+"""keeneye's native API (``/v1``): one router per resource, on the same services and the same gate as
+Rekognition's API (keeneye.aws). Mounted by the composition root (keeneye.app)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from keeneye.api import audit, collections, health, jobs, redaction, streams, uploads
+
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    audit.router,
+    collections.router,
+    jobs.router,
+    redaction.router,
+    uploads.router,
+    streams.router,
+)

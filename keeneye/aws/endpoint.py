@@ -1,0 +1,204 @@
+"""``POST /``: Rekognition's API (AWS JSON 1.1, SigV4). Every request goes through the same steps, in this
+order, so that nothing is done for a caller who is not authenticated and nothing is half-done for a bad
+request:
+
+1. refuse a body over ``server.max_body_bytes`` (from ``Content-Length`` before reading, else while
+   reading the stream): ``RequestEntityTooLargeException`` (HTTP 413), or one not received within
+   ``server.body_timeout_s``: ``RequestTimeoutException`` (HTTP 408); both for every route
+   (keeneye.aws.body_limits; the connection is then closed);
+2. verify the SigV4 signature over the raw body and take a token from the key's rate-limit bucket
+   (keeneye.auth.gate; else ``ThrottlingException``);
+3. resolve ``X-Amz-Target`` to a supported operation and check the content type;
+4. parse and validate the JSON body against the service model (keeneye.aws.model), then authorize
+   ``rekognition:<Operation>`` on its resource, named in the caller's region (else
+   ``AccessDeniedException``, logged; see docs/security.md);
+5. admit at most ``server.max_inflight`` operations at once (else ``ThrottlingException``) and run the
+   handler (keeneye.aws.handlers) in a worker thread (models are CPU-bound);
+6. map any error in one place (keeneye.aws.errors); an unexpected one is logged with its traceback
+   and answered ``InternalServerError`` without details.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+
+from keeneye.auth.errors import Throttled
+from keeneye.auth.gate import Gate, denied_message
+from keeneye.auth.keyring import Principal
+from keeneye.auth.sigv4 import SignedRequest, signed_request
+from keeneye.aws import errors as aws_errors
+from keeneye.aws import model
+from keeneye.aws.errors import AwsError
+from keeneye.aws.handlers import OPERATIONS, Context
+from keeneye.service.container import Services
+from keeneye.service.governance.policies import resource_for
+from keeneye.service.metrics import RequestMetrics
+
+log = logging.getLogger("keeneye.aws")
+
+CONTENT_TYPE = "application/x-amz-json-1.1"
+_ACCEPTED_TYPES = ("application/x-amz-json-1.1", "application/x-amz-json-1.0", "application/json")
+
+
+class AwsEndpoint:
+    """The ``POST /`` route of one server: ``supported`` operations (those whose services it has),
+    ``max_inflight`` analysed at once, counted in ``metrics``."""
+
+    def __init__(
+        self,
+        services: Services,
+        gate: Gate,
+        *,
+        supported: frozenset[str],
+        max_body_bytes: int,
+        max_inflight: int,
+        metrics: RequestMetrics,
+    ) -> None:
+        self.services = services
+        self.gate = gate
+        self.supported = supported
+        self.max_body_bytes = max_body_bytes
+        self.inflight = threading.BoundedSemaphore(max_inflight)
+        self.metrics = metrics
+
+    async def __call__(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        seen: list[str] = []  # the operation, once the target is resolved (for logs and metrics)
+        try:
+            body = await _read_body(request, self.max_body_bytes)
+            signed = signed_request(
+                request.method,
+                request.scope.get("raw_path") or request.url.path.encode(),
+                request.scope.get("query_string", b""),
+                request.headers.items(),
+                body,
+            )
+            result = await run_in_threadpool(self.dispatch, signed, request_id, seen)
+            response: Response = Response(
+                json.dumps(result), media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id}
+            )
+        except ClientDisconnect:
+            log.info("%s client went away before sending its request", request_id)
+            return Response(status_code=400)
+        except Exception as exc:  # the one top-level handler: every failure becomes an AWS error
+            err = aws_errors.from_exception(exc)
+            if err.type_name == "InternalServerError":
+                log.error("request %s (%s) failed", request_id, seen[0] if seen else "unknown", exc_info=exc)
+            response = _error_response(err, request_id)
+        elapsed = time.perf_counter() - started
+        op_name = seen[0] if seen else "unknown"
+        self.metrics.observe(op_name, response.status_code, elapsed)
+        log.info("%s %s %d %.1f ms", request_id, op_name, response.status_code, elapsed * 1000)
+        return response
+
+    def dispatch(self, signed: SignedRequest, request_id: str, seen: list[str]) -> dict[str, Any]:
+        """Authenticate, resolve, validate and run one call (in a worker thread: hashing and parsing a
+        20 MB body, and the models, would otherwise stall the event loop)."""
+        principal, region = self.gate.verify(signed)
+        try:
+            self.gate.throttle(principal)
+        except Throttled as exc:
+            raise AwsError("ThrottlingException", exc.message) from None
+        operation = model.operation_for_target(
+            signed.headers.get("x-amz-target"), self.supported, frozenset(OPERATIONS)
+        )
+        seen.append(operation.name)
+        ctype = signed.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in _ACCEPTED_TYPES:
+            raise AwsError("SerializationException", f"Content-Type must be {CONTENT_TYPE}")
+        params = model.parse_input(operation, signed.body)
+        self._authorize(principal, operation.name, params, self._arns_in(region), request_id)
+        if not self.inflight.acquire(blocking=False):
+            raise AwsError("ThrottlingException", "Rate exceeded: too many requests in flight; retry")
+        try:
+            ctx = Context(self.services, principal.access_key_id, request_id, principal.decide, region)
+            return OPERATIONS[operation.name](ctx, params)
+        finally:
+            self.inflight.release()
+
+    def _arns_in(self, region: str) -> Callable[[str], str]:
+        """Collection ARNs as a caller signing for ``region`` names them (collections are regional)."""
+        if self.services.collections is None:
+            return lambda collection_id: collection_arn(collection_id, region)
+        return self.services.collections.in_region(region).arn
+
+    def _authorize(
+        self,
+        principal: Principal,
+        operation: str,
+        params: Mapping[str, Any],
+        arn_of: Callable[[str], str],
+        request_id: str,
+    ) -> None:
+        """Raise AccessDeniedException unless ``principal`` may run ``operation`` on its resource.
+
+        ListCollections is allowed when the policy allows it on any collection; the handler then lists
+        only the collections it allows (Context.authorize)."""
+        action = f"rekognition:{operation}"
+        if operation == "ListCollections":
+            if principal.may_ever(action):
+                self.gate.keys.touch(principal)
+                return
+            resource, reason = arn_of("*"), "no matching allow"
+        else:
+            resource = resource_for(params, arn_of)
+            decision = principal.decide(action, resource)
+            if decision:
+                self.gate.keys.touch(principal)
+                return
+            reason = decision.reason
+        log.warning(
+            "%s access denied: key %s (%s) %s on %s (%s)",
+            request_id,
+            principal.access_key_id,
+            principal.name,
+            action,
+            resource,
+            reason,
+        )
+        raise AwsError("AccessDeniedException", denied_message(principal, action, resource, reason))
+
+
+def collection_arn(collection_id: str, region: str = "us-east-1") -> str:
+    """A collection's ARN on a server without collections (FaceCollections.arn's default form)."""
+    return f"arn:aws:rekognition:{region}:000000000000:collection/{collection_id}"
+
+
+def _error_response(err: AwsError, request_id: str) -> Response:
+    return Response(
+        json.dumps(err.body()),
+        status_code=err.status,
+        media_type=CONTENT_TYPE,
+        headers={"x-amzn-RequestId": request_id},
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_large = AwsError("RequestEntityTooLargeException", f"the request body is larger than {limit} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise too_large
+        except ValueError:
+            raise AwsError("SerializationException", "invalid Content-Length") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
