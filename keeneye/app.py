@@ -50,10 +50,9 @@ from keeneye.aws.handlers import OPERATIONS, STREAM_OPERATIONS, VIDEO_OPERATIONS
 from keeneye.aws.images import ImageLoader
 from keeneye.config import Settings
 from keeneye.core.errors import BackendUnavailable, InvalidParameter
-from keeneye.core.types import Face
 from keeneye.models.registry import build_face_analyzer
 from keeneye.service.container import ImageSource, Services
-from keeneye.service.faces.analysis import AnalyzedImage, FaceService
+from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.service.faces.request_tokens import RequestTokens
 from keeneye.service.governance.audit import AuditLog
@@ -237,9 +236,7 @@ def build_video_jobs(
     store = store or open_store(settings)
     runners = {
         "PersonTracking": person_tracking_runner(settings),
-        # FaceDetection items keep Rekognition's FaceDetail: the adapter formats them as they are found,
-        # so that the job store stays free of face objects (and the attributes asked for are applied).
-        "FaceDetection": face_detection_runner(settings, faces, _face_details),
+        "FaceDetection": face_detection_runner(settings, faces),
     }
     if collections is not None:
         runners["FaceSearch"] = _face_search_runner(settings, faces, collections, audit)
@@ -267,16 +264,7 @@ def _face_search_runner(
                 details={"job_id": params.get("job_id")},
             )
 
-    def detail(face: Face, width: int, height: int) -> dict[str, Any]:
-        return shapes.face_detail(face, width, height)
-
-    return face_search_runner(
-        settings, faces.analyzer, collections.search_faces_by_vector, detail, shapes.face_match, record
-    )
-
-
-def _face_details(found: AnalyzedImage, extras: frozenset[str]) -> list[dict[str, Any]]:
-    return [shapes.face_detail(f, found.width, found.height, extras) for f in found.faces]
+    return face_search_runner(settings, faces.analyzer, collections.search_faces_by_vector, record)
 
 
 def complete(services: Services, settings: Settings) -> Services:

@@ -583,7 +583,9 @@ def get_face_detection(ctx: Context, p: Params) -> Response:
     out = _job_state(page)
     if page.metadata is not None:
         out["VideoMetadata"] = shapes.video_metadata(page.metadata)
-        out["Faces"] = [{"Timestamp": round(it["pts_ms"]), "Face": it["face"]} for it in page.items]
+        w, h = int(page.metadata["width"]), int(page.metadata["height"])
+        extras = frozenset(page.request.get("extras", ()))
+        out["Faces"] = [shapes.face_detection(it, w, h, extras) for it in page.items]
     if page.next_token:
         out["NextToken"] = page.next_token
     return out

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import REKOGNITION_LANDMARK_TYPES, Face
+from keeneye.service.video.results import match_from_record
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -308,6 +309,29 @@ def person_detection(item: dict[str, Any], width: int, height: int) -> dict[str,
     }
 
 
+def kept_face(
+    record: dict[str, Any], width: int, height: int, extras: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Rekognition's FaceDetail of a face a job kept (``Face.to_record``); results written by an older
+    keeneye kept the FaceDetail itself."""
+    if "BoundingBox" in record:
+        return record
+    return face_detail(Face.from_record(record), width, height, extras)
+
+
+def kept_match(record: dict[str, Any]) -> dict[str, Any]:
+    """Rekognition's FaceMatch of a match a job kept (keeneye.service.video.results.match_record)."""
+    if "Similarity" in record:  # written by an older keeneye
+        return record
+    return face_match(match_from_record(record))
+
+
+def face_detection(item: dict[str, Any], width: int, height: int, extras: frozenset[str]) -> dict[str, Any]:
+    """One GetFaceDetection FaceDetection: Timestamp (ms) and the FaceDetail (``extras``: the job's
+    FaceAttributes)."""
+    return {"Timestamp": round(item["pts_ms"]), "Face": kept_face(item["face"], width, height, extras)}
+
+
 def person_match(item: dict[str, Any], width: int, height: int) -> dict[str, Any]:
     """One GetFaceSearch PersonMatch: Timestamp (ms), Person (Index: the face track; BoundingBox: the
     face's box, keeneye tracks faces for face search; Face: its FaceDetail) and the track's FaceMatches."""
@@ -316,7 +340,7 @@ def person_match(item: dict[str, Any], width: int, height: int) -> dict[str, Any
         "Person": {
             "Index": int(item["index"]),
             "BoundingBox": ratio_box(item["xyxy"], width, height),
-            "Face": item["face"],
+            "Face": kept_face(item["face"], width, height),
         },
-        "FaceMatches": item["matches"],
+        "FaceMatches": [kept_match(m) for m in item["matches"]],
     }

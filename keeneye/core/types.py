@@ -162,6 +162,39 @@ class Face:
         x1, y1, x2, y2 = (float(v) for v in self.xyxy)
         return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
+    def to_record(self) -> dict[str, Any]:
+        """The face as plain JSON values, without its embedding (how job results keep faces):
+        ``{"xyxy": [4 floats], "score", "landmarks": {name: [x, y]}, "attributes": {...}}``."""
+        return {
+            "xyxy": [float(v) for v in self.xyxy],
+            "score": float(self.score),
+            "landmarks": {name: [float(x), float(y)] for name, (x, y) in self.landmarks.items()},
+            "attributes": _plain(self.attributes),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Face:
+        """The face :meth:`to_record` wrote (tuples come back as lists; no embedding)."""
+        return cls(
+            xyxy=np.asarray(record["xyxy"], np.float32),
+            score=float(record["score"]),
+            landmarks={name: (float(x), float(y)) for name, (x, y) in record.get("landmarks", {}).items()},
+            attributes=dict(record.get("attributes", {})),
+        )
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays as Python numbers and lists, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
 
 @dataclass(frozen=True)
 class Frame:

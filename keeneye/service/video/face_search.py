@@ -36,6 +36,7 @@ from keeneye.pipeline.identification import (  # RELINK_SIMILARITY: re-exported,
 )
 from keeneye.service.faces.collections import FaceMatch
 from keeneye.service.video.jobs import JobOutput, JobRunner, person_indexes
+from keeneye.service.video.results import match_record
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig
 from keeneye.video.cuts import DEFAULT_CUT_THRESHOLD, ShotCutDetector
 from keeneye.video.sources import VideoInput, VideoMetadata, open_video
@@ -153,10 +154,6 @@ def _step(
         sightings.setdefault(track_id, []).append(FaceSighting(frame.pts_ms, face))
 
 
-FaceFormatter = Callable[[Face, int, int], dict[str, Any]]
-"""(face, frame width, frame height) -> Rekognition's FaceDetail (the AWS adapter's shapes)."""
-MatchFormatter = Callable[[FaceMatch], dict[str, Any]]
-"""A collection match -> Rekognition's FaceMatch."""
 AuditHook = Callable[[Mapping[str, Any], list[dict[str, Any]], int], None]
 """(job params, matches ``[{"FaceId", "Similarity", "PersonIndex", "Timestamp"}]``, face tracks searched)."""
 
@@ -165,17 +162,16 @@ def face_search_runner(
     settings: Settings,
     analyzer: FaceAnalyzer,
     search_collection: Callable[[str, Any, str, float], list[FaceMatch]],
-    format_face: FaceFormatter,
-    format_match: MatchFormatter,
     audit: AuditHook | None = None,
 ) -> JobRunner:
     """The FaceSearch runner. params: ``collection_id``, ``threshold`` (FaceMatchThreshold, 0-100).
     search_collection(collection_id, embedding, embedder_id, threshold) -> matches best first.
 
     Items: one per analysed frame where a matched face track is visible: ``{"pts_ms", "index": the
-    track (0, 1, ... by first appearance), "xyxy": the face box in pixels, "face": FaceDetail,
-    "matches": [FaceMatch, ...]}``. The identification is audited once per job (every matched FaceId
-    with the track and first time)."""
+    track (0, 1, ... by first appearance), "xyxy": the face box in pixels, "face": Face.to_record(),
+    "matches": [match_record(...), ...]}`` (keeneye.service.video.results; the AWS adapter makes
+    Rekognition's shapes of them on GetFaceSearch). The identification is audited once per job (every
+    matched FaceId with the track and first time)."""
 
     def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
         collection_id, threshold = str(params["collection_id"]), float(params["threshold"])
@@ -195,11 +191,10 @@ def face_search_runner(
             cut_threshold=settings.persons.shot_cut_threshold,
             max_pixels=settings.video_jobs.max_pixels,
         )
-        w, h = result.metadata.width, result.metadata.height
         items: list[dict[str, Any]] = []
         audited: list[dict[str, Any]] = []
         for track, ident in result.matched():
-            matches = [format_match(m) for m in ident.matches]
+            matches = [match_record(m) for m in ident.matches]
             seen = result.sightings.get(track.track_id, [])
             for s in seen:
                 items.append(
@@ -207,7 +202,7 @@ def face_search_runner(
                         "pts_ms": float(s.pts_ms),
                         "index": int(track.track_id),
                         "xyxy": [float(v) for v in s.face.xyxy],
-                        "face": format_face(s.face, w, h),
+                        "face": s.face.to_record(),
                         "matches": matches,
                     }
                 )

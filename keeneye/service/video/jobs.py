@@ -32,7 +32,7 @@ import queue
 import secrets
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -173,6 +173,9 @@ class JobPage:
     metadata: dict[str, Any] | None
     items: list[dict[str, Any]]
     next_token: str | None
+    request: dict[str, Any] = field(
+        default_factory=dict
+    )  # the job's parameters (e.g. FaceDetection's extras)
 
 
 def _now() -> datetime:
@@ -351,6 +354,7 @@ class VideoJobs:
             video = VideoRef(row.bucket, row.name, row.version)
             page_meta = row.video_metadata if row.status == "SUCCEEDED" else None
             message, tag = row.status_message, row.job_tag
+            request = dict(row.request or {})
         if sort_by == "INDEX":
             items.sort(key=lambda it: (it["index"], it["pts_ms"]))
         else:
@@ -358,7 +362,7 @@ class VideoJobs:
         page = items[offset : offset + max_results]
         end = offset + len(page)
         token = _encode_token(end) if end < len(items) else None
-        return JobPage(job_id, kind, status, message, video, tag, page_meta, page, token)
+        return JobPage(job_id, kind, status, message, video, tag, page_meta, page, token, request)
 
     def info(self, job_id: str) -> JobInfo:
         """A job of any kind, with its notification's delivery state. Raises NotFound."""
@@ -633,14 +637,11 @@ def person_tracking_runner(settings: Any) -> JobRunner:
     return run
 
 
-FaceFormatter = Callable[[Any, frozenset[str]], list[dict[str, Any]]]
-"""(keeneye.service.faces.analysis.AnalyzedImage, extra attribute names) -> one JSON object per face."""
-
-
-def face_detection_runner(settings: Any, faces: Any, format_faces: FaceFormatter) -> JobRunner:
+def face_detection_runner(settings: Any, faces: Any) -> JobRunner:
     """The FaceDetection runner: faces (with DEFAULT attributes, or all with ``params["extras"]``) in
     every frame sampled at ``video_jobs.target_fps``; items are ``{"pts_ms", "index": the face's rank
-    in its frame (largest first), "face": format_faces(...)[i]}``."""
+    in its frame (largest first), "face": Face.to_record()}`` (boxes in pixels; the AWS adapter makes
+    Rekognition's FaceDetail of them on GetFaceDetection)."""
     from keeneye.video.sources import open_video
 
     def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
@@ -653,8 +654,8 @@ def face_detection_runner(settings: Any, faces: Any, format_faces: FaceFormatter
                     break
                 checkpoint()
                 found = faces.detect_faces(frame.image, extras)
-                for i, face in enumerate(format_faces(found, extras)):
-                    items.append({"pts_ms": float(frame.pts_ms), "index": i, "face": face})
+                for i, face in enumerate(found.faces):
+                    items.append({"pts_ms": float(frame.pts_ms), "index": i, "face": face.to_record()})
             metadata = asdict(source.metadata)
         return JobOutput(metadata, items)
 
