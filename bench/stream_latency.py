@@ -138,9 +138,10 @@ def make_data_dir(root: Path, models_dir: Path, max_processors: int) -> Settings
 
 def build_processors(settings: Settings) -> StreamProcessors:
     """The service as keeneye/app.py build_stream_processors builds it (no audit, no notifications)."""
+    from keeneye.aws.stream_records import encode
     from keeneye.store.db import Store
 
-    return StreamProcessors(Store.open(settings.data_dir, settings.database_url), settings)
+    return StreamProcessors(Store.open(settings.data_dir, settings.database_url), settings, encode=encode)
 
 
 @contextlib.contextmanager

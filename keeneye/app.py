@@ -42,7 +42,7 @@ from keeneye.api.openapi import document_native_errors
 from keeneye.auth.gate import Gate
 from keeneye.auth.keyring import KeyRing
 from keeneye.auth.ratelimit import RateLimiter
-from keeneye.aws import shapes
+from keeneye.aws import shapes, stream_records
 from keeneye.aws.body_limits import BodyLimitMiddleware
 from keeneye.aws.endpoint import AwsEndpoint
 from keeneye.aws.errors import AwsError
@@ -63,16 +63,9 @@ from keeneye.service.metrics import RequestMetrics
 from keeneye.service.streams.processors import StreamProcessors
 from keeneye.service.uploads.service import UploadService, UploadWorker, is_transient
 from keeneye.service.video.face_search import face_search_runner
-from keeneye.service.video.jobs import (
-    JobOutput,
-    JobRunner,
-    VideoJobs,
-    VideoRef,
-    face_detection_runner,
-    header_checked,
-    person_tracking_runner,
-)
+from keeneye.service.video.jobs import JobOutput, JobRunner, VideoJobs, VideoRef, header_checked
 from keeneye.service.video.notifications import NotificationService
+from keeneye.service.video.runners import face_detection_runner, person_tracking_runner
 from keeneye.store.db import Store
 
 log = logging.getLogger("keeneye.app")
@@ -145,6 +138,7 @@ def build_stream_processors(
         check_collection=collections.describe_collection,
         region=collections.region,
         account=collections.account,
+        encode=stream_records.encode,
     )
 
 

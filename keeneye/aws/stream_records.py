@@ -23,9 +23,9 @@ ignore it): ``TrackId``, ``PersonBoundingBox`` (ratio box, when a person box is 
 top expression of the detected face, when it was computed), ``Identity`` (the match's name, None when
 unknown) and ``Kind`` (``face`` / ``person`` / ``line``).
 
-Departure from the layering rule (``service`` below ``aws``): PascalCase shapes live in
-:mod:`keeneye.aws.shapes`, and this record *is* an AWS shape, so it reuses those converters rather than
-duplicating them; the import is one-way (shapes knows nothing of streams).
+The live runtime (keeneye.streams.runtime) emits typed events (keeneye.core.events); :func:`encode` is
+the one place they become records, handed to the runtime by whoever builds it (the server's stream
+processors, ``keeneye watch``), so that nothing below this adapter knows Rekognition's shapes.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keeneye.aws import shapes
+from keeneye.core.events import Event, FaceIdentified, LineCrossed, PersonSeen
 from keeneye.core.types import Face
 from keeneye.service.faces.collections import FaceMatch
 from keeneye.tracking.lines import LineEvent
@@ -242,3 +243,40 @@ def shape_problems(record: Any) -> list[str]:
     if extra is not None and not isinstance(extra, dict):
         problems.append(f"{KEENEYE_KEY} must be an object")
     return problems
+
+
+# -- events -> records ----------------------------------------------------------------------------------
+
+
+def encode(event: Event) -> dict[str, Any]:
+    """The record of one pipeline event (see the module notes): a face search result for
+    ``face_identified``, keeneye's fields only for persons, line crossings and zone events."""
+    ctx = event.frame
+    info = FrameInfo(event.source_id, ctx.connection, ctx.captured_at, ctx.pts_ms, ctx.width, ctx.height)
+    payload = event.payload
+    track_id = event.track_id
+    if isinstance(payload, FaceIdentified):
+        extra = keeneye_fields(
+            "face", track_id=track_id, info=info, identity=payload.identity, face=payload.face
+        )
+        return face_search_record(info, [(payload.face, list(payload.matches))], extra)
+    if isinstance(payload, PersonSeen):
+        extra = keeneye_fields(
+            "person", track_id=track_id, info=info, identity=payload.identity, person_xyxy=payload.xyxy
+        )
+        return face_search_record(info, [], extra)
+    assert track_id is not None
+    if isinstance(payload, LineCrossed):
+        line = LineEvent(payload.line, track_id, event.pts_ms, payload.direction, payload.identity)
+        return face_search_record(
+            info, [], keeneye_fields("line", track_id=track_id, info=info, lines=[line])
+        )
+    zone = ZoneEvent(
+        payload.zone,
+        track_id,
+        event.pts_ms,
+        "enter" if event.kind == "zone_entered" else "exit",
+        payload.dwell_ms,
+        payload.identity,
+    )
+    return face_search_record(info, [], keeneye_fields("zone", track_id=track_id, info=info, zones=[zone]))

@@ -2,7 +2,7 @@
 
 It runs :class:`~keeneye.streams.runtime.StreamProcessorRuntime` in this process (no server): face
 search against a collection (``--collection``) and/or ConnectedHome PERSON tracking with counting lines
-(``--persons``, ``--line``). Each record is printed when the runtime emits it (its ``on_record`` callback,
+(``--persons``, ``--line``). Each event is printed when the runtime emits it (its ``on_event`` callback,
 called in the processing thread): one human-readable line (rich) by default, or with ``--json`` the
 Rekognition-shaped record itself, one JSON object per line on stdout, for scripts. ``--sink`` URLs send the
 same records on (webhook, MQTT, JSONL file).
@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -30,8 +30,10 @@ from urllib.parse import urlsplit
 
 import typer
 
+from keeneye.aws import stream_records
 from keeneye.cli.common import DataDirOption, fail, load_settings, user_errors
 from keeneye.cli.track import parse_line
+from keeneye.core.events import Event, FaceIdentified, LineCrossed, PersonSeen, ZoneVisit
 
 if TYPE_CHECKING:
     from keeneye.config import Settings
@@ -320,7 +322,8 @@ def _runtime(
         record_interval_s=record_interval,
         capture=capture,
         analyzer=None if search is None else search.analyzer,
-        on_record=printer,
+        on_event=printer,
+        encode=stream_records.encode,
     )
 
 
@@ -396,8 +399,8 @@ class _StatusReporter:
 
 
 class _Printer:
-    """The runtime's ``on_record``: prints each record (human line or JSON line) and notes the matches
-    for the audit log. Called from the processing thread only."""
+    """The runtime's ``on_event``: prints each event (a human line, or with ``--json`` the record the
+    sinks get) and notes the matches for the audit log. Called from the processing thread only."""
 
     def __init__(self, json_output: bool) -> None:
         self.json_output = json_output
@@ -409,57 +412,53 @@ class _Printer:
 
             self._console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
 
-    def __call__(self, record: Mapping[str, Any]) -> None:
-        extra = record.get("Keeneye", {})
-        video = record["InputInformation"]["KinesisVideo"]
-        for item in record["FaceSearchResponse"]:
-            for m in item["MatchedFaces"][:1]:
+    def __call__(self, event: Event) -> None:
+        payload = event.payload
+        if isinstance(payload, FaceIdentified):
+            for m in payload.matches[:1]:
                 self.matches.append(
                     {
-                        "FaceId": m["Face"]["FaceId"],
-                        "Similarity": round(float(m["Similarity"]), 2),
-                        "TrackId": extra.get("TrackId"),
-                        "Timestamp": round(float(video["FrameOffsetInSeconds"]) * 1000),
+                        "FaceId": m.face.face_id,
+                        "Similarity": round(float(m.similarity), 2),
+                        "TrackId": event.track_id,
+                        "Timestamp": round(event.frame.pts_ms),
                     }
                 )
         if self.json_output:
-            sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+            sys.stdout.write(json.dumps(stream_records.encode(event), separators=(",", ":")) + "\n")
             sys.stdout.flush()
         else:
-            self._console.print(self.describe(record))
+            self._console.print(self.describe(event))
 
-    def describe(self, record: Mapping[str, Any]) -> str:
+    def describe(self, event: Event) -> str:
         """One rich-markup line: wall time, stream time, kind, track and what happened."""
         from rich.markup import escape
 
-        extra = record.get("Keeneye", {})
-        video = record["InputInformation"]["KinesisVideo"]
-        when = datetime.fromtimestamp(float(video["ServerTimestamp"])).strftime("%H:%M:%S.%f")[:-3]
-        head = f"{when}  [dim]+{float(video['FrameOffsetInSeconds']):7.2f}s[/dim]"
-        kind, track_id = extra.get("Kind"), extra.get("TrackId")
-        track = f"track {track_id}"
-        if kind == "line":
-            crossings = ", ".join(
-                f"crossed [bold]{escape(str(c['Line']))}[/bold] {c['Direction']}"
-                for c in extra.get("LineCrossings", [])
-            )
-            return f"{head}  [magenta]line  [/magenta]  {track}  {crossings}"
-        if kind == "person":
-            first = track_id not in self._persons_seen
-            self._persons_seen.add(track_id)
+        when = datetime.fromtimestamp(event.frame.captured_at).strftime("%H:%M:%S.%f")[:-3]
+        head = f"{when}  [dim]+{event.frame.pts_ms / 1000.0:7.2f}s[/dim]"
+        track = f"track {event.track_id}"
+        payload = event.payload
+        if isinstance(payload, LineCrossed):
+            crossed = f"crossed [bold]{escape(payload.line)}[/bold] {payload.direction}"
+            return f"{head}  [magenta]line  [/magenta]  {track}  {crossed}"
+        if isinstance(payload, ZoneVisit):
+            verb = "entered" if event.kind == "zone_entered" else "left"
+            return f"{head}  [blue]zone  [/blue]  {track}  {verb} [bold]{escape(payload.zone)}[/bold]"
+        if isinstance(payload, PersonSeen):
+            first = event.track_id not in self._persons_seen
+            if event.track_id is not None:
+                self._persons_seen.add(event.track_id)
             what = "person appeared" if first else "person still in view"
-            if extra.get("Identity"):
-                what += f" ({escape(str(extra['Identity']))})"
+            if payload.identity:
+                what += f" ({escape(payload.identity)})"
             return f"{head}  [cyan]person[/cyan]  {track}  {what}"
-        faces = record["FaceSearchResponse"]
-        matched = faces[0]["MatchedFaces"] if faces else []
-        if not matched:
+        if not payload.matches:
             return f"{head}  [yellow]face  [/yellow]  {track}  unknown face"
-        best = matched[0]
-        name = extra.get("Identity") or best["Face"].get("ExternalImageId") or best["Face"]["FaceId"]
+        best = payload.matches[0]
+        name = payload.identity or best.face.external_image_id or best.face.face_id
         return (
             f"{head}  [green]face  [/green]  {track}  [bold]{escape(str(name))}[/bold]  "
-            f"Similarity {float(best['Similarity']):.1f}%"
+            f"Similarity {float(best.similarity):.1f}%"
         )
 
 

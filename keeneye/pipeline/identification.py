@@ -141,6 +141,26 @@ class TrackFaceIdentifier:
         return dict(self._ids)
 
 
+def offer_face(
+    image: UInt8Image,
+    pts_ms: float,
+    tracker: PersonTracker,
+    identifier: TrackFaceIdentifier,
+    track_id: int,
+    face: Face,
+) -> tuple[int, bool]:
+    """The face-track identification step, written once for face search, live cameras, redaction and
+    person tracks: offer a track's face to ``identifier`` (embedded and searched when it is worth it);
+    an embedded face goes to the tracker, which re-links the track to an older one whose face matches,
+    and the identifier follows the re-link. Returns (the track's id after any re-link, embedded)."""
+    if not identifier.offer(image, track_id, face, pts_ms):
+        return track_id, False
+    new_id = tracker.attach_face_embedding(track_id, face)
+    if new_id != track_id:
+        identifier.rekey(track_id, new_id)
+    return new_id, True
+
+
 RELINK_SIMILARITY = 90.0
 """Similarity (0-100, calibrated per embedder) at which two tracks of one video whose faces match are the
 same person and share one id: stricter than the default search threshold (80), as a wrong re-link hands
@@ -230,12 +250,8 @@ class PersonFaceIdentities:
             return
         self.frames_with_faces += 1
         for track, face in faces_on_person_tracks(live, faces):
-            track_id = track.track_id
-            tracker.offer_face(track_id, face)
-            if self.identifier.offer(image, track_id, face, pts_ms):
-                new_id = tracker.attach_face_embedding(track_id, face)
-                self.identifier.rekey(track_id, new_id)
-                track_id = new_id
+            tracker.offer_face(track.track_id, face)
+            track_id, _ = offer_face(image, pts_ms, tracker, self.identifier, track.track_id, face)
             ident = self.identifier.identity(track_id)
             if ident is not None and ident.name is not None:
                 track.identity = ident.name

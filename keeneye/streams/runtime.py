@@ -34,32 +34,41 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from keeneye.analysis.faces import FaceAnalyzer
-from keeneye.aws import stream_records as records
 from keeneye.config import Settings
-from keeneye.core.types import Detections, FloatArray
+from keeneye.core.events import Event, FaceIdentified, FrameContext, PersonSeen
+from keeneye.core.types import Detections, FloatArray, Frame
 from keeneye.models.base import ObjectDetector
-from keeneye.pipeline.identification import TrackFaceIdentifier, faces_on_face_tracks
+from keeneye.models.registry import build_face_analyzer
+from keeneye.pipeline.faces import FaceSteps, face_tracker_config
+from keeneye.pipeline.identification import TrackFaceIdentifier
+from keeneye.pipeline.loop import run_frames
+from keeneye.pipeline.persons import (
+    PersonSteps,
+    build_person_stage,
+    build_tracking_detector,
+    person_events,
+    tracker_config,
+)
 from keeneye.service.faces.collections import FaceMatch
-from keeneye.service.video.face_search import face_tracker_config
-from keeneye.service.video.tracking import build_tracking_detector, tracking_thresholds
 from keeneye.streams.capture import CapturedFrame, CaptureSettings, CaptureStatus, LiveSource
 from keeneye.streams.sinks import Sink
-from keeneye.tracking.lines import Line, LineCounter
+from keeneye.tracking.lines import Line
 from keeneye.tracking.tracker import PersonTracker
-from keeneye.tracking.zones import Zone, ZoneMonitor, signed_depth
-from keeneye.video.cuts import ShotCutDetector
+from keeneye.tracking.zones import Zone, signed_depth
 
 log = logging.getLogger(__name__)
 
 CollectionSearch = Callable[[FloatArray, str, float], list[FaceMatch]]
 """(L2-normalised embedding, embedder id, FaceMatchThreshold 0-100) -> matches best first."""
+RecordEncoder = Callable[[Event], Mapping[str, Any]]
+"""An event -> the record the sinks get (keeneye.aws.stream_records.encode)."""
 
 RuntimeState = Literal["starting", "running", "stopping", "stopped", "failed"]
 LATENCY_WINDOW = 1000
@@ -104,8 +113,10 @@ class StreamProcessorRuntime:
     lines for in/out crossings of person tracks; analyzer / person_detector: already loaded models to
     reuse (built from ``settings`` otherwise, on ``start()``); identify_retry_s: how soon an unmatched
     track's face is embedded and searched again (at most ``max_embeddings`` times per track in all, see
-    TrackFaceIdentifier): shorter than stored video's 1 s, as a live match is wanted soon; on_record: called
-    in the processing thread with each record before the sinks (the CLI prints events with it).
+    TrackFaceIdentifier): shorter than stored video's 1 s, as a live match is wanted soon; encode: an
+    event -> the record the sinks get (keeneye.aws.stream_records.encode, handed in by whoever builds the
+    runtime); on_event / on_record: called in the processing thread with each event and its record before
+    the sinks (the CLI prints events, the server audits identifications).
     """
 
     def __init__(
@@ -127,6 +138,8 @@ class StreamProcessorRuntime:
         stop_timeout_s: float = 3.0,
         identify_retry_s: float = 0.4,
         on_record: Callable[[Mapping[str, Any]], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        encode: RecordEncoder,
     ) -> None:
         if face_search is None and connected_home is None:
             raise ValueError("a stream processor needs face_search or connected_home settings")
@@ -146,6 +159,8 @@ class StreamProcessorRuntime:
             raise ValueError("a region of interest needs at least 3 points")
         self._sinks = list(sinks)
         self._on_record = on_record
+        self._on_event = on_event
+        self._encode = encode
         self.record_interval_s = record_interval_s
         self._analyzer = analyzer
         self._person_detector = person_detector
@@ -221,14 +236,9 @@ class StreamProcessorRuntime:
 
     def _build(self) -> None:
         s = self.settings
-        cut_threshold = s.persons.shot_cut_threshold
-        self._cuts = None if cut_threshold is None else ShotCutDetector(cut_threshold)
-        self._face_tracker: PersonTracker | None = None
-        self._identifier: TrackFaceIdentifier | None = None
+        self._faces: FaceSteps | None = None
         if self._face_search is not None:
             if self._analyzer is None:
-                from keeneye.models.registry import build_face_analyzer
-
                 self._analyzer = build_face_analyzer(s, with_embedder=True)
             assert self._analyzer.embedder is not None, "face search needs an embedder"
             search, threshold = self._face_search
@@ -236,39 +246,53 @@ class StreamProcessorRuntime:
             def searcher(embedding: FloatArray, embedder_id: str) -> list[FaceMatch]:
                 return search(embedding, embedder_id, threshold)
 
-            self._face_tracker = PersonTracker(
-                face_tracker_config(s.faces.detector.score_threshold, self._analyzer)
+            self._faces = FaceSteps(
+                self._analyzer,
+                PersonTracker(face_tracker_config(s.faces.detector.score_threshold, self._analyzer)),
+                TrackFaceIdentifier(self._analyzer, searcher, retry_ms=self._identify_retry_ms),
+                keep=(lambda frame, face: self._in_regions(_centre(face.xyxy), frame.image.shape))
+                if self._regions
+                else None,
             )
-            self._identifier = TrackFaceIdentifier(self._analyzer, searcher, retry_ms=self._identify_retry_ms)
-        self._person_tracker: PersonTracker | None = None
-        self._counter: LineCounter | None = None
-        self._zone_monitor: ZoneMonitor | None = None
+        self._persons: PersonSteps | None = None
         if self._connected_home is not None:
             if self._person_detector is None:
                 self._person_detector, config = build_tracking_detector(s)
             else:
-                config = tracking_thresholds(s)
+                config = tracker_config(s.persons)
             floor = self._connected_home[1] / 100.0
             config = replace(
                 config,
                 high_score=max(config.high_score, floor),
                 new_track_score=max(config.new_track_score, floor),
             )
-            self._person_tracker = PersonTracker(config)
-            self._counter = LineCounter(self._lines)
-            self._zone_monitor = ZoneMonitor(self._zones)
+            stage = build_person_stage(
+                s, detector=self._person_detector, config=config, keep=self._persons_in_regions
+            )
+            self._persons = PersonSteps(stage, self._lines, self._zones)
+
+    def _captured(self) -> Iterator[CapturedFrame]:
+        """The capture's frames until stop() or the capture ends (the queue is polled, so stop() is seen
+        within 0.2 s)."""
+        while not self._stop.is_set():
+            item = self.source.get(timeout_s=0.2)
+            if item is None:
+                if self.source.status().state == "stopped":
+                    return
+                continue
+            yield item
 
     def _run(self) -> None:
         try:
             with self._lock:
                 self._state = "running"
-            while not self._stop.is_set():
-                item = self.source.get(timeout_s=0.2)
-                if item is None:
-                    if self.source.status().state == "stopped":
-                        break
-                    continue
-                self._process(item)
+            run_frames(
+                self._captured(),
+                self._process,
+                frame_of=lambda item: item.frame,
+                cut=self._cut,
+                cut_threshold=self.settings.persons.shot_cut_threshold,
+            )
         except BaseException as e:
             # Never die silently: the state says so, then threading's excepthook logs it.
             with self._lock:
@@ -277,95 +301,67 @@ class StreamProcessorRuntime:
             self.source.stop()
             raise
 
+    def _cut(self) -> None:
+        for steps in (self._faces, self._persons):
+            if steps is not None:
+                steps.cut()
+
     def _process(self, item: CapturedFrame) -> None:
         frame = item.frame
         height, width = frame.image.shape[:2]
-        info = records.FrameInfo(
-            self.stream_arn, item.connection, item.captured_at, frame.pts_ms, width, height
-        )
-        if self._cuts is not None and self._cuts.is_cut(frame.image):
-            for tracker in (self._face_tracker, self._person_tracker):
-                if tracker is not None:
-                    tracker.cut()
-            if self._counter is not None:
-                self._counter.cut()
-        out: list[dict[str, Any]] = []
-        if self._face_tracker is not None:
-            out += self._faces(item, info)
-        if self._person_tracker is not None:
-            out += self._persons(item, info)
+        context = FrameContext(frame.pts_ms, width, height, item.captured_at, item.connection)
+        out: list[Event] = []
+        if self._faces is not None:
+            out += self._face_events(frame, context)
+        if self._persons is not None:
+            out += self._person_events(frame, context)
         with self._lock:
             self._counters.frames += 1
-        for record in out:
-            self._emit(record, item.captured_at)
+        for event in out:
+            self._emit(event, item.captured_at)
 
-    def _faces(self, item: CapturedFrame, info: records.FrameInfo) -> list[dict[str, Any]]:
-        assert self._analyzer is not None and self._face_tracker is not None and self._identifier is not None
-        frame, tracker, identifier = item.frame, self._face_tracker, self._identifier
-        faces = self._analyzer.analyze(frame.image, attributes="default")
-        if self._regions:
-            faces = [f for f in faces if self._in_regions(_centre(f.xyxy), frame.image.shape)]
-        dets = Detections(
-            xyxy=np.array([f.xyxy for f in faces], np.float32).reshape(-1, 4),
-            score=np.array([f.score for f in faces], np.float32),
-        )
-        live = tracker.update(frame, dets)
+    def _face_events(self, frame: Frame, context: FrameContext) -> list[Event]:
+        assert self._faces is not None and self._analyzer is not None
+        update = self._faces.step(frame)
+        for old in update.rekeyed:
+            self._face_emitted.pop(old, None)
         out = []
         now = time.time()
-        for track, face in faces_on_face_tracks(live, faces):
-            track_id = track.track_id
-            if identifier.offer(frame.image, track_id, face, frame.pts_ms):
-                new_id = tracker.attach_face_embedding(track_id, face)
-                if new_id != track_id:
-                    identifier.rekey(track_id, new_id)
-                    self._face_emitted.pop(track_id, None)
-                    track_id = new_id
-            ident = identifier.identity(track_id)
+        for seen in update.tracked:
+            ident = seen.identity
             if ident is None:
                 continue  # no face of this track embedded yet: nothing to say who it is
             key = tuple(m.face.face_id for m in ident.matches[:1])
-            if not self._due(self._face_emitted, track_id, key, now):
+            if not self._due(self._face_emitted, seen.track_id, key, now):
                 continue
             # The apparent expression of the face reported, computed for the record only (not per frame).
-            self._analyzer.classify(frame.image, [face], frozenset({"emotions"}))
-            extra = records.keeneye_fields(
-                "face", track_id=track_id, info=info, identity=ident.name, face=face
+            self._analyzer.classify(frame.image, [seen.face], frozenset({"emotions"}))
+            payload = FaceIdentified(seen.face, tuple(ident.matches), ident.name)
+            out.append(
+                Event("face_identified", self.stream_arn, frame.pts_ms, seen.track_id, payload, context)
             )
-            out.append(records.face_search_record(info, [(face, ident.matches)], extra))
         return out
 
-    def _persons(self, item: CapturedFrame, info: records.FrameInfo) -> list[dict[str, Any]]:
-        assert self._person_detector is not None and self._person_tracker is not None
-        assert self._counter is not None
-        frame = item.frame
-        detections = self._person_detector.detect(frame.image)
-        if self._regions and len(detections):
-            keep = [
-                i
-                for i, xyxy in enumerate(detections.xyxy)
-                if self._in_regions(_anchor(xyxy), frame.image.shape)
-            ]
-            detections = detections.select(np.array(keep, np.int64))
-        live = self._person_tracker.update(frame, detections)
-        out = []
-        for event in self._counter.update(frame, live):
-            extra = records.keeneye_fields("line", track_id=event.track_id, info=info, lines=[event])
-            out.append(records.face_search_record(info, [], extra))
-        if self._zone_monitor is not None:
-            for zone_event in self._zone_monitor.update(frame, live):
-                extra = records.keeneye_fields(
-                    "zone", track_id=zone_event.track_id, info=info, zones=[zone_event]
-                )
-                out.append(records.face_search_record(info, [], extra))
+    def _person_events(self, frame: Frame, context: FrameContext) -> list[Event]:
+        assert self._persons is not None
+        update = self._persons.step(frame)
+        out = person_events(update, self.stream_arn, context)
         now = time.time()
-        for track in live:
+        for track in update.tracks:
             if track.state != "active" or not self._due(self._person_emitted, track.track_id, (), now):
                 continue
-            extra = records.keeneye_fields(
-                "person", track_id=track.track_id, info=info, identity=track.identity, person_xyxy=track.xyxy
-            )
-            out.append(records.face_search_record(info, [], extra))
+            payload = PersonSeen(track.xyxy, track.identity)
+            out.append(Event("person_seen", self.stream_arn, frame.pts_ms, track.track_id, payload, context))
         return out
+
+    def _persons_in_regions(self, frame: Frame, detections: Detections) -> Detections:
+        """Only people whose feet (the box's bottom centre) stand in a region of interest, if any."""
+        if not self._regions or not len(detections):
+            return detections
+        keep = [
+            i for i, xyxy in enumerate(detections.xyxy) if self._in_regions(_anchor(xyxy), frame.image.shape)
+        ]
+        return detections.select(np.array(keep, np.int64))
 
     def _in_regions(self, point: tuple[float, float], shape: tuple[int, ...]) -> bool:
         """Whether a pixel point lies in one of the regions of interest (ratio polygons)."""
@@ -381,8 +377,14 @@ class StreamProcessorRuntime:
         emitted[track_id] = _Emitted(key, now)
         return True
 
-    def _emit(self, record: Mapping[str, Any], captured_at: float) -> None:
+    def _emit(self, event: Event, captured_at: float) -> None:
         errors = 0
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:  # a printing callback must not stop the processor either; logged
+                log.warning("on_event callback failed", exc_info=True)
+        record = self._encode(event)
         if self._on_record is not None:
             try:
                 self._on_record(record)

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.app import create_app
+from keeneye.aws import stream_records
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ImageLimits, NotificationSettings, ServerSettings, Settings
 from keeneye.core.types import FloatArray, UInt8Image
@@ -78,7 +79,11 @@ def fuzz_app(root: Path) -> Iterator[FastAPI]:
     # The real stream-processor service (its create/describe/options/cameras code); nothing the fuzzers
     # send makes a valid camera and processor to start, so no worker process runs.
     processors = StreamProcessors(
-        store, settings, audit=AuditLog(store), check_collection=collections.describe_collection
+        store,
+        settings,
+        audit=AuditLog(store),
+        check_collection=collections.describe_collection,
+        encode=stream_records.encode,
     )
     services = Services(
         FaceService(analyzer),

@@ -35,6 +35,7 @@ from typing import Any
 import av
 import pytest
 
+from keeneye.aws import stream_records
 from keeneye.aws.stream_records import shape_problems
 from keeneye.config import Settings
 from keeneye.service.video.tracking import build_tracking_detector, track_video
@@ -121,6 +122,7 @@ def test_live_line_counts_match_stored_video(tmp_path: Path, models_dir: Path, s
         runtime = StreamProcessorRuntime(
             server.url,
             settings,
+            encode=stream_records.encode,
             face_search=None,
             connected_home=(["PERSON"], MIN_CONFIDENCE),
             lines=LINES,

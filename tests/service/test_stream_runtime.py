@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from keeneye.aws import stream_records
 from keeneye.aws.stream_records import shape_problems
 from keeneye.config import Settings
 from keeneye.core.types import FloatArray
@@ -98,6 +99,7 @@ def test_lin_manuel_is_matched_live_over_rtsp(
             runtime = StreamProcessorRuntime(
                 hamilton_rtsp.url,
                 settings,
+                encode=stream_records.encode,
                 face_search=(search, 80.0),
                 connected_home=None,
                 sinks=[jsonl, webhook, broken],

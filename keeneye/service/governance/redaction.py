@@ -47,11 +47,13 @@ from keeneye.analysis.images import decode_image, sniff_format
 from keeneye.config import AttributeSettings, ImageLimits, Settings
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Detections, Face, FloatArray, Frame, Track, UInt8Image
+from keeneye.pipeline.faces import FaceSteps
 from keeneye.pipeline.identification import (
     Searcher,
     TrackFaceIdentifier,
     face_box_tracker_config,
     faces_on_face_tracks,
+    offer_face,
     relink_cosine,
 )
 from keeneye.service.faces.collections import FaceMatch
@@ -424,12 +426,9 @@ class _FaceKeeper:
             if _min_side(face.xyxy) < self.min_embed_px:
                 self.verified.discard(track_id)
                 continue
-            offered = self.identifier.offer(frame.image, track_id, face, frame.pts_ms)
-            if offered:
-                new_id = tracker.attach_face_embedding(track_id, face)
-                if new_id != track_id:
-                    self.identifier.rekey(track_id, new_id)
-                    track_id = new_id
+            track_id, offered = offer_face(
+                frame.image, frame.pts_ms, tracker, self.identifier, track_id, face
+            )
             ident = self.identifier.identity(track_id)
             if ident is None or not ident.matches:
                 continue
@@ -517,6 +516,11 @@ class _VideoRedactor:
         self.analyzer = analyzer
         self.tracker = PersonTracker(redaction_tracker_config(score_threshold, keep_lost_ms, relink))
         self.keeper = None if search is None else _FaceKeeper(analyzer, search, min_embed_px)
+        # Detection and tracking of face boxes as every use does; which tracks stay visible is the
+        # keeper's (a re-found track is searched again before it is shown).
+        self.faces = FaceSteps(
+            analyzer, self.tracker, attributes="none" if self.keeper is None else "default"
+        )
         self.cuts = None if cut_threshold is None else ShotCutDetector(cut_threshold)
         self.keep_lost_ms = keep_lost_ms
         self.margin = margin
@@ -529,13 +533,9 @@ class _VideoRedactor:
             self.tracker.cut()
             self.cuts_ms.append(frame.pts_ms)
             self._last_seen = set()
-        faces = self.analyzer.analyze(frame.image, attributes="none" if self.keeper is None else "default")
-        dets = Detections(
-            xyxy=np.array([f.xyxy for f in faces], np.float32).reshape(-1, 4),
-            score=np.array([f.score for f in faces], np.float32),
-        )
-        live = self.tracker.update(frame, dets)
-        pairs = faces_on_face_tracks(live, faces)
+        update = self.faces.step(frame)
+        faces = list(update.faces)
+        pairs = faces_on_face_tracks(update.tracks, faces)
         track_of = {id(f): t for t, f in pairs}
         keep: dict[int, list[FaceMatch]] = {}
         if self.keeper is not None:

@@ -54,8 +54,10 @@ from sqlalchemy import select
 from keeneye.config import Settings
 from keeneye.core import regions
 from keeneye.core.errors import InvalidParameter, KeeneyeError, LimitExceeded, NotFound, ResourceInUse
+from keeneye.core.events import Event, FaceIdentified
 from keeneye.store.db import Store
 from keeneye.store.tables import CameraRow, DataStreamRow, StreamProcessorRow
+from keeneye.streams.runtime import RecordEncoder
 from keeneye.streams.sinks import redacted_url
 
 if TYPE_CHECKING:
@@ -202,6 +204,7 @@ class WorkerConfig:
     options: dict[str, Any]
     sinks: list[dict[str, Any]]  # {"spec": SinkSpec as JSON}
     stop_after_s: float | None
+    encode: RecordEncoder  # event -> record (a module-level function: pickled by reference)
 
 
 def _worker_main(config: WorkerConfig, conn: Any) -> None:
@@ -262,14 +265,12 @@ def _work(config: WorkerConfig, conn: Any) -> int:
 
         face_search = (search, threshold)
 
-    def on_record(record: Mapping[str, Any]) -> None:
-        matched = [
-            {"FaceId": m["Face"]["FaceId"], "Similarity": m["Similarity"]}
-            for item in record.get("FaceSearchResponse", [])
-            for m in item.get("MatchedFaces", [])
-        ]
-        if matched:  # every identification is audited (by the server: one writer for the chain)
-            conn.send(("identified", {"matches": matched, "track_id": record["Keeneye"].get("TrackId")}))
+    def on_event(event: Event) -> None:
+        payload = event.payload
+        if isinstance(payload, FaceIdentified) and payload.matches:
+            # Every identification is audited (by the server: one writer for the chain).
+            matched = [{"FaceId": m.face.face_id, "Similarity": float(m.similarity)} for m in payload.matches]
+            conn.send(("identified", {"matches": matched, "track_id": event.track_id}))
 
     capture = CaptureSettings(
         target_fps=options.get("target_fps") or streams.target_fps,
@@ -289,7 +290,8 @@ def _work(config: WorkerConfig, conn: Any) -> int:
         capture=capture,
         stream_arn=config.stream_arn,
         analyzer=analyzer,
-        on_record=on_record,
+        on_event=on_event,
+        encode=config.encode,
     )
     deadline = None if config.stop_after_s is None else time.monotonic() + config.stop_after_s
     runtime.start()
@@ -453,7 +455,8 @@ class StreamProcessors:
 
     audit: where identifications a worker reports and session ends are recorded (with the access key
     that started the processor); notify: ``(topic_arn, message)`` for a processor's NotificationChannel;
-    check_collection: raises NotFound for a missing collection; region/account: for ARNs.
+    check_collection: raises NotFound for a missing collection; region/account: for ARNs; encode: a
+    pipeline event -> the record sinks get (keeneye.aws.stream_records.encode, from the composition root).
     """
 
     def __init__(
@@ -467,8 +470,10 @@ class StreamProcessors:
         check_collection: Callable[[str], object] | None = None,
         region: str = "us-east-1",
         account: str = "000000000000",
+        encode: RecordEncoder,
     ) -> None:
         self._store = store
+        self._encode = encode
         self._settings = settings
         self._audit = audit
         self._notify = notify
@@ -875,6 +880,7 @@ class StreamProcessors:
             options=dict(options),
             sinks=resolved.sinks,
             stop_after_s=stop_after_s,
+            encode=self._encode,
         )
         parent, child = self._mp.Pipe()
         process = self._mp.Process(

@@ -21,32 +21,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
-from keeneye.core.types import Detections, Face, Frame, Track
-from keeneye.pipeline.identification import (  # RELINK_SIMILARITY: re-exported, documented here too
-    Searcher,
-    TrackFaceIdentifier,
-    TrackIdentity,
-    face_box_tracker_config,
-    faces_on_face_tracks,
-    relink_cosine,
-)
+from keeneye.core.types import Face, Frame, Track
+from keeneye.pipeline.faces import FaceSteps
+from keeneye.pipeline.faces import face_tracker_config as face_tracker_config  # re-exported
+from keeneye.pipeline.identification import Searcher, TrackFaceIdentifier, TrackIdentity
+from keeneye.pipeline.loop import run_frames
 from keeneye.service.faces.collections import FaceMatch
 from keeneye.service.video.jobs import JobOutput, JobRunner, person_indexes
 from keeneye.service.video.results import match_record
-from keeneye.tracking.tracker import PersonTracker, TrackerConfig
-from keeneye.video.cuts import DEFAULT_CUT_THRESHOLD, ShotCutDetector
+from keeneye.tracking.tracker import PersonTracker
+from keeneye.video.cuts import DEFAULT_CUT_THRESHOLD
 from keeneye.video.sources import VideoInput, VideoMetadata, open_video
-
-
-def face_tracker_config(face_threshold: float, analyzer: FaceAnalyzer) -> TrackerConfig:
-    """Face-box tracking for face search (:func:`face_box_tracker_config`): a face unseen for 2 s is lost;
-    tracks re-link when their embedded faces match at RELINK_SIMILARITY."""
-    relink = relink_cosine(analyzer)
-    return face_box_tracker_config(face_threshold, max_lost_ms=2000.0, relink_cosine=relink)
 
 
 @dataclass
@@ -100,58 +87,41 @@ def search_video(
     checkpoint: called once per analysed frame (a job's stop / cancel hook, may raise); cut_threshold:
     shot cuts (keeneye.video.cuts), None: never; max_pixels: largest frame accepted (LimitExceeded).
     """
-    tracker = PersonTracker(face_tracker_config(face_threshold, analyzer))
-    cuts = None if cut_threshold is None else ShotCutDetector(cut_threshold)
-    identifier = TrackFaceIdentifier(analyzer, search)
+    steps = FaceSteps(
+        analyzer,
+        PersonTracker(face_tracker_config(face_threshold, analyzer)),
+        TrackFaceIdentifier(analyzer, search),
+    )
     sightings: dict[int, list[FaceSighting]] = {}
-    result_cuts: list[float] = []
-    analysed = 0
+
+    def step(frame: Frame) -> None:
+        update = steps.step(frame)
+        for old, new in update.rekeyed.items():
+            sightings[new] = sightings.get(new, []) + sightings.pop(old, [])
+        for seen in update.tracked:
+            sightings.setdefault(seen.track_id, []).append(FaceSighting(frame.pts_ms, seen.face))
+
     with open_video(source, max_pixels=max_pixels) as video:
-        for frame in video.frames(target_fps):
-            if max_duration_ms is not None and frame.pts_ms >= max_duration_ms:
-                break
-            if checkpoint is not None:
-                checkpoint()
-            if cuts is not None and cuts.is_cut(frame.image):
-                tracker.cut()
-                result_cuts.append(frame.pts_ms)
-            _step(frame, analyzer, tracker, identifier, sightings)
-            analysed += 1
+        loop = run_frames(
+            video.frames(target_fps),
+            step,
+            cut=steps.cut,
+            cut_threshold=cut_threshold,
+            max_duration_ms=max_duration_ms,
+            checkpoint=checkpoint,
+        )
         metadata = video.metadata
+    assert steps.identifier is not None
     return FaceSearchResult(
         metadata=metadata,
-        tracks=tracker.all_tracks(),
+        tracks=steps.tracker.all_tracks(),
         sightings=sightings,
-        identities=identifier.identities,
-        frames_analysed=analysed,
-        embeddings=identifier.embeddings_total,
-        searches=identifier.searches_total,
-        cuts_ms=result_cuts,
+        identities=steps.identifier.identities,
+        frames_analysed=loop.frames_analysed,
+        embeddings=steps.identifier.embeddings_total,
+        searches=steps.identifier.searches_total,
+        cuts_ms=loop.cuts_ms,
     )
-
-
-def _step(
-    frame: Frame,
-    analyzer: FaceAnalyzer,
-    tracker: PersonTracker,
-    identifier: TrackFaceIdentifier,
-    sightings: dict[int, list[FaceSighting]],
-) -> None:
-    faces = analyzer.analyze(frame.image, attributes="default")
-    dets = Detections(
-        xyxy=np.array([f.xyxy for f in faces], np.float32).reshape(-1, 4),
-        score=np.array([f.score for f in faces], np.float32),
-    )
-    live = tracker.update(frame, dets)
-    for track, face in faces_on_face_tracks(live, faces):
-        track_id = track.track_id
-        if identifier.offer(frame.image, track_id, face, frame.pts_ms):
-            new_id = tracker.attach_face_embedding(track_id, face)
-            if new_id != track_id:
-                identifier.rekey(track_id, new_id)
-                sightings[new_id] = sightings.get(new_id, []) + sightings.pop(track_id, [])
-                track_id = new_id
-        sightings.setdefault(track_id, []).append(FaceSighting(frame.pts_ms, face))
 
 
 AuditHook = Callable[[Mapping[str, Any], list[dict[str, Any]], int], None]

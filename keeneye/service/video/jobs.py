@@ -32,7 +32,7 @@ import queue
 import secrets
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,6 +49,7 @@ from keeneye.core.errors import (
 )
 from keeneye.store.db import Store
 from keeneye.store.tables import VideoJobRow
+from keeneye.video.sources import open_video
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -592,71 +593,9 @@ def header_checked(runner: JobRunner, max_pixels: int | None) -> JobRunner:
         return runner
 
     def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
-        from keeneye.video.sources import open_video
 
         with open_video(video, max_pixels=max_pixels):  # messages name the path; _run shows the S3 name
             pass
         return runner(video, params, checkpoint)
-
-    return run
-
-
-def person_tracking_runner(settings: Any) -> JobRunner:
-    """The PersonTracking runner: keeneye.service.video.tracking.track_video at ``video_jobs.target_fps``
-    (at most ``video_jobs.max_duration_s`` of video); items are every box of every confirmed track:
-    ``{"pts_ms", "index": track id, "xyxy": pixels}``. The detector is loaded once, at the first job,
-    and shared by the jobs (one worker uses it at a time per thread; the ONNX session is thread-safe)."""
-    from keeneye.service.video.tracking import build_tracking_detector, track_video
-
-    built: list[Any] = []
-    lock = threading.Lock()
-
-    def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
-        with lock:
-            if not built:
-                built.extend(build_tracking_detector(settings))
-        detector, tracker_config = built
-        max_s = settings.video_jobs.max_duration_s
-        result = track_video(
-            video,
-            settings,
-            target_fps=settings.video_jobs.target_fps,
-            max_duration_ms=None if max_s is None else max_s * 1000.0,
-            detector=detector,
-            tracker_config=tracker_config,
-            on_progress=lambda _: checkpoint(),
-            max_pixels=settings.video_jobs.max_pixels,
-        )
-        items = [
-            {"pts_ms": float(p.pts_ms), "index": int(t.track_id), "xyxy": [float(v) for v in p.xyxy]}
-            for t in result.tracks
-            for p in t.history
-        ]
-        return JobOutput(asdict(result.metadata), renumber_persons(items))
-
-    return run
-
-
-def face_detection_runner(settings: Any, faces: Any) -> JobRunner:
-    """The FaceDetection runner: faces (with DEFAULT attributes, or all with ``params["extras"]``) in
-    every frame sampled at ``video_jobs.target_fps``; items are ``{"pts_ms", "index": the face's rank
-    in its frame (largest first), "face": Face.to_record()}`` (boxes in pixels; the AWS adapter makes
-    Rekognition's FaceDetail of them on GetFaceDetection)."""
-    from keeneye.video.sources import open_video
-
-    def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
-        extras = frozenset(params.get("extras", ()))
-        max_s = settings.video_jobs.max_duration_s
-        items: list[dict[str, Any]] = []
-        with open_video(video, max_pixels=settings.video_jobs.max_pixels) as source:
-            for frame in source.frames(settings.video_jobs.target_fps):
-                if max_s is not None and frame.pts_ms >= max_s * 1000.0:
-                    break
-                checkpoint()
-                found = faces.detect_faces(frame.image, extras)
-                for i, face in enumerate(found.faces):
-                    items.append({"pts_ms": float(frame.pts_ms), "index": i, "face": face.to_record()})
-            metadata = asdict(source.metadata)
-        return JobOutput(metadata, items)
 
     return run

@@ -5,10 +5,12 @@ nothing of the command line or HTTP. It returns plain results in pixels and mill
 its box history, ``LineEvent``, ``ZoneEvent``, the video's metadata and the time spent per stage); each
 adapter converts them to its own shape (ratio boxes, Rekognition's PersonDetection, ...).
 
-Detection threshold: the detector runs with a low floor (``DETECTION_FLOOR`` for CenterNet) so that the
-tracker's second, low-score association stage (ByteTrack) has the occluded half-people to work with, and
-``settings.persons.score_threshold`` is the tracker's high score: the score a box needs to start or keep a
-track on its own. This is the configuration ``bench/pets_tracking.py`` measures (MOTA / IDF1 on PETS09).
+The frames go through the one frame loop (keeneye.pipeline.loop) and the person steps written once for
+every use (keeneye.pipeline.persons: detector + tracker on the detection schedule, identities, lines,
+zones). Detection threshold: the detector runs with a low floor (``DETECTION_FLOOR``, every model but
+HOG) so that the tracker's second, low-score association stage (ByteTrack) has the occluded half-people
+to work with, and ``settings.persons.score_threshold`` is the tracker's high score: the score a box
+needs to start or keep a track on its own. ``bench/persons.py`` measures this configuration.
 """
 
 from __future__ import annotations
@@ -22,24 +24,15 @@ from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Frame, Track
 from keeneye.models.base import ObjectDetector
 from keeneye.pipeline.identification import PersonFaceIdentities
-from keeneye.tracking.lines import Line, LineCounter, LineEvent
-from keeneye.tracking.tracker import PersonTracker, TrackerConfig
-from keeneye.tracking.zones import Zone, ZoneEvent, ZoneMonitor
-from keeneye.video.cuts import ShotCutDetector
+from keeneye.pipeline.loop import Progress as Progress  # re-exported: what on_progress receives
+from keeneye.pipeline.loop import run_frames
+from keeneye.pipeline.persons import PersonSteps, build_person_stage
+from keeneye.pipeline.persons import build_tracking_detector as build_tracking_detector  # re-exported
+from keeneye.pipeline.persons import tracker_config as persons_tracker_config
+from keeneye.tracking.lines import Line, LineEvent
+from keeneye.tracking.tracker import TrackerConfig
+from keeneye.tracking.zones import Zone, ZoneEvent
 from keeneye.video.sources import VideoInput, VideoMetadata, open_video
-
-DETECTION_FLOOR = 0.1
-"""Lowest CenterNet person score handed to the tracker (its low-score stage); HOG keeps its threshold."""
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a run is: ``pts_ms`` of the last analysed frame, ``end_ms`` where it will stop (the video's
-    duration or the ``max_duration_ms`` cut; None when unknown), frames analysed so far."""
-
-    pts_ms: float
-    end_ms: float | None
-    frames_analysed: int
 
 
 @dataclass(frozen=True)
@@ -82,19 +75,7 @@ class TrackingResult:
 
 def tracking_thresholds(settings: Settings) -> TrackerConfig:
     """The tracker thresholds for the configured person detector (its low-score floor included)."""
-    threshold = settings.persons.score_threshold
-    floor = min(DETECTION_FLOOR, threshold) if settings.persons.kind == "centernet" else threshold
-    return TrackerConfig(high_score=threshold, new_track_score=threshold, low_score=floor)
-
-
-def build_tracking_detector(settings: Settings) -> tuple[ObjectDetector, TrackerConfig]:
-    """The configured person detector with its low-score floor, and the tracker thresholds to match."""
-    from keeneye.models.registry import build_person_detector
-
-    config = tracking_thresholds(settings)
-    persons = settings.persons.model_copy(update={"score_threshold": config.low_score})
-    detector = build_person_detector(settings.model_copy(update={"persons": persons}))
-    return detector, config
+    return persons_tracker_config(settings.persons)
 
 
 def track_video(
@@ -135,71 +116,58 @@ def track_video(
         raise InvalidParameter(f"max duration must be > 0 ms, got {max_duration_ms}")
     started = time.perf_counter()
     with open_video(source, max_pixels=max_pixels) as video:
-        if detector is None:
-            detector, default_config = build_tracking_detector(settings)
-            tracker_config = tracker_config or default_config
-        tracker = PersonTracker(tracker_config)
-        cut_threshold = settings.persons.shot_cut_threshold
-        cuts = None if cut_threshold is None else ShotCutDetector(cut_threshold)
-        counter = LineCounter(list(lines))
-        monitor = ZoneMonitor(list(zones))
+        if detector is not None and tracker_config is None:
+            tracker_config = TrackerConfig()  # a detector of the caller's: the tracker's own defaults
+        stage = build_person_stage(settings, detector=detector, config=tracker_config)
+        steps = PersonSteps(stage, lines, zones, identities=identities)
         line_events: list[LineEvent] = []
         zone_events: list[ZoneEvent] = []
         duration = video.metadata.duration_ms
         end_ms = duration if max_duration_ms is None else min(max_duration_ms, duration or max_duration_ms)
-        seconds = {"decode": 0.0, "detect": 0.0, "track": 0.0, "faces": 0.0}
-        analysed = 0
-        last_pts: float | None = None
-        frames = video.frames(target_fps)
-        t0 = time.perf_counter()
-        for frame in frames:
-            if max_duration_ms is not None and frame.pts_ms >= max_duration_ms:
-                break
-            if cuts is not None and cuts.is_cut(frame.image):
-                tracker.cut()
-                counter.cut()
-            t1 = time.perf_counter()
-            dets = detector.detect(frame.image)
-            t2 = time.perf_counter()
-            live = tracker.update(frame, dets)
-            t_faces = time.perf_counter()
-            if identities is not None:
-                identities.step(frame.image, frame.pts_ms, tracker, live)
-            faces_s = time.perf_counter() - t_faces
-            new_lines = counter.update(frame, live)
-            new_zones = monitor.update(frame, live)
-            line_events += new_lines
-            zone_events += new_zones
-            t3 = time.perf_counter()
-            seconds["decode"] += t1 - t0
-            seconds["detect"] += t2 - t1
-            seconds["track"] += t3 - t2 - faces_s
-            seconds["faces"] += faces_s
-            analysed += 1
-            last_pts = frame.pts_ms
+
+        def step(frame: Frame) -> None:
+            update = steps.step(frame)
+            line_events.extend(update.line_events)
+            zone_events.extend(update.zone_events)
             if on_frame is not None:
-                counts = {k: dict(v) for k, v in counter.counts.items()}
-                on_frame(FrameUpdate(frame, live, new_lines, new_zones, counts))
-            if on_progress is not None:
-                on_progress(Progress(frame.pts_ms, end_ms, analysed))
-            t0 = time.perf_counter()
-        zone_events += monitor.flush()
+                on_frame(
+                    FrameUpdate(
+                        frame, update.tracks, update.line_events, update.zone_events, update.line_counts
+                    )
+                )
+
+        loop = run_frames(
+            video.frames(target_fps),
+            step,
+            cut=steps.cut,
+            cut_threshold=settings.persons.shot_cut_threshold,
+            max_duration_ms=max_duration_ms,
+            on_progress=on_progress,
+            end_ms=end_ms,
+        )
+        zone_events += steps.finish()
         frames_decoded = video.frames_decoded
         metadata = video.metadata
     dwell: dict[str, dict[int, float]] = {zone.name: {} for zone in zones}
-    for (name, track_id), ms in monitor.dwell_ms.items():
+    for (name, track_id), ms in steps.monitor.dwell_ms.items():
         dwell[name][track_id] = ms
-    seconds["total"] = time.perf_counter() - started
+    seconds = {
+        "decode": loop.seconds["decode"],
+        "detect": stage.seconds["detect"],
+        "track": loop.seconds["step"] - stage.seconds["detect"] - steps.seconds_faces,
+        "faces": steps.seconds_faces,
+        "total": time.perf_counter() - started,
+    }
     return TrackingResult(
         metadata=metadata,
         target_fps=target_fps,
-        tracks=tracker.all_tracks(),
+        tracks=steps.tracker.all_tracks(),
         line_events=line_events,
-        line_counts=counter.counts,
+        line_counts=steps.counter.counts,
         zone_events=sorted(zone_events, key=lambda e: (e.pts_ms, e.track_id)),
         zone_dwell_ms=dwell,
         frames_decoded=frames_decoded,
-        frames_analysed=analysed,
-        end_pts_ms=last_pts,
+        frames_analysed=loop.frames_analysed,
+        end_pts_ms=loop.end_pts_ms,
         seconds=seconds,
     )

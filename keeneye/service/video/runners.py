@@ -1,0 +1,80 @@
+"""The stored-video job runners: what PersonTracking and FaceDetection jobs do with a video (FaceSearch's
+is keeneye.service.video.face_search). Each runs the one frame loop (keeneye.pipeline.loop) and returns
+plain items (pixels, milliseconds, face records) that the AWS adapter shapes on Get*.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from keeneye.core.types import Frame
+from keeneye.pipeline.loop import run_frames
+from keeneye.service.video.jobs import JobOutput, JobRunner, renumber_persons
+from keeneye.service.video.tracking import build_tracking_detector, track_video
+from keeneye.video.sources import open_video
+
+
+def person_tracking_runner(settings: Any) -> JobRunner:
+    """The PersonTracking runner: keeneye.service.video.tracking.track_video at ``video_jobs.target_fps``
+    (at most ``video_jobs.max_duration_s`` of video); items are every box of every confirmed track:
+    ``{"pts_ms", "index": track id, "xyxy": pixels}``. The detector is loaded once, at the first job,
+    and shared by the jobs (one worker uses it at a time per thread; the ONNX session is thread-safe)."""
+    built: list[Any] = []
+    lock = threading.Lock()
+
+    def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
+        with lock:
+            if not built:
+                built.extend(build_tracking_detector(settings))
+        detector, tracker_config = built
+        max_s = settings.video_jobs.max_duration_s
+        result = track_video(
+            video,
+            settings,
+            target_fps=settings.video_jobs.target_fps,
+            max_duration_ms=None if max_s is None else max_s * 1000.0,
+            detector=detector,
+            tracker_config=tracker_config,
+            on_progress=lambda _: checkpoint(),
+            max_pixels=settings.video_jobs.max_pixels,
+        )
+        items = [
+            {"pts_ms": float(p.pts_ms), "index": int(t.track_id), "xyxy": [float(v) for v in p.xyxy]}
+            for t in result.tracks
+            for p in t.history
+        ]
+        return JobOutput(asdict(result.metadata), renumber_persons(items))
+
+    return run
+
+
+def face_detection_runner(settings: Any, faces: Any) -> JobRunner:
+    """The FaceDetection runner: faces (with DEFAULT attributes, or all with ``params["extras"]``) in
+    every frame sampled at ``video_jobs.target_fps``; items are ``{"pts_ms", "index": the face's rank
+    in its frame (largest first), "face": Face.to_record()}`` (boxes in pixels; the AWS adapter makes
+    Rekognition's FaceDetail of them on GetFaceDetection)."""
+    def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
+        extras = frozenset(params.get("extras", ()))
+        max_s = settings.video_jobs.max_duration_s
+        items: list[dict[str, Any]] = []
+
+        def step(frame: Frame) -> None:
+            found = faces.detect_faces(frame.image, extras)
+            for i, face in enumerate(found.faces):
+                items.append({"pts_ms": float(frame.pts_ms), "index": i, "face": face.to_record()})
+
+        with open_video(video, max_pixels=settings.video_jobs.max_pixels) as source:
+            run_frames(
+                source.frames(settings.video_jobs.target_fps),
+                step,
+                max_duration_ms=None if max_s is None else max_s * 1000.0,
+                checkpoint=checkpoint,
+            )
+            metadata = asdict(source.metadata)
+        return JobOutput(metadata, items)
+
+    return run
