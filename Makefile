@@ -56,6 +56,7 @@ test: system-deps-test $(STAMP) models-all js-deps
 lint: $(STAMP)
 	$(VENV)/bin/ruff check keeneye tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format keeneye tests bench
