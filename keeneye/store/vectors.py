@@ -60,6 +60,22 @@ class VectorIndex(Protocol):
     def vectors_of(self, ids: Sequence[str]) -> FloatArray:
         """The stored (N, D) vectors of ``ids`` (KeyError for an unknown id)."""
 
+    def __contains__(self, face_id: object) -> bool: ...
+
+    def save(self, folder: Path, generation: int, tag: str) -> None:
+        """Persist the index under ``folder`` with the collection ``generation`` and incarnation ``tag``
+        it reflects (atomically: a crash leaves the previous files or the new ones)."""
+
+
+class VectorIndexKind(Protocol):
+    """How an index is made and read back: the class side of a :class:`VectorIndex` (``NumpyIndex``)."""
+
+    def __call__(self, dim: int, capacity: int = ...) -> VectorIndex: ...
+
+    def load(self, folder: Path, generation: int, count: int, dim: int, tag: str) -> VectorIndex | None:
+        """The index saved under ``folder`` if its files are whole and match generation, count, dim and
+        tag; else None (the caller rebuilds it from the database)."""
+
 
 class NumpyIndex:
     """Exact search over a contiguous (capacity, D) float32 matrix; rows [0, n) are live.
