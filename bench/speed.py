@@ -2,7 +2,7 @@
 
 Pins the process to one CPU and ONNX Runtime to one thread, warms up, then reports the median and
 p90 over --runs runs for each stage and the total, for the default pipeline and its variants.
-Usage: python bench/speed.py [--runs 50]
+Usage: python bench/speed.py [--runs 50] [--detector mtcnn|blazeface] [--only dlib+faceres]
 """
 
 from __future__ import annotations
@@ -48,14 +48,18 @@ def timed(fn, runs: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--detector", default=None, help="faces.detector.kind (default: the configured one)")
+    ap.add_argument("--only", nargs="*", default=None, help="variants to time (default: all)")
     args = ap.parse_args()
+    detector = {"detector": {"kind": args.detector}} if args.detector else {}
     image = photo_640x480()
     res: dict[str, object] = {
         "image": "faces/face_recognition/obama-480p.jpg cropped+resized to 640x480",
+        "detector": settings(**detector).faces.detector.model_dump(mode="json"),
         "variants": {},
     }
-    for name in ("dlib+faceres", "dlib-resnet", "dlib-resnet+flip", "human-faceres"):
-        analyzer = build_face_analyzer(settings(**VARIANTS[name]))
+    for name in args.only or ("dlib+faceres", "dlib-resnet", "dlib-resnet+flip", "human-faceres"):
+        analyzer = build_face_analyzer(settings(**VARIANTS[name], **detector))
         faces = analyzer.detect(image)
         assert len(faces) == 1, f"expected one face, got {len(faces)}"
 
@@ -76,7 +80,7 @@ def main() -> None:
             "align_and_embed": timed(embed, args.runs),
             "detect_align_embed": timed(total, args.runs),
         }
-    full = build_face_analyzer(settings())
+    full = build_face_analyzer(settings(**detector))
     res["default_attributes_all_plus_embedding"] = timed(
         lambda: full.analyze(image, attributes="all", embed=True), max(5, args.runs // 5)
     )

@@ -47,8 +47,11 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     detector = MTCNN()
-    nets = {"pnet": (detector._pnet, (2, 37, 53, 3)), "rnet": (detector._rnet, (5, 24, 24, 3)),
-            "onet": (detector._onet, (5, 48, 48, 3))}
+    nets = {
+        "pnet": (detector._pnet, (2, 37, 53, 3)),
+        "rnet": (detector._rnet, (5, 24, 24, 3)),
+        "onet": (detector._onet, (5, 48, 48, 3)),
+    }
     out: dict[str, np.ndarray] = {}
     for name, (model, shape) in nets.items():
         x = rng.uniform(-1, 1, shape).astype(np.float32)

@@ -16,7 +16,12 @@ Attribute keys in ``Face.attributes`` (all optional; absent when no configured m
 ``age``           estimated apparent age in years (float)
 ``gender``        ("Male" | "Female", confidence 0-1): apparent gender as Rekognition reports it
 ``mesh_score``    face-mesh confidence 0-1 that the box holds a face (not in Rekognition's shape)
+``detector_score`` the detector's raw score 0-1 when ``Face.score`` is its calibrated confidence
 ================  ==========================================================================
+
+``Face.score`` is the probability that the box holds a face: the detector's raw score mapped through
+its calibration (``keeneye.analysis.confidence``), when the detector has one; the AWS layer reports it
+as Confidence (x 100). The detector's own ``score_threshold`` still applies to the raw score.
 """
 
 from __future__ import annotations
@@ -28,9 +33,21 @@ from typing import Any, Literal
 
 import numpy as np
 
+from keeneye.analysis.confidence import ScoreCalibration
 from keeneye.analysis.quality import face_quality
-from keeneye.core.types import EYE_LEFT, EYE_RIGHT, NOSE, Detections, Face, UInt8Image
+from keeneye.core.types import (
+    EYE_LEFT,
+    EYE_RIGHT,
+    MOUTH_CENTER,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    NOSE,
+    Detections,
+    Face,
+    UInt8Image,
+)
 from keeneye.models.base import FaceAttributeClassifier, FaceDetector, FaceEmbedder, FaceLandmarker
+from keeneye.models.facemesh import pose_from_axes
 
 AttributeLevel = Literal["none", "default", "all"]
 
@@ -41,8 +58,8 @@ class FaceAnalyzer:
 
     detector: finds faces; landmarkers: refine points (first one that provides a name wins);
     embedder: descriptor; classifiers: attribute models run for ``attributes="all"``;
-    pose_from_landmarks: optional ``(points by name) -> (roll, yaw, pitch)`` from a dense landmarker;
-    mesh_attributes: optional callable adding eyes_open/mouth_open/pose from a dense landmarker.
+    dense: optional dense-landmark stage (face mesh) adding landmarks, pose, eyes/mouth open;
+    confidence: optional calibration of the detector's raw score (``Face.score`` becomes its value).
     """
 
     detector: FaceDetector
@@ -51,12 +68,17 @@ class FaceAnalyzer:
     classifiers: Sequence[FaceAttributeClassifier] = ()
     dense: Any = None  # optional object with .analyze(image, faces) -> list[dict] (mesh landmarks, pose...)
     min_face_px: int = 16
+    confidence: ScoreCalibration | None = None
     models: dict[str, str] = field(default_factory=dict)  # role -> model id, for reports
 
     def detect(self, image: UInt8Image) -> list[Face]:
         """Faces with boxes, scores and detector landmarks, largest first."""
         dets = self.detector.detect(image)
         faces = [f for f in _faces_from(dets) if _min_side(f) >= self.min_face_px]
+        if self.confidence is not None:
+            for face, calibrated in zip(faces, self.confidence([f.score for f in faces]), strict=True):
+                face.attributes["detector_score"] = face.score
+                face.score = float(calibrated)
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces
 
@@ -166,21 +188,57 @@ def _min_side(face: Face) -> float:
     return min(x2 - x1, y2 - y1)
 
 
-def pose_from_points(points: dict[str, tuple[float, float]]) -> tuple[float, float, float] | None:
-    """Coarse (roll, yaw, pitch) in degrees from eyes and nose, used when no face mesh is configured.
+# Five-point face model for pose from a detector's landmarks: the median of human's FaceMesh on 271 frontal
+# LFW faces, in the face's own frame (x to the image right, y down, z away from the camera), eye distance 1
+# with the eye midpoint at the origin, then made left-right symmetric (tools/pose_template.py). The mesh's
+# ear-level oval points are not the detectors' ear points (BlazeFace's tragions), so ears are not used.
+POSE_TEMPLATE: dict[str, tuple[float, float, float]] = {
+    EYE_LEFT: (-0.5, 0.0, 0.0),
+    EYE_RIGHT: (0.5, 0.0, 0.0),
+    NOSE: (0.0, 0.586, -0.647),
+    MOUTH_LEFT: (-0.431, 1.053, -0.104),
+    MOUTH_RIGHT: (0.431, 1.053, -0.104),
+    MOUTH_CENTER: (0.0, 1.067, -0.321),
+}
 
-    Same sign conventions as the face mesh (keeneye/models/facemesh.py): roll is the angle of the eye
-    line (positive: clockwise in the image); yaw is positive when the face turns towards the image's
-    right, estimated from the nose's offset from the eye midpoint relative to half the eye distance;
-    pitch is not observable from these points and is reported as 0. None without both eyes and nose.
+
+def pose_from_points(points: dict[str, tuple[float, float]]) -> tuple[float, float, float] | None:
+    """(roll, yaw, pitch) in degrees from a detector's landmarks, used when no face mesh is configured or the
+    mesh does not take the face (its face score < 0.2, e.g. a strong profile).
+
+    The points present among ``POSE_TEMPLATE`` (eyes and nose, plus mouth corners (MTCNN) or the mouth centre
+    (BlazeFace); at least four) are fitted by a scaled orthographic camera: an affine least-squares fit,
+    projected onto the nearest scaled rotation; the face's axes then give the angles with the face mesh's
+    conventions and Euler split (``keeneye.models.facemesh.pose_from_axes``). Yaw lies in (-90, 90): a
+    fitted rotation cannot reach 90 from points that are all visible. (The previous estimate took the
+    nose's offset from the eye midpoint as the sine of the yaw and clipped it, so a three-quarter face,
+    whose nose lies beyond half the eye distance, got exactly 90.) With only eyes and nose, pitch cannot
+    be observed: yaw comes from the nose offset through the template's depth (atan, not asin) and pitch
+    is 0. None without both eyes and the nose.
     """
     if not all(k in points for k in (EYE_LEFT, EYE_RIGHT, NOSE)):
         return None
+    names = [n for n in POSE_TEMPLATE if n in points]
+    if len(names) < 4:
+        return _pose_eyes_nose(points)
+    model = np.array([POSE_TEMPLATE[n] for n in names], np.float64)
+    image = np.array([points[n] for n in names], np.float64)
+    model -= model.mean(axis=0)
+    image -= image.mean(axis=0)
+    affine, *_ = np.linalg.lstsq(model, image, rcond=None)  # (3, 2): image = model @ affine
+    u, _sv, vt = np.linalg.svd(affine.T, full_matrices=False)  # nearest scaled rotation rows
+    rows = u @ vt
+    r3 = np.cross(rows[0], rows[1])
+    rotation = np.vstack([rows, r3])  # face frame -> image frame; columns are the face's axes
+    return pose_from_axes(rotation[:, 0], rotation[:, 1], rotation[:, 2])
+
+
+def _pose_eyes_nose(points: dict[str, tuple[float, float]]) -> tuple[float, float, float]:
     (lx, ly), (rx, ry), (nx, ny) = points[EYE_LEFT], points[EYE_RIGHT], points[NOSE]
     roll = math.degrees(math.atan2(ry - ly, rx - lx))
     eye_dist = math.hypot(rx - lx, ry - ly) or 1.0
-    # Offset of the nose along the eye line, in units of half the eye distance.
     ux, uy = (rx - lx) / eye_dist, (ry - ly) / eye_dist
-    offset = ((nx - (lx + rx) / 2) * ux + (ny - (ly + ry) / 2) * uy) / (eye_dist / 2)
-    yaw = math.degrees(math.asin(max(-1.0, min(1.0, offset))))
-    return (roll, yaw, 0.0)
+    # nose offset along the eye line in eye distances = depth * tan(yaw) / cos... ~ depth * tan(yaw)
+    offset = ((nx - (lx + rx) / 2) * ux + (ny - (ly + ry) / 2) * uy) / eye_dist
+    depth = -POSE_TEMPLATE[NOSE][2]
+    return (roll, math.degrees(math.atan2(offset, depth)), 0.0)

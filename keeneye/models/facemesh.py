@@ -314,11 +314,25 @@ def pose_from_mesh(mesh: FloatArray) -> tuple[float, float, float]:
     * yaw > 0: the face turns toward the image's right (the subject turns to their own left);
     * pitch > 0: the face tilts down (chin toward the chest); looking up is negative.
     """
+    return pose_from_axes(*face_axes(mesh))
+
+
+def face_axes(mesh: FloatArray) -> tuple[Float64Array, Float64Array, Float64Array]:
+    """The face's own unit axes in image coordinates (x right, y down, z away from the camera), from
+    one mesh (468, 3): x from the oval's image-left to image-right point, y from forehead to chin, z = x
+    cross y, then x re-orthogonalised (human's ``angles.ts``)."""
     m = np.asarray(mesh, np.float64).reshape(MESH_POINTS, 3)
     x_axis = _unit(m[_OVAL_IMG_RIGHT] - m[_OVAL_IMG_LEFT])
     y_axis = _unit(m[_CHIN] - m[_TOP])
     z_axis = _unit(np.cross(x_axis, y_axis))
-    x_axis = np.cross(y_axis, z_axis)
+    return np.cross(y_axis, z_axis), y_axis, z_axis
+
+
+def pose_from_axes(
+    x_axis: Float64Array, y_axis: Float64Array, z_axis: Float64Array
+) -> tuple[float, float, float]:
+    """``(roll, yaw, pitch)`` degrees from the face's unit axes in image coordinates (see
+    ``pose_from_mesh`` for the signs); the Euler split is human's (geometrictools YZX)."""
     # Rows x, y, z of human's matrix; z grows away from the camera (MediaPipe: smaller z is nearer).
     theta_z = math.atan2(y_axis[0], math.hypot(x_axis[0], z_axis[0]))
     theta_y = math.atan2(-z_axis[0], x_axis[0])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from keeneye.analysis.confidence import calibration_for
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import DetectorSettings, EmbedderSettings, Settings
 from keeneye.core.errors import BackendUnavailable, InvalidParameter
@@ -55,12 +56,11 @@ def build_detector(cfg: DetectorSettings, models_dir: Path) -> FaceDetector:
 
 
 def _base_detector(cfg: DetectorSettings, models_dir: Path) -> FaceDetector:
+    threshold = cfg.score_threshold
     if cfg.kind == "blazeface":
         from keeneye.models.human import BlazeFaceDetector
 
-        return BlazeFaceDetector(
-            model_path(models_dir, "human-blazeface"), score_threshold=cfg.score_threshold
-        )
+        return BlazeFaceDetector(model_path(models_dir, "human-blazeface"), score_threshold=threshold)
     if cfg.kind == "mtcnn":
         from keeneye.models.mtcnn import MtcnnDetector
 
@@ -68,15 +68,15 @@ def _base_detector(cfg: DetectorSettings, models_dir: Path) -> FaceDetector:
             *(model_path(models_dir, f"mtcnn-{net}") for net in ("pnet", "rnet", "onet")),
             min_face_px=cfg.mtcnn_min_face_px,
             thresholds=(*cfg.mtcnn_stage_thresholds, 0.7),
-            score_threshold=cfg.score_threshold,
+            score_threshold=threshold,
         )
     if cfg.kind == "scrfd":
         from keeneye.models.insightface import ScrfdDetector
 
-        return ScrfdDetector(_user_file(cfg.path, "scrfd"), score_threshold=cfg.score_threshold)
+        return ScrfdDetector(_user_file(cfg.path, "scrfd"), score_threshold=threshold)
     from keeneye.models.opencv_zoo import YuNetDetector
 
-    return YuNetDetector(_user_file(cfg.path, "yunet"), score_threshold=cfg.score_threshold)
+    return YuNetDetector(_user_file(cfg.path, "yunet"), score_threshold=threshold)
 
 
 def build_embedder(cfg: EmbedderSettings, models_dir: Path) -> tuple[FaceEmbedder, list[FaceLandmarker]]:
@@ -165,6 +165,7 @@ def build_face_analyzer(settings: Settings, *, with_embedder: bool = True) -> Fa
         classifiers=build_classifiers(settings, _loaded_faceres(embedder)),
         dense=dense,
         min_face_px=faces.detector.min_face_px,
+        confidence=calibration_for(detector.name) if faces.detector.calibrate else None,
     )
 
 
