@@ -11,8 +11,8 @@ What is measured, per collection size N:
 - ``first_search_ms``: the first call after filling, which also rebuilds the collection's vector
   index from the database (the server reloads an index whose generation moved on);
 - in-process, on the same data directory once the server has stopped: ``collection_search`` (the
-  service's search step, ``FaceCollections._matches``: collection row, exact index search with k =
-  MaxFaces, calibration, threshold cut, reading the matched rows) and ``index_search`` (only
+  service's search step, ``FaceCollections.search_faces_by_vector``: collection row, exact index
+  search with k = MaxFaces, calibration, threshold cut, reading the matched rows) and ``index_search`` (only
   ``NumpyIndex.search`` over the same vectors, k = 4096), and ``describe_collection`` (the
   FaceModelVersion lookup the handler makes per search; it counts the collection's faces). The rest
   of ``server`` is the face pipeline, decoding, signing and the audit write.
@@ -181,8 +181,8 @@ def time_ms(call: Callable[[], object], runs: int) -> list[float]:
 def in_process_search(data_dir: Path, collection_id: str, runs: int) -> dict[str, Any]:
     """Where the server's time goes besides the face pipeline, in this process, on its data.
 
-    ``collection_search``: ``FaceCollections._matches`` (private, but it is exactly the step a search
-    runs once the face is embedded) with the enrolled face's stored vector as query (one match above
+    ``collection_search``: ``FaceCollections.search_faces_by_vector`` (exactly the step a search runs
+    once the face is embedded) with the enrolled face's stored vector as query (one match above
     the threshold, as for the real probe). ``index_search_k4096``: ``NumpyIndex.search`` alone.
     ``describe_collection``: the lookup the SearchFacesByImage handler makes for FaceModelVersion
     (it counts the collection's faces and users).
@@ -204,7 +204,7 @@ def in_process_search(data_dir: Path, collection_id: str, runs: int) -> dict[str
         del rows
 
         def matches() -> int:
-            found = collections._matches(
+            found = collections.search_faces_by_vector(
                 collection_id, query, embedder_id, DEFAULT_THRESHOLD, DEFAULT_MAX_FACES
             )
             return len(found)

@@ -23,7 +23,7 @@ from scipy.optimize import linear_sum_assignment
 
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.core.types import Face, FloatArray, Track, UInt8Image
-from keeneye.service.faces.collections import FaceMatch
+from keeneye.store.collections import FaceMatch
 from keeneye.tracking.reid import face_quality_score
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig
 

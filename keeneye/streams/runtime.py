@@ -56,7 +56,7 @@ from keeneye.pipeline.persons import (
     person_events,
     tracker_config,
 )
-from keeneye.service.faces.collections import FaceMatch
+from keeneye.store.collections import FaceMatch
 from keeneye.streams.capture import CapturedFrame, CaptureSettings, CaptureStatus, LiveSource
 from keeneye.streams.sinks import Sink
 from keeneye.tracking.lines import Line

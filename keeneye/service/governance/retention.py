@@ -3,9 +3,10 @@
 What goes (docs/accountability.md):
 
 * faces indexed longer ago than their collection's ``retention_days`` (``keeneye collections
-  set-retention``), through :class:`FaceCollections` so their vectors leave the in-memory index, the
-  index files and the database (secure_delete, write-ahead log truncated) in the same step as the
-  rows; faces associated with a user go too (the user stays);
+  set-retention``), through the collections' use cases (keeneye/service/faces/catalog.py: no face
+  model is needed) so their vectors leave the in-memory index, the index files and the database
+  (secure_delete, write-ahead log truncated) in the same step as the rows; faces associated with a
+  user go too (the user stays);
 * stored-video jobs that ended longer ago than ``retention.job_results_days``: the whole job row
   (request, metadata, results) — Get* then answers that the job does not exist;
 * notification-outbox messages delivered longer ago than ``retention.notifications_days``
@@ -20,22 +21,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from keeneye.config import RetentionSettings
-from keeneye.core.errors import BackendUnavailable, KeeneyeError
+from keeneye.core.errors import KeeneyeError
+from keeneye.service.faces.collections import FaceCollections
 from keeneye.store.db import Store
 from keeneye.store.tables import NotificationOutboxRow, VideoJobRow
 
 if TYPE_CHECKING:
-    from keeneye.core.types import Detections, UInt8Image
-    from keeneye.service.faces.collections import FaceCollections
     from keeneye.service.governance.audit import AuditLog
 
 log = logging.getLogger("keeneye.retention")
@@ -62,6 +62,14 @@ class PurgeReport:
         return {**asdict(self), "faces_total": sum(self.faces.values())}
 
 
+class ExpiringFaces(Protocol):
+    """What the purge needs of the collections (FaceCollections, or FaceCatalog alone: no face model)."""
+
+    def expired_faces(self, now: datetime) -> dict[str, list[str]]: ...
+
+    def purge_faces(self, collection_id: str, face_ids: Sequence[str]) -> int: ...
+
+
 class RetentionService:
     """Runs purges over the store. ``collections``: None when faces are not managed here."""
 
@@ -70,7 +78,7 @@ class RetentionService:
         store: Store,
         settings: RetentionSettings,
         *,
-        collections: FaceCollections | None = None,
+        collections: ExpiringFaces | None = None,
         audit: AuditLog | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -180,18 +188,7 @@ class PurgeThread:
             self._stop.wait(self._interval_s)
 
 
-class _NoDetector:
-    """Stands in for the face pipeline where only stored faces are handled (purge, retention)."""
-
-    name = "none"
-
-    def detect(self, image: UInt8Image) -> Detections:
-        raise BackendUnavailable("no face models are loaded in this command")
-
-
 def stored_collections(store: Store) -> FaceCollections:
-    """FaceCollections for commands that change stored faces only (no models loaded)."""
-    from keeneye.analysis.faces import FaceAnalyzer
-    from keeneye.service.faces.collections import FaceCollections
-
-    return FaceCollections(store, FaceAnalyzer(detector=_NoDetector()))
+    """FaceCollections for commands that change stored faces only (retention, purge): no face model is
+    loaded, and none is needed (what would need one fails as it does without an embedder)."""
+    return FaceCollections(store)
