@@ -10,11 +10,13 @@ the packages in the ``cache`` folder beside it.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from keeneye.config import Settings
+from keeneye.store.db import Store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,3 +49,11 @@ def models_dir() -> Path:
     p = _installed().models_dir.resolve()
     assert (p / "manifest.json").is_file(), f"{p}/manifest.json missing: run `keeneye models install`"
     return p
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A new store (database and index folder) in the test's temporary directory, closed after the test."""
+    s = Store.open(tmp_path)
+    yield s
+    s.close()

@@ -1,11 +1,28 @@
-"""Builders for test inputs: real-looking image files made on the fly (never stored in the repo)."""
+"""Builders the tests share: images and videos made on the fly (never stored in the repo), the fake face
+pipeline (keeneye.models.fake) as an analyzer, collections and server services, and data directories
+that see the installed models."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.aws.images import ImageLoader
+from keeneye.config import ImageLimits, Settings
+from keeneye.core.types import UInt8Image
+from keeneye.models.fake import CentreFaceDetector, PixelEmbedder
+from keeneye.service.container import Services
+from keeneye.service.faces.analysis import FaceService
+from keeneye.service.faces.collections import FaceCollections
+from keeneye.store.db import Store
+from keeneye.video.writer import VideoWriter
+
+# -- images ----------------------------------------------------------------------------------------------
 
 
 def encode(image: np.ndarray | Image.Image, fmt: str = "JPEG", **kwargs: object) -> bytes:
@@ -22,6 +39,13 @@ def gradient(height: int = 60, width: int = 90) -> np.ndarray:
     return np.stack([x, y, np.full_like(x, 64)], axis=2).astype(np.uint8)
 
 
+def noise_image(seed: int, height: int = 40, width: int = 40, low: int = 20) -> UInt8Image:
+    """Uniform RGB noise in [low, 255): a different image per seed. With the default ``low`` it is never
+    black, so the fake detector finds its face in every one, and the pixel embedder's vectors of two
+    seeds are far apart."""
+    return np.random.default_rng(seed).integers(low, 255, (height, width, 3), dtype=np.uint8)
+
+
 def huge_png(width: int = 12_000, height: int = 9_000) -> bytes:
     """A 108-megapixel PNG of a few kilobytes: a decompression bomb in miniature."""
     return encode(Image.new("1", (width, height)), "PNG", optimize=True)
@@ -32,3 +56,77 @@ def with_exif_orientation(image: np.ndarray, orientation: int) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = orientation
     return encode(img, "JPEG", exif=exif.tobytes(), quality=95)
+
+
+# -- videos ----------------------------------------------------------------------------------------------
+
+
+def walking_box_frames(
+    count: int, width: int = 160, height: int = 120, x0: int = 10, step: int = 4
+) -> list[UInt8Image]:
+    """``count`` black frames with a 10x30 white box (rows 40-70) walking right by ``step`` px a frame from
+    ``x0``: one person for keeneye.models.fake.BrightBoxDetector."""
+    frames = []
+    for i in range(count):
+        image = np.zeros((height, width, 3), np.uint8)
+        x = x0 + i * step
+        image[40:70, x : x + 10] = 255
+        frames.append(image)
+    return frames
+
+
+def write_video(path: Path, frames: Sequence[UInt8Image], fps: float = 10.0) -> Path:
+    """``frames`` (one size) encoded by keeneye's VideoWriter at ``fps``, frame i at i * 1000 / fps ms;
+    returns where the writer put the video (an ``.avi`` where H.264 is missing)."""
+    height, width = frames[0].shape[:2]
+    with VideoWriter(path, width, height, fps) as writer:
+        for i, image in enumerate(frames):
+            writer.write(image, i * 1000.0 / fps)
+    return writer.path
+
+
+# -- the fake face pipeline ------------------------------------------------------------------------------
+
+
+def fake_analyzer(embedder_id: str | None = "pixels-v1") -> FaceAnalyzer:
+    """A face pipeline of stand-ins (keeneye.models.fake): one face in the middle of any image that is
+    not black, the image's first pixels as its vector (``embedder_id``); None: no embedder."""
+    embedder = None if embedder_id is None else PixelEmbedder(embedder_id)
+    return FaceAnalyzer(detector=CentreFaceDetector(), embedder=embedder)
+
+
+def fake_collections(
+    store: Store, embedder_id: str = "pixels-v1", limits: ImageLimits | None = None
+) -> FaceCollections:
+    """FaceCollections on ``store`` with the fake pipeline: no model is loaded."""
+    return FaceCollections(store, fake_analyzer(embedder_id), limits)
+
+
+def fake_services(buckets: dict[str, Path] | None = None) -> Services:
+    """A server's services with only face analysis (the fake detector, no embedder) and the images of
+    ``buckets`` (name -> folder); tests add a store's services where they need them."""
+    faces = FaceService(fake_analyzer(embedder_id=None))
+    return Services(faces=faces, images=ImageLoader(dict(buckets or {})))
+
+
+# -- data directories with the installed models -----------------------------------------------------------
+
+
+def settings_with_models(root: Path, models_dir: Path) -> Settings:
+    """Settings for a new data directory ``root/data`` whose ``models`` folder links to the installed
+    models, so a subprocess told only ``--data-dir`` finds them too."""
+    data = root / "data"
+    data.mkdir()
+    (data / "models").symlink_to(models_dir)
+    return Settings(data_dir=data)
+
+
+def index_photos(
+    collections: FaceCollections, collection_id: str, shared_data: Path, names: Sequence[str]
+) -> None:
+    """Create ``collection_id`` and index the largest face of each named photo of
+    ``shared_data/faces/face_recognition/<name>.png``, the name as its ExternalImageId."""
+    collections.create_collection(collection_id)
+    for name in names:
+        photo = (shared_data / "faces" / "face_recognition" / f"{name}.png").read_bytes()
+        collections.index_faces(collection_id, photo, external_image_id=name, max_faces=1)

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.app import create_app
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ImageLimits, NotificationSettings, RetentionSettings, Settings
@@ -22,10 +21,10 @@ from keeneye.service.governance.retention import RetentionService
 from keeneye.service.video.jobs import VideoJobs
 from keeneye.service.video.notifications import NotificationService
 from keeneye.store.db import Store
-from tests.aws.conftest import Client, fake_services
+from tests.aws.conftest import Client
 from tests.aws.signing import AKID, KEYS, SECRET, rekognition_request
 from tests.aws.test_native_jobs import Gate
-from tests.service.test_collections_fake import CentreDetector, PixelEmbedder
+from tests.factories import fake_collections, fake_services
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:AmazonRekognitionJobs"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
@@ -128,8 +127,7 @@ def test_retention_route(server: Server) -> None:
     missing = c.request("PUT", "/v1/collections/x/retention", headers=AUTH, json={"days": 3})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "NotFound"
     assert server.services.collections is not None
-    analyzer = FaceAnalyzer(detector=CentreDetector(), embedder=PixelEmbedder())
-    FaceCollections(server.store, analyzer).create_collection("x")  # the fake pipeline has no embedder
+    fake_collections(server.store).create_collection("x")  # the server's fake pipeline has no embedder
     ok = c.request("PUT", "/v1/collections/x/retention", headers=AUTH, json={"days": 30})
     assert ok.status_code == 200 and ok.json() == {
         "collection_id": "x",

@@ -30,11 +30,10 @@ from keeneye.core.errors import LimitExceeded
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.service.video.jobs import JobOutput, VideoJobs, VideoRef, header_checked
 from keeneye.store.db import Store
-from keeneye.video.writer import VideoWriter
-from tests.aws.conftest import Client, fake_services, make_client
+from tests.aws.conftest import Client, make_client
 from tests.aws.signing import KEYS, SECRET, rekognition_request
 from tests.aws.test_protocol import assert_error, call
-from tests.factories import encode, gradient
+from tests.factories import encode, fake_services, gradient, write_video
 from tests.fuzz.test_image_decoder import bomb_png
 
 
@@ -93,10 +92,8 @@ def test_compare_faces_checks_both_images(client: Client) -> None:
 
 
 def _video(folder: Path, width: int = 64, height: int = 48) -> Path:
-    with VideoWriter(folder / "clip.mp4", width, height, 10) as writer:
-        for i in range(5):
-            writer.write(np.full((height, width, 3), 40 * i, np.uint8), i * 100.0)
-    return writer.path
+    """Half a second (5 frames at 10 fps) of flat grey getting lighter."""
+    return write_video(folder / "clip.mp4", [np.full((height, width, 3), 40 * i, np.uint8) for i in range(5)])
 
 
 def test_video_over_max_bytes_refused_at_start_and_at_run(tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ from keeneye.service.faces.collections import FaceCollections
 from keeneye.service.video.jobs import JobOutput, VideoJobs
 from keeneye.service.video.notifications import NotificationService
 from keeneye.store.db import Store
-from tests.aws.conftest import Client, fake_services
+from tests.aws.conftest import Client
 from tests.aws.signing import KEYS, SECRET, rekognition_request, sign
+from tests.factories import fake_services
 from tests.receivers import wait_until
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:AmazonRekognitionJobs"

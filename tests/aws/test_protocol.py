@@ -18,9 +18,9 @@ import pytest
 
 from keeneye.aws.errors import AwsError
 from keeneye.aws.images import ImageLoader
-from tests.aws.conftest import Client, fake_services, make_client
+from tests.aws.conftest import Client, make_client
 from tests.aws.signing import AKID, SECRET, rekognition_request, sign
-from tests.factories import encode, gradient, huge_png
+from tests.factories import encode, fake_services, gradient, huge_png
 
 JPEG = encode(gradient(120, 160), "JPEG")
 
@@ -187,7 +187,7 @@ def test_body_limit_while_streaming(tmp_path: Path) -> None:
 
 def test_throttling_when_busy(tmp_path: Path) -> None:
     with make_client(tmp_path, max_inflight=1) as c:
-        sem = c.app.state.inflight  # type: ignore[attr-defined]
+        sem = c.app.state.inflight
         assert sem.acquire(blocking=False)
         try:
             assert_error(call(c, "DetectFaces", {"Image": {"Bytes": b64(JPEG)}}), "ThrottlingException")

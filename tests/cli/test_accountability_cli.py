@@ -10,15 +10,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy import text, update
 
-from keeneye.analysis.faces import FaceAnalyzer
-from keeneye.service.faces.collections import FaceCollections
 from keeneye.service.governance.audit import AuditLog
 from keeneye.store.db import Store
 from keeneye.store.tables import FaceRow
-from tests.service.test_collections_fake import CentreDetector, PixelEmbedder
+from tests.factories import fake_collections, noise_image
 
 KEENEYE = [sys.executable, "-m", "keeneye.cli"]
 
@@ -31,11 +28,10 @@ def run(*args: str | Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
 
 def _setup(data: Path) -> Store:
     store = Store.open(data)
-    fc = FaceCollections(store, FaceAnalyzer(detector=CentreDetector(), embedder=PixelEmbedder()))
+    fc = fake_collections(store)
     fc.create_collection("visitors")
     for seed in range(2):
-        image = np.random.default_rng(seed).integers(20, 255, (40, 40, 3), dtype=np.uint8)
-        fc.index_faces("visitors", image, quality_filter="NONE")
+        fc.index_faces("visitors", noise_image(seed), quality_filter="NONE")
     AuditLog(store).append("IndexFaces", access_key="AK1", collection_id="visitors", request_faces=2)
     with store.transaction() as s:  # one face was indexed 40 days ago
         oldest = s.scalars(text("SELECT face_id FROM faces ORDER BY face_id LIMIT 1")).one()

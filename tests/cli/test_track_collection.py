@@ -12,29 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from keeneye.config import Settings
 from keeneye.models.registry import build_face_analyzer
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.store.db import Store
 from tests.cli.test_cli import assert_one_line_error, run
+from tests.factories import index_photos, settings_with_models
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
 
 def _data_dir(tmp_path: Path, models_dir: Path, shared_data: Path) -> Path:
-    data = tmp_path / "data"
-    (data).mkdir()
-    (data / "models").symlink_to(models_dir)
-    settings = Settings(data_dir=data)
+    settings = settings_with_models(tmp_path, models_dir)
     store = Store.open(settings.data_dir, settings.database_url)
     collections = FaceCollections(store, build_face_analyzer(settings, with_embedder=True), settings.images)
-    collections.create_collection("hamilton")
-    for name in ("lin-manuel-miranda", "alex-lacamoire"):
-        photo = (shared_data / "faces" / "face_recognition" / f"{name}.png").read_bytes()
-        collections.index_faces("hamilton", photo, external_image_id=name, max_faces=1)
+    index_photos(collections, "hamilton", shared_data, ("lin-manuel-miranda", "alex-lacamoire"))
     collections.close()
     store.close()
-    return data
+    return settings.data_dir
 
 
 def test_tracks_are_named_by_the_collection(tmp_path: Path, models_dir: Path, shared_data: Path) -> None:

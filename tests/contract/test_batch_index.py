@@ -16,6 +16,7 @@ import pytest
 
 from tests.cli.test_cli import run
 from tests.contract.conftest import RunningServer
+from tests.factories import settings_with_models
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
@@ -37,9 +38,7 @@ def test_batch_indexed_collection_is_searched_through_boto3(
         photo = by_role["gallery"][person][0]
         (watchlist / f"{person}.jpg").write_bytes(photo.read_bytes())
 
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "models").symlink_to(models_dir)
+    data = settings_with_models(tmp_path, models_dir).data_dir
     out = tmp_path / "out"
     proc = run(
         "batch", watchlist, "--task", "index-faces", "--collection", "lfw", "--create-collection",

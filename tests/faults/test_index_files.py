@@ -16,22 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keeneye.analysis.faces import FaceAnalyzer
-from keeneye.core.types import UInt8Image
-from keeneye.service.faces.collections import FaceCollections
+from keeneye.models.fake import PixelEmbedder
 from keeneye.store.db import Store
 from keeneye.store.vectors import NumpyIndex
-from tests.service.test_collections_fake import CentreDetector, PixelEmbedder
+from tests.factories import fake_collections, noise_image
 
 FACES = 6
-
-
-def _image(seed: int) -> UInt8Image:
-    return np.random.default_rng(seed).integers(20, 255, (40, 40, 3), dtype=np.uint8)
-
-
-def _collections(store: Store) -> FaceCollections:
-    return FaceCollections(store, FaceAnalyzer(detector=CentreDetector(), embedder=PixelEmbedder()))
 
 
 def _zero_fill(path: Path) -> None:
@@ -76,10 +66,12 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
 @pytest.mark.parametrize("damage", list(DAMAGE), ids=list(DAMAGE))
 def test_restart_rebuilds_from_the_database(tmp_path: Path, damage: str) -> None:
     store = Store.open(tmp_path)
-    fc = _collections(store)
+    fc = fake_collections(store)
     fc.create_collection("c")
-    ids = [fc.index_faces("c", _image(i), quality_filter="NONE").indexed[0][0].face_id for i in range(FACES)]
-    fc.search_faces_by_image("c", _image(0))  # loads the index and writes its files
+    ids = [
+        fc.index_faces("c", noise_image(i), quality_filter="NONE").indexed[0][0].face_id for i in range(FACES)
+    ]
+    fc.search_faces_by_image("c", noise_image(0))  # loads the index and writes its files
     folder = store.index_dir / "c-c"
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["count"] == FACES
@@ -87,9 +79,9 @@ def test_restart_rebuilds_from_the_database(tmp_path: Path, damage: str) -> None
     store.close()
 
     store = Store.open(tmp_path)  # the restart: a new process's service on the same data directory
-    restarted = _collections(store)
+    restarted = fake_collections(store)
     for i, face_id in enumerate(ids):
-        matches = restarted.search_faces_by_image("c", _image(i), threshold=99).matches
+        matches = restarted.search_faces_by_image("c", noise_image(i), threshold=99).matches
         assert [m.face.face_id for m in matches] == [face_id]
     assert {m.face.face_id for m in restarted.search_faces("c", ids[0], threshold=0)} == set(ids[1:])
     reloaded = NumpyIndex.load(folder, meta["generation"], FACES, PixelEmbedder.dim, meta["tag"])

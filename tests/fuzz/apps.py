@@ -1,8 +1,8 @@
 """The in-process server the fuzz tests hit: the real ASGI app, a real store, stand-in models.
 
-Stand-ins keep every request fast (a face in the middle of any bright image; the first pixels as its
-vector; a job runner that returns at once), so the fuzzers spend their time on the protocol, the
-validation and the services, which are the real code.
+Stand-ins keep every request fast (keeneye.models.fake: a face in the middle of any bright image, the
+first pixels as its vector; a job runner that returns at once), so the fuzzers spend their time on the
+protocol, the validation and the services, which are the real code.
 """
 
 from __future__ import annotations
@@ -12,15 +12,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI
 
-from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.app import create_app
 from keeneye.aws import stream_records
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ImageLimits, NotificationSettings, ServerSettings, Settings
-from keeneye.core.types import FloatArray, UInt8Image
 from keeneye.service.container import Services
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.collections import FaceCollections
@@ -29,24 +26,10 @@ from keeneye.service.streams.processors import StreamProcessors
 from keeneye.service.video.jobs import JobOutput, VideoJobs
 from keeneye.service.video.notifications import NotificationService
 from keeneye.store.db import Store
-from tests.aws.conftest import CentreFaceDetector
 from tests.aws.signing import KEYS
-from tests.factories import encode, gradient
+from tests.factories import encode, fake_analyzer, gradient
 
 PHOTO = encode(gradient(120, 160), "JPEG")
-
-
-class PixelEmbedder:
-    """The image's first 48 values as a unit vector: equal images, equal vectors."""
-
-    dim = 48
-    embedder_id = "pixels-v1"
-    required_landmarks: tuple[str, ...] = ()
-
-    def embed(self, image: UInt8Image, faces: Any) -> FloatArray:
-        v = image.reshape(-1)[:48].astype(np.float32) - 127.5
-        v /= np.linalg.norm(v) or 1.0
-        return np.stack([v for _ in faces]).astype(np.float32)
 
 
 def _done_at_once(path: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
@@ -64,7 +47,7 @@ def fuzz_app(root: Path) -> Iterator[FastAPI]:
     (bucket / "photo.jpg").write_bytes(PHOTO)
     (bucket / "clip.mp4").write_bytes(b"not decoded: the runner is a stand-in")
     store = Store.open(root / "data")
-    analyzer = FaceAnalyzer(detector=CentreFaceDetector(), embedder=PixelEmbedder())
+    analyzer = fake_analyzer()
     collections = FaceCollections(store, analyzer, ImageLimits())
     collections.create_collection("c")
     fast = NotificationSettings(timeout_s=1.0, retry_initial_s=0.2, retry_max_s=0.4, poll_s=0.2)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from keeneye.core.errors import InvalidVideo, LimitExceeded
 from keeneye.video.sources import open_video
-from keeneye.video.writer import VideoWriter
+from tests.factories import write_video
 from tests.fuzz.strategies import SHARED_DATA, fuzz_settings, mutated
 
 SHARED_CLIP = SHARED_DATA / "video" / "face_clips" / "short_hamilton_clip.mp4"
@@ -41,10 +41,7 @@ def _frames(n: int = 8, width: int = 64, height: int = 48) -> list[np.ndarray]:
 @cache
 def seeds(folder: Path) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
-    with VideoWriter(folder / "tiny.mp4", 64, 48, 10) as writer:
-        for i, img in enumerate(_frames()):
-            writer.write(img, i * 100.0)
-    out["writer"] = writer.path.read_bytes()
+    out["writer"] = write_video(folder / "tiny.mp4", _frames()).read_bytes()
     avi = folder / "tiny.avi"
     with av.open(str(avi), mode="w") as container:
         stream = container.add_stream("mjpeg", rate=Fraction(10))

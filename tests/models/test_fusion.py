@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from keeneye.core.types import Face, FloatArray, UInt8Image
-from keeneye.models.base import l2_normalize
+from keeneye.core.types import Face
+from keeneye.models.fake import TableEmbedder
 from keeneye.models.fusion import FusedEmbedder
-
-
-class TableEmbedder:
-    """Deterministic stand-in embedder: returns fixed unit vectors per face index (no model needed)."""
-
-    def __init__(self, vectors: FloatArray, embedder_id: str, landmarks: tuple[str, ...]) -> None:
-        self.vectors = l2_normalize(vectors)
-        self.embedder_id = embedder_id
-        self.dim = vectors.shape[1]
-        self.required_landmarks = landmarks
-
-    def embed(self, image: UInt8Image, faces: Sequence[Face]) -> FloatArray:
-        return self.vectors[: len(faces)]
 
 
 def test_fused_cosine_is_weighted_mean_of_part_cosines() -> None:

@@ -6,37 +6,8 @@ import numpy as np
 import pytest
 
 from keeneye.core.types import Detections, UInt8Image
+from keeneye.models.fake import SquaresFaceDetector
 from keeneye.models.tiling import TiledDetector, tile_origins
-
-
-class _SquaresDetector:
-    """Finds bright squares (pixel value 255) in whatever image it is given: one box per square."""
-
-    name = "squares"
-
-    def detect(self, image: UInt8Image) -> Detections:
-        mask = image[:, :, 0] == 255
-        boxes, scores = [], []
-        seen = np.zeros_like(mask)
-        for y, x in zip(*np.nonzero(mask & ~seen), strict=True):
-            if seen[y, x]:
-                continue
-            x2 = x
-            while x2 < mask.shape[1] and mask[y, x2]:
-                x2 += 1
-            y2 = y
-            while y2 < mask.shape[0] and mask[y2, x]:
-                y2 += 1
-            seen[y:y2, x:x2] = True
-            boxes.append([x, y, x2, y2])
-            scores.append(0.9 if x2 - x >= 8 else 0.5)
-        names = ("eyeLeft",)
-        if not boxes:
-            return Detections.empty(names)
-        b = np.array(boxes, np.float32)
-        return Detections(
-            b, np.array(scores, np.float32), landmarks=b[:, None, :2].copy(), landmark_names=names
-        )
 
 
 @pytest.mark.parametrize(
@@ -58,7 +29,7 @@ def test_faces_from_tiles_come_back_in_image_pixels_once() -> None:
     image = np.zeros((600, 900, 3), np.uint8)
     image[100:112, 700:712] = 255  # inside one tile only
     image[290:310, 390:410] = 255  # straddles tile edges: found whole by some tile or the full pass
-    dets = TiledDetector(_SquaresDetector(), tile_px=400, overlap=0.25).detect(image)
+    dets = TiledDetector(SquaresFaceDetector(), tile_px=400, overlap=0.25).detect(image)
     boxes = sorted(map(tuple, dets.xyxy.astype(int).tolist()))
     assert boxes == [(390, 290, 410, 310), (700, 100, 712, 112)]
     assert dets.landmarks is not None
@@ -68,7 +39,7 @@ def test_faces_from_tiles_come_back_in_image_pixels_once() -> None:
 def test_small_image_runs_once() -> None:
     calls = []
 
-    class Counting(_SquaresDetector):
+    class Counting(SquaresFaceDetector):
         def detect(self, image: UInt8Image) -> Detections:
             calls.append(image.shape)
             return super().detect(image)

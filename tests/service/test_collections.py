@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -39,13 +38,6 @@ def lfw(shared_data: Path) -> dict[str, list[tuple[str, Path]]]:
         for row in csv.DictReader(f):
             out[row["role"]].append((row["identity"], root / row["image"]))
     return out
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path)
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -3,92 +3,43 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.core.errors import InvalidParameter
-from keeneye.core.types import Detections, Face, FloatArray, UInt8Image
+from keeneye.core.types import Face
 from keeneye.service.faces.collections import (
-    FaceCollections,
     QualityFilter,
     decode_token,
     encode_token,
     quality_reasons,
 )
 from keeneye.store.db import Store
-
-NAMES = ("eyeLeft", "eyeRight", "nose")
-
-
-class CentreDetector:
-    """One face in the middle of any image that is not black."""
-
-    name = "centre"
-
-    def detect(self, image: UInt8Image) -> Detections:
-        h, w = image.shape[:2]
-        if image.mean() < 5:
-            return Detections.empty(NAMES)
-        box = np.array([[w * 0.25, h * 0.25, w * 0.75, h * 0.75]], np.float32)
-        pts = np.array([[[w * 0.4, h * 0.4], [w * 0.6, h * 0.4], [w * 0.5, h * 0.5]]], np.float32)
-        return Detections(box, np.array([0.99], np.float32), landmarks=pts, landmark_names=NAMES)
-
-
-class PixelEmbedder:
-    """The image's first 16 pixels (48 values) as a unit vector: equal images, equal vectors."""
-
-    dim = 48
-    required_landmarks: tuple[str, ...] = ()
-
-    def __init__(self, embedder_id: str = "pixels-v1") -> None:
-        self.embedder_id = embedder_id
-
-    def embed(self, image: UInt8Image, faces: Sequence[Face]) -> FloatArray:
-        v = image.reshape(-1)[:48].astype(np.float32) - 127.5
-        v /= np.linalg.norm(v) or 1.0
-        return np.stack([v for _ in faces]).astype(np.float32)
-
-
-def _image(seed: int) -> UInt8Image:
-    return np.random.default_rng(seed).integers(20, 255, (40, 40, 3), dtype=np.uint8)
-
-
-def _fc(store: Store, embedder_id: str = "pixels-v1") -> FaceCollections:
-    return FaceCollections(
-        store, FaceAnalyzer(detector=CentreDetector(), embedder=PixelEmbedder(embedder_id))
-    )
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store.open(tmp_path)
+from tests.factories import fake_collections, noise_image
 
 
 def test_exact_match_and_threshold(store: Store) -> None:
-    fc = _fc(store)
+    fc = fake_collections(store)
     fc.create_collection("c")
-    ids = [fc.index_faces("c", _image(i), quality_filter="NONE").indexed[0][0].face_id for i in range(5)]
-    res = fc.search_faces_by_image("c", _image(3), threshold=99)
+    ids = [fc.index_faces("c", noise_image(i), quality_filter="NONE").indexed[0][0].face_id for i in range(5)]
+    res = fc.search_faces_by_image("c", noise_image(3), threshold=99)
     assert [m.face.face_id for m in res.matches] == [ids[3]] and res.matches[0].similarity > 99
 
 
 def test_collection_is_bound_to_its_embedder(store: Store) -> None:
-    _fc(store, "pixels-v1").create_collection("c")
-    other = _fc(store, "pixels-v2")
+    fake_collections(store, "pixels-v1").create_collection("c")
+    other = fake_collections(store, "pixels-v2")
     with pytest.raises(InvalidParameter, match="pixels-v1"):
-        other.index_faces("c", _image(0), quality_filter="NONE")
+        other.index_faces("c", noise_image(0), quality_filter="NONE")
     with pytest.raises(InvalidParameter, match="pixels-v1"):
-        other.search_faces_by_image("c", _image(0))
+        other.search_faces_by_image("c", noise_image(0))
     assert other.create_collection("d").face_model_version == "pixels-v2"
 
 
 def test_concurrent_index_delete_search(store: Store) -> None:
     """Searches racing with deletes never return a deleted face; counts add up at the end."""
-    fc = _fc(store)
+    fc = fake_collections(store)
     fc.create_collection("c")
     deleted: set[str] = set()
     errors: list[str] = []
@@ -96,7 +47,9 @@ def test_concurrent_index_delete_search(store: Store) -> None:
 
     def writer(offset: int) -> None:
         for i in range(15):
-            face_id = fc.index_faces("c", _image(offset + i), quality_filter="NONE").indexed[0][0].face_id
+            face_id = (
+                fc.index_faces("c", noise_image(offset + i), quality_filter="NONE").indexed[0][0].face_id
+            )
             if i % 3 == 0:
                 fc.delete_faces("c", [face_id])
                 with lock:
@@ -106,7 +59,9 @@ def test_concurrent_index_delete_search(store: Store) -> None:
         for i in range(30):
             with lock:
                 gone = set(deleted)
-            found = {m.face.face_id for m in fc.search_faces_by_image("c", _image(i), threshold=0).matches}
+            found = {
+                m.face.face_id for m in fc.search_faces_by_image("c", noise_image(i), threshold=0).matches
+            }
             if found & gone:
                 errors.append(f"deleted faces returned: {found & gone}")
 
@@ -118,18 +73,18 @@ def test_concurrent_index_delete_search(store: Store) -> None:
         t.join()
     assert not errors
     assert fc.describe_collection("c").face_count == 3 * 15 - len(deleted)
-    fresh = _fc(store)  # a second process's view, rebuilt from the database
+    fresh = fake_collections(store)  # a second process's view, rebuilt from the database
     listed = {f.face_id for f in fresh.list_faces("c", max_results=4096).items}
-    found = {m.face.face_id for m in fresh.search_faces_by_image("c", _image(1), threshold=0).matches}
+    found = {m.face.face_id for m in fresh.search_faces_by_image("c", noise_image(1), threshold=0).matches}
     assert found == listed and not listed & deleted
 
 
 def test_close_saves_index_files(store: Store) -> None:
-    fc = _fc(store)
+    fc = fake_collections(store)
     fc.create_collection("c")
-    fc.index_faces("c", _image(0), quality_filter="NONE")
-    fc.search_faces_by_image("c", _image(0))  # loads the index
-    fc.index_faces("c", _image(1), quality_filter="NONE")
+    fc.index_faces("c", noise_image(0), quality_filter="NONE")
+    fc.search_faces_by_image("c", noise_image(0))  # loads the index
+    fc.index_faces("c", noise_image(1), quality_filter="NONE")
     fc.close()
     folder = store.index_dir / "c-c"
     assert (folder / "ids.txt").read_text().count("\n") == 2

@@ -10,19 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import RetentionSettings
 from keeneye.core.errors import NotFound
 from keeneye.core.types import UInt8Image
-from keeneye.service.faces.collections import FaceCollections
+from keeneye.models.fake import PixelEmbedder
 from keeneye.service.governance.audit import AuditLog
 from keeneye.service.governance.retention import RetentionService
 from keeneye.store.db import Store
-from tests.service.test_collections_fake import CentreDetector, PixelEmbedder
-
-
-def _image(seed: int) -> UInt8Image:
-    return np.random.default_rng(seed).integers(20, 255, (40, 40, 3), dtype=np.uint8)
+from tests.factories import fake_collections, noise_image
 
 
 def _vector_bytes(image: UInt8Image) -> bytes:
@@ -42,13 +37,11 @@ class World:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.store = Store.open(data_dir)
-        self.fc = FaceCollections(
-            self.store, FaceAnalyzer(detector=CentreDetector(), embedder=PixelEmbedder())
-        )
+        self.fc = fake_collections(self.store)
         self.fc.create_collection("c")
-        self.photo = _image(1)
+        self.photo = noise_image(1)
         self.target = self.fc.index_faces("c", self.photo, quality_filter="NONE").indexed[0][0].face_id
-        self.bystander = self.fc.index_faces("c", _image(2), quality_filter="NONE").indexed[0][0].face_id
+        self.bystander = self.fc.index_faces("c", noise_image(2), quality_filter="NONE").indexed[0][0].face_id
         self.fc.create_user("c", "u1")
         self.fc.associate_faces("c", "u1", [self.target], threshold=0)
         assert self.findable()

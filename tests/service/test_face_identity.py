@@ -3,7 +3,6 @@ cuts (keeneye.video.cuts) and the tracker's cut on synthetic frames."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -11,32 +10,12 @@ import pytest
 
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.core.types import Detections, Face, FloatArray, Frame, Track, TrackPoint, UInt8Image
+from keeneye.models.fake import NoFaceDetector, TableEmbedder
 from keeneye.pipeline.identification import TrackFaceIdentifier, faces_on_face_tracks, faces_on_person_tracks
 from keeneye.service.faces.collections import FaceMatch, StoredFace
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig
 from keeneye.video.cuts import ShotCutDetector
-
-
-class NoDetector:
-    name = "none"
-
-    def detect(self, image: UInt8Image) -> Detections:
-        return Detections.empty(())
-
-
-class CountingEmbedder:
-    """A fixed unit vector per call; counts how often it ran."""
-
-    dim = 4
-    required_landmarks: tuple[str, ...] = ()
-    embedder_id = "count-v1"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def embed(self, image: UInt8Image, faces: Sequence[Face]) -> FloatArray:
-        self.calls += len(faces)
-        return np.tile(np.array([1, 0, 0, 0], np.float32), (len(faces), 1))
+from tests.factories import noise_image
 
 
 def _stored(name: str) -> StoredFace:
@@ -67,9 +46,10 @@ def _face(size: float, sharpness: float = 50.0, yaw: float = 0.0, x: float = 10.
 IMAGE = np.zeros((200, 200, 3), np.uint8)
 
 
-def _identifier(search: ScriptedSearch, **kwargs: float) -> tuple[TrackFaceIdentifier, CountingEmbedder]:
-    embedder = CountingEmbedder()
-    analyzer = FaceAnalyzer(detector=NoDetector(), embedder=embedder)
+def _identifier(search: ScriptedSearch, **kwargs: float) -> tuple[TrackFaceIdentifier, TableEmbedder]:
+    """An identifier whose embedder gives every face the same unit vector and counts them."""
+    embedder = TableEmbedder([[1, 0, 0, 0]], "count-v1")
+    analyzer = FaceAnalyzer(detector=NoFaceDetector(), embedder=embedder)
     return TrackFaceIdentifier(analyzer, search, **kwargs), embedder  # type: ignore[arg-type]
 
 
@@ -134,10 +114,6 @@ def test_face_tracks_pair_with_their_own_box() -> None:
     assert faces_on_face_tracks([ta], [b, a]) == [(ta, a)]
 
 
-def _noise(seed: int) -> UInt8Image:
-    return np.random.default_rng(seed).integers(0, 255, (90, 160, 3), dtype=np.uint8)
-
-
 def _scene(colour: tuple[int, int, int], shift: int = 0) -> UInt8Image:
     image = np.zeros((90, 160, 3), np.uint8)
     image[:] = colour
@@ -147,7 +123,8 @@ def _scene(colour: tuple[int, int, int], shift: int = 0) -> UInt8Image:
 
 def test_shot_cuts_are_found_and_small_motion_is_not_a_cut() -> None:
     cuts = ShotCutDetector()
-    frames = [_scene((20, 60, 120), s) for s in (0, 2, 4, 6)] + [_noise(1)] + [_noise(1)]
+    noise = noise_image(1, 90, 160, low=0)
+    frames = [_scene((20, 60, 120), s) for s in (0, 2, 4, 6)] + [noise] + [noise.copy()]
     assert [cuts.is_cut(f) for f in frames] == [False, False, False, False, True, False]
 
 

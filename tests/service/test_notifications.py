@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,6 @@ TOPIC = "arn:aws:sns:us-east-1:123456789012:AmazonRekognitionJobs"
 OTHER = "arn:aws:sns:eu-west-1:123456789012:other"
 FAST = NotificationSettings(timeout_s=2.0, retry_initial_s=0.2, retry_max_s=0.4, poll_s=0.2)
 PAYLOAD = {"JobId": "j1", "Status": "SUCCEEDED"}
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path)
-    yield s
-    s.close()
 
 
 def _service(

@@ -39,6 +39,7 @@ from keeneye.service.governance.redaction import (
 )
 from keeneye.store.db import Store
 from keeneye.video.sources import open_video
+from tests.factories import index_photos, settings_with_models
 
 HAMILTON = "video/face_clips/short_hamilton_clip.mp4"
 PETS = "video/pets09_s2l1/vtest_480x360.mp4"
@@ -104,11 +105,11 @@ def test_between_covers_both_ends_and_the_path() -> None:
 
 def test_unobscured_ignores_covered_kept_and_new_boxes() -> None:
     original = Detections(
-        np.array([[10, 10, 50, 50], [100, 10, 140, 50], [200, 10, 240, 50]]), np.ones(3) * 0.9
+        np.array([[10, 10, 50, 50], [100, 10, 140, 50], [200, 10, 240, 50]]), np.full(3, 0.9, np.float32)
     )
     redacted = Detections(
         np.array([[10, 10, 50, 50], [100, 10, 140, 50], [200, 10, 240, 50], [300, 10, 340, 50]]),
-        np.ones(4) * 0.9,
+        np.full(4, 0.9, np.float32),
     )
     regions = [
         RedactedFace((10, 10, 50, 50), (0, 0, 60, 70), 0.9),
@@ -216,16 +217,11 @@ class VideoRun:
 
 
 def _collection(tmp: Path, models_dir: Path, shared_data: Path) -> tuple[Settings, Store, FaceCollections]:
-    data = tmp / "data"
-    data.mkdir()
-    (data / "models").symlink_to(models_dir)
-    settings = Settings(data_dir=data)
+    settings = settings_with_models(tmp, models_dir)
     store = Store.open(settings.data_dir, settings.database_url)
     analyzer = build_redaction_analyzer(settings, with_embedder=True)
     collections = FaceCollections(store, analyzer, settings.images)
-    collections.create_collection("keep")
-    photo = (shared_data / "faces/face_recognition/lin-manuel-miranda.png").read_bytes()
-    collections.index_faces("keep", photo, external_image_id="lin-manuel-miranda", max_faces=1)
+    index_photos(collections, "keep", shared_data, ["lin-manuel-miranda"])
     return settings, store, collections
 
 

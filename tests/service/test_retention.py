@@ -7,10 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import RetentionSettings
 from keeneye.core.errors import InvalidParameter, NotFound
 from keeneye.service.faces.collections import FaceCollections
@@ -18,13 +16,9 @@ from keeneye.service.governance.audit import AuditLog
 from keeneye.service.governance.retention import PurgeThread, RetentionService, stored_collections
 from keeneye.store.db import Store
 from keeneye.store.tables import NotificationOutboxRow, VideoJobRow
-from tests.service.test_collections_fake import CentreDetector, PixelEmbedder
+from tests.factories import fake_collections, noise_image
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-def _image(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(20, 255, (40, 40, 3), dtype=np.uint8)
 
 
 def _job(job_id: str, status: str, finished: datetime | None) -> VideoJobRow:
@@ -55,11 +49,11 @@ def _message(i: int, delivered: datetime | None) -> NotificationOutboxRow:
 @pytest.fixture
 def world(tmp_path: Path) -> tuple[Store, FaceCollections, AuditLog]:
     store = Store.open(tmp_path)
-    fc = FaceCollections(store, FaceAnalyzer(detector=CentreDetector(), embedder=PixelEmbedder()))
+    fc = fake_collections(store)
     for cid in ("short", "forever"):
         fc.create_collection(cid)
         for seed in range(3):
-            fc.index_faces(cid, _image(seed), quality_filter="NONE")
+            fc.index_faces(cid, noise_image(seed), quality_filter="NONE")
     with store.transaction() as s:  # one face of each collection is old
         s.add_all(
             [

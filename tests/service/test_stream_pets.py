@@ -37,11 +37,11 @@ import pytest
 
 from keeneye.aws import stream_records
 from keeneye.aws.stream_records import shape_problems
-from keeneye.config import Settings
 from keeneye.service.video.tracking import build_tracking_detector, track_video
 from keeneye.streams.capture import CaptureSettings
 from keeneye.streams.runtime import StreamProcessorRuntime
 from keeneye.tracking.lines import Line
+from tests.factories import settings_with_models
 from tests.rtsp.rig import rtsp_server
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
@@ -91,10 +91,7 @@ class _Records:
 
 
 def test_live_line_counts_match_stored_video(tmp_path: Path, models_dir: Path, shared_data: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "models").symlink_to(models_dir)
-    settings = Settings(data_dir=data)
+    settings = settings_with_models(tmp_path, models_dir)
     clip = _prefix(
         shared_data / "video" / "pets09_s2l1" / "vtest_480x360.mp4", tmp_path / "pets.mp4", PREFIX_S
     )

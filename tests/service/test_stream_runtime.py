@@ -25,6 +25,7 @@ from keeneye.store.db import Store
 from keeneye.streams.capture import CaptureSettings
 from keeneye.streams.runtime import StreamProcessorRuntime
 from keeneye.streams.sinks import JsonlSink, Sink, SinkError, WebhookSink, WebhookTarget
+from tests.factories import index_photos, settings_with_models
 from tests.receivers import webhook_receiver
 from tests.rtsp.rig import RtspServer, hamilton_rtsp
 
@@ -68,16 +69,10 @@ class _BrokenSink:
 def _collections(
     tmp_path: Path, models_dir: Path, shared_data: Path
 ) -> tuple[Settings, Store, FaceCollections]:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "models").symlink_to(models_dir)
-    settings = Settings(data_dir=data)
+    settings = settings_with_models(tmp_path, models_dir)
     store = Store.open(settings.data_dir, settings.database_url)
     collections = FaceCollections(store, build_face_analyzer(settings, with_embedder=True), settings.images)
-    collections.create_collection("hamilton")
-    for name in ("lin-manuel-miranda", "alex-lacamoire"):
-        photo = (shared_data / "faces" / "face_recognition" / f"{name}.png").read_bytes()
-        collections.index_faces("hamilton", photo, external_image_id=name, max_faces=1)
+    index_photos(collections, "hamilton", shared_data, ("lin-manuel-miranda", "alex-lacamoire"))
     return settings, store, collections
 
 

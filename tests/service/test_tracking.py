@@ -4,46 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
-from keeneye.core.types import Detections, UInt8Image
+from keeneye.models.fake import BrightBoxDetector
 from keeneye.service.video.tracking import FrameUpdate, Progress, track_video
 from keeneye.tracking.lines import Line
 from keeneye.tracking.tracker import TrackerConfig
 from keeneye.tracking.zones import Zone
-from keeneye.video.writer import VideoWriter
+from tests.factories import walking_box_frames, write_video
 
 WIDTH, HEIGHT, FRAMES = 160, 120, 30
-
-
-class BrightBoxDetector:
-    """Finds the one bright rectangle in a frame (score 0.9), or nothing."""
-
-    name: str = "bright-box"
-    class_names: tuple[str, ...] = ("person",)
-
-    def detect(self, image: UInt8Image) -> Detections:
-        ys, xs = np.nonzero(image[:, :, 0] > 128)
-        if len(xs) == 0:
-            return Detections.empty()
-        box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
-        return Detections(box, np.array([0.9], np.float32))
 
 
 @pytest.fixture(scope="module")
 def walker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3 s, 10 fps video: a 10x30 white box walking left -> right across the middle."""
     path = tmp_path_factory.mktemp("video") / "walker.mp4"
-    with VideoWriter(path, WIDTH, HEIGHT, fps=10) as w:
-        for i in range(FRAMES):
-            image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
-            x = 10 + i * 4
-            image[40:70, x : x + 10] = 255
-            w.write(image, i * 100.0)
-    return w.path
+    return write_video(path, walking_box_frames(FRAMES, WIDTH, HEIGHT), fps=10)
 
 
 def test_one_person_crosses_in_and_enters_the_zone(walker: Path) -> None:
