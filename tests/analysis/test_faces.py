@@ -94,7 +94,9 @@ def test_blur_lowers_sharpness_and_darkening_lowers_brightness(
     image = read_image_file(shared_data / "faces/face_recognition/obama-720p.jpg")
     # the largest face (MTCNN also finds a 38 px "face" in the blurred background, Confidence 72)
     sharp = analyzer.analyze(image, attributes="default")[0]
-    blurred = analyzer.analyze(cv2.GaussianBlur(image, (0, 0), 4), attributes="default")[0]
+    blurred = analyzer.analyze(
+        np.asarray(cv2.GaussianBlur(image, (0, 0), 4), np.uint8), attributes="default"
+    )[0]
     dark = analyzer.analyze((image * 0.4).astype(np.uint8), attributes="default")[0]
     q = sharp.attributes["quality"]
     assert blurred.attributes["quality"]["sharpness"] < q["sharpness"] - 20

@@ -27,7 +27,8 @@ def _rotation(roll: float, yaw: float, pitch: float) -> np.ndarray:
     # pitch about the x axis: chin (+y) moves toward the camera (-z) when tilted down
     rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
     rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
-    return rx @ rz @ ry  # the order the face mesh's Euler split (geometrictools YZX) undoes
+    # the order the face mesh's Euler split (geometrictools YZX) undoes
+    return np.asarray(rx @ rz @ ry, np.float64)
 
 
 def _project(names: tuple[str, ...], roll: float, yaw: float, pitch: float, scale: float = 60.0) -> dict:  # type: ignore[type-arg]

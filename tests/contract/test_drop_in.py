@@ -254,7 +254,7 @@ def test_video_jobs_as_aws_numbers_them(video_server: RunningServer) -> None:
     persons = client.get_person_tracking(JobId=job_id)["Persons"]
     indexes = sorted({p["Person"]["Index"] for p in persons})
     assert indexes == list(range(len(indexes))) and len(indexes) >= 3  # 0, 1, 2, ... without gaps
-    first_seen = {}
+    first_seen: dict[int, int] = {}
     for p in persons:  # sorted by time: indexes are given in order of first appearance
         first_seen.setdefault(p["Person"]["Index"], p["Timestamp"])
     assert [first_seen[i] for i in indexes] == sorted(first_seen.values())

@@ -113,7 +113,7 @@ def _rotate(image: UInt8Image, degrees: float) -> tuple[UInt8Image, npt.NDArray[
     """Image rotated counter-clockwise (as seen) by ``degrees`` about its centre, and the (2, 3) map used."""
     h, w = image.shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    return cv2.warpAffine(image, m, (w, h)), m
+    return np.asarray(cv2.warpAffine(image, m, (w, h)), np.uint8), np.asarray(m, np.float64)
 
 
 def _move_boxes(boxes: Boxes, m: npt.NDArray[np.float64]) -> Boxes:
@@ -269,7 +269,7 @@ def _rotated_mesh(mesh: np.ndarray, axis: str, degrees: float) -> np.ndarray:
         "pitch": [[1, 0, 0], [0, c, s], [0, -s, c]],  # the chin (y > 0) comes toward the camera: chin up
     }[axis]
     centre = mesh.mean(axis=0)
-    return ((mesh - centre) @ np.asarray(rot).T + centre).astype(np.float32)
+    return np.asarray((mesh - centre) @ np.asarray(rot).T + centre, np.float32)
 
 
 @pytest.mark.parametrize(("axis", "sign"), [("roll", 1), ("yaw", 1), ("pitch", -1)])

@@ -38,16 +38,16 @@ from keeneye.models.human import (
 
 pytestmark = pytest.mark.data
 
-# name -> (package, model file, converter keyword arguments)
-_MODELS: dict[str, tuple[str, str, dict[str, list[str]]]] = {
-    "blazeface": ("human", "blazeface.json", {}),
-    "faceres": ("human", "faceres.json", {}),
-    "emotion": ("human", "emotion.json", {}),
-    "antispoof": ("human", "antispoof.json", {}),
-    "liveness": ("human", "liveness.json", {}),
+# name -> (package, model file, the graph outputs to convert; None: the model's own)
+_MODELS: dict[str, tuple[str, str, list[str] | None]] = {
+    "blazeface": ("human", "blazeface.json", None),
+    "faceres": ("human", "faceres.json", None),
+    "emotion": ("human", "emotion.json", None),
+    "antispoof": ("human", "antispoof.json", None),
+    "liveness": ("human", "liveness.json", None),
     # the graph's TopK decode tail is not converted: expose the heads, decode in numpy
-    "centernet": ("human", "centernet.json", {"outputs": ["tower_0/keypoints", "tower_0/wh"]}),
-    "mobilefacenet": ("human-models", "mobilefacenet.json", {}),
+    "centernet": ("human", "centernet.json", ["tower_0/keypoints", "tower_0/wh"]),
+    "mobilefacenet": ("human-models", "mobilefacenet.json", None),
 }
 
 
@@ -55,9 +55,9 @@ _MODELS: dict[str, tuple[str, str, dict[str, list[str]]]] = {
 def onnx_models(package_sources: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("human_onnx")
     paths = {}
-    for name, (package, file, kwargs) in _MODELS.items():
+    for name, (package, file, outputs) in _MODELS.items():
         paths[name] = out / f"{name}.onnx"
-        convert_graph_model(package_sources / package / "models" / file, paths[name], **kwargs)
+        convert_graph_model(package_sources / package / "models" / file, paths[name], outputs=outputs)
     return paths
 
 
@@ -195,7 +195,7 @@ def _central_face_embedding(detector: BlazeFaceDetector, embedder: FaceEmbedder,
     centre = np.array(image.shape[1::-1], np.float32) / 2
     offsets = (dets.xyxy[:, :2] + dets.xyxy[:, 2:]) / 2 - centre
     face = face_from_detections(dets, int(np.argmin((offsets**2).sum(axis=1))))
-    return embedder.embed(image, [face])[0]
+    return np.asarray(embedder.embed(image, [face])[0], np.float32)
 
 
 def test_faceres_same_person_scores_higher(

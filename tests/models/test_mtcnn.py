@@ -62,7 +62,7 @@ def test_network_matches_keras(net: str, onnx_files: dict[str, Path], reference:
 
 
 def _reference_faces(reference: dict[str, Any], index: int) -> np.ndarray:
-    rows = reference["faces"]
+    rows: np.ndarray = reference["faces"]
     return rows[rows[:, 0] == index, 1:]
 
 

@@ -106,7 +106,8 @@ def test_movenet_decode_matches_the_graphs_own_boxes() -> None:
             _b64(case["outputs"][n]["data"], np.float32, case["outputs"][n]["shape"])[0]
             for n in MOVENET_OUTPUTS
         ]
-        boxes, scores = movenet_decode(*heads, top_k=6)
+        center, scale, offset = heads
+        boxes, scores = movenet_decode(center, scale, offset, top_k=6)
         assert np.all(np.diff(scores) <= 0)
         assert np.abs(np.clip(boxes[:2], 0.0, size) - want[:2]).max() < 0.5  # pixels of the 256-px input
 
@@ -150,6 +151,7 @@ def _coco_people(shared_data: Path, n: int) -> list[tuple[np.ndarray, np.ndarray
     out = []
     for name in sorted(boxes)[:n]:
         bgr = cv2.imread(str(root / "images" / name), cv2.IMREAD_COLOR)
+        assert bgr is not None, name
         out.append((np.ascontiguousarray(bgr[:, :, ::-1]), np.asarray(boxes[name], np.float32)))
     return out
 

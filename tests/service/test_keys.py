@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,8 @@ def test_disable_enable_delete_and_errors(keys: AccessKeys) -> None:
     keys.set_policy("k", READ_ONLY, actor="cli")
     keys.delete("k", actor="cli")
     assert keys.lookup(pair.access_key_id) is None and keys.list() == []
-    for call in (lambda: keys.delete("k", actor="cli"), lambda: keys.get("nope")):
+    calls: list[Callable[[], object]] = [lambda: keys.delete("k", actor="cli"), lambda: keys.get("nope")]
+    for call in calls:
         with pytest.raises(NotFound):
             call()
 

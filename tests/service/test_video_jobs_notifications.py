@@ -93,11 +93,12 @@ def test_a_job_notifies_its_end(tmp_path: Path, runner: Any, status: str) -> Non
     }
     assert info.finished_at is not None
     assert abs(message["Timestamp"] - info.finished_at.timestamp() * 1000) < 1000
-    wait_until(
-        lambda: (
-            jobs.info(job_id).notification is not None and jobs.info(job_id).notification.state == "delivered"
-        )
-    )  # type: ignore[union-attr]
+
+    def delivered() -> bool:
+        notification = jobs.info(job_id).notification
+        return notification is not None and notification.state == "delivered"
+
+    wait_until(delivered)
     assert jobs.info(job_id).to_dict()["notification"]["message_id"] == envelope["MessageId"]
     jobs.close()
 

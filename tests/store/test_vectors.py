@@ -10,7 +10,7 @@ from keeneye.store.vectors import NumpyIndex
 
 def _unit(n: int, d: int = 8, seed: int = 0) -> np.ndarray:
     v = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    return np.asarray(v / np.linalg.norm(v, axis=1, keepdims=True), np.float32)
 
 
 def test_search_is_exact_and_sorted() -> None:
