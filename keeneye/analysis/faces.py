@@ -209,8 +209,9 @@ def pose_from_points(points: dict[str, tuple[float, float]]) -> tuple[float, flo
     The points present among ``POSE_TEMPLATE`` (eyes and nose, plus mouth corners (MTCNN) or the mouth centre
     (BlazeFace); at least four) are fitted by a scaled orthographic camera: an affine least-squares fit,
     projected onto the nearest scaled rotation; the face's axes then give the angles with the face mesh's
-    conventions and Euler split (``keeneye.models.facemesh.pose_from_axes``). Yaw lies in (-90, 90): a
-    fitted rotation cannot reach 90 from points that are all visible. (The previous estimate took the
+    conventions and Euler split (``keeneye.models.facemesh.pose_from_axes``). Yaw stays within [-90, 90]:
+    a fit that faces away from the camera (a profile whose eyes the detector swapped) is refitted with
+    left and right swapped, else held at +-90. (The previous estimate took the
     nose's offset from the eye midpoint as the sine of the yaw and clipped it, so a three-quarter face,
     whose nose lies beyond half the eye distance, got exactly 90.) With only eyes and nose, pitch cannot
     be observed: yaw comes from the nose offset through the template's depth (atan, not asin) and pitch
@@ -221,6 +222,23 @@ def pose_from_points(points: dict[str, tuple[float, float]]) -> tuple[float, flo
     names = [n for n in POSE_TEMPLATE if n in points]
     if len(names) < 4:
         return _pose_eyes_nose(points)
+    pose = _fit_pose(points, names)
+    if abs(pose[1]) > 90.0:
+        # The fitted face looks away from the camera: the points' left/right order is inconsistent (a
+        # detector can swap the eyes of a profile). Refit with left and right swapped; a yaw still past 90
+        # is held at the profile it must be, since every point was seen.
+        swapped = {_MIRROR.get(n, n): xy for n, xy in points.items()}
+        pose = _fit_pose(swapped, names)
+        if abs(pose[1]) > 90.0:
+            pose = (pose[0], math.copysign(90.0, pose[1]), pose[2])
+    return pose
+
+
+_MIRROR = {EYE_LEFT: EYE_RIGHT, EYE_RIGHT: EYE_LEFT, MOUTH_LEFT: MOUTH_RIGHT, MOUTH_RIGHT: MOUTH_LEFT}
+
+
+def _fit_pose(points: dict[str, tuple[float, float]], names: list[str]) -> tuple[float, float, float]:
+    """Scaled-orthographic fit of ``POSE_TEMPLATE[names]`` to ``points``: (roll, yaw, pitch) degrees."""
     model = np.array([POSE_TEMPLATE[n] for n in names], np.float64)
     image = np.array([points[n] for n in names], np.float64)
     model -= model.mean(axis=0)

@@ -83,3 +83,13 @@ def test_mirror_image_flips_yaw_and_roll() -> None:
 
 def test_needs_eyes_and_nose() -> None:
     assert pose_from_points({EYE_LEFT: (0.0, 0.0), EYE_RIGHT: (10.0, 0.0)}) is None
+
+
+def test_swapped_eyes_of_a_profile_stay_within_90() -> None:
+    """A detector that swaps a turned face's eyes must not make it face away from the camera."""
+    pts = _project(FIVE, 0.0, 70.0, 0.0)
+    swapped = dict(pts)
+    swapped[EYE_LEFT], swapped[EYE_RIGHT] = pts[EYE_RIGHT], pts[EYE_LEFT]
+    got = pose_from_points(swapped)
+    assert got is not None
+    assert abs(got[1]) <= 90.0
