@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from keeneye.analysis.confidence import ScoreCalibration
+from keeneye.analysis.confidence import ScoreCalibration, calibration_for
 from keeneye.analysis.quality import face_quality
 from keeneye.core.types import (
     EYE_LEFT,
@@ -59,6 +59,7 @@ class FaceAnalyzer:
     detector: finds faces; landmarkers: refine points (first one that provides a name wins);
     embedder: descriptor; classifiers: attribute models run for ``attributes="all"``;
     dense: optional dense-landmark stage (face mesh) adding landmarks, pose, eyes/mouth open;
+    calibrate: use the detector's stored calibration (``keeneye.analysis.confidence``) as ``confidence``;
     confidence: optional calibration of the detector's raw score (``Face.score`` becomes its value).
     """
 
@@ -68,8 +69,13 @@ class FaceAnalyzer:
     classifiers: Sequence[FaceAttributeClassifier] = ()
     dense: Any = None  # optional object with .analyze(image, faces) -> list[dict] (mesh landmarks, pose...)
     min_face_px: int = 16
+    calibrate: bool = False
     confidence: ScoreCalibration | None = None
     models: dict[str, str] = field(default_factory=dict)  # role -> model id, for reports
+
+    def __post_init__(self) -> None:
+        if self.calibrate and self.confidence is None:  # the detector's stored calibration, if it has one
+            self.confidence = calibration_for(self.detector.name)
 
     def detect(self, image: UInt8Image) -> list[Face]:
         """Faces with boxes, scores and detector landmarks, largest first."""

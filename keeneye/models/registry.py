@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from keeneye.analysis.confidence import calibration_for
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import DetectorSettings, EmbedderSettings, Settings
 from keeneye.core.errors import BackendUnavailable, InvalidParameter
@@ -165,7 +164,7 @@ def build_face_analyzer(settings: Settings, *, with_embedder: bool = True) -> Fa
         classifiers=build_classifiers(settings, _loaded_faceres(embedder)),
         dense=dense,
         min_face_px=faces.detector.min_face_px,
-        confidence=calibration_for(detector.name) if faces.detector.calibrate else None,
+        calibrate=faces.detector.calibrate,
     )
 
 
