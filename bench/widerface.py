@@ -69,7 +69,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "blazeface": {"kind": "blazeface", "score_threshold": 0.65},
     "blazeface-tiles512": {"kind": "blazeface", "tile_px": 512, "score_threshold": 0.65},
     "blazeface-tiles384": {"kind": "blazeface", "tile_px": 384, "score_threshold": 0.65},
-    # dlib's MMOD CNN run by dlib itself on every 7th image (slow: ~7-14 s per 1024 px image here)
+    # dlib's MMOD CNN run by dlib itself, a reference only: use --sample 14 (7-14 s per 1024 px image here)
     "dlib-mmod-reference": {"kind": "dlib-mmod-reference", "upsample": 0, "score_threshold": 0.5},
     "mtcnn-20": {"kind": "mtcnn", "mtcnn_min_face_px": 20, "score_threshold": 0.9},
     "mtcnn-16": {"kind": "mtcnn", "mtcnn_min_face_px": 16, "score_threshold": 0.9},
