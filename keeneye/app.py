@@ -60,13 +60,14 @@ from keeneye.service.governance.keys import LazyAccessKeys
 from keeneye.service.governance.redaction import build_redaction_analyzer
 from keeneye.service.governance.retention import PurgeThread, RetentionService
 from keeneye.service.metrics import RequestMetrics
-from keeneye.service.streams.processors import StreamProcessors
+from keeneye.service.streams.processors import StreamProcessors, open_collection_search
 from keeneye.service.uploads.service import UploadService, UploadWorker, is_transient
 from keeneye.service.video.face_search import face_search_runner
 from keeneye.service.video.jobs import JobOutput, JobRunner, VideoJobs, VideoRef, header_checked
 from keeneye.service.video.notifications import NotificationService
 from keeneye.service.video.runners import face_detection_runner, person_tracking_runner
 from keeneye.store.db import Store
+from keeneye.streams.supervisor import WorkerSupervisor
 
 log = logging.getLogger("keeneye.app")
 
@@ -126,8 +127,9 @@ def build_stream_processors(
     *,
     store: Store | None = None,
 ) -> StreamProcessors:
-    """Stream processors; NotificationChannel through the video jobs' notification service (one outbox).
-    Nothing runs until the app starts (``resume``)."""
+    """Stream processors, each run a worker process of one supervisor (keeneye/streams/supervisor.py) that
+    searches collections with :func:`open_collection_search`; NotificationChannel through the video
+    jobs' notification service (one outbox). Nothing runs until the app starts (``resume``)."""
     notifications = jobs.notifications if jobs is not None else None
     return StreamProcessors(
         store or open_store(settings),
@@ -139,6 +141,8 @@ def build_stream_processors(
         region=collections.region,
         account=collections.account,
         encode=stream_records.encode,
+        open_search=open_collection_search,
+        supervisor=WorkerSupervisor(stop_timeout_s=settings.streams.stop_timeout_s),
     )
 
 

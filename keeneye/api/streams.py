@@ -26,6 +26,7 @@ from keeneye.api.deps import ApiState, Caller, allowed, need
 from keeneye.core import regions
 from keeneye.core.errors import InvalidParameter
 from keeneye.service.container import Services
+from keeneye.service.streams.cameras import Cameras
 from keeneye.service.streams.processors import StreamProcessors
 
 router = APIRouter()
@@ -42,12 +43,17 @@ def processors(services: Services) -> StreamProcessors:
     return result
 
 
+def cameras(services: Services) -> Cameras:
+    """The registered cameras and data streams (kept by the stream processors)."""
+    return processors(services).cameras
+
+
 def camera_arn(request: Request, state: ApiState) -> str:
-    return processors(state.services).camera_arn(str(request.path_params["name"]))
+    return cameras(state.services).camera_arn(str(request.path_params["name"]))
 
 
 def stream_arn(request: Request, state: ApiState) -> str:
-    return processors(state.services).data_stream_arn(str(request.path_params["name"]))
+    return cameras(state.services).data_stream_arn(str(request.path_params["name"]))
 
 
 def processor_key(request: Request) -> str:
@@ -67,12 +73,12 @@ def processor_arn(request: Request, state: ApiState) -> str:
 
 @router.get("/v1/cameras", summary="Registered cameras (URL passwords redacted)")
 def list_cameras(caller: Caller = allowed(MANAGE_CAMERAS)) -> dict[str, Any]:
-    return {"cameras": processors(caller.services).list_cameras()}
+    return {"cameras": cameras(caller.services).list_cameras()}
 
 
 @router.get("/v1/cameras/{name}", summary="One registered camera")
 def get_camera(name: str, caller: Caller = allowed(MANAGE_CAMERAS, camera_arn)) -> dict[str, Any]:
-    return processors(caller.services).get_camera(name)
+    return cameras(caller.services).get_camera(name)
 
 
 @router.put(
@@ -88,14 +94,14 @@ def put_camera(name: str, caller: Caller = allowed(MANAGE_CAMERAS, camera_arn)) 
     url, listen = raw.get("url"), raw.get("listen", False)
     if not isinstance(url, str) or not isinstance(listen, bool) or set(raw) - {"url", "listen"}:
         raise InvalidParameter('a camera is {"url": "<rtsp|rtsps|rtmp|http|https URL>", "listen": false}')
-    camera = processors(caller.services).put_camera(name, url, listen=listen)
+    camera = cameras(caller.services).put_camera(name, url, listen=listen)
     caller.audit("PutCamera", {"camera": name, "listen": listen})
     return camera
 
 
 @router.delete("/v1/cameras/{name}", status_code=204, response_class=Response, summary="Forget a camera")
 def delete_camera(name: str, caller: Caller = allowed(MANAGE_CAMERAS, camera_arn)) -> Response:
-    processors(caller.services).delete_camera(name)
+    cameras(caller.services).delete_camera(name)
     caller.audit("DeleteCamera", {"camera": name})
     return Response(status_code=204)
 
@@ -105,7 +111,7 @@ def delete_camera(name: str, caller: Caller = allowed(MANAGE_CAMERAS, camera_arn
 
 @router.get("/v1/data-streams", summary="Registered data streams (record sinks), secrets redacted")
 def list_streams(caller: Caller = allowed(MANAGE_DATA_STREAMS)) -> dict[str, Any]:
-    return {"data_streams": processors(caller.services).list_data_streams()}
+    return {"data_streams": cameras(caller.services).list_data_streams()}
 
 
 @router.put(
@@ -118,7 +124,7 @@ def list_streams(caller: Caller = allowed(MANAGE_DATA_STREAMS)) -> dict[str, Any
 )
 def put_stream(name: str, caller: Caller = allowed(MANAGE_DATA_STREAMS, stream_arn)) -> dict[str, Any]:
     raw = caller.json('{"webhook": {"url": "https://example.org/hook"}}')
-    stream = processors(caller.services).put_data_stream(name, raw)
+    stream = cameras(caller.services).put_data_stream(name, raw)
     caller.audit("PutDataStream", {"data_stream": name})
     return stream
 
@@ -127,7 +133,7 @@ def put_stream(name: str, caller: Caller = allowed(MANAGE_DATA_STREAMS, stream_a
     "/v1/data-streams/{name}", status_code=204, response_class=Response, summary="Forget a data stream"
 )
 def delete_stream(name: str, caller: Caller = allowed(MANAGE_DATA_STREAMS, stream_arn)) -> Response:
-    processors(caller.services).delete_data_stream(name)
+    cameras(caller.services).delete_data_stream(name)
     caller.audit("DeleteDataStream", {"data_stream": name})
     return Response(status_code=204)
 

@@ -21,7 +21,8 @@ from keeneye.service.faces import request_tokens
 
 if TYPE_CHECKING:
     from keeneye.service.faces.collections import FaceCollections, FaceMatch, UserMatch
-    from keeneye.service.streams.processors import ProcessorInfo, StreamProcessors
+    from keeneye.service.streams.processors import StreamProcessors
+    from keeneye.service.streams.spec import ProcessorInfo
     from keeneye.service.video.jobs import JobPage, VideoJobs
 
 Params = dict[str, Any]

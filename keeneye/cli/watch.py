@@ -229,9 +229,9 @@ def _sinks(urls: list[str], settings: Settings, source: str) -> list[Sink]:
     import hashlib
 
     from keeneye.core.errors import InvalidParameter
-    from keeneye.service.streams.processors import s3_put_object
     from keeneye.streams.sinks import SinkError, build_local_sink, redacted_url
     from keeneye.streams.spool import SpooledSink
+    from keeneye.streams.supervisor import s3_put_object
 
     put_object = s3_put_object(settings)
     sinks: list[Sink] = []

@@ -1,1 +1,2 @@
-"""Stream processing: where events and notifications go (sinks); the live-stream runtime comes later."""
+"""Live streams: camera capture (capture.py), the per-processor runtime (runtime.py), the worker processes
+and their supervisor (supervisor.py), and where records go (sinks.py, behind the on-disk spool.py)."""

@@ -1,7 +1,7 @@
 """The stream-processor runtime: a live source -> face search and/or person tracking -> records -> sinks.
 
 :class:`StreamProcessorRuntime` consumes a :class:`~keeneye.streams.capture.LiveSource` in a thread; the
-server runs each one in its own worker process (keeneye.service.streams.processors), ``keeneye watch`` in the
+server runs each one in its own worker process (keeneye.streams.supervisor), ``keeneye watch`` in the
 foreground. Per captured frame:
 
 * FaceSearch: as :func:`keeneye.service.video.face_search._step` does for stored video: face detection

@@ -16,16 +16,13 @@ A stream processor (CreateStreamProcessor) names an input, an output and what to
 * keeneye's options (native API ``PUT /v1/stream-processors/{name}/options``): directed ``lines`` and
   ``zones`` for ConnectedHome person tracks, ``record_interval_s``, ``target_fps``.
 
-Runs: StartStreamProcessor spawns a worker *process* (:func:`_worker_main`, ``spawn`` start method) that
-loads its own models and runs :class:`~keeneye.streams.runtime.StreamProcessorRuntime` with its
-sinks wrapped in :class:`~keeneye.streams.spool.SpooledSink` (records wait on disk while a sink is down).
-The worker reports its counters every ``streams.status_interval_s`` over a pipe; a monitor thread in the
-server keeps the latest (``stats()``, Prometheus metrics), writes state changes to the database
-(Status, StatusMessage: reconnects, camera errors, sink outages), appends an audit record for every
-identification the worker reports, and when the worker exits marks the processor STOPPED (asked to
-stop, or StopSelector's MaxDurationInSeconds reached) or FAILED with the reason: a processor never dies
-silently. Why a process per processor: a camera's decode and models then use their own interpreter (no
-GIL shared with the API or other cameras), and one crashing camera or model cannot take the server down.
+Runs: StartStreamProcessor starts a worker *process* through
+:class:`~keeneye.streams.supervisor.WorkerSupervisor` (keeneye/streams/supervisor.py: what the worker
+runs, why a process per processor, how it reports). This module writes what the supervisor reports:
+state changes to the database (Status, StatusMessage: reconnects, camera errors, sink outages), an audit
+record for every identification, and when the worker exits, STOPPED (asked to stop, or StopSelector's
+MaxDurationInSeconds reached) or FAILED with the reason: a processor never dies silently. Cameras and
+data streams, and what a processor's Input and Output resolve to, are keeneye/service/streams/cameras.py.
 
 States: STOPPED -> (Start) STARTING -> RUNNING -> (Stop) STOPPING -> STOPPED; FAILED when the worker
 dies or cannot start (UpdateStreamProcessor applies at once to a stopped processor: no UPDATING). A
@@ -35,393 +32,54 @@ running); one that cannot be (its camera or collection gone) is FAILED with the 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import multiprocessing
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 from sqlalchemy import select
 
+from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
 from keeneye.core import regions
 from keeneye.core.errors import InvalidParameter, KeeneyeError, LimitExceeded, NotFound, ResourceInUse
-from keeneye.core.events import Event, FaceIdentified
+from keeneye.core.types import FloatArray
+from keeneye.service.faces.collections import FaceCollections, FaceMatch
+from keeneye.service.governance.audit import AuditLog
+from keeneye.service.streams.cameras import CAMERA_ARN, Cameras, check_name
+from keeneye.service.streams.spec import (
+    REQUEST_KEYS,
+    ProcessorInfo,
+    ProcessorOptions,
+    check_connected_home,
+    collection_key,
+    labels_of,
+    regions_of_interest,
+)
 from keeneye.store.db import Store
-from keeneye.store.tables import CameraRow, DataStreamRow, StreamProcessorRow
-from keeneye.streams.runtime import RecordEncoder
+from keeneye.store.tables import StreamProcessorRow
+from keeneye.streams.runtime import CollectionSearch, RecordEncoder
 from keeneye.streams.sinks import redacted_url
-
-if TYPE_CHECKING:
-    from keeneye.service.governance.audit import AuditLog
+from keeneye.streams.supervisor import (
+    SearchOpener,
+    WorkerConfig,
+    WorkerReports,
+    WorkerSupervisor,
+)
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("STOPPED", "STARTING", "RUNNING", "FAILED", "STOPPING", "UPDATING")
 ACTIVE = frozenset({"STARTING", "RUNNING", "STOPPING"})
-NAME = re.compile(r"[a-zA-Z0-9_.\-]{1,128}")
-CAMERA_ARN = re.compile(r"arn:[a-z\d-]+:kinesisvideo:([a-z\d-]+):(\d{12}):stream/([^/]+)(?:/.*)?")
-DATA_STREAM_ARN = re.compile(r"arn:[a-z\d-]+:kinesis:([a-z\d-]+):(\d{12}):stream/([^/]+)")
-CAMERA_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
-SUPPORTED_LABELS = ("PERSON",)
 MAX_LIST = 1000
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-# -- what a processor is -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProcessorInfo:
-    """A processor as DescribeStreamProcessor shows it (the request's AWS shapes kept as given)."""
-
-    name: str
-    arn: str
-    status: str
-    status_message: str | None
-    created_at: datetime
-    updated_at: datetime
-    request: dict[str, Any]
-    options: dict[str, Any]
-    session_id: str | None
-
-
-@dataclass(frozen=True)
-class ProcessorOptions:
-    """keeneye's own options of a processor (native API), validated."""
-
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    zones: list[dict[str, Any]] = field(default_factory=list)
-    record_interval_s: float | None = None
-    target_fps: float | None = None
-
-    @staticmethod
-    def parse(raw: Mapping[str, Any]) -> ProcessorOptions:
-        """``{"lines": [{"name", "p1": [x, y], "p2": [x, y], "hysteresis"?}], "zones": [{"name", "polygon":
-        [[x, y], ...]}], "record_interval_s": s, "target_fps": n}`` (all optional, ratio coordinates)."""
-        from keeneye.tracking.lines import Line
-        from keeneye.tracking.zones import Zone
-
-        unknown = set(raw) - {"lines", "zones", "record_interval_s", "target_fps"}
-        if unknown:
-            raise InvalidParameter(
-                f"unknown options {sorted(unknown)}: lines, zones, record_interval_s, target_fps"
-            )
-        lines, zones = list(raw.get("lines") or []), list(raw.get("zones") or [])
-        try:
-            for line in lines:
-                _line(line, Line)
-            for zone in zones:
-                _zone(zone, Zone)
-        except (TypeError, ValueError, KeyError) as err:
-            raise InvalidParameter(
-                f"bad line or zone ({err}): a line is {{'name': 'door', 'p1': [0.1, 0.5], "
-                "'p2': [0.9, 0.5]}, a zone {'name': 'lobby', 'polygon': [[x, y], ...]} "
-                "in 0-1 ratio coordinates"
-            ) from None
-        names = [x["name"] for x in lines + zones]
-        if len(set(names)) != len(names):
-            raise InvalidParameter("line and zone names must be unique")
-        interval, fps = raw.get("record_interval_s"), raw.get("target_fps")
-        for value, what in ((interval, "record_interval_s"), (fps, "target_fps")):
-            if value is not None and (not isinstance(value, int | float) or value <= 0):
-                raise InvalidParameter(f"{what} must be a number > 0")
-        return ProcessorOptions(lines, zones, interval, fps)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"lines": self.lines, "zones": self.zones}
-        if self.record_interval_s is not None:
-            out["record_interval_s"] = self.record_interval_s
-        if self.target_fps is not None:
-            out["target_fps"] = self.target_fps
-        return out
-
-
-def _point(value: Any) -> tuple[float, float]:
-    x, y = value
-    if not all(isinstance(v, int | float) and 0 <= v <= 1 for v in (x, y)):
-        raise ValueError(f"{value!r} is not a ratio point in 0-1")
-    return (float(x), float(y))
-
-
-def _line(raw: Mapping[str, Any], cls: Any) -> Any:
-    return cls(str(raw["name"]), _point(raw["p1"]), _point(raw["p2"]), float(raw.get("hysteresis", 0.01)))
-
-
-def _zone(raw: Mapping[str, Any], cls: Any) -> Any:
-    return cls(str(raw["name"]), tuple(_point(p) for p in raw["polygon"]), float(raw.get("hysteresis", 0.01)))
-
-
-def regions_of_interest(rois: Sequence[Mapping[str, Any]]) -> list[tuple[tuple[float, float], ...]]:
-    """RegionsOfInterest (each a BoundingBox or a Polygon of 3+ points, ratio coordinates) as polygons."""
-    out: list[tuple[tuple[float, float], ...]] = []
-    for i, roi in enumerate(rois):
-        box, polygon = roi.get("BoundingBox"), roi.get("Polygon")
-        if (box is None) == (polygon is None):
-            raise InvalidParameter(f"RegionsOfInterest[{i}] needs exactly one of BoundingBox or Polygon")
-        if box is not None:
-            left, top = float(box.get("Left", 0)), float(box.get("Top", 0))
-            width, height = float(box.get("Width", 0)), float(box.get("Height", 0))
-            if width <= 0 or height <= 0:
-                raise InvalidParameter(f"RegionsOfInterest[{i}].BoundingBox needs Width and Height > 0")
-            out.append(((left, top), (left + width, top), (left + width, top + height), (left, top + height)))
-        else:
-            points = tuple((float(p.get("X", 0)), float(p.get("Y", 0))) for p in polygon or ())
-            if len(points) < 3:
-                raise InvalidParameter(f"RegionsOfInterest[{i}].Polygon needs at least 3 points")
-            out.append(points)
-    return out
-
-
-# -- the worker process ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """Everything a worker process needs, picklable: resolved input URL, sinks, settings as JSON."""
-
-    name: str
-    arn: str
-    session_id: str
-    settings_json: str
-    source_url: str
-    listen: bool
-    stream_arn: str
-    face_search: tuple[str, float] | None  # collection id, FaceMatchThreshold
-    connected_home: tuple[list[str], float] | None
-    regions: list[tuple[tuple[float, float], ...]]
-    options: dict[str, Any]
-    sinks: list[dict[str, Any]]  # {"spec": SinkSpec as JSON}
-    stop_after_s: float | None
-    encode: RecordEncoder  # event -> record (a module-level function: pickled by reference)
-
-
-def _worker_main(config: WorkerConfig, conn: Any) -> None:
-    """A worker process: build the runtime, report status every interval, stop when told (or when
-    StopSelector's duration is reached), exit 0 when stopped and 1 when the runtime failed."""
-    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s processor {config.name}: %(message)s")
-    conn = _LockedConnection(conn)
-    try:
-        code = _work(config, conn)
-    except BaseException as err:  # reported to the server before dying: never silently
-        with contextlib.suppress(OSError, ValueError):
-            conn.send(("failed", f"{type(err).__name__}: {err}"))
-        raise
-    raise SystemExit(code)
-
-
-class _LockedConnection:
-    """The worker's end of the pipe: the processing thread (identifications) and the main thread (status)
-    both send, and a Connection's send is not safe from two threads at once."""
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-        self._lock = threading.Lock()
-
-    def send(self, message: Any) -> None:
-        with self._lock:
-            self._conn.send(message)
-
-    def poll(self, timeout_s: float) -> bool:
-        return bool(self._conn.poll(timeout_s))
-
-    def recv(self) -> Any:
-        return self._conn.recv()
-
-
-def _work(config: WorkerConfig, conn: Any) -> int:
-    from keeneye.streams.capture import CaptureSettings
-    from keeneye.streams.runtime import StreamProcessorRuntime
-    from keeneye.tracking.lines import Line
-    from keeneye.tracking.zones import Zone
-
-    settings = Settings.model_validate_json(config.settings_json)
-    streams = settings.streams
-    options = config.options
-    sinks = _worker_sinks(config, settings)
-    face_search = None
-    analyzer = None
-    if config.face_search is not None:
-        from keeneye.models.registry import build_face_analyzer
-        from keeneye.service.faces.collections import FaceCollections
-
-        collection_id, threshold = config.face_search
-        analyzer = build_face_analyzer(settings, with_embedder=True)
-        collections = FaceCollections(Store.open(settings.data_dir, settings.database_url), analyzer)
-
-        def search(embedding: Any, embedder_id: str, threshold: float) -> Any:
-            return collections.search_faces_by_vector(collection_id, embedding, embedder_id, threshold)
-
-        face_search = (search, threshold)
-
-    def on_event(event: Event) -> None:
-        payload = event.payload
-        if isinstance(payload, FaceIdentified) and payload.matches:
-            # Every identification is audited (by the server: one writer for the chain).
-            matched = [{"FaceId": m.face.face_id, "Similarity": float(m.similarity)} for m in payload.matches]
-            conn.send(("identified", {"matches": matched, "track_id": event.track_id}))
-
-    capture = CaptureSettings(
-        target_fps=options.get("target_fps") or streams.target_fps,
-        queue_size=streams.queue_frames,
-        **({"listen": True} if config.listen else {}),
-    )
-    runtime = StreamProcessorRuntime(
-        config.source_url,
-        settings,
-        face_search=face_search,
-        connected_home=config.connected_home,
-        lines=[_line(x, Line) for x in options.get("lines", [])],
-        zones=[_zone(x, Zone) for x in options.get("zones", [])],
-        regions=config.regions,
-        sinks=sinks,
-        record_interval_s=options.get("record_interval_s") or streams.record_interval_s,
-        capture=capture,
-        stream_arn=config.stream_arn,
-        analyzer=analyzer,
-        on_event=on_event,
-        encode=config.encode,
-    )
-    deadline = None if config.stop_after_s is None else time.monotonic() + config.stop_after_s
-    runtime.start()
-    reason = "stopped"
-    try:
-        while True:
-            conn.send(("status", _stats_dict(runtime, sinks)))
-            if runtime.stats().state == "failed":
-                reason = "failed"
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                reason = "duration"
-                break
-            if conn.poll(streams.status_interval_s) and conn.recv() == "stop":
-                break
-    finally:
-        runtime.stop()  # closes the sinks: spooled records get until stop_timeout_s to go out
-    stats = runtime.stats()
-    conn.send(("status", _stats_dict(runtime, sinks)))
-    if reason == "failed":
-        conn.send(("failed", stats.error or "the processor stopped"))
-        return 1
-    conn.send(("stopped", reason))
-    return 0
-
-
-def _worker_sinks(config: WorkerConfig, settings: Settings) -> list[Any]:
-    from keeneye.streams.sinks import SinkSpec, build_sink
-    from keeneye.streams.spool import SpooledSink
-
-    out = []
-    put = s3_put_object(settings)
-    for i, raw in enumerate(config.sinks):
-        sink = build_sink(
-            SinkSpec.model_validate(raw["spec"]),
-            jsonl_dir=settings.data_dir / "notifications",
-            timeout_s=settings.notifications.timeout_s,
-            put_object=put,
-        )
-        folder = settings.data_dir / "stream-spool" / config.name / f"sink-{i}"
-        out.append(
-            SpooledSink(
-                sink,
-                folder,
-                max_bytes=settings.streams.spool_max_bytes,
-                name=f"{config.name}/{i}",
-            )
-        )
-    return out
-
-
-def s3_put_object(settings: Settings) -> Callable[[str, str, bytes], None]:
-    """Writes ``(bucket, key, body)`` to a bucket mapped to a folder (``server.buckets``) or else through
-    ``server.s3_endpoint``; InvalidParameter for a bucket the server does not know."""
-    buckets = dict(settings.server.buckets)
-    endpoint = settings.server.s3_endpoint
-    client: list[Any] = []
-
-    def put(bucket: str, key: str, body: bytes) -> None:
-        folder = buckets.get(bucket)
-        if folder is not None:
-            path = (Path(folder) / key).resolve()
-            if not path.is_relative_to(Path(folder).resolve()):
-                raise InvalidParameter(f"S3 key {key!r} leaves the bucket's folder")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(body)
-            tmp.replace(path)
-            return
-        if endpoint is None:
-            raise InvalidParameter(f"bucket {bucket!r} is not served by this server")
-        if not client:
-            import boto3
-
-            client.append(boto3.client("s3", endpoint_url=endpoint))
-        client[0].put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
-
-    return put
-
-
-def _stats_dict(runtime: Any, sinks: Sequence[Any]) -> dict[str, Any]:
-    s = runtime.stats()
-    c = s.capture
-    return {
-        "state": s.state,
-        "error": s.error,
-        "frames_processed": s.frames_processed,
-        "frames_dropped": s.frames_dropped,
-        "records": s.records,
-        "latency_p50_s": s.latency_p50_s,
-        "latency_p95_s": s.latency_p95_s,
-        "capture": {
-            "state": c.state,
-            "last_error": c.last_error,
-            "frames_read": c.frames_read,
-            "frames_dropped": c.frames_dropped,
-            "reconnects": c.reconnects,
-        },
-        "sinks": [_sink_stats(x) for x in sinks],
-    }
-
-
-def _sink_stats(sink: Any) -> dict[str, Any]:
-    st = sink.stats()
-    return {
-        "name": sink.name,
-        "state": st.state,
-        "queued": st.queued,
-        "delivered": st.delivered,
-        "dropped": st.dropped,
-        "failures": st.failures,
-        "last_error": st.last_error,
-    }
-
-
-def status_message(stats: Mapping[str, Any]) -> str | None:
-    """What an operator should know about a running processor, or None when all is well."""
-    problems = []
-    capture = stats.get("capture") or {}
-    if capture.get("state") == "reconnecting":
-        problems.append(f"camera unavailable, reconnecting with backoff: {capture.get('last_error')}")
-    elif capture.get("state") == "listening":
-        problems.append("waiting for the camera to push")
-    for sink in stats.get("sinks", []):
-        if sink.get("state") == "retrying":
-            problems.append(
-                f"sink {sink.get('name')} down ({sink.get('last_error')}); {sink.get('queued')} records "
-                "buffered on disk"
-            )
-    return "; ".join(problems)[:1024] or None
 
 
 # -- the service -----------------------------------------------------------------------------------------
@@ -436,27 +94,17 @@ class _Resolved:
     sinks: list[dict[str, Any]]
 
 
-@dataclass
-class _Running:
-    process: Any
-    conn: Any
-    session_id: str
-    access_key: str | None = None
-    collection_id: str | None = None
-    threshold: float | None = None
-    stop_requested: bool = False
-    stats: dict[str, Any] = field(default_factory=dict)
-    outcome: tuple[str, str] | None = None  # ("stopped", why) | ("failed", why) from the worker
-    monitor: threading.Thread | None = None
-
-
 class StreamProcessors:
-    """The stream-processor store and the supervisor of their worker processes.
+    """The stream processors: their store, their runs (each a worker process of ``supervisor``), and what
+    the workers report.
 
     audit: where identifications a worker reports and session ends are recorded (with the access key
     that started the processor); notify: ``(topic_arn, message)`` for a processor's NotificationChannel;
     check_collection: raises NotFound for a missing collection; region/account: for ARNs; encode: a
-    pipeline event -> the record sinks get (keeneye.aws.stream_records.encode, from the composition root).
+    pipeline event -> the record sinks get (keeneye.aws.stream_records.encode, from the composition root);
+    open_search: how a worker searches a FaceSearch processor's collection (a module-level function,
+    pickled into the worker); supervisor: runs the workers (the composition root builds it; one is made
+    from ``settings.streams`` when not given). ``cameras``: the registered cameras and data streams.
     """
 
     def __init__(
@@ -471,19 +119,22 @@ class StreamProcessors:
         region: str = "us-east-1",
         account: str = "000000000000",
         encode: RecordEncoder,
+        open_search: SearchOpener | None = None,
+        supervisor: WorkerSupervisor | None = None,
     ) -> None:
         self._store = store
         self._encode = encode
+        self._open_search = open_search or open_collection_search
         self._settings = settings
         self._audit = audit
         self._notify = notify
         self._check_topic = check_notification_topic
         self._check_collection = check_collection
         self.region, self.account = region, account
+        self.cameras = Cameras(store, settings, region=region, account=account)
+        self._workers = supervisor or WorkerSupervisor(stop_timeout_s=settings.streams.stop_timeout_s)
         self._lock = threading.RLock()
-        self._running: dict[str, _Running] = {}
         self._closing = False
-        self._mp = multiprocessing.get_context("spawn")
 
     def arn(self, name: str) -> str:
         """A processor's ARN; ``name`` is its store key (REGION/name outside us-east-1, as collections:
@@ -491,175 +142,12 @@ class StreamProcessors:
         region, plain = regions.split_key(name)
         return f"arn:aws:rekognition:{region}:{self.account}:streamprocessor/{plain}"
 
-    def camera_arn(self, name: str) -> str:
-        """What Input.KinesisVideoStream.Arn names a registered camera by."""
-        return f"arn:aws:kinesisvideo:{self.region}:{self.account}:stream/{name}/1"
-
-    def data_stream_arn(self, name: str) -> str:
-        """What Output.KinesisDataStream.Arn names a registered data stream by."""
-        return f"arn:aws:kinesis:{self.region}:{self.account}:stream/{name}"
-
-    # -- cameras and data streams (native API) -----------------------------------------------------------
-
-    def put_camera(self, name: str, url: str, *, listen: bool = False) -> dict[str, Any]:
-        _check_name(name, "camera")
-        scheme = urlsplit(url).scheme.lower()
-        if scheme not in CAMERA_SCHEMES:
-            raise InvalidParameter(
-                f"a camera URL must be one of {', '.join(s + '://' for s in CAMERA_SCHEMES)}"
-            )
-        if listen and scheme not in ("rtsp", "rtmp"):
-            raise InvalidParameter(
-                "a camera that pushes (listen) needs an rtsp:// or rtmp:// URL to listen on"
-            )
-        now = _now()
-        with self._store.transaction() as s:
-            row = s.get(CameraRow, name)
-            if row is None:
-                row = CameraRow(name=name, url=url, listen=listen, created_at=now, updated_at=now)
-                s.add(row)
-            else:
-                row.url, row.listen, row.updated_at = url, listen, now
-            return self._camera_dict(row)
-
-    def _camera_dict(self, row: CameraRow) -> dict[str, Any]:
-        return {
-            "name": row.name,
-            "url": redacted_url(row.url),
-            "listen": row.listen,
-            "arn": self.camera_arn(row.name),
-            "created_at": row.created_at.isoformat(),
-            "updated_at": row.updated_at.isoformat(),
-        }
-
-    def list_cameras(self) -> list[dict[str, Any]]:
-        with self._store.transaction() as s:
-            return [self._camera_dict(r) for r in s.scalars(select(CameraRow).order_by(CameraRow.name))]
-
-    def get_camera(self, name: str) -> dict[str, Any]:
-        with self._store.transaction() as s:
-            return self._camera_dict(_registered(s, CameraRow, name, NotFound))
-
-    def delete_camera(self, name: str) -> None:
-        with self._store.transaction() as s:
-            s.delete(_registered(s, CameraRow, name, NotFound))
-
-    def put_data_stream(self, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Register a data stream: one sink (``{"webhook": ...}``, ``{"mqtt": ...}``, ``{"jsonl": ...}``) or
-        several that each get every record (``{"sinks": [{"webhook": ...}, {"mqtt": ...}]}``)."""
-        from keeneye.streams.sinks import SinkSpec
-
-        _check_name(name, "data stream")
-        raw = spec.get("sinks") if set(spec) == {"sinks"} else [spec]
-        if not isinstance(raw, list) or not 1 <= len(raw) <= 8:
-            raise InvalidParameter('"sinks" must be a list of 1 to 8 sinks')
-        try:
-            parsed = [SinkSpec.model_validate(x) for x in raw]
-        except ValueError as err:
-            raise InvalidParameter(f"bad sink: {err}") from None
-        body = {"sinks": [x.model_dump(mode="json", exclude_none=True) for x in parsed]}
-        now = _now()
-        with self._store.transaction() as s:
-            row = s.get(DataStreamRow, name)
-            if row is None:
-                row = DataStreamRow(name=name, sink=body, created_at=now, updated_at=now)
-                s.add(row)
-            else:
-                row.sink, row.updated_at = body, now
-            return self._stream_dict(row)
-
-    def _stream_dict(self, row: DataStreamRow) -> dict[str, Any]:
-        from keeneye.streams.sinks import SinkSpec, redacted
-
-        return {
-            "name": row.name,
-            "sinks": [redacted(SinkSpec.model_validate(x)) for x in row.sink["sinks"]],
-            "arn": self.data_stream_arn(row.name),
-            "created_at": row.created_at.isoformat(),
-            "updated_at": row.updated_at.isoformat(),
-        }
-
-    def list_data_streams(self) -> list[dict[str, Any]]:
-        with self._store.transaction() as s:
-            return [
-                self._stream_dict(r) for r in s.scalars(select(DataStreamRow).order_by(DataStreamRow.name))
-            ]
-
-    def delete_data_stream(self, name: str) -> None:
-        with self._store.transaction() as s:
-            s.delete(_registered(s, DataStreamRow, name, NotFound))
-
-    # -- resolution ----------------------------------------------------------------------------------------
-
-    def _resolve_input(self, arn: str) -> tuple[str, bool]:
-        """Input.KinesisVideoStream.Arn -> (URL to read, listen)."""
-        m = CAMERA_ARN.fullmatch(arn)
-        if m is not None:
-            with self._store.transaction() as s:
-                camera = _registered(s, CameraRow, m.group(3), InvalidParameter)
-                return camera.url, camera.listen
-        scheme = urlsplit(arn).scheme.lower()
-        if scheme in CAMERA_SCHEMES:
-            return arn, False
-        if scheme == "file":
-            path = Path(unquote(urlsplit(arn).path)).resolve()
-            roots = [Path(f).resolve() for f in self._settings.server.buckets.values()]
-            if not any(path.is_relative_to(r) for r in roots):
-                raise InvalidParameter(
-                    "a file:// input must be inside a folder this server serves as a bucket "
-                    "(--bucket NAME=FOLDER)"
-                )
-            if not path.is_file():
-                raise InvalidParameter(f"no such video file: {path.name}")
-            return f"file://{path}", False
-        raise InvalidParameter(
-            "Input.KinesisVideoStream.Arn must be a camera registered on this server "
-            "(arn:aws:kinesisvideo:<region>:<account>:stream/<name>/1) or a URL: rtsp://, rtsps://, rtmp://, "
-            "http(s):// or file://"
-        )
-
-    def _resolve_outputs(self, output: Mapping[str, Any]) -> list[dict[str, Any]]:
-        from keeneye.streams.sinks import S3Target, sink_spec_from_url
-
-        sinks: list[dict[str, Any]] = []
-        kinesis = output.get("KinesisDataStream")
-        if kinesis is not None:
-            arn = str(kinesis.get("Arn", ""))
-            m = DATA_STREAM_ARN.fullmatch(arn)
-            if m is not None:
-                with self._store.transaction() as s:
-                    stream = _registered(s, DataStreamRow, m.group(3), InvalidParameter)
-                    sinks += [{"spec": dict(x)} for x in stream.sink["sinks"]]
-            else:
-                spec = sink_spec_from_url(arn)
-                sinks.append({"spec": spec.model_dump(mode="json", exclude_none=True)})
-        s3 = output.get("S3Destination")
-        if s3 is not None:
-            try:
-                target = S3Target(bucket=str(s3.get("Bucket", "")), prefix=str(s3.get("KeyPrefix", "")))
-            except ValueError as err:
-                raise InvalidParameter(f"S3Destination: {err}") from None
-            sinks.append({"spec": {"s3": target.model_dump(mode="json")}})
-        for sink in sinks:
-            bucket = (sink["spec"].get("s3") or {}).get("bucket")
-            if (
-                bucket is not None
-                and bucket not in self._settings.server.buckets
-                and not self._settings.server.s3_endpoint
-            ):
-                raise InvalidParameter(
-                    f"bucket {bucket!r} is not served by this server (--bucket NAME=FOLDER or --s3-endpoint)"
-                )
-        if not sinks:
-            raise InvalidParameter("Output needs KinesisDataStream or S3Destination")
-        return sinks
-
     def _validate(self, request: Mapping[str, Any], name: str) -> _Resolved:
         """Everything Create checks that can be checked before a run: input, outputs, settings; what the
         input and outputs resolve to now (Start runs the worker on exactly that). ``name``: the
         processor's key, whose region is the FaceSearch collection's."""
-        url, listen = self._resolve_input(str(request["Input"]["KinesisVideoStream"]["Arn"]))
-        resolved = _Resolved(url, listen, self._resolve_outputs(request["Output"]))
+        url, listen = self.cameras.resolve_input(str(request["Input"]["KinesisVideoStream"]["Arn"]))
+        resolved = _Resolved(url, listen, self.cameras.resolve_outputs(request["Output"]))
         settings = request.get("Settings") or {}
         face, home = settings.get("FaceSearch"), settings.get("ConnectedHome")
         if face is None and home is None:
@@ -672,11 +160,11 @@ class StreamProcessors:
                 raise InvalidParameter("FaceMatchThreshold must be in 0-100")
             if self._check_collection is not None:
                 try:
-                    self._check_collection(_collection_key(name, str(face["CollectionId"])))
+                    self._check_collection(collection_key(name, str(face["CollectionId"])))
                 except NotFound as err:
                     raise InvalidParameter(f"Settings.FaceSearch: {err.message}") from None
         if home is not None:
-            _check_connected_home(home.get("Labels") or [], home.get("MinConfidence"))
+            check_connected_home(home.get("Labels") or [], home.get("MinConfidence"))
         regions_of_interest(request.get("RegionsOfInterest") or [])
         channel = request.get("NotificationChannel")
         if channel is not None and self._check_topic is not None:
@@ -687,8 +175,8 @@ class StreamProcessors:
 
     def create(self, name: str, request: Mapping[str, Any]) -> str:
         """CreateStreamProcessor: validate and store (STOPPED); the ARN. ResourceInUse for a taken name."""
-        _check_name(regions.name_of(name), "stream processor")
-        body = {k: request[k] for k in _REQUEST_KEYS if k in request}
+        check_name(regions.name_of(name), "stream processor")
+        body = {k: request[k] for k in REQUEST_KEYS if k in request}
         self._validate(body, name)
         now = _now()
         with self._store.transaction() as s:
@@ -776,7 +264,7 @@ class StreamProcessors:
             if "ConnectedHomeMinConfidence" in delete:
                 home.pop("MinConfidence", None)
             if home:
-                _check_connected_home(home.get("Labels") or [], home.get("MinConfidence"))
+                check_connected_home(home.get("Labels") or [], home.get("MinConfidence"))
                 request["Settings"] = {**request.get("Settings", {}), "ConnectedHome": home}
             if regions is not None:
                 regions_of_interest(regions)
@@ -815,8 +303,8 @@ class StreamProcessors:
         with self._lock:
             if self._closing:
                 raise ResourceInUse("the server is stopping")
-            active = sum(1 for r in self._running.values() if r.process.is_alive())
-            if name not in self._running and active >= self._settings.streams.max_processors:
+            active = self._workers.alive()
+            if name not in self._workers and active >= self._settings.streams.max_processors:
                 raise LimitExceeded(
                     f"{active} stream processors are running, the most this server runs at once "
                     f"(streams.max_processors); stop one first"
@@ -825,7 +313,7 @@ class StreamProcessors:
             now = _now()
             with self._store.transaction() as s:
                 row = self._row(s, name)
-                if row.status in ACTIVE or name in self._running:
+                if row.status in ACTIVE or name in self._workers:
                     raise ResourceInUse(f"stream processor {name!r} is {row.status}")
                 request = dict(row.request)
             # What Create checked may have changed since (a camera, a data stream or the collection gone):
@@ -870,98 +358,54 @@ class StreamProcessors:
             face_search=None
             if face is None
             else (
-                _collection_key(name, str(face["CollectionId"])),
+                collection_key(name, str(face["CollectionId"])),
                 float(face.get("FaceMatchThreshold", 80.0)),
             ),
             connected_home=None
             if home is None
-            else (_labels(home.get("Labels") or []), float(home.get("MinConfidence", 50.0))),
+            else (labels_of(home.get("Labels") or []), float(home.get("MinConfidence", 50.0))),
             regions=regions_of_interest(request.get("RegionsOfInterest") or []),
             options=dict(options),
             sinks=resolved.sinks,
             stop_after_s=stop_after_s,
             encode=self._encode,
+            open_search=self._open_search,
         )
-        parent, child = self._mp.Pipe()
-        process = self._mp.Process(
-            target=_worker_main, args=(config, child), name=f"keeneye-processor-{name}", daemon=True
-        )
-        process.start()
-        child.close()
-        running = _Running(process, parent, session_id, access_key)
-        if config.face_search is not None:
-            running.collection_id, running.threshold = config.face_search
-        self._running[name] = running
-        running.monitor = threading.Thread(
-            target=self._monitor, args=(name, running), name=f"keeneye-monitor-{name}", daemon=True
-        )
-        running.monitor.start()
+        self._workers.spawn(config, self._reports(name, session_id, access_key, config.face_search))
 
-    def _monitor(self, name: str, running: _Running) -> None:
-        """Follow one worker until it exits; write its state changes; audit its identifications."""
-        last: tuple[str, str | None] | None = None
-        while True:
-            try:
-                if not running.conn.poll(0.5):
-                    if not running.process.is_alive():
-                        break
-                    continue
-                kind, payload = running.conn.recv()
-            except (EOFError, OSError):
-                break
-            if kind == "status":
-                running.stats = payload
-                status = "STOPPING" if running.stop_requested else "RUNNING"
-                if payload.get("state") == "starting":
-                    status = "STARTING"
-                message = status_message(payload)
-                if (status, message) != last:
-                    last = (status, message)
-                    self._set_status(name, running.session_id, status, message)
-            elif kind == "identified" and self._audit is not None:
+    def _reports(
+        self, name: str, session_id: str, access_key: str | None, face_search: tuple[str, float] | None
+    ) -> WorkerReports:
+        """What is done with one run's reports: status changes written, identifications audited (under
+        the access key that started it), its end written (and notified)."""
+        collection_id, threshold = face_search if face_search is not None else (None, None)
+
+        def status(status: str, message: str | None) -> None:
+            self._set_status(name, session_id, status, message)
+
+        def identified(report: dict[str, Any]) -> None:
+            if self._audit is not None:
                 self._audit.append(
                     "StreamProcessorMatch",
-                    access_key=running.access_key,
-                    collection_id=running.collection_id,
+                    access_key=access_key,
+                    collection_id=collection_id,
                     request_faces=1,
-                    matches=payload["matches"],
-                    threshold=running.threshold,
+                    matches=report["matches"],
+                    threshold=threshold,
                     details={
                         "stream_processor": name,
-                        "session_id": running.session_id,
-                        "track_id": payload.get("track_id"),
+                        "session_id": session_id,
+                        "track_id": report.get("track_id"),
                     },
                 )
-            elif kind in ("stopped", "failed"):
-                running.outcome = (kind, str(payload))
-        running.process.join(5)
-        if running.outcome is not None and running.outcome[0] == "stopped":
-            status, message = "STOPPED", None
-            if running.outcome[1] == "duration":
-                message = "stopped after StopSelector.MaxDurationInSeconds"
-        elif running.stop_requested:
-            status, message = "STOPPED", None
-        else:
-            why = (
-                running.outcome[1]
-                if running.outcome
-                else f"worker exited with code {running.process.exitcode}"
-            )
-            status, message = "FAILED", f"the processor failed: {why}"
-            log.error("stream processor %s failed: %s", name, why)
-        with self._lock:
-            if self._running.get(name) is running:
-                del self._running[name]
-            closing = self._closing
-        keep_desired = closing  # a server shutdown: started again at the next start
-        self._finish(
-            name,
-            running.session_id,
-            status,
-            message,
-            keep_desired=keep_desired,
-            access_key=running.access_key,
-        )
+
+        def ended(status: str, message: str | None) -> None:
+            with self._lock:
+                closing = self._closing
+            # A server shutdown keeps it desired-running: started again at the next start.
+            self._finish(name, session_id, status, message, keep_desired=closing, access_key=access_key)
+
+        return WorkerReports(status, identified, ended)
 
     def _set_status(self, name: str, session_id: str, status: str, message: str | None) -> None:
         with self._store.transaction() as s:
@@ -1008,46 +452,24 @@ class StreamProcessors:
         """StopStreamProcessor: ask the worker to stop (it delivers what it has and exits; killed after
         ``streams.stop_timeout_s``). ResourceInUse when it is not running."""
         with self._lock:
-            running = self._running.get(name)
+            worker = self._workers.get(name)
             with self._store.transaction() as s:
                 row = self._row(s, name)
-                if running is None or row.status not in ACTIVE:
+                if worker is None or row.status not in ACTIVE:
                     raise ResourceInUse(f"stream processor {name!r} is {row.status}, not running")
                 row.status, row.desired, row.updated_at = "STOPPING", "stopped", _now()
-            running.stop_requested = True
-        self._stop_worker(running)
-
-    def _stop_worker(self, running: _Running) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            running.conn.send("stop")
-        threading.Thread(target=self._reap, args=(running,), daemon=True).start()
-
-    def _reap(self, running: _Running) -> None:
-        running.process.join(self._settings.streams.stop_timeout_s)
-        if running.process.is_alive():
-            log.warning("stream processor worker %s did not stop in time: killed", running.process.name)
-            running.process.kill()
+            self._workers.stop(worker)
 
     def stats(self, name: str) -> dict[str, Any]:
         """The latest counters a running processor reported (empty when it is not running)."""
-        with self._lock:
-            running = self._running.get(name)
-            if running is None:
-                return {}
-            return {**running.stats, "worker_pid": running.process.pid}
+        return self._workers.stats(name)
 
     def all_stats(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            return {name: dict(r.stats) for name, r in self._running.items()}
+        return self._workers.all_stats()
 
     def wait_stopped(self, name: str, timeout_s: float) -> bool:
         """Tests and shutdown: whether the processor's monitor ended within ``timeout_s``."""
-        with self._lock:
-            running = self._running.get(name)
-        if running is None or running.monitor is None:
-            return True
-        running.monitor.join(timeout_s)
-        return not running.monitor.is_alive()
+        return self._workers.wait_stopped(name, timeout_s)
 
     def resume(self) -> list[str]:
         """Server start: processors that were running (or starting) when it stopped run again; a
@@ -1081,77 +503,7 @@ class StreamProcessors:
         """Server shutdown: stop every worker (they stay desired-running and resume at the next start)."""
         with self._lock:
             self._closing = True
-            running = list(self._running.items())
-        for _, r in running:
-            r.stop_requested = True
-            with contextlib.suppress(OSError, ValueError):
-                r.conn.send("stop")
-        deadline = time.monotonic() + self._settings.streams.stop_timeout_s
-        for _, r in running:
-            r.process.join(max(0.1, deadline - time.monotonic()))
-            if r.process.is_alive():
-                r.process.kill()
-                r.process.join(2)
-            if r.monitor is not None:
-                r.monitor.join(5)
-
-
-_REQUEST_KEYS = (
-    "Input",
-    "Output",
-    "Settings",
-    "RoleArn",
-    "Tags",
-    "NotificationChannel",
-    "KmsKeyId",
-    "RegionsOfInterest",
-    "DataSharingPreference",
-)
-
-
-_REGISTRATION = {
-    CameraRow: ("camera", 'PUT /v1/cameras/{name} {{"url": "rtsp://..."}}, or give the URL as the Arn'),
-    DataStreamRow: ("data stream", "PUT /v1/data-streams/{name}, or give a sink URL as the Arn"),
-}
-
-
-def _registered(s: Any, table: type[Any], name: str, error: type[KeeneyeError]) -> Any:
-    """The camera / data stream row called ``name``; ``error`` (NotFound for the native API,
-    InvalidParameter where a processor names it) saying how to register one when there is none."""
-    row = s.get(table, name)
-    if row is None:
-        what, how = _REGISTRATION[table]
-        if error is NotFound:
-            raise NotFound(f"no {what} named {name!r}")
-        raise error(f"no {what} named {name!r} on this server: register it with {how.format(name=name)}")
-    return row
-
-
-def _collection_key(processor: str, collection_id: str) -> str:
-    """The store key of a FaceSearch collection: the one of the processor's region."""
-    return regions.scoped_key(regions.split_key(processor)[0], collection_id)
-
-
-def _check_name(name: str, what: str) -> None:
-    if not NAME.fullmatch(name):
-        raise InvalidParameter(f"a {what} name is 1-128 characters of a-z, A-Z, 0-9, _, . and -")
-
-
-def _labels(labels: Sequence[str]) -> list[str]:
-    return ["PERSON" if label == "ALL" else label for label in labels]
-
-
-def _check_connected_home(labels: Sequence[str], min_confidence: float | None) -> None:
-    if not labels:
-        raise InvalidParameter("Settings.ConnectedHome.Labels needs at least one label: PERSON")
-    unsupported = sorted(set(_labels(labels)) - set(SUPPORTED_LABELS))
-    if unsupported:
-        raise InvalidParameter(
-            f"ConnectedHome labels {unsupported} are not supported: keeneye detects PERSON only "
-            "(ALL means PERSON here)"
-        )
-    if min_confidence is not None and not 0 <= min_confidence <= 100:
-        raise InvalidParameter("ConnectedHome.MinConfidence must be in 0-100")
+        self._workers.close()
 
 
 def end_message(arn: str, session_id: str, status: str, message: str | None) -> dict[str, Any]:
@@ -1165,3 +517,16 @@ def end_message(arn: str, session_id: str, status: str, message: str | None) -> 
         "statusMessage": message,
         "timestamp": int(time.time() * 1000),
     }
+
+
+def open_collection_search(
+    settings: Settings, analyzer: FaceAnalyzer, collection_id: str
+) -> CollectionSearch:
+    """In a worker process: the search of ``collection_id`` (a store key) over its own store and
+    collections (the worker's ``analyzer`` shared). A module-level function: pickled by reference."""
+    collections = FaceCollections(Store.open(settings.data_dir, settings.database_url), analyzer)
+
+    def search(embedding: FloatArray, embedder_id: str, threshold: float) -> list[FaceMatch]:
+        return collections.search_faces_by_vector(collection_id, embedding, embedder_id, threshold)
+
+    return search

@@ -1,0 +1,235 @@
+"""Cameras and data streams: the inputs and outputs stream processors name, registered by name.
+
+* A camera (``PUT /v1/cameras/{name}``) is a live URL (``rtsp://``, ``rtsps://``, ``rtmp://``,
+  ``http(s)://``), pulled or, with ``listen``, pushed to us (rtsp/rtmp); a processor's
+  ``Input.KinesisVideoStream.Arn`` names it as
+  ``arn:aws:kinesisvideo:<region>:<account>:stream/<name>/<any>``.
+* A data stream (``PUT /v1/data-streams/{name}``) is one sink or several (webhook, MQTT, JSONL; see
+  keeneye.streams.sinks); ``Output.KinesisDataStream.Arn`` names it as
+  ``arn:aws:kinesis:<region>:<account>:stream/<name>``.
+
+:meth:`Cameras.resolve_input` and :meth:`Cameras.resolve_outputs` turn a processor's Input and Output
+into what its worker reads and writes, refusing (InvalidParameter) what is not registered, a local file
+outside the served buckets, or an S3 bucket the server does not serve. URLs keep their passwords in the
+database and are shown without them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from keeneye.config import Settings
+from keeneye.core.errors import InvalidParameter, KeeneyeError, NotFound
+from keeneye.store.db import Store
+from keeneye.store.tables import CameraRow, DataStreamRow
+from keeneye.streams.sinks import S3Target, SinkSpec, redacted, redacted_url, sink_spec_from_url
+
+NAME = re.compile(r"[a-zA-Z0-9_.\-]{1,128}")
+CAMERA_ARN = re.compile(r"arn:[a-z\d-]+:kinesisvideo:([a-z\d-]+):(\d{12}):stream/([^/]+)(?:/.*)?")
+DATA_STREAM_ARN = re.compile(r"arn:[a-z\d-]+:kinesis:([a-z\d-]+):(\d{12}):stream/([^/]+)")
+CAMERA_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
+
+_REGISTRATION = {
+    CameraRow: ("camera", 'PUT /v1/cameras/{name} {{"url": "rtsp://..."}}, or give the URL as the Arn'),
+    DataStreamRow: ("data stream", "PUT /v1/data-streams/{name}, or give a sink URL as the Arn"),
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_name(name: str, what: str) -> None:
+    """InvalidParameter unless ``name`` is 1-128 characters of a-z, A-Z, 0-9, _, . and -."""
+    if not NAME.fullmatch(name):
+        raise InvalidParameter(f"a {what} name is 1-128 characters of a-z, A-Z, 0-9, _, . and -")
+
+
+class Cameras:
+    """The registered cameras and data streams (native API), and what a processor's Input and Output
+    resolve to. region/account: what their ARNs carry."""
+
+    def __init__(self, store: Store, settings: Settings, *, region: str, account: str) -> None:
+        self._store = store
+        self._settings = settings
+        self.region, self.account = region, account
+
+    def camera_arn(self, name: str) -> str:
+        """What Input.KinesisVideoStream.Arn names a registered camera by."""
+        return f"arn:aws:kinesisvideo:{self.region}:{self.account}:stream/{name}/1"
+
+    def data_stream_arn(self, name: str) -> str:
+        """What Output.KinesisDataStream.Arn names a registered data stream by."""
+        return f"arn:aws:kinesis:{self.region}:{self.account}:stream/{name}"
+
+    # -- cameras -----------------------------------------------------------------------------------------
+
+    def put_camera(self, name: str, url: str, *, listen: bool = False) -> dict[str, Any]:
+        check_name(name, "camera")
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in CAMERA_SCHEMES:
+            raise InvalidParameter(
+                f"a camera URL must be one of {', '.join(s + '://' for s in CAMERA_SCHEMES)}"
+            )
+        if listen and scheme not in ("rtsp", "rtmp"):
+            raise InvalidParameter(
+                "a camera that pushes (listen) needs an rtsp:// or rtmp:// URL to listen on"
+            )
+        now = _now()
+        with self._store.transaction() as s:
+            row = s.get(CameraRow, name)
+            if row is None:
+                row = CameraRow(name=name, url=url, listen=listen, created_at=now, updated_at=now)
+                s.add(row)
+            else:
+                row.url, row.listen, row.updated_at = url, listen, now
+            return self._camera_dict(row)
+
+    def _camera_dict(self, row: CameraRow) -> dict[str, Any]:
+        return {
+            "name": row.name,
+            "url": redacted_url(row.url),
+            "listen": row.listen,
+            "arn": self.camera_arn(row.name),
+            "created_at": row.created_at.isoformat(),
+            "updated_at": row.updated_at.isoformat(),
+        }
+
+    def list_cameras(self) -> list[dict[str, Any]]:
+        with self._store.transaction() as s:
+            return [self._camera_dict(r) for r in s.scalars(select(CameraRow).order_by(CameraRow.name))]
+
+    def get_camera(self, name: str) -> dict[str, Any]:
+        with self._store.transaction() as s:
+            return self._camera_dict(_registered(s, CameraRow, name, NotFound))
+
+    def delete_camera(self, name: str) -> None:
+        with self._store.transaction() as s:
+            s.delete(_registered(s, CameraRow, name, NotFound))
+
+    # -- data streams ------------------------------------------------------------------------------------
+
+    def put_data_stream(self, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Register a data stream: one sink (``{"webhook": ...}``, ``{"mqtt": ...}``, ``{"jsonl": ...}``) or
+        several that each get every record (``{"sinks": [{"webhook": ...}, {"mqtt": ...}]}``)."""
+        check_name(name, "data stream")
+        raw = spec.get("sinks") if set(spec) == {"sinks"} else [spec]
+        if not isinstance(raw, list) or not 1 <= len(raw) <= 8:
+            raise InvalidParameter('"sinks" must be a list of 1 to 8 sinks')
+        try:
+            parsed = [SinkSpec.model_validate(x) for x in raw]
+        except ValueError as err:
+            raise InvalidParameter(f"bad sink: {err}") from None
+        body = {"sinks": [x.model_dump(mode="json", exclude_none=True) for x in parsed]}
+        now = _now()
+        with self._store.transaction() as s:
+            row = s.get(DataStreamRow, name)
+            if row is None:
+                row = DataStreamRow(name=name, sink=body, created_at=now, updated_at=now)
+                s.add(row)
+            else:
+                row.sink, row.updated_at = body, now
+            return self._stream_dict(row)
+
+    def _stream_dict(self, row: DataStreamRow) -> dict[str, Any]:
+        return {
+            "name": row.name,
+            "sinks": [redacted(SinkSpec.model_validate(x)) for x in row.sink["sinks"]],
+            "arn": self.data_stream_arn(row.name),
+            "created_at": row.created_at.isoformat(),
+            "updated_at": row.updated_at.isoformat(),
+        }
+
+    def list_data_streams(self) -> list[dict[str, Any]]:
+        with self._store.transaction() as s:
+            return [
+                self._stream_dict(r) for r in s.scalars(select(DataStreamRow).order_by(DataStreamRow.name))
+            ]
+
+    def delete_data_stream(self, name: str) -> None:
+        with self._store.transaction() as s:
+            s.delete(_registered(s, DataStreamRow, name, NotFound))
+
+    # -- what a processor's Input and Output resolve to ----------------------------------------------------
+
+    def resolve_input(self, arn: str) -> tuple[str, bool]:
+        """Input.KinesisVideoStream.Arn -> (URL to read, listen)."""
+        m = CAMERA_ARN.fullmatch(arn)
+        if m is not None:
+            with self._store.transaction() as s:
+                camera = _registered(s, CameraRow, m.group(3), InvalidParameter)
+                return camera.url, camera.listen
+        scheme = urlsplit(arn).scheme.lower()
+        if scheme in CAMERA_SCHEMES:
+            return arn, False
+        if scheme == "file":
+            path = Path(unquote(urlsplit(arn).path)).resolve()
+            roots = [Path(f).resolve() for f in self._settings.server.buckets.values()]
+            if not any(path.is_relative_to(r) for r in roots):
+                raise InvalidParameter(
+                    "a file:// input must be inside a folder this server serves as a bucket "
+                    "(--bucket NAME=FOLDER)"
+                )
+            if not path.is_file():
+                raise InvalidParameter(f"no such video file: {path.name}")
+            return f"file://{path}", False
+        raise InvalidParameter(
+            "Input.KinesisVideoStream.Arn must be a camera registered on this server "
+            "(arn:aws:kinesisvideo:<region>:<account>:stream/<name>/1) or a URL: rtsp://, rtsps://, rtmp://, "
+            "http(s):// or file://"
+        )
+
+    def resolve_outputs(self, output: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Output (KinesisDataStream and/or S3Destination) -> the sinks, each ``{"spec": SinkSpec JSON}``."""
+        sinks: list[dict[str, Any]] = []
+        kinesis = output.get("KinesisDataStream")
+        if kinesis is not None:
+            arn = str(kinesis.get("Arn", ""))
+            m = DATA_STREAM_ARN.fullmatch(arn)
+            if m is not None:
+                with self._store.transaction() as s:
+                    stream = _registered(s, DataStreamRow, m.group(3), InvalidParameter)
+                    sinks += [{"spec": dict(x)} for x in stream.sink["sinks"]]
+            else:
+                spec = sink_spec_from_url(arn)
+                sinks.append({"spec": spec.model_dump(mode="json", exclude_none=True)})
+        s3 = output.get("S3Destination")
+        if s3 is not None:
+            try:
+                target = S3Target(bucket=str(s3.get("Bucket", "")), prefix=str(s3.get("KeyPrefix", "")))
+            except ValueError as err:
+                raise InvalidParameter(f"S3Destination: {err}") from None
+            sinks.append({"spec": {"s3": target.model_dump(mode="json")}})
+        for sink in sinks:
+            bucket = (sink["spec"].get("s3") or {}).get("bucket")
+            if (
+                bucket is not None
+                and bucket not in self._settings.server.buckets
+                and not self._settings.server.s3_endpoint
+            ):
+                raise InvalidParameter(
+                    f"bucket {bucket!r} is not served by this server (--bucket NAME=FOLDER or --s3-endpoint)"
+                )
+        if not sinks:
+            raise InvalidParameter("Output needs KinesisDataStream or S3Destination")
+        return sinks
+
+
+def _registered(s: Session, table: type[Any], name: str, error: type[KeeneyeError]) -> Any:
+    """The camera / data stream row called ``name``; ``error`` (NotFound for the native API,
+    InvalidParameter where a processor names it) saying how to register one when there is none."""
+    row = s.get(table, name)
+    if row is None:
+        what, how = _REGISTRATION[table]
+        if error is NotFound:
+            raise NotFound(f"no {what} named {name!r}")
+        raise error(f"no {what} named {name!r} on this server: register it with {how.format(name=name)}")
+    return row

@@ -1,0 +1,480 @@
+"""Stream-processor worker processes: what runs in each one, and the supervisor that follows them.
+
+Each running stream processor is a worker *process* (``spawn`` start method) that loads its own models
+and runs :class:`~keeneye.streams.runtime.StreamProcessorRuntime` with its sinks wrapped in
+:class:`~keeneye.streams.spool.SpooledSink` (records wait on disk while a sink is down). Why a process
+per processor: a camera's decode and models then use their own interpreter (no GIL shared with the API
+or other cameras), and one crashing camera or model cannot take the server down.
+
+The worker reports over a pipe: its counters every ``streams.status_interval_s`` (``status``), each
+identification (``identified``), and how it ended (``stopped`` with the reason, or ``failed`` with the
+error; also sent when the worker dies of an exception). :class:`WorkerSupervisor` starts workers, keeps
+the latest counters of each (``stats()``), and runs one monitor thread per worker that hands what the
+worker says to the :class:`WorkerReports` its owner gave: the status when it changes (STARTING,
+RUNNING, STOPPING and a message for the operator: reconnects, camera errors, sink outages), every
+identification, and once the process has exited, STOPPED (asked to stop, or the run's duration reached)
+or FAILED with the reason: a worker never dies silently.
+
+This module knows nothing of the database or of Rekognition's requests (keeneye.service.streams does):
+the worker gets everything in one picklable :class:`WorkerConfig`, including two module-level functions
+that are pickled by reference: the record encoder and, for face search, the opener of the collection
+search (the worker builds its own store and collections with it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.config import Settings
+from keeneye.core.errors import InvalidParameter
+from keeneye.core.events import Event, FaceIdentified
+from keeneye.models.registry import build_face_analyzer
+from keeneye.streams.capture import CaptureSettings
+from keeneye.streams.runtime import CollectionSearch, RecordEncoder, StreamProcessorRuntime
+from keeneye.streams.sinks import SinkSpec, build_sink
+from keeneye.streams.spool import SpooledSink
+from keeneye.tracking.lines import Line
+from keeneye.tracking.zones import Zone
+
+log = logging.getLogger(__name__)
+
+SearchOpener = Callable[[Settings, FaceAnalyzer, str], CollectionSearch]
+"""(settings, the worker's face analyzer, collection key) -> the collection's search, called once in the
+worker process. A module-level function: the config carrying it is pickled."""
+
+
+# -- the worker process ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker process needs, picklable: resolved input URL, sinks, settings as JSON."""
+
+    name: str
+    arn: str
+    session_id: str
+    settings_json: str
+    source_url: str
+    listen: bool
+    stream_arn: str
+    face_search: tuple[str, float] | None  # collection key, FaceMatchThreshold
+    connected_home: tuple[list[str], float] | None
+    regions: list[tuple[tuple[float, float], ...]]
+    options: dict[str, Any]
+    sinks: list[dict[str, Any]]  # {"spec": SinkSpec as JSON}
+    stop_after_s: float | None
+    encode: RecordEncoder  # event -> record (a module-level function: pickled by reference)
+    open_search: SearchOpener | None = None  # needed with face_search (pickled by reference)
+
+    def __post_init__(self) -> None:
+        if self.face_search is not None and self.open_search is None:
+            raise ValueError("a face-search worker needs open_search")
+
+
+def line_of(raw: Mapping[str, Any]) -> Line:
+    """A line of a processor's options: ``{"name", "p1": [x, y], "p2": [x, y], "hysteresis"?}`` (ratios).
+    ValueError, TypeError or KeyError when it is not one."""
+    return Line(str(raw["name"]), _point(raw["p1"]), _point(raw["p2"]), float(raw.get("hysteresis", 0.01)))
+
+
+def zone_of(raw: Mapping[str, Any]) -> Zone:
+    """A zone of a processor's options: ``{"name", "polygon": [[x, y], ...], "hysteresis"?}`` (ratios)."""
+    return Zone(
+        str(raw["name"]), tuple(_point(p) for p in raw["polygon"]), float(raw.get("hysteresis", 0.01))
+    )
+
+
+def _point(value: Any) -> tuple[float, float]:
+    x, y = value
+    if not all(isinstance(v, int | float) and 0 <= v <= 1 for v in (x, y)):
+        raise ValueError(f"{value!r} is not a ratio point in 0-1")
+    return (float(x), float(y))
+
+
+def _worker_main(config: WorkerConfig, conn: Connection) -> None:
+    """A worker process: build the runtime, report status every interval, stop when told (or when
+    StopSelector's duration is reached), exit 0 when stopped and 1 when the runtime failed."""
+    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s processor {config.name}: %(message)s")
+    locked = _LockedConnection(conn)
+    try:
+        code = _work(config, locked)
+    except BaseException as err:  # reported to the server before dying: never silently
+        with contextlib.suppress(OSError, ValueError):
+            locked.send(("failed", f"{type(err).__name__}: {err}"))
+        raise
+    raise SystemExit(code)
+
+
+class _LockedConnection:
+    """The worker's end of the pipe: the processing thread (identifications) and the main thread (status)
+    both send, and a Connection's send is not safe from two threads at once."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        with self._lock:
+            self._conn.send(message)
+
+    def poll(self, timeout_s: float) -> bool:
+        return bool(self._conn.poll(timeout_s))
+
+    def recv(self) -> Any:
+        return self._conn.recv()
+
+
+def _work(config: WorkerConfig, conn: _LockedConnection) -> int:
+    settings = Settings.model_validate_json(config.settings_json)
+    sinks = _worker_sinks(config, settings)
+    runtime = _runtime(config, settings, sinks, conn)
+    deadline = None if config.stop_after_s is None else time.monotonic() + config.stop_after_s
+    runtime.start()
+    reason = "stopped"
+    try:
+        while True:
+            conn.send(("status", stats_dict(runtime, sinks)))
+            if runtime.stats().state == "failed":
+                reason = "failed"
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                reason = "duration"
+                break
+            if conn.poll(settings.streams.status_interval_s) and conn.recv() == "stop":
+                break
+    finally:
+        runtime.stop()  # closes the sinks: spooled records get until stop_timeout_s to go out
+    stats = runtime.stats()
+    conn.send(("status", stats_dict(runtime, sinks)))
+    if reason == "failed":
+        conn.send(("failed", stats.error or "the processor stopped"))
+        return 1
+    conn.send(("stopped", reason))
+    return 0
+
+
+def _runtime(
+    config: WorkerConfig, settings: Settings, sinks: Sequence[SpooledSink], conn: _LockedConnection
+) -> StreamProcessorRuntime:
+    """The worker's runtime: its models (the face analyzer, when searching, shared with the search)."""
+    streams, options = settings.streams, config.options
+    face_search = None
+    analyzer = None
+    if config.face_search is not None:
+        assert config.open_search is not None  # WorkerConfig checks it
+        collection_id, threshold = config.face_search
+        analyzer = build_face_analyzer(settings, with_embedder=True)
+        face_search = (config.open_search(settings, analyzer, collection_id), threshold)
+
+    def on_event(event: Event) -> None:
+        payload = event.payload
+        if isinstance(payload, FaceIdentified) and payload.matches:
+            # Every identification is audited (by the server: one writer for the chain).
+            matched = [{"FaceId": m.face.face_id, "Similarity": float(m.similarity)} for m in payload.matches]
+            conn.send(("identified", {"matches": matched, "track_id": event.track_id}))
+
+    capture = CaptureSettings(
+        target_fps=options.get("target_fps") or streams.target_fps,
+        queue_size=streams.queue_frames,
+        **({"listen": True} if config.listen else {}),
+    )
+    return StreamProcessorRuntime(
+        config.source_url,
+        settings,
+        face_search=face_search,
+        connected_home=config.connected_home,
+        lines=[line_of(x) for x in options.get("lines", [])],
+        zones=[zone_of(x) for x in options.get("zones", [])],
+        regions=config.regions,
+        sinks=sinks,
+        record_interval_s=options.get("record_interval_s") or streams.record_interval_s,
+        capture=capture,
+        stream_arn=config.stream_arn,
+        analyzer=analyzer,
+        on_event=on_event,
+        encode=config.encode,
+    )
+
+
+def _worker_sinks(config: WorkerConfig, settings: Settings) -> list[SpooledSink]:
+    out = []
+    put = s3_put_object(settings)
+    for i, raw in enumerate(config.sinks):
+        sink = build_sink(
+            SinkSpec.model_validate(raw["spec"]),
+            jsonl_dir=settings.data_dir / "notifications",
+            timeout_s=settings.notifications.timeout_s,
+            put_object=put,
+        )
+        folder = settings.data_dir / "stream-spool" / config.name / f"sink-{i}"
+        out.append(
+            SpooledSink(
+                sink,
+                folder,
+                max_bytes=settings.streams.spool_max_bytes,
+                name=f"{config.name}/{i}",
+            )
+        )
+    return out
+
+
+def s3_put_object(settings: Settings) -> Callable[[str, str, bytes], None]:
+    """Writes ``(bucket, key, body)`` to a bucket mapped to a folder (``server.buckets``) or else through
+    ``server.s3_endpoint``; InvalidParameter for a bucket the server does not know."""
+    buckets = dict(settings.server.buckets)
+    endpoint = settings.server.s3_endpoint
+    client: list[Any] = []
+
+    def put(bucket: str, key: str, body: bytes) -> None:
+        folder = buckets.get(bucket)
+        if folder is not None:
+            path = (Path(folder) / key).resolve()
+            if not path.is_relative_to(Path(folder).resolve()):
+                raise InvalidParameter(f"S3 key {key!r} leaves the bucket's folder")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(body)
+            tmp.replace(path)
+            return
+        if endpoint is None:
+            raise InvalidParameter(f"bucket {bucket!r} is not served by this server")
+        if not client:
+            # Local: boto3 is not one of keeneye's dependencies (moto, the test S3, brings it); only a
+            # sink that writes through --s3-endpoint needs it.
+            import boto3
+
+            client.append(boto3.client("s3", endpoint_url=endpoint))
+        client[0].put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+
+    return put
+
+
+# -- what a worker reports ---------------------------------------------------------------------------------
+
+
+def stats_dict(runtime: StreamProcessorRuntime, sinks: Sequence[SpooledSink]) -> dict[str, Any]:
+    """A runtime's counters and its sinks' as the worker reports them (JSON-able)."""
+    s = runtime.stats()
+    c = s.capture
+    return {
+        "state": s.state,
+        "error": s.error,
+        "frames_processed": s.frames_processed,
+        "frames_dropped": s.frames_dropped,
+        "records": s.records,
+        "latency_p50_s": s.latency_p50_s,
+        "latency_p95_s": s.latency_p95_s,
+        "capture": {
+            "state": c.state,
+            "last_error": c.last_error,
+            "frames_read": c.frames_read,
+            "frames_dropped": c.frames_dropped,
+            "reconnects": c.reconnects,
+        },
+        "sinks": [_sink_stats(x) for x in sinks],
+    }
+
+
+def _sink_stats(sink: SpooledSink) -> dict[str, Any]:
+    st = sink.stats()
+    return {
+        "name": sink.name,
+        "state": st.state,
+        "queued": st.queued,
+        "delivered": st.delivered,
+        "dropped": st.dropped,
+        "failures": st.failures,
+        "last_error": st.last_error,
+    }
+
+
+def status_message(stats: Mapping[str, Any]) -> str | None:
+    """What an operator should know about a running processor, or None when all is well."""
+    problems = []
+    capture = stats.get("capture") or {}
+    if capture.get("state") == "reconnecting":
+        problems.append(f"camera unavailable, reconnecting with backoff: {capture.get('last_error')}")
+    elif capture.get("state") == "listening":
+        problems.append("waiting for the camera to push")
+    for sink in stats.get("sinks", []):
+        if sink.get("state") == "retrying":
+            problems.append(
+                f"sink {sink.get('name')} down ({sink.get('last_error')}); {sink.get('queued')} records "
+                "buffered on disk"
+            )
+    return "; ".join(problems)[:1024] or None
+
+
+# -- the supervisor ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerReports:
+    """Where a worker's reports go, called in its monitor thread: ``status(status, message)`` when either
+    changes (STARTING, RUNNING or STOPPING; ``message`` from :func:`status_message`),
+    ``identified({"matches": [{"FaceId", "Similarity"}], "track_id"})`` for each identification, and
+    ``ended(status, message)`` once, after the process exited (STOPPED or FAILED, with why)."""
+
+    status: Callable[[str, str | None], None]
+    identified: Callable[[dict[str, Any]], None]
+    ended: Callable[[str, str | None], None]
+
+
+@dataclass
+class Worker:
+    """One worker process as the supervisor follows it."""
+
+    name: str
+    process: BaseProcess
+    conn: Connection
+    reports: WorkerReports
+    stop_requested: bool = False
+    stats: dict[str, Any] = field(default_factory=dict)
+    outcome: tuple[str, str] | None = None  # ("stopped", why) | ("failed", why) from the worker
+    monitor: threading.Thread | None = None
+
+
+class WorkerSupervisor:
+    """Starts worker processes (one per running processor, by name), follows each in a monitor thread,
+    stops them (killed after ``stop_timeout_s``). Thread-safe; ``close()`` stops every worker."""
+
+    def __init__(self, *, stop_timeout_s: float) -> None:
+        self._stop_timeout_s = stop_timeout_s
+        self._lock = threading.RLock()
+        self._workers: dict[str, Worker] = {}
+        self._mp = multiprocessing.get_context("spawn")
+
+    def __contains__(self, name: object) -> bool:
+        with self._lock:
+            return name in self._workers
+
+    def get(self, name: str) -> Worker | None:
+        with self._lock:
+            return self._workers.get(name)
+
+    def alive(self) -> int:
+        """How many worker processes are alive."""
+        with self._lock:
+            return sum(1 for w in self._workers.values() if w.process.is_alive())
+
+    def spawn(self, config: WorkerConfig, reports: WorkerReports) -> None:
+        """Start the worker of ``config.name`` and its monitor thread."""
+        parent, child = self._mp.Pipe()
+        process = self._mp.Process(
+            target=_worker_main, args=(config, child), name=f"keeneye-processor-{config.name}", daemon=True
+        )
+        process.start()
+        child.close()
+        worker = Worker(config.name, process, parent, reports)
+        with self._lock:
+            self._workers[config.name] = worker
+        worker.monitor = threading.Thread(
+            target=self._monitor, args=(worker,), name=f"keeneye-monitor-{config.name}", daemon=True
+        )
+        worker.monitor.start()
+
+    def _monitor(self, worker: Worker) -> None:
+        """Follow one worker until it exits; report its status changes, identifications and end."""
+        last: tuple[str, str | None] | None = None
+        while True:
+            try:
+                if not worker.conn.poll(0.5):
+                    if not worker.process.is_alive():
+                        break
+                    continue
+                kind, payload = worker.conn.recv()
+            except (EOFError, OSError):
+                break
+            if kind == "status":
+                worker.stats = payload
+                status = "STOPPING" if worker.stop_requested else "RUNNING"
+                if payload.get("state") == "starting":
+                    status = "STARTING"
+                message = status_message(payload)
+                if (status, message) != last:
+                    last = (status, message)
+                    worker.reports.status(status, message)
+            elif kind == "identified":
+                worker.reports.identified(payload)
+            elif kind in ("stopped", "failed"):
+                worker.outcome = (kind, str(payload))
+        worker.process.join(5)
+        status, message = _ending(worker)
+        with self._lock:
+            if self._workers.get(worker.name) is worker:
+                del self._workers[worker.name]
+        worker.reports.ended(status, message)
+
+    def stop(self, worker: Worker) -> None:
+        """Ask a worker to stop (it delivers what it has and exits); killed after ``stop_timeout_s``."""
+        worker.stop_requested = True
+        with contextlib.suppress(OSError, ValueError):
+            worker.conn.send("stop")
+        threading.Thread(target=self._reap, args=(worker,), daemon=True).start()
+
+    def _reap(self, worker: Worker) -> None:
+        worker.process.join(self._stop_timeout_s)
+        if worker.process.is_alive():
+            log.warning("stream processor worker %s did not stop in time: killed", worker.process.name)
+            worker.process.kill()
+
+    def stats(self, name: str) -> dict[str, Any]:
+        """The latest counters a worker reported, with its pid (empty when it is not running)."""
+        with self._lock:
+            worker = self._workers.get(name)
+            if worker is None:
+                return {}
+            return {**worker.stats, "worker_pid": worker.process.pid}
+
+    def all_stats(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {name: dict(w.stats) for name, w in self._workers.items()}
+
+    def wait_stopped(self, name: str, timeout_s: float) -> bool:
+        """Whether the worker's monitor ended (its end reported) within ``timeout_s``."""
+        worker = self.get(name)
+        if worker is None or worker.monitor is None:
+            return True
+        worker.monitor.join(timeout_s)
+        return not worker.monitor.is_alive()
+
+    def close(self) -> None:
+        """Stop every worker: asked first, killed when still alive after ``stop_timeout_s``."""
+        with self._lock:
+            workers = list(self._workers.values())
+        for w in workers:
+            w.stop_requested = True
+            with contextlib.suppress(OSError, ValueError):
+                w.conn.send("stop")
+        deadline = time.monotonic() + self._stop_timeout_s
+        for w in workers:
+            w.process.join(max(0.1, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(2)
+            if w.monitor is not None:
+                w.monitor.join(5)
+
+
+def _ending(worker: Worker) -> tuple[str, str | None]:
+    """How an exited worker ended: STOPPED (asked, or its duration reached) or FAILED with why."""
+    if worker.outcome is not None and worker.outcome[0] == "stopped":
+        if worker.outcome[1] == "duration":
+            return "STOPPED", "stopped after StopSelector.MaxDurationInSeconds"
+        return "STOPPED", None
+    if worker.stop_requested:
+        return "STOPPED", None
+    why = worker.outcome[1] if worker.outcome else f"worker exited with code {worker.process.exitcode}"
+    log.error("stream processor %s failed: %s", worker.name, why)
+    return "FAILED", f"the processor failed: {why}"
