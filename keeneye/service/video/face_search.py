@@ -29,8 +29,8 @@ from keeneye.pipeline.faces import face_tracker_config as face_tracker_config  #
 from keeneye.pipeline.identification import Searcher, TrackFaceIdentifier, TrackIdentity
 from keeneye.pipeline.loop import run_frames
 from keeneye.service.faces.collections import FaceMatch
-from keeneye.service.video.jobs import JobOutput, JobRunner, person_indexes
-from keeneye.service.video.results import match_record
+from keeneye.service.video.jobs import JobOutput, JobRunner
+from keeneye.service.video.results import match_record, person_indexes
 from keeneye.tracking.tracker import PersonTracker
 from keeneye.video.cuts import DEFAULT_CUT_THRESHOLD
 from keeneye.video.sources import VideoInput, VideoMetadata, open_video

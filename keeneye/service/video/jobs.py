@@ -97,23 +97,6 @@ class JobOutput:
     items: list[dict[str, Any]]
 
 
-def person_indexes(items: list[dict[str, Any]]) -> dict[int, int]:
-    """Track id -> Rekognition's Person.Index: 0, 1, 2, ... in order of first appearance, without gaps
-    (the tracker's ids start at 1 and skip the tentative tracks it dropped)."""
-    first: dict[int, float] = {}
-    for it in items:
-        track = int(it["index"])
-        first[track] = min(first.get(track, float(it["pts_ms"])), float(it["pts_ms"]))
-    ordered = sorted(first, key=lambda t: (first[t], t))
-    return {track: i for i, track in enumerate(ordered)}
-
-
-def renumber_persons(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``items`` with ``index`` replaced by :func:`person_indexes`."""
-    mapping = person_indexes(items)
-    return [{**it, "index": mapping[int(it["index"])]} for it in items]
-
-
 JobRunner = Callable[[Path, Mapping[str, Any], Callable[[], None]], JobOutput]
 """Runs one job: (video file, the job's params plus ``job_id``, a checkpoint that raises JobStopped
 when the pool is stopping; call it once per frame) -> output. Raises KeeneyeError for a job that fails."""

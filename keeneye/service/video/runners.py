@@ -13,7 +13,8 @@ from typing import Any
 
 from keeneye.core.types import Frame
 from keeneye.pipeline.loop import run_frames
-from keeneye.service.video.jobs import JobOutput, JobRunner, renumber_persons
+from keeneye.service.video.jobs import JobOutput, JobRunner
+from keeneye.service.video.results import renumber_persons
 from keeneye.service.video.tracking import build_tracking_detector, track_video
 from keeneye.video.sources import open_video
 
@@ -57,6 +58,7 @@ def face_detection_runner(settings: Any, faces: Any) -> JobRunner:
     every frame sampled at ``video_jobs.target_fps``; items are ``{"pts_ms", "index": the face's rank
     in its frame (largest first), "face": Face.to_record()}`` (boxes in pixels; the AWS adapter makes
     Rekognition's FaceDetail of them on GetFaceDetection)."""
+
     def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
         extras = frozenset(params.get("extras", ()))
         max_s = settings.video_jobs.max_duration_s

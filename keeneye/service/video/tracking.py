@@ -108,12 +108,7 @@ def track_video(
     Raises NotFound, InvalidVideo (also mid-way, for a corrupt or truncated body), LimitExceeded,
     InvalidParameter, BackendUnavailable (model missing).
     """
-    if target_fps is None:
-        target_fps = settings.persons.target_fps
-    if target_fps is not None and not target_fps > 0:
-        raise InvalidParameter(f"target fps must be > 0, got {target_fps}")
-    if max_duration_ms is not None and not max_duration_ms > 0:
-        raise InvalidParameter(f"max duration must be > 0 ms, got {max_duration_ms}")
+    target_fps = _checked_rate(settings, target_fps, max_duration_ms)
     started = time.perf_counter()
     with open_video(source, max_pixels=max_pixels) as video:
         if detector is not None and tracker_config is None:
@@ -125,20 +120,9 @@ def track_video(
         duration = video.metadata.duration_ms
         end_ms = duration if max_duration_ms is None else min(max_duration_ms, duration or max_duration_ms)
 
-        def step(frame: Frame) -> None:
-            update = steps.step(frame)
-            line_events.extend(update.line_events)
-            zone_events.extend(update.zone_events)
-            if on_frame is not None:
-                on_frame(
-                    FrameUpdate(
-                        frame, update.tracks, update.line_events, update.zone_events, update.line_counts
-                    )
-                )
-
         loop = run_frames(
             video.frames(target_fps),
-            step,
+            _stepper(steps, line_events, zone_events, on_frame),
             cut=steps.cut,
             cut_threshold=settings.persons.shot_cut_threshold,
             max_duration_ms=max_duration_ms,
@@ -171,3 +155,37 @@ def track_video(
         end_pts_ms=loop.end_pts_ms,
         seconds=seconds,
     )
+
+
+def _checked_rate(
+    settings: Settings, target_fps: float | None, max_duration_ms: float | None
+) -> float | None:
+    """The frames per second to analyse (``settings.persons.target_fps`` unless given); InvalidParameter
+    for a rate or a duration that is not > 0."""
+    if target_fps is None:
+        target_fps = settings.persons.target_fps
+    if target_fps is not None and not target_fps > 0:
+        raise InvalidParameter(f"target fps must be > 0, got {target_fps}")
+    if max_duration_ms is not None and not max_duration_ms > 0:
+        raise InvalidParameter(f"max duration must be > 0 ms, got {max_duration_ms}")
+    return target_fps
+
+
+def _stepper(
+    steps: PersonSteps,
+    line_events: list[LineEvent],
+    zone_events: list[ZoneEvent],
+    on_frame: Callable[[FrameUpdate], None] | None,
+) -> Callable[[Frame], None]:
+    """One analysed frame through the person steps; its line and zone events are appended to the lists."""
+
+    def step(frame: Frame) -> None:
+        update = steps.step(frame)
+        line_events.extend(update.line_events)
+        zone_events.extend(update.zone_events)
+        if on_frame is not None:
+            on_frame(
+                FrameUpdate(frame, update.tracks, update.line_events, update.zone_events, update.line_counts)
+            )
+
+    return step
