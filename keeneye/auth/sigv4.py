@@ -85,7 +85,12 @@ class Caller:
     region: str
 
 
-def _parse_authorization(value: str) -> tuple[str, str, str, str, list[str], str]:
+def _parse_authorization(value: str | None) -> tuple[str, str, str, str, list[str], str]:
+    """The Authorization header's access key, date, region, service, signed headers and signature."""
+    if not value:
+        raise AuthError("MissingAuthenticationTokenException", "Missing Authentication Token")
+    if not value.strip().startswith(ALGORITHM):
+        raise AuthError("IncompleteSignatureException", f"only {ALGORITHM} signatures are supported")
     m = _AUTH_RE.match(value.strip())
     if m is None:
         raise AuthError(
@@ -111,67 +116,17 @@ def verify(
     service: str = "rekognition",
     now: datetime | None = None,
 ) -> Caller:
-    """Check the request's SigV4 signature; return the caller or raise the AWS error a client expects."""
-    auth = request.headers.get("authorization")
-    if not auth:
-        raise AuthError("MissingAuthenticationTokenException", "Missing Authentication Token")
-    if not auth.strip().startswith(ALGORITHM):
-        raise AuthError("IncompleteSignatureException", f"only {ALGORITHM} signatures are supported")
-    akid, date, region, scope_service, signed, signature = _parse_authorization(auth)
-    if not regions.is_region(region):  # it becomes part of resource keys: refuse anything odd
-        raise AuthError("InvalidSignatureException", "Credential should be scoped to a valid region.")
-    if scope_service != service:
-        raise AuthError(
-            "InvalidSignatureException",
-            f"Credential should be scoped to correct service: '{service}'.",
-        )
-    if "host" not in signed:
-        raise AuthError("InvalidSignatureException", "the Host header must be signed")
-    missing = [h for h in signed if h not in request.headers]
-    if missing:
-        raise AuthError(
-            "IncompleteSignatureException", f"signed header(s) missing from the request: {missing}"
-        )
-    # Every x-amz-* header sent must be signed (X-Amz-Target names the operation: unsigned, a captured
-    # DescribeCollection could be replayed as DeleteCollection), as AWS requires.
-    unsigned = sorted(h for h in request.headers if h.startswith("x-amz-") and h not in signed)
-    if unsigned:
-        raise AuthError(
-            "InvalidSignatureException",
-            f"the request's {', '.join(unsigned)} header(s) must be signed (list them in SignedHeaders)",
-        )
-    amz_date = request.headers.get("x-amz-date")
-    if not amz_date or "x-amz-date" not in signed:
-        raise AuthError("IncompleteSignatureException", "X-Amz-Date must be present and signed")
-    try:
-        when = datetime.strptime(amz_date, SIGV4_TIMESTAMP).replace(tzinfo=UTC)
-    except ValueError:
-        raise AuthError(
-            "IncompleteSignatureException", "X-Amz-Date must look like 20260127T120000Z"
-        ) from None
-    if amz_date[:8] != date:
-        raise AuthError(
-            "InvalidSignatureException",
-            f"Credential should be scoped to a valid date: '{amz_date[:8]}'.",
-        )
-    now = now or datetime.now(UTC)
-    if abs(now - when) > MAX_SKEW:
-        raise AuthError(
-            "InvalidSignatureException",
-            f"Signature expired: {amz_date} is now earlier than "
-            f"{(now - MAX_SKEW).strftime(SIGV4_TIMESTAMP)} ({now.strftime(SIGV4_TIMESTAMP)} - 5 min.)"
-            if when < now
-            else f"Signature not yet current: {amz_date} is still later than "
-            f"{(now + MAX_SKEW).strftime(SIGV4_TIMESTAMP)} ({now.strftime(SIGV4_TIMESTAMP)} + 5 min.)",
-        )
-    declared = request.headers.get("x-amz-content-sha256")
-    if declared is not None:
-        actual = hashlib.sha256(request.body).hexdigest()
-        if not hmac.compare_digest(declared.lower(), actual):
-            raise AuthError(
-                "InvalidSignatureException",
-                "The provided 'x-amz-content-sha256' header does not match what was computed.",
-            )
+    """Check the request's SigV4 signature; return the caller or raise the AWS error a client expects.
+    The checks run in this order (the first that fails is the error): the Authorization header, the
+    credential scope, the signed headers, X-Amz-Date, the body's hash, no session token, the key, the
+    signature."""
+    akid, date, region, scope_service, signed, signature = _parse_authorization(
+        request.headers.get("authorization")
+    )
+    _check_scope(region, scope_service, service)
+    _check_signed_headers(request.headers, signed)
+    amz_date = _check_date(request.headers, signed, date, now or datetime.now(UTC))
+    _check_body(request)
     if "x-amz-security-token" in request.headers:
         # Temporary credentials come from AWS STS, which keeneye is not: no session token is valid here
         # (accepting and ignoring one would let an expired or revoked token keep working).
@@ -193,6 +148,74 @@ def verify(
             "Check your AWS Secret Access Key and signing method.",
         )
     return Caller(akid, region)
+
+
+def _check_scope(region: str, scope_service: str, service: str) -> None:
+    if not regions.is_region(region):  # it becomes part of resource keys: refuse anything odd
+        raise AuthError("InvalidSignatureException", "Credential should be scoped to a valid region.")
+    if scope_service != service:
+        raise AuthError(
+            "InvalidSignatureException",
+            f"Credential should be scoped to correct service: '{service}'.",
+        )
+
+
+def _check_signed_headers(headers: Mapping[str, str], signed: list[str]) -> None:
+    if "host" not in signed:
+        raise AuthError("InvalidSignatureException", "the Host header must be signed")
+    missing = [h for h in signed if h not in headers]
+    if missing:
+        raise AuthError(
+            "IncompleteSignatureException", f"signed header(s) missing from the request: {missing}"
+        )
+    # Every x-amz-* header sent must be signed (X-Amz-Target names the operation: unsigned, a captured
+    # DescribeCollection could be replayed as DeleteCollection), as AWS requires.
+    unsigned = sorted(h for h in headers if h.startswith("x-amz-") and h not in signed)
+    if unsigned:
+        raise AuthError(
+            "InvalidSignatureException",
+            f"the request's {', '.join(unsigned)} header(s) must be signed (list them in SignedHeaders)",
+        )
+
+
+def _check_date(headers: Mapping[str, str], signed: list[str], date: str, now: datetime) -> str:
+    """X-Amz-Date: signed, on the scope's date, within MAX_SKEW of ``now``; returned as sent."""
+    amz_date = headers.get("x-amz-date")
+    if not amz_date or "x-amz-date" not in signed:
+        raise AuthError("IncompleteSignatureException", "X-Amz-Date must be present and signed")
+    try:
+        when = datetime.strptime(amz_date, SIGV4_TIMESTAMP).replace(tzinfo=UTC)
+    except ValueError:
+        raise AuthError(
+            "IncompleteSignatureException", "X-Amz-Date must look like 20260127T120000Z"
+        ) from None
+    if amz_date[:8] != date:
+        raise AuthError(
+            "InvalidSignatureException",
+            f"Credential should be scoped to a valid date: '{amz_date[:8]}'.",
+        )
+    if abs(now - when) > MAX_SKEW:
+        raise AuthError(
+            "InvalidSignatureException",
+            f"Signature expired: {amz_date} is now earlier than "
+            f"{(now - MAX_SKEW).strftime(SIGV4_TIMESTAMP)} ({now.strftime(SIGV4_TIMESTAMP)} - 5 min.)"
+            if when < now
+            else f"Signature not yet current: {amz_date} is still later than "
+            f"{(now + MAX_SKEW).strftime(SIGV4_TIMESTAMP)} ({now.strftime(SIGV4_TIMESTAMP)} + 5 min.)",
+        )
+    return amz_date
+
+
+def _check_body(request: SignedRequest) -> None:
+    """The body's SHA-256 must equal X-Amz-Content-SHA256 when the client sends it."""
+    declared = request.headers.get("x-amz-content-sha256")
+    if declared is not None:
+        actual = hashlib.sha256(request.body).hexdigest()
+        if not hmac.compare_digest(declared.lower(), actual):
+            raise AuthError(
+                "InvalidSignatureException",
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            )
 
 
 def _signature(

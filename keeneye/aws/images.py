@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import botocore.session
+from botocore.exceptions import BotoCoreError, ClientError
+
 from keeneye.analysis.images import image_size
 from keeneye.aws.errors import AwsError
 from keeneye.aws.model import MAX_S3_IMAGE_BYTES
@@ -177,11 +180,7 @@ class ImageLoader:
 
     def _s3_call(self, method: str, bucket: str, name: str, version: str | None) -> dict[str, Any]:
         """One S3 call on ``--s3-endpoint`` (botocore); failures are InvalidS3ObjectException."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         if self._s3 is None:
-            import botocore.session
-
             self._s3 = botocore.session.get_session().create_client("s3", endpoint_url=self.s3_endpoint)
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": name}
         if version:
@@ -195,8 +194,6 @@ class ImageLoader:
         return out
 
     def _read_s3(self, bucket: str, name: str, version: str | None) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         obj = self._s3_call("get_object", bucket, name, version)
         if int(obj.get("ContentLength", 0)) > self.max_s3_bytes:
             raise AwsError(

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+import botocore.session
+from botocore.exceptions import BotoCoreError, ClientError
+
 from keeneye.batch.base import BatchInput
 from keeneye.core.errors import ImageTooLarge, InvalidParameter, NotFound
 
@@ -160,7 +163,6 @@ def _list_s3(uri: str, sources: Sources) -> list[str]:
         keys = [p.relative_to(root).as_posix() for p in _walk(root)]
         return [f"s3://{bucket}/{k}" for k in keys if k.startswith(prefix)]
     client = _s3_client(sources, bucket)
-    from botocore.exceptions import BotoCoreError, ClientError
 
     keys = []
     try:
@@ -181,8 +183,6 @@ def _s3_client(sources: Sources, bucket: str) -> Any:
         )
     client = _clients.get(sources.s3_endpoint)
     if client is None:
-        import botocore.session
-
         client = botocore.session.get_session().create_client("s3", endpoint_url=sources.s3_endpoint)
         _clients[sources.s3_endpoint] = client
     return client
@@ -218,7 +218,6 @@ def read_bytes(uri: str, sources: Sources, max_bytes: int) -> bytes:
             raise NotFound(f"cannot read {uri}: {e.strerror or e}") from e
     bucket, key = split_s3(uri)
     client = _s3_client(sources, bucket)
-    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         head = client.head_object(Bucket=bucket, Key=key)

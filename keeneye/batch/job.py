@@ -24,13 +24,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from keeneye.batch.base import BatchInput, Engine, Row, TaskSpec
 from keeneye.core.errors import InvalidParameter
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 JOB_FILE = "job.json"
 SUMMARY_FILE = "summary.json"
@@ -52,8 +52,6 @@ class Collector(Protocol):
 
 
 def _schema() -> pa.Schema:
-    import pyarrow as pa
-
     return pa.schema(
         [
             ("uri", pa.string()),
@@ -122,9 +120,6 @@ def _fsync_dir(folder: Path) -> None:
 
 def read_rows(out: Path, columns: Sequence[str] | None = None) -> pa.Table:
     """Every row of the parts, de-duplicated on ``uri`` (the earliest part wins), in part order."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     parts = sorted((out / PARTS_DIR).glob(PART_GLOB))
     if not parts:
         return _schema().empty_table() if columns is None else _schema().empty_table().select(list(columns))
@@ -163,8 +158,6 @@ class PartWriter:
         self.last_flush = time.monotonic()
         if not self.buffer:
             return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
         # The buffer is emptied only once the part is on disk: a Ctrl-C landing in here leaves the rows
         # for the final flush (a replayed commit is a no-op, see IndexCollector).

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
+import cv2
+
 from keeneye.batch.base import BatchInput, Row, Task, TaskSpec
 from keeneye.batch.tasks import build_task
 from keeneye.core.errors import KeeneyeError
@@ -35,9 +37,9 @@ def _start_worker(spec: TaskSpec, threads: int | None) -> None:
     if threads is not None:
         os.environ["KEENEYE_INTRA_OP_THREADS"] = str(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
-        import cv2  # resizing and colour conversions: one thread too, or N workers oversubscribe
-
-        cv2.setNumThreads(threads)
+        cv2.setNumThreads(
+            threads
+        )  # resizing and colour conversions: one thread too, or N workers oversubscribe
     global _task, _setup_error
     try:
         task = build_task(spec)

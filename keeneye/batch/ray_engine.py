@@ -25,13 +25,16 @@ import os
 import pickle
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
+
+import pyarrow as pa
 
 from keeneye.batch.base import BatchInput, Row, Task, TaskFactory, TaskSpec
 from keeneye.core.errors import BackendUnavailable, InvalidParameter
 
-if TYPE_CHECKING:
-    import pyarrow as pa
+# Ray is imported inside the functions that use it: it is optional (pip install 'keeneye[ray]'), and
+# _import_ray imports it first with _LOCAL_RAY_ENV set, which Ray reads at import (the later imports of
+# ray and ray.data only bind what is loaded).
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 MAX_BLOCKS = 10_000
@@ -51,7 +54,9 @@ _LOCAL_RAY_ENV = {
 
 
 def _default_factory(spec: TaskSpec) -> Task:
-    from keeneye.batch.tasks import build_task  # imported in the actor, not on the driver's import
+    # Local: importing keeneye.batch.tasks (its models and services) costs ~1.1 s of CPU; an actor given
+    # another factory (the tests') does not pay it.
+    from keeneye.batch.tasks import build_task
 
     return build_task(spec)
 
@@ -65,8 +70,6 @@ class _TaskActor:
         self.task.setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow as pa
-
         uris = batch.column("uri").to_pylist()
         kinds = batch.column("kind").to_pylist()
         rows = self.task.run_batch([BatchInput(uri=u, kind=k) for u, k in zip(uris, kinds, strict=True)])

@@ -24,21 +24,28 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.analysis.images import decode_image
+from keeneye.analysis.quality_filter import QualityFilter, quality_reasons
+from keeneye.aws.shapes import bounding_box, confidence, face_detail, face_match, stored_face
 from keeneye.batch.base import BatchInput, Row, Task, TaskSpec
 from keeneye.batch.inputs import Sources, local_path, read_bytes
-from keeneye.core.errors import InvalidParameter, KeeneyeError
-
-if TYPE_CHECKING:
-    from keeneye.analysis.faces import FaceAnalyzer
-    from keeneye.analysis.quality_filter import QualityFilter
-    from keeneye.config import Settings
-    from keeneye.core.types import UInt8Image
-    from keeneye.service.faces.collections import FaceCollections
-    from keeneye.store.db import Store
+from keeneye.config import Settings
+from keeneye.core.errors import InvalidParameter, KeeneyeError, NotFound
+from keeneye.core.types import Face, UInt8Image
+from keeneye.models.registry import build_face_analyzer
+from keeneye.service.faces.analysis import FaceService
+from keeneye.service.faces.collections import EmbeddedImage, FaceCollections
+from keeneye.service.governance.audit import AuditLog
+from keeneye.service.video.tracking import build_tracking_detector, track_video
+from keeneye.store.db import Store
+from keeneye.store.tables import CollectionRow
+from keeneye.tracking.lines import Line
+from keeneye.tracking.zones import Zone
 
 TASKS = ("detect-faces", "index-faces", "search-faces", "track")
 IMAGE_TASKS = frozenset({"detect-faces", "index-faces", "search-faces"})
@@ -47,8 +54,6 @@ _EXTERNAL_ID_BAD = re.compile(r"[^a-zA-Z0-9_.\-:]")
 
 
 def settings_for(spec: TaskSpec) -> Settings:
-    from keeneye.config import Settings
-
     kwargs: dict[str, Any] = {"data_dir": Path(spec.data_dir)}
     if spec.models_path is not None:
         kwargs["models_path"] = Path(spec.models_path)
@@ -93,8 +98,6 @@ class _InputTask:
         return Row(item.uri, "ok", time.perf_counter() - start, result)
 
     def _decode(self, item: BatchInput) -> UInt8Image:
-        from keeneye.analysis.images import decode_image
-
         assert self.settings is not None, "setup() first"
         if item.kind != "image":
             raise InvalidParameter(f"{item.uri} is a video; the task {self.spec.name} takes images")
@@ -108,16 +111,11 @@ class _InputTask:
 
 class DetectFacesTask(_InputTask):
     def _load(self) -> None:
-        from keeneye.models.registry import build_face_analyzer
-        from keeneye.service.faces.analysis import FaceService
-
         assert self.settings is not None
         analyzer = build_face_analyzer(self.settings, with_embedder=False)
         self.service = FaceService(analyzer, self.settings.images)
 
     def _process(self, item: BatchInput) -> dict[str, Any]:
-        from keeneye.aws.shapes import face_detail
-
         pixels = self._decode(item)
         found = self.service.detect_faces(pixels)
         return {
@@ -131,10 +129,6 @@ class IndexFacesTask(_InputTask):
     """Detect, filter and embed (the worker's share of IndexFaces); the driver stores the vectors."""
 
     def _load(self) -> None:
-        from keeneye.analysis.quality_filter import quality_reasons
-        from keeneye.core.types import Face
-        from keeneye.models.registry import build_face_analyzer
-
         assert self.settings is not None
         self.quality_filter: QualityFilter = self.spec.options.get("quality_filter") or "AUTO"
         quality_reasons(Face(np.zeros(4, np.float32), 1.0), self.quality_filter)  # validates the name
@@ -142,9 +136,6 @@ class IndexFacesTask(_InputTask):
         self.analyzer: FaceAnalyzer = build_face_analyzer(self.settings, with_embedder=True)
 
     def _process(self, item: BatchInput) -> dict[str, Any]:
-        from keeneye.analysis.quality_filter import quality_reasons
-        from keeneye.aws.shapes import face_detail
-
         pixels = self._decode(item)
         height, width = int(pixels.shape[0]), int(pixels.shape[1])
         faces = self.analyzer.analyze(pixels, attributes="default")
@@ -173,8 +164,6 @@ class IndexFacesTask(_InputTask):
 
 def encode_face(face: Any, width: int, height: int) -> dict[str, Any]:
     """A detected, embedded face as JSON (the vector in base64 little-endian float32) for the driver."""
-    from keeneye.aws.shapes import face_detail
-
     assert face.embedding is not None
     return {
         "xyxy": [float(v) for v in face.xyxy],
@@ -186,8 +175,6 @@ def encode_face(face: Any, width: int, height: int) -> dict[str, Any]:
 
 
 def decode_face(doc: dict[str, Any]) -> Any:
-    from keeneye.core.types import Face
-
     return Face(
         np.asarray(doc["xyxy"], np.float32),
         float(doc["score"]),
@@ -198,10 +185,6 @@ def decode_face(doc: dict[str, Any]) -> Any:
 
 class SearchFacesTask(_InputTask):
     def _load(self) -> None:
-        from keeneye.models.registry import build_face_analyzer
-        from keeneye.service.faces.collections import FaceCollections
-        from keeneye.store.db import Store
-
         assert self.settings is not None
         self.collection_id = str(self.spec.options["collection_id"])
         self.threshold = float(self.spec.options.get("threshold", 80.0))
@@ -212,8 +195,6 @@ class SearchFacesTask(_InputTask):
         self.collections.describe_collection(self.collection_id)
 
     def _process(self, item: BatchInput) -> dict[str, Any]:
-        from keeneye.aws.shapes import bounding_box, confidence, face_match
-
         pixels = self._decode(item)
         height, width = int(pixels.shape[0]), int(pixels.shape[1])
         faces = self.analyzer.analyze(pixels, attributes="none", max_faces=1)
@@ -234,10 +215,6 @@ class SearchFacesTask(_InputTask):
 
 class TrackTask(_InputTask):
     def _load(self) -> None:
-        from keeneye.service.video.tracking import build_tracking_detector
-        from keeneye.tracking.lines import Line
-        from keeneye.tracking.zones import Zone
-
         assert self.settings is not None
         opts = self.spec.options
         self.lines = [Line(d["name"], tuple(d["p1"]), tuple(d["p2"])) for d in opts.get("lines") or []]
@@ -246,8 +223,6 @@ class TrackTask(_InputTask):
         self.detector, self.tracker_config = build_tracking_detector(self.settings)
 
     def _process(self, item: BatchInput) -> dict[str, Any]:
-        from keeneye.service.video.tracking import track_video
-
         assert self.settings is not None
         if item.kind != "video":
             raise InvalidParameter(f"{item.uri} is not a video (.mp4 .mkv .avi .mov .ts); track takes videos")
@@ -300,10 +275,6 @@ def build_task(spec: TaskSpec) -> Task:
 def check_collection(spec: TaskSpec) -> None:
     """NotFound, in the driver and before any worker starts, when search-faces names a collection
     that is not there (index-faces checks it, or creates it, in :class:`IndexCollector`)."""
-    from keeneye.core.errors import NotFound
-    from keeneye.store.db import Store
-    from keeneye.store.tables import CollectionRow
-
     collection_id = str(spec.options["collection_id"])
     settings = settings_for(spec)
     store = Store.open(settings.data_dir, settings.database_url)
@@ -323,10 +294,6 @@ class IndexCollector:
     replayed by the resumed job is not indexed twice."""
 
     def __init__(self, spec: TaskSpec, job_id: str, *, create: bool = False) -> None:
-        from keeneye.models.registry import build_face_analyzer
-        from keeneye.service.faces.collections import FaceCollections
-        from keeneye.store.db import Store
-
         settings = settings_for(spec)
         self.job_id = job_id
         self.collection_id = str(spec.options["collection_id"])
@@ -348,9 +315,6 @@ class IndexCollector:
 
     def commit(self, rows: Sequence[Row]) -> None:
         """Store the faces of the ok rows (one transaction) and rewrite their results in place."""
-        from keeneye.aws.shapes import stored_face
-        from keeneye.service.faces.collections import EmbeddedImage
-
         todo = [r for r in rows if r.status == "ok" and "Faces" in r.result]
         images = [
             EmbeddedImage(
@@ -387,9 +351,6 @@ class AuditCollector:
     after the faces are stored, before the part is (a part on disk is an audited part)."""
 
     def __init__(self, spec: TaskSpec, job_id: str, inner: IndexCollector | None = None) -> None:
-        from keeneye.service.governance.audit import AuditLog
-        from keeneye.store.db import Store
-
         settings = settings_for(spec)
         self.spec, self.job_id, self.inner = spec, job_id, inner
         self.store = Store.open(settings.data_dir, settings.database_url)

@@ -14,6 +14,8 @@ import typer
 
 from keeneye.cli.common import DataDirOption, fail, load_settings, print_json, user_errors
 
+# The commands import what they run inside their bodies: keeneye/cli/main.py says why (`keeneye --help`).
+
 app = typer.Typer(
     help="Read, verify and export the audit log (tamper-evident: a SHA-256 hash chain).",
     invoke_without_command=True,

@@ -12,6 +12,8 @@ import typer
 
 from keeneye.cli.common import DataDirOption, fail, load_settings, print_json, user_errors
 
+# The commands import what they run inside their bodies: keeneye/cli/main.py says why (`keeneye --help`).
+
 app = typer.Typer(help="Face collections: retention of their faces.", no_args_is_help=True)
 
 

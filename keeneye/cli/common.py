@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from keeneye.config import Settings
 from keeneye.core.errors import KeeneyeError
 
+# The helpers import what they run inside their bodies: keeneye/cli/main.py says why (`keeneye --help`).
+
 DataDirOption = typer.Option(
     None,
     "--data-dir",

@@ -13,6 +13,8 @@ import typer
 from keeneye.cli.common import DataDirOption, fail, load_settings, print_json, user_errors
 from keeneye.core.errors import ImageTooLarge, InvalidImage
 
+# The commands import what they run inside their bodies: keeneye/cli/main.py says why (`keeneye --help`).
+
 EXIT_NO_FACE = 3  # detect: valid image without any face (the empty result is still printed)
 
 

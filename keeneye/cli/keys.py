@@ -18,6 +18,8 @@ from keeneye.cli.common import DataDirOption, fail, load_settings, print_json, u
 if TYPE_CHECKING:
     from keeneye.service.governance.keys import AccessKeys
 
+# The commands import what they run inside their bodies: keeneye/cli/main.py says why (`keeneye --help`).
+
 ACTOR = "cli"
 
 app = typer.Typer(

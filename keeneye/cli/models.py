@@ -8,6 +8,8 @@ import typer
 
 from keeneye.cli.common import DataDirOption, ModelsDirOption, load_settings, print_json, user_errors
 
+# The commands import what they run inside their bodies: keeneye/cli/main.py says why (`keeneye --help`).
+
 app = typer.Typer(
     help="Install and inspect models. Weights come only from pinned PyPI/npm packages, "
     "converted to ONNX once.",

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     )
     from keeneye.store.db import Store
 
+# The commands import what they run inside their bodies: keeneye/cli/main.py says why (`keeneye --help`).
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from keeneye.auth.keyring import KeyRing
     from keeneye.config import Settings
 
+# The commands import what they run inside their bodies: keeneye/cli/main.py says why (`keeneye --help`).
+
 
 def serve(
     host: str | None = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1)"),

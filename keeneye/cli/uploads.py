@@ -27,8 +27,12 @@ from keeneye.cli.common import DataDirOption, load_settings, user_errors
 from keeneye.core.errors import InvalidParameter
 
 if TYPE_CHECKING:
+    from keeneye.config import Settings
+    from keeneye.service.faces.collections import FaceCollections
     from keeneye.service.uploads.service import EventInfo, UploadRule, UploadService
     from keeneye.streams.sinks import SinkSpec
+
+# The commands import what they run inside their bodies: keeneye/cli/main.py says why (`keeneye --help`).
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 POLL_S = 0.2
@@ -153,81 +157,103 @@ def watch_folder(
     data_dir: Path | None = DataDirOption,
 ) -> None:
     """Index or search the faces of each new or replaced image in FOLDER, once; one JSON line each."""
-    from watchdog.events import FileSystemEvent, FileSystemEventHandler
-    from watchdog.observers import Observer
-
-    from keeneye.analysis.faces import FaceAnalyzer
-    from keeneye.service.faces.collections import FaceCollections
-    from keeneye.service.governance.audit import AuditLog
-    from keeneye.service.uploads.service import UploadRule, UploadService
-    from keeneye.store.db import Store
-
     with user_errors():
         settings = load_settings(data_dir)
         root = folder.resolve()
         if not root.is_dir():
             raise InvalidParameter(f"{folder} is not a folder")
-        if task not in ("index-faces", "search-faces"):
-            raise InvalidParameter("--task is index-faces or search-faces")
-        if external_image_id not in ("key", "basename"):
-            raise InvalidParameter("--external-image-id is key or basename")
-        mode: Literal["key", "basename"] = "key" if external_image_id == "key" else "basename"
-        spec = parse_sink(sink) if sink is not None else None
-        if spec is not None and task != "search-faces":
-            raise InvalidParameter("--sink is for --task search-faces")
-        rule = UploadRule(
-            task="index-faces" if task == "index-faces" else "search-faces",
-            collection_id=collection,
-            external_image_id=mode,
-            threshold=threshold,
-            sink=spec,
-        )
-        from keeneye.models.registry import build_face_analyzer
-
-        analyzer: FaceAnalyzer = build_face_analyzer(settings, with_embedder=True)
-        store = Store.open(settings.data_dir, settings.database_url)
-        collections = FaceCollections(store, analyzer, settings.images)
-        collections.describe_collection(collection)  # NotFound now, not at the first file
-        service = UploadService(
-            store,
-            collections,
-            settings.uploads,
-            read=lambda bucket, key, _version: _read_file(root, bucket, key),
-            audit=AuditLog(store),
-            jsonl_dir=settings.data_dir / "notifications",
-        )
-        service.requeue_interrupted("folder")
-        pending = _Pending()
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                if event.is_directory:
-                    return
-                for name in (event.src_path, getattr(event, "dest_path", "")):
-                    if name:
-                        pending.add(Path(str(name)))
-
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        observer = Observer()
-        observer.schedule(Handler(), str(root), recursive=True)
-        observer.start()
-        for path in sorted(root.rglob("*")):  # what is there already (a restart skips what was done)
-            if path.is_file():
-                pending.add(path)
-        typer.echo(f"keeneye: watching {root} ({task}, collection {collection})", err=True)
+        rule = _rule(task, collection, threshold, sink, external_image_id)
+        service, collections = _folder_service(settings, root, collection)
         try:
-            while not stop.is_set():
-                for path in pending.stable(settings.uploads.stable_s):
-                    line = _process_file(service, rule, root, path)
-                    if line is not None:
-                        _print_line(line)
-                for info in service.run_due("folder"):  # retries of transient failures (a sink down)
-                    _print_line(_line_of(root, info))
-                stop.wait(POLL_S)
-        except KeyboardInterrupt:
-            pass
+            _watch(root, service, rule, settings.uploads.stable_s, f"({task}, collection {collection})")
         finally:
-            observer.stop()
-            observer.join(timeout=5)
             collections.close()
+
+
+def _rule(
+    task: str, collection: str, threshold: float, sink: str | None, external_image_id: str
+) -> UploadRule:
+    """The command's options as an upload rule (InvalidParameter for a bad combination)."""
+    from keeneye.service.uploads.service import UploadRule
+
+    if task not in ("index-faces", "search-faces"):
+        raise InvalidParameter("--task is index-faces or search-faces")
+    if external_image_id not in ("key", "basename"):
+        raise InvalidParameter("--external-image-id is key or basename")
+    mode: Literal["key", "basename"] = "key" if external_image_id == "key" else "basename"
+    spec = parse_sink(sink) if sink is not None else None
+    if spec is not None and task != "search-faces":
+        raise InvalidParameter("--sink is for --task search-faces")
+    return UploadRule(
+        task="index-faces" if task == "index-faces" else "search-faces",
+        collection_id=collection,
+        external_image_id=mode,
+        threshold=threshold,
+        sink=spec,
+    )
+
+
+def _folder_service(settings: Settings, root: Path, collection: str) -> tuple[UploadService, FaceCollections]:
+    """The upload service of the data directory, reading files of ``root``; the collection must exist
+    (NotFound now, not at the first file). Events interrupted by an earlier run are queued again."""
+    from keeneye.models.registry import build_face_analyzer
+    from keeneye.service.faces.collections import FaceCollections
+    from keeneye.service.governance.audit import AuditLog
+    from keeneye.service.uploads.service import UploadService
+    from keeneye.store.db import Store
+
+    analyzer = build_face_analyzer(settings, with_embedder=True)
+    store = Store.open(settings.data_dir, settings.database_url)
+    collections = FaceCollections(store, analyzer, settings.images)
+    collections.describe_collection(collection)
+    service = UploadService(
+        store,
+        collections,
+        settings.uploads,
+        read=lambda bucket, key, _version: _read_file(root, bucket, key),
+        audit=AuditLog(store),
+        jsonl_dir=settings.data_dir / "notifications",
+    )
+    service.requeue_interrupted("folder")
+    return service, collections
+
+
+def _watch(root: Path, service: UploadService, rule: UploadRule, stable_s: float, what: str) -> None:
+    """Process what is in ``root`` and what appears there, until Ctrl-C or SIGTERM (``what``: said on
+    stderr once watching)."""
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    pending = _Pending()
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            if event.is_directory:
+                return
+            for name in (event.src_path, getattr(event, "dest_path", "")):
+                if name:
+                    pending.add(Path(str(name)))
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    observer = Observer()
+    observer.schedule(Handler(), str(root), recursive=True)
+    observer.start()
+    for path in sorted(root.rglob("*")):  # what is there already (a restart skips what was done)
+        if path.is_file():
+            pending.add(path)
+    typer.echo(f"keeneye: watching {root} {what}", err=True)
+    try:
+        while not stop.is_set():
+            for path in pending.stable(stable_s):
+                line = _process_file(service, rule, root, path)
+                if line is not None:
+                    _print_line(line)
+            for info in service.run_due("folder"):  # retries of transient failures (a sink down)
+                _print_line(_line_of(root, info))
+            stop.wait(POLL_S)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        observer.stop()
+        observer.join(timeout=5)

@@ -48,7 +48,10 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from keeneye.core.errors import InvalidParameter, KeeneyeError
 
@@ -292,8 +295,6 @@ def _bad_url(url: str, why: str) -> InvalidParameter:
 
 
 def _parse_url(url: str, *, allow_paths: bool) -> SinkSpec | Path:
-    from pydantic import ValidationError
-
     text = url.strip()
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     try:
@@ -377,16 +378,12 @@ class WebhookSink:
     def __init__(
         self, target: WebhookTarget, *, timeout_s: float, extra_headers: Mapping[str, str] | None = None
     ) -> None:
-        import httpx
-
         self._url = target.url
         self._shown_url = redacted_url(target.url)
         self._headers = {"Content-Type": "application/json", **dict(extra_headers or {}), **target.headers}
         self._client = httpx.Client(timeout=timeout_s, follow_redirects=False)
 
     def send(self, message: Mapping[str, Any]) -> None:
-        import httpx
-
         try:
             response = self._client.post(self._url, content=_encode(message), headers=self._headers)
         except httpx.TimeoutException:
@@ -412,9 +409,6 @@ class MqttSink:
         self._where = f"mqtt://{target.host}:{target.port}/{target.topic}"
 
     def _connect(self) -> Any:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
         t = self._target
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,

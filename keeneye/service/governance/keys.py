@@ -31,12 +31,12 @@ from sqlalchemy import select, update
 from keeneye.core.errors import AlreadyExists, InvalidParameter, NotFound
 from keeneye.service.governance.credentials import AccessKey, generate_key
 from keeneye.service.governance.policies import Policy
+from keeneye.store.db import Store
 from keeneye.store.tables import AccessKeyRow
 
 if TYPE_CHECKING:
     from keeneye.config import Settings
     from keeneye.service.governance.audit import AuditLog
-    from keeneye.store.db import Store
 
 log = logging.getLogger("keeneye.keys")
 
@@ -292,8 +292,6 @@ class LazyAccessKeys:
     def _open(self) -> AccessKeys:
         with self._lock:
             if self._keys is None:
-                from keeneye.store.db import Store
-
                 store = Store.open(self._settings.data_dir, self._settings.database_url)
                 self._keys = AccessKeys(store, self._settings.data_dir)
             return self._keys

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
+from botocore.session import get_session
+
 from keeneye.core.errors import InvalidParameter
 
 VERSION = "2012-10-17"
@@ -55,8 +57,6 @@ Reason = Literal["allowed", "explicit deny", "no matching allow"]
 @lru_cache(maxsize=1)
 def rekognition_actions() -> frozenset[str]:
     """``rekognition:<Operation>`` for every operation in botocore's Rekognition service model."""
-    from botocore.session import get_session
-
     names = get_session().get_service_model("rekognition").operation_names
     return frozenset(f"rekognition:{n}" for n in names)
 
