@@ -21,7 +21,7 @@ import numpy as np
 from common import LFW, PROTOCOL, SHARED, embed_images, emit, settings
 from variants import VARIANTS
 
-from keeneye.models.registry import build_face_analyzer
+from keeneye.analysis.builder import build_face_analyzer
 
 
 def load_protocol() -> dict[str, list[tuple[str, str]]]:

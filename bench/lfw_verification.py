@@ -14,8 +14,8 @@ import numpy as np
 from common import PROTOCOL, SHARED, embed_images, emit, read_pairs, settings, ten_fold_accuracy
 from variants import VARIANTS
 
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.similarity import calibration_for
-from keeneye.models.registry import build_face_analyzer
 
 
 def pair_scores(emb: dict[str, np.ndarray], pairs: list) -> np.ndarray:

@@ -50,8 +50,8 @@ from keeneye.models import onnx_runtime
 from keeneye.models.align import nms_xyxy
 from keeneye.models.base import ObjectDetector
 from keeneye.models.registry import model_path
-from keeneye.tracking.lines import Line, LineCounter
 from keeneye.pipeline.persons import DetectionSchedule, PersonTrackingStage, ScheduleConfig, tracker_config
+from keeneye.tracking.lines import Line, LineCounter
 from keeneye.tracking.tracker import PersonTracker
 
 FLOOR = 0.05

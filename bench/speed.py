@@ -22,8 +22,8 @@ import numpy as np
 from common import SHARED, emit, settings
 from variants import VARIANTS
 
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.images import read_image_file
-from keeneye.models.registry import build_face_analyzer
 
 
 def photo_640x480() -> np.ndarray:

@@ -116,7 +116,7 @@ class JsonlTail:
 
 def make_data_dir(root: Path, models_dir: Path, max_processors: int) -> Settings:
     """A fresh data dir (models linked in, like the tests) with the "hamilton" collection indexed."""
-    from keeneye.models.registry import build_face_analyzer
+    from keeneye.analysis.builder import build_face_analyzer
     from keeneye.service.faces.collections import FaceCollections
     from keeneye.store.db import Store
 

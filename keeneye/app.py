@@ -34,6 +34,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from keeneye import __version__
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.api import ROUTERS
 from keeneye.api.deps import ApiState
@@ -50,7 +51,6 @@ from keeneye.aws.handlers import OPERATIONS, STREAM_OPERATIONS, VIDEO_OPERATIONS
 from keeneye.aws.images import ImageLoader
 from keeneye.config import Settings
 from keeneye.core.errors import BackendUnavailable, InvalidParameter
-from keeneye.models.registry import build_face_analyzer
 from keeneye.service.container import ImageSource, Services
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.collections import FaceCollections

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.analysis.images import decode_image
 from keeneye.analysis.quality_filter import QualityFilter, quality_reasons
@@ -37,7 +38,6 @@ from keeneye.batch.inputs import Sources, local_path, read_bytes
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter, KeeneyeError, NotFound
 from keeneye.core.types import Face, UInt8Image
-from keeneye.models.registry import build_face_analyzer
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.collections import EmbeddedImage, FaceCollections
 from keeneye.service.governance.audit import AuditLog

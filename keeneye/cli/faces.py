@@ -38,7 +38,7 @@ def _read(path: Path, max_bytes: int, max_pixels: int) -> Any:
 
 
 def _service(settings: Any, *, with_embedder: bool) -> Any:
-    from keeneye.models.registry import build_face_analyzer
+    from keeneye.analysis.builder import build_face_analyzer
     from keeneye.service.faces.analysis import FaceService
 
     return FaceService(build_face_analyzer(settings, with_embedder=with_embedder), settings.images)

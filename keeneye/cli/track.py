@@ -196,7 +196,7 @@ class _FaceSearch:
     """``--collection``: the face pipeline, the collection search and the identities of the tracks."""
 
     def __init__(self, settings: Settings, collection_id: str, threshold: float) -> None:
-        from keeneye.models.registry import build_face_analyzer
+        from keeneye.analysis.builder import build_face_analyzer
         from keeneye.service.faces.collections import FaceCollections
         from keeneye.store.db import Store
 

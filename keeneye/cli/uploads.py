@@ -196,7 +196,7 @@ def _rule(
 def _folder_service(settings: Settings, root: Path, collection: str) -> tuple[UploadService, FaceCollections]:
     """The upload service of the data directory, reading files of ``root``; the collection must exist
     (NotFound now, not at the first file). Events interrupted by an earlier run are queued again."""
-    from keeneye.models.registry import build_face_analyzer
+    from keeneye.analysis.builder import build_face_analyzer
     from keeneye.service.faces.collections import FaceCollections
     from keeneye.service.governance.audit import AuditLog
     from keeneye.service.uploads.service import UploadService

@@ -261,7 +261,7 @@ class _CollectionSearch:
     """``--collection``: the face pipeline, the collection's search, and the audit record at the end."""
 
     def __init__(self, settings: Settings, collection_id: str, threshold: float) -> None:
-        from keeneye.models.registry import build_face_analyzer
+        from keeneye.analysis.builder import build_face_analyzer
         from keeneye.service.faces.collections import FaceCollections
         from keeneye.store.db import Store
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import DetectorSettings, EmbedderSettings, Settings
 from keeneye.core.errors import BackendUnavailable, InvalidParameter
 from keeneye.models.base import (
@@ -132,7 +131,7 @@ def build_classifiers(
     return out
 
 
-def _loaded_faceres(embedder: FaceEmbedder | None) -> FaceAttributeClassifier | None:
+def loaded_faceres(embedder: FaceEmbedder | None) -> FaceAttributeClassifier | None:
     """The FaceRes instance inside the (possibly fused) embedder, so its model is loaded only once."""
     from keeneye.models.fusion import FusedEmbedder
     from keeneye.models.human import FaceResEmbedder
@@ -140,31 +139,6 @@ def _loaded_faceres(embedder: FaceEmbedder | None) -> FaceAttributeClassifier | 
     parts = [e for e, _ in embedder.parts] if isinstance(embedder, FusedEmbedder) else [embedder]
     return next(
         (e for e in parts if isinstance(e, FaceResEmbedder) and e.embedder_id == "human-faceres"), None
-    )
-
-
-def build_face_analyzer(settings: Settings, *, with_embedder: bool = True) -> FaceAnalyzer:
-    """The configured face pipeline (models load and warm up here, not at import time)."""
-    from keeneye.models import onnx_runtime
-
-    onnx_runtime.configure(settings.threads)
-    models_dir = settings.models_dir
-    faces = settings.faces
-    detector = build_detector(faces.detector, models_dir)
-    embedder, landmarkers = build_embedder(faces.embedder, models_dir) if with_embedder else (None, [])
-    dense = None
-    if faces.attributes.mesh:
-        from keeneye.models.facemesh import FaceMeshAnalysis
-
-        dense = FaceMeshAnalysis(model_path(models_dir, "human-facemesh"))
-    return FaceAnalyzer(
-        detector=detector,
-        embedder=embedder,
-        landmarkers=landmarkers,
-        classifiers=build_classifiers(settings, _loaded_faceres(embedder)),
-        dense=dense,
-        min_face_px=faces.detector.min_face_px,
-        calibrate=faces.detector.calibrate,
     )
 
 

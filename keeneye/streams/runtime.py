@@ -40,12 +40,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
 from keeneye.core.events import Event, FaceIdentified, FrameContext, PersonSeen
 from keeneye.core.types import Detections, FloatArray, Frame
 from keeneye.models.base import ObjectDetector
-from keeneye.models.registry import build_face_analyzer
 from keeneye.pipeline.faces import FaceSteps, face_tracker_config
 from keeneye.pipeline.identification import TrackFaceIdentifier
 from keeneye.pipeline.loop import run_frames

@@ -35,11 +35,11 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.events import Event, FaceIdentified
-from keeneye.models.registry import build_face_analyzer
 from keeneye.streams.capture import CaptureSettings
 from keeneye.streams.runtime import CollectionSearch, RecordEncoder, StreamProcessorRuntime
 from keeneye.streams.sinks import SinkSpec, build_sink

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.confidence import ScoreCalibration, calibration_for, isotonic_fit
 from keeneye.analysis.images import read_image_file
 from keeneye.config import Settings
-from keeneye.models.registry import build_face_analyzer
 
 
 def _stored() -> dict[str, dict[str, object]]:

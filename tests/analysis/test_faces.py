@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer, pose_from_points
 from keeneye.analysis.images import read_image_file
 from keeneye.aws import shapes
 from keeneye.config import Settings
 from keeneye.core.types import REKOGNITION_LANDMARK_TYPES
-from keeneye.models.registry import build_face_analyzer
 from keeneye.service.faces.analysis import FaceService
 
 pytestmark = pytest.mark.models

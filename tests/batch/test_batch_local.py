@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.batch.base import TaskSpec
 from keeneye.batch.inputs import Sources, list_inputs
 from keeneye.batch.job import PARTS_DIR, open_job, read_rows, run_job
@@ -23,7 +24,6 @@ from keeneye.batch.local_engine import LocalEngine
 from keeneye.batch.tasks import IndexCollector
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
-from keeneye.models.registry import build_face_analyzer
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.store.db import Store
 from tests.factories import huge_png

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from keeneye.models.registry import build_face_analyzer
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.store.db import Store
 from tests.cli.test_cli import assert_one_line_error, run

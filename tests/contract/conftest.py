@@ -153,7 +153,7 @@ def _check(value: Any, shape: Any, path: str, problems: list[str]) -> None:
 
 @pytest.fixture(scope="session")
 def face_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> FaceService:
-    from keeneye.models.registry import build_face_analyzer
+    from keeneye.analysis.builder import build_face_analyzer
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("unused"), models_path=models_dir)
     return FaceService(build_face_analyzer(settings, with_embedder=True), settings.images)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
 from keeneye.core.errors import AlreadyExists, InvalidParameter, NotFound
-from keeneye.models.registry import build_face_analyzer
 from keeneye.service.faces.collections import FaceCollections, decode_token, encode_token
 from keeneye.store.db import Store
 from tests.factories import encode, gradient

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.aws import stream_records
 from keeneye.aws.stream_records import shape_problems
 from keeneye.config import Settings
 from keeneye.core.types import FloatArray
-from keeneye.models.registry import build_face_analyzer
 from keeneye.service.faces.collections import FaceCollections, FaceMatch
 from keeneye.store.db import Store
 from keeneye.streams.capture import CaptureSettings

@@ -15,11 +15,11 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageFilter
 
+from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import AttributeSettings, Settings
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Detections, Face, FloatArray, UInt8Image
-from keeneye.models.registry import build_face_analyzer
 from keeneye.service.faces.collections import FaceMatch
 from keeneye.tracking.tracker import iou_matrix
 
