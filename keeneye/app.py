@@ -204,9 +204,9 @@ def build_video_jobs(
     audit: AuditLog | None = None,
     store: Store | None = None,
 ) -> VideoJobs:
-    """Stored-video jobs, videos read from the served buckets; queued and interrupted jobs start running
-    now (``settings.video_jobs.workers`` threads). FaceSearch jobs need ``collections`` (their
-    identifications are written to ``audit``)."""
+    """Stored-video jobs, videos read from the served buckets; queued and interrupted jobs run once the
+    lifecycle starts the workers (``settings.video_jobs.workers`` threads). FaceSearch jobs need
+    ``collections`` (their identifications are written to ``audit``)."""
     downloads = settings.data_dir / "video-downloads"
     if downloads.is_dir():  # left by a server that stopped mid-job: that job downloads again
         for stale in downloads.glob("video-*"):
@@ -321,7 +321,7 @@ def lifecycle(services: Services, settings: Settings) -> Lifecycle:
     if services.collections is not None:
         steps.add("collection indexes", _nothing, services.collections.close)
     if services.video_jobs is not None:
-        steps.add("video jobs", _nothing, services.video_jobs.close)
+        steps.add("video jobs", services.video_jobs.start_workers, services.video_jobs.close)
     if services.retention is not None:
         purger = PurgeThread(services.retention, settings.retention.purge_interval_s)
         steps.add("retention purge", purger.start, purger.stop)

@@ -45,6 +45,7 @@ class Server:
             lambda ref: bucket / ref.name,
             notifications=notifications,
         )
+        self.jobs.start_workers()
         self.services = fake_services({"videos": bucket})
         self.services.images = ImageLoader({"videos": bucket})
         self.services.video_jobs = self.jobs

@@ -142,6 +142,7 @@ def test_job_over_the_frame_limit_fails_with_a_clear_message(tmp_path: Path) -> 
     path = _video(tmp_path, 64, 48)
     store = Store.open(tmp_path / "data")
     jobs = VideoJobs(store, {"T": header_checked(_no_run, 1000)}, lambda ref: path)
+    jobs.start_workers()
     job_id = jobs.start("T", VideoRef("videos", "hall.mp4"))
     deadline = time.monotonic() + 10
     while (page := jobs.get(job_id, "T")).status == "IN_PROGRESS":

@@ -61,6 +61,7 @@ def app_client(tmp_path: Path, gate: Gate) -> Iterator[tuple[Client, VideoJobs]]
     jobs = VideoJobs(
         store, {"PersonTracking": gate}, lambda ref: bucket / ref.name, notifications=notifications
     )
+    jobs.start_workers()
     services = fake_services({"videos": bucket})
     services.images = ImageLoader({"videos": bucket})
     services.video_jobs = jobs

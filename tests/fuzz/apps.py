@@ -57,6 +57,7 @@ def fuzz_app(root: Path) -> Iterator[FastAPI]:
         lambda ref: bucket / ref.name,
         notifications=NotificationService(store, fast, root / "data"),
     )
+    jobs.start_workers()
     server = {"rate_limit_per_s": 0} if "rate_limit_per_s" in ServerSettings.model_fields else {}
     settings = Settings(data_dir=root / "data", server=ServerSettings(**server))
     # The real stream-processor service (its create/describe/options/cameras code); nothing the fuzzers

@@ -26,7 +26,9 @@ PAYLOAD = {"JobId": "j1", "Status": "SUCCEEDED"}
 def _service(
     store: Store, tmp_path: Path, settings: NotificationSettings = FAST, **kw: Any
 ) -> NotificationService:
-    return NotificationService(store, settings, tmp_path, **kw)
+    service = NotificationService(store, settings, tmp_path, **kw)
+    service.start()  # the delivery thread (none with deliver=False)
+    return service
 
 
 def _delivered(service: NotificationService, message_id: str) -> bool:

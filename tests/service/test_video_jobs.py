@@ -28,9 +28,11 @@ def _bad(path: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) 
 
 
 def _jobs(tmp_path: Path, runner: Any = _ok, workers: int = 1) -> VideoJobs:
-    return VideoJobs(
+    jobs = VideoJobs(
         Store.open(tmp_path), {"T": runner}, lambda ref: tmp_path / "srv" / ref.name, workers=workers
     )
+    jobs.start_workers()
+    return jobs
 
 
 def _wait(jobs: VideoJobs, job_id: str) -> JobPage:

@@ -59,9 +59,11 @@ def _jobs(tmp_path: Path, runners: Mapping[str, Any], *, channel: bool = True, w
     notifications = NotificationService(store, FAST, tmp_path)
     if channel:
         notifications.put_channel(TOPIC, {"jsonl": {"name": "jobs.jsonl"}})
-    return VideoJobs(
+    jobs = VideoJobs(
         store, runners, lambda ref: tmp_path / ref.name, workers=workers, notifications=notifications
     )
+    jobs.start_workers()
+    return jobs
 
 
 def _lines(tmp_path: Path, n: int) -> list[dict[str, Any]]:
@@ -177,6 +179,7 @@ def test_notification_of_a_job_survives_a_restart(tmp_path: Path) -> None:
     notifications = NotificationService(store, FAST, tmp_path)
     notifications.put_channel(TOPIC, {"webhook": {"url": f"http://127.0.0.1:{port}/hook"}})
     jobs = VideoJobs(store, {"PersonTracking": _ok}, lambda ref: tmp_path, notifications=notifications)
+    jobs.start_workers()
     job_id = jobs.start("PersonTracking", VIDEO, notification_topic=TOPIC)
     wait_until(
         lambda: (n := jobs.info(job_id).notification) is not None and n.attempts >= 1,
@@ -191,6 +194,7 @@ def test_notification_of_a_job_survives_a_restart(tmp_path: Path) -> None:
             lambda ref: tmp_path,
             notifications=NotificationService(store, FAST, tmp_path),
         )
+        again.start_workers()
         got = hook.wait_for(1)
         wait_until(lambda: again.info(job_id).notification.state == "delivered", what="delivered")  # type: ignore[union-attr]
         again.close()

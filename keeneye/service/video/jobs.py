@@ -184,7 +184,8 @@ def _decode_token(token: str) -> int:
 
 
 class VideoJobs:
-    """The job store and its worker pool (``workers`` threads; 0 queues without running).
+    """The job store and its worker pool (``workers`` threads, started by :meth:`start_workers`; 0 queues
+    without running).
 
     ``notifications``: where jobs started with a ``notification_topic`` publish their end (None: such
     jobs are refused). ``close()`` closes it too.
@@ -209,11 +210,23 @@ class VideoJobs:
         self._running: set[str] = set()  # jobs a worker holds
         self._cancelled: set[str] = set()  # of those, the ones to stop at their next checkpoint
         self._cancel_lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"keeneye-job-{i}", daemon=True) for i in range(workers)
-        ]
+        self._workers = workers
+        self._threads: list[threading.Thread] = []
+
+    def start_workers(self) -> None:
+        """Queue the jobs left queued or interrupted by the last run, start the worker threads and the
+        notification delivery (once). The constructor starts nothing: the composition root's lifecycle
+        does, with the server."""
+        if self._threads or self._stop.is_set():
+            return
+        if self._notifications is not None:
+            self._notifications.start()
         for job_id in self._unfinished():
             self._queue.put(job_id)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"keeneye-job-{i}", daemon=True)
+            for i in range(self._workers)
+        ]
         for t in self._threads:
             t.start()
 

@@ -195,8 +195,13 @@ class NotificationService:
         # topic -> (when its failed message is retried, updated_at of the channel it failed with);
         # thread-owned. Any PUT of the channel (a new updated_at) lifts the hold.
         self._failing: dict[str, tuple[datetime, datetime | None]] = {}
+        self._deliver = deliver
         self._thread: threading.Thread | None = None
-        if deliver:
+
+    def start(self) -> None:
+        """Start the delivery thread (once; none when built with ``deliver=False``). The constructor
+        starts nothing: the composition root's lifecycle does, with the server."""
+        if self._deliver and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="keeneye-notify", daemon=True)
             self._thread.start()
 
