@@ -31,17 +31,15 @@ def set_retention(
     The purge runs in `keeneye serve` every retention.purge_interval_s, or now with `keeneye purge`.
     Example: keeneye collections set-retention visitors --days 30
     """
-    from keeneye.service.governance.audit import AuditLog
-    from keeneye.service.governance.retention import stored_collections
-    from keeneye.store.db import Store
+    from keeneye.service.builder import ServiceBuilder
 
     if (days is None) == (not clear):
         fail("InvalidParameter", "give either --days N or --clear")
     with user_errors():
         settings = load_settings(data_dir)
-        store = Store.open(settings.data_dir, settings.database_url)
-        info = stored_collections(store).set_retention(collection_id, days)
-        AuditLog(store).append(
+        services = ServiceBuilder(settings)
+        info = services.stored_collections.set_retention(collection_id, days)
+        services.audit.append(
             "SetCollectionRetention", access_key=None, collection_id=collection_id, details={"days": days}
         )
         print_json(
@@ -63,15 +61,11 @@ def purge(
     notifications by retention.job_results_days / retention.notifications_days. Prints JSON of what
     went (or, with --dry-run, would go); a real purge appends an audit record with the counts.
     """
-    from keeneye.service.governance.audit import AuditLog
-    from keeneye.service.governance.retention import RetentionService, stored_collections
-    from keeneye.store.db import Store
+    from keeneye.service.builder import ServiceBuilder
 
     with user_errors():
         settings = load_settings(data_dir)
-        store = Store.open(settings.data_dir, settings.database_url)
-        collections = stored_collections(store)
-        service = RetentionService(store, settings.retention, collections=collections, audit=AuditLog(store))
-        report = service.purge(dry_run=dry_run)
-        collections.close()
+        services = ServiceBuilder(settings)
+        report = services.retention.purge(dry_run=dry_run)
+        services.stored_collections.close()
         print_json(report.to_dict())

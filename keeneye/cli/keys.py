@@ -34,13 +34,9 @@ PolicyFileOption = typer.Option(
 
 
 def _keys(data_dir: Path | None) -> AccessKeys:
-    from keeneye.service.governance.audit import AuditLog
-    from keeneye.service.governance.keys import AccessKeys
-    from keeneye.store.db import Store
+    from keeneye.service.builder import ServiceBuilder
 
-    settings = load_settings(data_dir)
-    store = Store.open(settings.data_dir, settings.database_url)
-    return AccessKeys(store, settings.data_dir, AuditLog(store))
+    return ServiceBuilder(load_settings(data_dir)).access_keys
 
 
 def _read_policy(path: Path) -> Any:

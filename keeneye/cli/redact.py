@@ -146,14 +146,15 @@ class _Keeper:
     """``--keep-collection``: the collection's store and its search at the threshold."""
 
     def __init__(self, settings: Settings, collection_id: str, threshold: float) -> None:
-        from keeneye.service.faces.collections import FaceCollections
+        from keeneye.service.builder import ServiceBuilder
         from keeneye.service.governance.redaction import build_redaction_analyzer
-        from keeneye.store.db import Store
 
         self.collection_id, self.threshold = collection_id, threshold
-        self.store: Store = Store.open(settings.data_dir, settings.database_url)
         self.analyzer = build_redaction_analyzer(settings, with_embedder=True)
-        self.collections: FaceCollections = FaceCollections(self.store, self.analyzer, settings.images)
+        services = ServiceBuilder(settings, analyzer=self.analyzer)
+        self.store: Store = services.store
+        self.audit = services.audit
+        self.collections: FaceCollections = services.collections
         self.collections.describe_collection(collection_id)  # NotFound before any pixel is decoded
 
     def search(self, embedding: Any, embedder_id: str) -> list[FaceMatch]:
@@ -281,9 +282,8 @@ def _redact_video(
 
 def _audit(keeper: _Keeper, result: VideoRedaction) -> None:
     """Keeping a face identifies it: the identification goes to the audit log, as for track/face search."""
-    from keeneye.service.governance.audit import AuditLog
 
-    AuditLog(keeper.store).append(
+    keeper.audit.append(
         "keeneye redact --keep-collection",
         access_key=None,
         collection_id=keeper.collection_id,

@@ -196,14 +196,12 @@ class _FaceSearch:
     """``--collection``: the face pipeline, the collection search and the identities of the tracks."""
 
     def __init__(self, settings: Settings, collection_id: str, threshold: float) -> None:
-        from keeneye.analysis.builder import build_face_analyzer
-        from keeneye.service.faces.collections import FaceCollections
-        from keeneye.store.db import Store
+        from keeneye.service.builder import ServiceBuilder
 
         self.collection_id, self.threshold = collection_id, threshold
-        self.store = Store.open(settings.data_dir, settings.database_url)
-        self.analyzer = build_face_analyzer(settings, with_embedder=True)
-        self.collections = FaceCollections(self.store, self.analyzer, settings.images)
+        services = ServiceBuilder(settings)
+        self.store, self.analyzer, self.collections = services.store, services.analyzer, services.collections
+        self.audit = services.audit
         self.collections.describe_collection(collection_id)  # NotFound before any video is decoded
         self.settings = settings
 
@@ -229,7 +227,6 @@ class _FaceSearch:
     def finish(self, result: TrackingResult) -> dict[int, dict[str, Any]]:
         """``{track_id: {"identity", "similarity", "face_id", "timestamp_ms"}}`` of the matched tracks;
         the identification is appended to the audit log."""
-        from keeneye.service.governance.audit import AuditLog
 
         found: dict[int, dict[str, Any]] = {}
         for track in result.tracks:
@@ -243,7 +240,7 @@ class _FaceSearch:
                 "face_id": best.face.face_id,
                 "timestamp_ms": None if ident.pts_ms is None else round(ident.pts_ms),
             }
-        AuditLog(self.store).append(
+        self.audit.append(
             "keeneye track --collection",
             access_key=None,
             collection_id=self.collection_id,

@@ -196,22 +196,18 @@ def _rule(
 def _folder_service(settings: Settings, root: Path, collection: str) -> tuple[UploadService, FaceCollections]:
     """The upload service of the data directory, reading files of ``root``; the collection must exist
     (NotFound now, not at the first file). Events interrupted by an earlier run are queued again."""
-    from keeneye.analysis.builder import build_face_analyzer
-    from keeneye.service.faces.collections import FaceCollections
-    from keeneye.service.governance.audit import AuditLog
+    from keeneye.service.builder import ServiceBuilder
     from keeneye.service.uploads.service import UploadService
-    from keeneye.store.db import Store
 
-    analyzer = build_face_analyzer(settings, with_embedder=True)
-    store = Store.open(settings.data_dir, settings.database_url)
-    collections = FaceCollections(store, analyzer, settings.images)
+    services = ServiceBuilder(settings)
+    collections = services.collections
     collections.describe_collection(collection)
     service = UploadService(
-        store,
+        services.store,
         collections,
         settings.uploads,
         read=lambda bucket, key, _version: _read_file(root, bucket, key),
-        audit=AuditLog(store),
+        audit=services.audit,
         jsonl_dir=settings.data_dir / "notifications",
     )
     service.requeue_interrupted("folder")

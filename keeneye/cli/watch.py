@@ -261,16 +261,16 @@ class _CollectionSearch:
     """``--collection``: the face pipeline, the collection's search, and the audit record at the end."""
 
     def __init__(self, settings: Settings, collection_id: str, threshold: float) -> None:
-        from keeneye.analysis.builder import build_face_analyzer
-        from keeneye.service.faces.collections import FaceCollections
-        from keeneye.store.db import Store
+        from keeneye.service.builder import ServiceBuilder
 
         self.collection_id, self.threshold = collection_id, threshold
-        self.store: Store = Store.open(settings.data_dir, settings.database_url)
+        services = ServiceBuilder(settings)
+        self.store: Store = services.store
+        self.audit_log = services.audit
         self.collections: FaceCollections | None = None
         try:
-            self.analyzer = build_face_analyzer(settings, with_embedder=True)
-            self.collections = FaceCollections(self.store, self.analyzer, settings.images)
+            self.analyzer = services.analyzer
+            self.collections = services.collections
             self.collections.describe_collection(collection_id)  # NotFound before the camera is opened
         except BaseException:
             self.close()
@@ -283,9 +283,8 @@ class _CollectionSearch:
 
     def audit(self, matches: list[dict[str, Any]]) -> None:
         """One audit record for the whole run with the matches reported (as ``keeneye track`` does)."""
-        from keeneye.service.governance.audit import AuditLog
 
-        AuditLog(self.store).append(
+        self.audit_log.append(
             "keeneye watch --collection",
             access_key=None,
             collection_id=self.collection_id,
