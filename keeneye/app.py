@@ -34,7 +34,6 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from keeneye import __version__
-from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.api import ROUTERS
 from keeneye.api.deps import ApiState
@@ -51,6 +50,7 @@ from keeneye.aws.handlers import OPERATIONS, STREAM_OPERATIONS, VIDEO_OPERATIONS
 from keeneye.aws.images import ImageLoader
 from keeneye.config import Settings
 from keeneye.core.errors import BackendUnavailable, InvalidParameter
+from keeneye.service.builder import ServiceBuilder
 from keeneye.service.container import ImageSource, Services
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.collections import FaceCollections
@@ -90,12 +90,12 @@ def build_images(settings: Settings) -> ImageLoader:
 
 
 def build_services(settings: Settings, *, analyzer: FaceAnalyzer | None = None) -> Services:
-    """The production services: the configured face pipeline (loaded now), everything on one store."""
-    analyzer = analyzer or build_face_analyzer(settings, with_embedder=True)
-    faces = FaceService(analyzer, settings.images)
+    """The production services: the configured face pipeline (loaded now), everything on one store
+    (keeneye.service.builder, as the CLI builds its own), plus the server's parts: images from the
+    served buckets, video jobs, stream processors, analysis on upload, request metrics."""
+    built = ServiceBuilder(settings, analyzer=analyzer)
+    faces, store, collections, audit = built.faces, built.store, built.collections, built.audit
     images = build_images(settings)
-    store = open_store(settings)
-    collections, audit = build_collection_services(settings, faces, store=store)
     jobs = build_video_jobs(settings, images, faces, collections=collections, audit=audit, store=store)
     return Services(
         faces=faces,
@@ -103,9 +103,9 @@ def build_services(settings: Settings, *, analyzer: FaceAnalyzer | None = None) 
         collections=collections,
         audit=audit,
         video_jobs=jobs,
-        retention=build_retention(settings, collections, audit, store=store),
+        retention=built.retention,
         stream_processors=build_stream_processors(settings, collections, audit, jobs, store=store),
-        request_tokens=RequestTokens(store),
+        request_tokens=built.request_tokens,
         uploads=build_uploads(settings, images, collections, audit, store=store),
         metrics=RequestMetrics(),
     )
