@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from keeneye.core.errors import InvalidParameter
+from keeneye.core.geometry import to_ratio
 from keeneye.core.types import REKOGNITION_LANDMARK_TYPES, Face
 from keeneye.service.video.results import match_from_record
 
@@ -103,9 +104,12 @@ def requested_attributes(attributes: Iterable[str] | None) -> frozenset[str]:
     return frozenset(a for a in names if a in _ALL_EXTRA)
 
 
+def _box(left: float, top: float, width: float, height: float) -> dict[str, float]:
+    return {"Width": width, "Height": height, "Left": left, "Top": top}
+
+
 def bounding_box(face: Face, width: int, height: int) -> dict[str, float]:
-    x1, y1, x2, y2 = (float(v) for v in face.xyxy)
-    return {"Width": (x2 - x1) / width, "Height": (y2 - y1) / height, "Left": x1 / width, "Top": y1 / height}
+    return _box(*to_ratio(face.xyxy, width, height))
 
 
 def landmarks(face: Face, width: int, height: int, *, every: bool = False) -> list[dict[str, Any]]:
@@ -214,11 +218,9 @@ def epoch_seconds(when: datetime) -> float:
 
 def stored_face(face: StoredFace) -> dict[str, Any]:
     """Rekognition ``Face`` (ListFaces, FaceMatch.Face, FaceRecord.Face) from a ``StoredFace``."""
-    x1, y1, x2, y2 = (float(v) for v in face.xyxy)
-    w, h = face.image_width, face.image_height
     out: dict[str, Any] = {
         "FaceId": face.face_id,
-        "BoundingBox": {"Width": (x2 - x1) / w, "Height": (y2 - y1) / h, "Left": x1 / w, "Top": y1 / h},
+        "BoundingBox": _box(*to_ratio(face.xyxy, face.image_width, face.image_height)),
         "ImageId": face.image_id,
         "Confidence": _pct(face.score),
         "IndexFacesModelVersion": face_model_version(face.embedder_id),
@@ -290,15 +292,7 @@ def video_metadata(meta: dict[str, Any]) -> dict[str, Any]:
 
 def ratio_box(xyxy: Iterable[float], width: int, height: int) -> dict[str, float]:
     """A pixel ``xyxy`` box as Rekognition's BoundingBox (ratios of the frame, clipped to 0-1)."""
-    x1, y1, x2, y2 = (float(v) for v in xyxy)
-    x1, x2 = max(0.0, x1), min(float(width), x2)
-    y1, y2 = max(0.0, y1), min(float(height), y2)
-    return {
-        "Width": max(0.0, x2 - x1) / width,
-        "Height": max(0.0, y2 - y1) / height,
-        "Left": x1 / width,
-        "Top": y1 / height,
-    }
+    return _box(*to_ratio(list(xyxy), width, height, clip=True))
 
 
 def person_detection(item: dict[str, Any], width: int, height: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from keeneye.cli.common import (
     video_progress,
     write_json,
 )
+from keeneye.core.geometry import to_ratio
 from keeneye.tracking.lines import Line
 from keeneye.tracking.zones import Zone
 
@@ -389,14 +390,8 @@ def _box_tuple(xyxy: Any) -> tuple[float, float, float, float]:
 def _ratio_box(xyxy: tuple[float, float, float, float], width: int, height: int) -> dict[str, float]:
     """Pixel xyxy -> ``{left, top, width, height}`` ratios, clipped to the frame (detector boxes may
     reach slightly past the border)."""
-    x1, y1 = min(max(xyxy[0] / width, 0.0), 1.0), min(max(xyxy[1] / height, 0.0), 1.0)
-    x2, y2 = min(max(xyxy[2] / width, 0.0), 1.0), min(max(xyxy[3] / height, 0.0), 1.0)
-    return {
-        "left": round(x1, 5),
-        "top": round(y1, 5),
-        "width": round(max(x2 - x1, 0.0), 5),
-        "height": round(max(y2 - y1, 0.0), 5),
-    }
+    left, top, w, h = to_ratio(xyxy, width, height, clip=True)
+    return {"left": round(left, 5), "top": round(top, 5), "width": round(w, 5), "height": round(h, 5)}
 
 
 class _Annotation:

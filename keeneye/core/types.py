@@ -251,4 +251,7 @@ class Track:
     def anchor(self) -> tuple[float, float]:
         """Bottom-centre of the last observed box (the foot point lines and zones use), pixels."""
         x1, _, x2, y2 = self.history[-1].xyxy
-        return ((x1 + x2) / 2.0, y2)
+        return (
+            (x1 + x2) / 2.0,
+            y2,
+        )  # keeneye.core.geometry.anchor (types cannot import it: it imports types)

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from keeneye.core.errors import InvalidParameter
+from keeneye.core.geometry import box_iou as box_iou  # re-exported
 from keeneye.core.types import (
     EYE_LEFT,
     EYE_RIGHT,
@@ -817,15 +818,6 @@ def face_from_detections(dets: Detections, i: int) -> Face:
             n: (float(p[0]), float(p[1])) for n, p in zip(dets.landmark_names, dets.landmarks[i], strict=True)
         }
     return Face(xyxy=dets.xyxy[i].copy(), score=float(dets.score[i]), landmarks=lm)
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two xyxy boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 __all__ = [

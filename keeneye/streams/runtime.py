@@ -44,6 +44,7 @@ from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
 from keeneye.core.events import Event, FaceIdentified, FrameContext, PersonSeen
+from keeneye.core.geometry import anchor, centre
 from keeneye.core.types import Detections, FloatArray, Frame
 from keeneye.models.base import ObjectDetector
 from keeneye.pipeline.faces import FaceSteps, face_tracker_config
@@ -250,7 +251,7 @@ class StreamProcessorRuntime:
                 self._analyzer,
                 PersonTracker(face_tracker_config(s.faces.detector.score_threshold, self._analyzer)),
                 TrackFaceIdentifier(self._analyzer, searcher, retry_ms=self._identify_retry_ms),
-                keep=(lambda frame, face: self._in_regions(_centre(face.xyxy), frame.image.shape))
+                keep=(lambda frame, face: self._in_regions(centre(face.xyxy), frame.image.shape))
                 if self._regions
                 else None,
             )
@@ -359,7 +360,7 @@ class StreamProcessorRuntime:
         if not self._regions or not len(detections):
             return detections
         keep = [
-            i for i, xyxy in enumerate(detections.xyxy) if self._in_regions(_anchor(xyxy), frame.image.shape)
+            i for i, xyxy in enumerate(detections.xyxy) if self._in_regions(anchor(xyxy), frame.image.shape)
         ]
         return detections.select(np.array(keep, np.int64))
 
@@ -401,12 +402,3 @@ class StreamProcessorRuntime:
             self._counters.records += 1
             self._counters.sink_errors += errors
             self._counters.latencies.append(latency)
-
-
-def _centre(xyxy: Sequence[float] | FloatArray) -> tuple[float, float]:
-    return (float(xyxy[0] + xyxy[2]) / 2.0, float(xyxy[1] + xyxy[3]) / 2.0)
-
-
-def _anchor(xyxy: Sequence[float] | FloatArray) -> tuple[float, float]:
-    """A person's ground point: the bottom centre of the box (what lines and zones use too)."""
-    return (float(xyxy[0] + xyxy[2]) / 2.0, float(xyxy[3]))

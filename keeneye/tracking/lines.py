@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from keeneye.core.geometry import anchor
 from keeneye.core.types import Frame, Track, TrackPoint
 
 Direction = Literal["in", "out"]
@@ -350,7 +351,7 @@ def _unconsumed(track: Track, after_pts_ms: float) -> list[TrackPoint]:
 
 def _anchor(xyxy: tuple[float, float, float, float]) -> Point:
     """Bottom-centre of a box (pixels): where the person stands."""
-    return ((xyxy[0] + xyxy[2]) / 2.0, xyxy[3])
+    return anchor(xyxy)
 
 
 def _median(points: Sequence[Point]) -> Point:

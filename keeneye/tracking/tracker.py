@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
+from keeneye.core.geometry import iou_matrix as iou_matrix  # re-exported
 from keeneye.core.types import Detections, Face, FloatArray, Frame, Track, TrackPoint
 from keeneye.tracking.reid import AppearanceModel, body_descriptor, face_quality_score
 
@@ -153,21 +154,6 @@ class KalmanBoxFilter:
     @property
     def xyxy(self) -> FloatArray:
         return _xyah_to_xyxy(self.mean)
-
-
-def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
-    """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4), xyxy pixels -> (N, M) float32."""
-    if a.shape[0] == 0 or b.shape[0] == 0:
-        return np.zeros((a.shape[0], b.shape[0]), np.float32)
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    out: FloatArray = (inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6)).astype(np.float32)
-    return out
 
 
 def _assign(iou: FloatArray, min_iou: float) -> list[tuple[int, int]]:

@@ -19,9 +19,9 @@ from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import AttributeSettings, Settings
 from keeneye.core.errors import InvalidParameter
+from keeneye.core.geometry import iou_matrix
 from keeneye.core.types import Detections, Face, FloatArray, UInt8Image
 from keeneye.service.faces.collections import FaceMatch
-from keeneye.tracking.tracker import iou_matrix
 
 RedactionMode = Literal["blur", "pixelate", "box"]
 REDACTION_MODES: tuple[RedactionMode, ...] = ("blur", "pixelate", "box")
