@@ -11,6 +11,10 @@ centre, makes it square (``enlargeBox`` + ``squarifyBox``), cuts that square out
 antispoof and liveness each resize that face tensor to their own input size. ``face_tensor`` does the
 same from ``Face.xyxy``, so these classifiers need no landmarks; they expect a *tight* face box such
 as blazeface gives (a detector whose boxes are much larger or smaller shifts their inputs).
+
+One module of ~850 lines, on purpose: it is a port of one upstream code base whose backends share its
+pre-processing (``face_tensor``, ``crop_and_resize``) and conventions, and reading it side by side with
+human's sources is how it is checked; split, each part would import the others' helpers.
 """
 
 from __future__ import annotations

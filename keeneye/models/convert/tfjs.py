@@ -1,7 +1,10 @@
 """TF.js graph-model (``model.json`` + ``*.bin``) to ONNX converter, numpy + onnx only.
 
 Why: the face models shipped with ``@vladmandic/human`` are TF.js graph models; the service runs
-ONNX Runtime, and installing TensorFlow just to convert a few small graphs is not worth it.
+ONNX Runtime, and installing TensorFlow just to convert a few small graphs is not worth it. One module
+of ~1,250 lines, on purpose: it is a table of TF ops and their ONNX lowerings over one shared graph
+state and layout rule (below); each op's lowering is short, and splitting the table would scatter one
+translation across files.
 
 Input format
     ``model.json`` with ``modelTopology.node`` (a frozen TF GraphDef in JSON form) and
