@@ -107,8 +107,8 @@ def test_registry_builds_the_configured_person_detector(tmp_path: Path) -> None:
 @pytest.mark.models
 @pytest.mark.data
 def test_registry_centernet_keeps_only_persons(models_dir: Path, shared_data: Path) -> None:
-    settings = Settings(data_dir=models_dir.parent, persons={"score_threshold": 0.3})
+    settings = Settings(data_dir=models_dir.parent, persons={"kind": "centernet", "score_threshold": 0.3})
     detector = build_person_detector(settings)
-    assert detector.name == "human-centernet" and detector.class_names[0] == "person"
+    assert detector.name.startswith("human-centernet") and detector.class_names[0] == "person"
     dets = detector.detect(_pets_frames(shared_data, {0})[0])
     assert len(dets) >= 3 and np.all(dets.label == 0) and np.all(dets.score >= 0.3)

@@ -22,6 +22,7 @@ from keeneye.pipeline.identification import (
     offer_face,
     relink_cosine,
 )
+from keeneye.pipeline.loop import run_frames
 from keeneye.service.faces.collections import FaceMatch
 from keeneye.service.governance.redaction.face_regions import (
     DEFAULT_MARGIN,
@@ -360,18 +361,22 @@ def redact_video(
                 else min(md.duration_ms or math.inf, max_duration_ms)
             )
             out = _RedactedOutput(output, md.fps or 25.0, margin, mode)
-            for frame in video.frames():
-                if max_duration_ms is not None and frame.pts_ms >= max_duration_ms:
-                    break
+            writer = out
+
+            def step(frame: Frame) -> None:
+                # Every frame is written; the detector runs on target_fps of them, and shot cuts are
+                # looked for on those (the redactor's own), not by the loop.
                 if not sampler.keep(frame.pts_ms):
-                    out.hold(frame)
-                    continue
+                    writer.hold(frame)
+                    return
                 t = time.perf_counter()
                 regions = redactor.analyse(frame)
-                out.seconds["detect"] += time.perf_counter() - t
-                out.analysed(frame, regions)
+                writer.seconds["detect"] += time.perf_counter() - t
+                writer.analysed(frame, regions)
                 if on_progress is not None:
-                    on_progress(RedactionProgress(frame.pts_ms, end_ms, len(out.frames)))
+                    on_progress(RedactionProgress(frame.pts_ms, end_ms, len(writer.frames)))
+
+            run_frames(video.frames(), step, max_duration_ms=max_duration_ms)
             out.end()
             if on_progress is not None and out.frames:
                 on_progress(RedactionProgress(out.frames[-1].pts_ms, end_ms, len(out.frames)))
