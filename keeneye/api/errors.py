@@ -2,23 +2,28 @@
 
 keeneye's errors (keeneye.core.errors) by their stable ``code``; authentication failures (401, with
 AWS's SigV4 names as the code), rate limits (429 with ``Retry-After``) and request validation (400
-InvalidParameter, instead of FastAPI's 422). Anything else is a server error (500), logged by the
-server, its text never sent.
+InvalidParameter, instead of FastAPI's 422). A client that goes away before its body arrived is
+one log line, not a traceback (it happens whenever a client gives up; nothing failed here). Anything
+else is a server error (500), logged by the server, its text never sent.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from keeneye.auth.errors import AuthError, Throttled
 from keeneye.auth.ratelimit import retry_after_s
 from keeneye.core.errors import KeeneyeError
+
+log = logging.getLogger("keeneye.api")
 
 # keeneye error code -> HTTP status (anything else: 400).
 STATUS: Final[dict[str, int]] = {
@@ -42,6 +47,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KeeneyeError)
     async def keeneye_error(_: Request, exc: KeeneyeError) -> Response:
         return error_response(exc.code, exc.message, STATUS.get(exc.code, 400))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_went_away(request: Request, _: ClientDisconnect) -> Response:
+        # Raised by request.body() (keeneye.api.deps.allowed) when the client disconnects mid-body.
+        log.info("%s %s: the client went away before sending its body", request.method, request.url.path)
+        return Response(status_code=400)  # nobody is left to read it
 
     @app.exception_handler(AuthError)
     async def not_authenticated(_: Request, exc: AuthError) -> Response:
