@@ -18,7 +18,10 @@ from tests.factories import fake_services
 
 def _gone_after(first: bytes) -> Any:
     """An ASGI receive that sends ``first`` (more to come), then reports the client gone."""
-    messages = [{"type": "http.request", "body": first, "more_body": True}, {"type": "http.disconnect"}]
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": first, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0) if len(messages) > 1 else messages[0]
@@ -30,7 +33,7 @@ def _gone_after(first: bytes) -> Any:
 def test_a_client_gone_mid_body_is_one_log_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, first: bytes
 ) -> None:
-    app = create_app(Settings(data_dir=tmp_path), services=fake_services(), keys=KEYS)
+    app: Any = create_app(Settings(data_dir=tmp_path), services=fake_services(), keys=KEYS)
     sent: list[dict[str, Any]] = []
 
     async def send(message: dict[str, Any]) -> None:
