@@ -181,13 +181,16 @@ def _pattern(text: str) -> re.Pattern[str] | None:
 
 
 # Kinesis ARNs of stream processors: keeneye also takes a camera URL (Input) or a sink URL (Output) in
-# their place (docs/streams.md); any other value must still match AWS's pattern.
-URL_OR_ARN = frozenset({"KinesisVideoArn", "KinesisDataArn"})
-_URL = re.compile(r"(?i)(rtsps?|rtmp|https?|file|mqtts?)://\S+")
+# their place (docs/streams.md: the schemes each accepts); any other value must still match AWS's pattern.
+_URLS = {
+    "KinesisVideoArn": re.compile(r"(?i)(rtsps?|rtmp|https?|file)://\S+"),
+    "KinesisDataArn": re.compile(r"(?i)(https?|mqtts?|file|s3)://\S+"),
+}
 
 
-def _is_url(value: str) -> bool:
-    return _URL.fullmatch(value) is not None
+def _is_url(shape_name: str, value: str) -> bool:
+    url = _URLS.get(shape_name)
+    return url is not None and url.fullmatch(value) is not None
 
 
 def _check_constraints(value: Any, shape: Shape, path: str, errors: list[str]) -> None:
@@ -241,7 +244,7 @@ def _check_constraints(value: Any, shape: Shape, path: str, errors: list[str]) -
                     f"Member must satisfy enum value set: [{', '.join(enum)}]"
                 )
             pattern = _pattern(meta["pattern"]) if "pattern" in meta else None
-            if shape.name in URL_OR_ARN and _is_url(value):
+            if _is_url(shape.name, value):
                 pattern = None  # keeneye's extension: a camera or sink URL where AWS wants a Kinesis ARN
             if pattern is not None and not pattern.fullmatch(value):
                 errors.append(
