@@ -8,7 +8,17 @@ from typing import Any
 import pytest
 
 from keeneye.core.errors import InvalidParameter
-from keeneye.service.governance.policies import Policy, matches, resource_for
+from keeneye.service.governance.policies import (
+    Policy,
+    Right,
+    file_arn,
+    matches,
+    request_rights,
+    resource_for,
+    s3_object_arn,
+    s3_prefix_arn,
+    url_arn,
+)
 
 STAFF = "arn:aws:rekognition:us-east-1:000000000000:collection/staff"
 VIP = "arn:aws:rekognition:us-east-1:000000000000:collection/vip"
@@ -114,7 +124,8 @@ def test_may_ever_for_list_collections() -> None:
         (doc([allow("*"), {"Effect": "Allow", "Resource": "*"}]), "Statement[1].Action is missing"),
         (doc([{"Effect": "Allow", "Action": "*"}]), "Statement[0].Resource is missing"),
         (doc([allow([R + "DetectFaces", R + "SearchFaceByImage"])]), TYPO),
-        (doc([allow("s3:GetObject")]), "Statement[0].Action"),
+        (doc([allow("s3:DeleteObject")]), "Statement[0].Action: unknown action 's3:DeleteObject'"),
+        (doc([allow("sns:Publish")]), "Statement[0].Action"),
         (doc([allow("keeneye:ReadEverything")]), "keeneye:ReadAudit"),
         (doc([allow([])]), "Statement[0].Action must be"),
         (doc([allow("*", "collection/staff")]), "Statement[0].Resource"),
@@ -137,6 +148,14 @@ def test_every_rekognition_operation_and_native_action_is_known() -> None:
         "keeneye:ReadNotifications",
         "keeneye:CancelJob",
         "keeneye:ListJobs",
+        "keeneye:UseCamera",
+        "keeneye:UseDataStream",
+        "keeneye:UseUrl",
+        "keeneye:WriteFile",
+        "keeneye:UseNotificationChannel",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:*",
     ]
     assert policy(allow(known)).decide("keeneye:ListJobs", "*")
 
@@ -149,3 +168,55 @@ def test_resource_for_operations() -> None:
     assert resource_for({"ResourceArn": VIP}, arn) == VIP
     assert resource_for({"Image": {}}, arn) == "*"
     assert resource_for({"JobId": "j"}, arn) == "*"
+
+
+@pytest.mark.parametrize(
+    ("url", "resource"),
+    [
+        ("rtsp://user:hunter2@10.0.0.21:554/stream1", "rtsp://10.0.0.21:554/stream1"),  # no secret
+        ("HTTPS://Hooks.Example.org/k?token=s3cret#x", "https://hooks.example.org/k"),
+        ("https://h/hooks/%2e%2e/admin", "https://h/admin"),  # dot segments resolved after decoding
+        ("https://h/hooks/../../../admin/", "https://h/admin/"),
+        ("https://h//hooks", "https://h/hooks"),
+        ("http://good.example@evil.example/", "http://evil.example/"),  # the host connected to
+        ("mqtt://u:p@[::1]:1883/a/b", "mqtt://[::1]:1883/a/b"),
+        ("rtmp://cam", "rtmp://cam"),
+    ],
+)
+def test_url_resources_name_where_keeneye_connects(url: str, resource: str) -> None:
+    assert url_arn(url) == "arn:keeneye:url:::" + resource
+
+
+@pytest.mark.parametrize("url", ["rtsp://u:p@host:bad/x", "rtsp://[::1/x", "http:///nohost", "nothing"])
+def test_url_resources_refuse_what_does_not_parse(url: str) -> None:
+    with pytest.raises(InvalidParameter):
+        url_arn(url)
+
+
+def test_s3_and_file_resources() -> None:
+    assert s3_object_arn("photos", "a/b.jpg") == "arn:aws:s3:::photos/a/b.jpg"
+    assert s3_prefix_arn("out", "/cams/lobby/") == "arn:aws:s3:::out/cams/lobby/*"
+    assert s3_prefix_arn("out", "") == "arn:aws:s3:::out/*"
+    assert file_arn("lobby.jsonl") == "arn:keeneye:file:::notifications/lobby.jsonl"
+    # A prefix right is allowed by a pattern over that prefix or wider, not by a narrower one.
+    writer = policy(allow("s3:PutObject", "arn:aws:s3:::out/cams/*"))
+    assert writer.decide("s3:PutObject", s3_prefix_arn("out", "cams"))
+    assert writer.decide("s3:PutObject", s3_prefix_arn("out", "cams/lobby"))
+    assert not writer.decide("s3:PutObject", s3_prefix_arn("out", ""))
+    assert not writer.decide("s3:PutObject", s3_prefix_arn("out", "camsx"))
+
+
+def test_request_rights_name_s3_objects_and_channels() -> None:
+    topic = "arn:aws:sns:us-east-1:000000000000:done"
+    params = {
+        "SourceImage": {"S3Object": {"Bucket": "a", "Name": "x.jpg"}},
+        "TargetImage": {"Bytes": b"..."},
+        "Video": {"S3Object": {"Bucket": "v", "Name": "clip.mp4", "Version": "1"}},
+        "NotificationChannel": {"SNSTopicArn": topic, "RoleArn": "arn:aws:iam::0:role/r"},
+    }
+    assert request_rights(params) == [
+        Right("s3:GetObject", "arn:aws:s3:::a/x.jpg"),
+        Right("s3:GetObject", "arn:aws:s3:::v/clip.mp4"),
+        Right("keeneye:UseNotificationChannel", topic),
+    ]
+    assert request_rights({"Image": {"Bytes": b"..."}, "CollectionId": "staff"}) == []

@@ -16,16 +16,22 @@ matching ``Allow`` allows; otherwise the request is denied (no policy at all den
 a clear error rather than silently ignored (ignoring a Condition would grant more than was written).
 
 Pure: no I/O, no clock. Actions are ``rekognition:<Operation>`` (every operation name in botocore's
-Rekognition model is known) and ``keeneye:<Action>`` for the native API (:data:`NATIVE_ACTIONS`).
+Rekognition model is known), ``keeneye:<Action>`` for the native API and for the things a request makes
+keeneye use (:data:`NATIVE_ACTIONS`), and ``s3:GetObject`` / ``s3:PutObject`` for the objects a request
+reads or writes (:data:`S3_ACTIONS`). :func:`resource_for` names an AWS operation's resource,
+:func:`request_rights` the further ``(action, resource)`` rights its request needs (S3 objects,
+notification channels); the resource names of URLs, files and S3 objects are built here too.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 from botocore.session import get_session
 
@@ -44,8 +50,21 @@ NATIVE_ACTIONS = (
     "keeneye:ManageUploadRules",  # /v1/upload-rules/{bucket} (arn:aws:s3:::<bucket>), GET /v1/upload-events
     "keeneye:ManageCameras",  # /v1/cameras/{name} (arn:aws:kinesisvideo:...:stream/<name>/1)
     "keeneye:ManageDataStreams",  # /v1/data-streams/{name} (arn:aws:kinesis:...:stream/<name>)
+    # What a stream processor uses, checked at Create, Start and Update (docs/security.md):
+    "keeneye:UseCamera",  # its Input is a registered camera (arn:aws:kinesisvideo:...:stream/<name>/1)
+    "keeneye:UseDataStream",  # its Output is a registered data stream (arn:aws:kinesis:...:stream/<name>)
+    "keeneye:UseUrl",  # a URL given as Input or Output: read from / sent to (url_arn)
+    "keeneye:WriteFile",  # a file://NAME.jsonl output, in the notifications folder (file_arn)
+    # NotificationChannel of Start* and CreateStreamProcessor: told when a job or session ends (topic ARN)
+    "keeneye:UseNotificationChannel",
 )
-SERVICES = ("rekognition", "keeneye")
+S3_ACTIONS = (
+    "s3:GetObject",  # an S3Object a request reads (arn:aws:s3:::<bucket>/<key>)
+    "s3:PutObject",  # where a stream processor writes (arn:aws:s3:::<bucket>/<prefix>/*)
+)
+SERVICES = ("rekognition", "keeneye", "s3")
+URL_ARN_PREFIX = "arn:keeneye:url:::"
+FILE_ARN_PREFIX = "arn:keeneye:file:::"
 _STATEMENT_KEYS = frozenset({"Sid", "Effect", "Action", "Resource"})
 _UNSUPPORTED_KEYS = frozenset({"NotAction", "NotResource", "Condition", "Principal", "NotPrincipal"})
 _ARN_RE = re.compile(r"^arn:[^:]*:[^:]*:[^:]*:[^:]*:.+$")
@@ -62,7 +81,7 @@ def rekognition_actions() -> frozenset[str]:
 
 
 def known_actions() -> frozenset[str]:
-    return rekognition_actions() | frozenset(NATIVE_ACTIONS)
+    return rekognition_actions() | frozenset(NATIVE_ACTIONS) | frozenset(S3_ACTIONS)
 
 
 @lru_cache(maxsize=1)
@@ -195,12 +214,14 @@ def _check_action(action: str, where: str) -> None:
     service, sep, name = action.partition(":")
     if not sep or not name or service.lower() not in SERVICES:
         raise InvalidParameter(
-            f"{where}: {action!r} must look like rekognition:<Operation> or keeneye:<Action> (or be *)"
+            f"{where}: {action!r} must look like rekognition:<Operation>, keeneye:<Action> or "
+            "s3:GetObject / s3:PutObject (or be *)"
         )
     if "*" in name or "?" in name:
         return
     if action.lower() not in _known_lower():
-        hint = ", ".join(NATIVE_ACTIONS) if service.lower() == "keeneye" else "Rekognition's operation names"
+        hints = {"keeneye": ", ".join(NATIVE_ACTIONS), "s3": ", ".join(S3_ACTIONS)}
+        hint = hints.get(service.lower(), "Rekognition's operation names")
         raise InvalidParameter(f"{where}: unknown action {action!r} (known: {hint})")
 
 
@@ -216,3 +237,79 @@ def resource_for(params: Mapping[str, Any], collection_arn: Callable[[str], str]
     if isinstance(params.get("Name"), str):  # the stream-processor operations (same region and account)
         return collection_arn("*").replace(":collection/*", f":streamprocessor/{params['Name']}")
     return "*"
+
+
+class Right(NamedTuple):
+    """One (action, resource) question a request asks of the caller's policy."""
+
+    action: str
+    resource: str
+
+
+def s3_object_arn(bucket: str, key: str) -> str:
+    """An S3 object's ARN, as IAM names it: ``arn:aws:s3:::<bucket>/<key>``."""
+    return f"arn:aws:s3:::{bucket}/{key}"
+
+
+def s3_prefix_arn(bucket: str, prefix: str) -> str:
+    """Every object under ``prefix`` (slashes at its ends dropped; empty: the whole bucket), ending in a
+    literal ``*``: ``arn:aws:s3:::<bucket>/<prefix>/*``. A policy allows it when its pattern matches
+    that text, i.e. when it allows the prefix or wider (``arn:aws:s3:::<bucket>/<prefix>/*``,
+    ``arn:aws:s3:::<bucket>/*``)."""
+    prefix = prefix.strip("/")
+    return f"arn:aws:s3:::{bucket}/{prefix + '/' if prefix else ''}*"
+
+
+def url_arn(url: str) -> str:
+    """The resource a URL names for ``keeneye:UseUrl``: ``arn:keeneye:url:::<scheme>://<host>[:<port>]
+    <path>``, the URL as keeneye connects to it with the scheme and host in lower case, without user,
+    password, query or fragment (so no secret reaches a policy, a log line or an AccessDenied message),
+    and the path percent-decoded with its ``.`` and ``..`` segments resolved (``/hooks/%2e%2e/admin`` is
+    ``/admin``: a policy allowing ``.../hooks/*`` does not allow it). InvalidParameter for a URL
+    without a scheme or host, or with a bad port or IPv6 address."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:  # a bad port or IPv6 address
+        raise InvalidParameter("the URL does not parse: check its host and port") from None
+    host = parts.hostname or ""
+    if not parts.scheme or not host:
+        raise InvalidParameter("the URL needs a scheme and a host")
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    path = unquote(parts.path)
+    if path:
+        trailing = "/" if path.endswith("/") and path != "/" else ""
+        path = posixpath.normpath("/" + path.lstrip("/")).replace("//", "/") + trailing
+    return f"{URL_ARN_PREFIX}{parts.scheme.lower()}://{host}{'' if port is None else f':{port}'}{path}"
+
+
+def file_arn(name: str) -> str:
+    """The resource of a JSONL file a stream processor appends to, for ``keeneye:WriteFile``:
+    ``arn:keeneye:file:::notifications/<NAME>.jsonl`` (the data directory's notifications folder, where
+    notification channels' JSONL files are too)."""
+    return f"{FILE_ARN_PREFIX}notifications/{name}"
+
+
+_IMAGE_KEYS = ("Image", "SourceImage", "TargetImage", "Video")
+
+
+def request_rights(params: Mapping[str, Any]) -> list[Right]:
+    """The rights an AWS request needs besides its operation's (:func:`resource_for`): ``s3:GetObject``
+    on each S3Object it reads (``Image``, ``SourceImage``, ``TargetImage``, ``Video``) and
+    ``keeneye:UseNotificationChannel`` on the topic its ``NotificationChannel`` names."""
+    rights: list[Right] = []
+    for key in _IMAGE_KEYS:
+        value = params.get(key)
+        s3 = value.get("S3Object") if isinstance(value, Mapping) else None
+        if isinstance(s3, Mapping) and isinstance(s3.get("Bucket"), str) and isinstance(s3.get("Name"), str):
+            rights.append(Right("s3:GetObject", s3_object_arn(s3["Bucket"], s3["Name"])))
+    channel = params.get("NotificationChannel")
+    if isinstance(channel, Mapping) and isinstance(channel.get("SNSTopicArn"), str):
+        rights.append(Right("keeneye:UseNotificationChannel", channel["SNSTopicArn"]))
+    return rights
+
+
+def unique(rights: Iterable[Right]) -> list[Right]:
+    """``rights`` in order, each once."""
+    return list(dict.fromkeys(rights))
