@@ -40,6 +40,10 @@ def audit(
     collection: str | None = typer.Option(None, "--collection", help="Only records of this collection"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of one line per record"),
     limit: int = typer.Option(1000, "--limit", min=1, max=10_000, help="At most this many records"),
+    newest: bool = typer.Option(False, "--newest", help="Newest first (default: oldest first, as written)"),
+    after: int | None = typer.Option(
+        None, "--after", min=0, help="Continue after this record id (the last one printed), in the same order"
+    ),
     data_dir: Path | None = DataDirOption,
 ) -> None:
     """Print audit records: time, access key, operation, collection, faces, matches, threshold.
@@ -57,7 +61,7 @@ def audit(
         settings = load_settings(data_dir)
         when = _since(since)
         records = AuditLog(Store.open(settings.data_dir, settings.database_url)).read(
-            since=when, collection_id=collection, limit=limit
+            since=when, collection_id=collection, limit=limit, after=after, newest_first=newest
         )
         if as_json:
             print_json(records)

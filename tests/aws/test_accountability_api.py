@@ -163,3 +163,43 @@ def test_the_app_runs_the_purge_in_the_background(server: Server) -> None:
 
     asyncio.run(serve_a_while())
     assert [r["operation"] for r in server.audit.read()] == ["Purge"]
+
+
+def _pages(c: Client, query: str) -> list[list[int]]:
+    """Every page of GET /v1/audit?{query}, following next_after; each page's record ids."""
+    pages: list[list[int]] = []
+    after = ""
+    while True:
+        r = c.get(f"/v1/audit?{query}{after}", headers=AUTH)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        pages.append([rec["id"] for rec in body["records"]])
+        if body["next_after"] is None:
+            return pages
+        assert body["next_after"] == pages[-1][-1]
+        after = f"&after={body['next_after']}"
+
+
+def test_audit_pages_oldest_or_newest_first(server: Server) -> None:
+    """GET /v1/audit used to answer the oldest 1000 records and no way past them."""
+    for i in range(1, 1204):
+        server.audit.append("SearchFaces", access_key="AK", collection_id="even" if i % 2 == 0 else "odd")
+    c = server.client
+    first = c.get("/v1/audit", headers=AUTH).json()
+    assert len(first["records"]) == 1000 and first["order"] == "oldest" and first["next_after"] == 1000
+    oldest = _pages(c, "limit=500")
+    assert [len(p) for p in oldest] == [500, 500, 203]
+    assert sum(oldest, []) == list(range(1, 1204))
+    newest = _pages(c, "order=newest&limit=500")
+    assert sum(newest, []) == list(range(1203, 0, -1))
+    assert sum(_pages(c, "collection=even&order=newest&limit=100"), []) == list(range(1202, 0, -2))
+    exact = c.get("/v1/audit?after=1000&limit=203", headers=AUTH).json()  # the last page, just full
+    assert len(exact["records"]) == 203 and exact["next_after"] is None
+    # Records appended while paging come in a later page, and nothing shifts.
+    page = c.get("/v1/audit?limit=1000&order=oldest", headers=AUTH).json()
+    server.audit.append("SearchFaces", access_key="AK", collection_id="odd")
+    rest = c.get(f"/v1/audit?after={page['next_after']}", headers=AUTH).json()
+    assert [r["id"] for r in rest["records"]] == list(range(1001, 1205)) and rest["next_after"] is None
+    for bad in ("limit=0", "limit=1001", "order=sideways", "after=-1", "after=x"):
+        r = c.get(f"/v1/audit?{bad}", headers=AUTH)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidParameter", bad

@@ -93,3 +93,16 @@ def test_command_errors_are_one_line(tmp_path: Path) -> None:
         r = run(*args, data_dir=data)
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_audit_pages_newest_first(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    log = AuditLog(Store.open(data))
+    for _ in range(5):
+        log.append("SearchFaces", access_key="AK1", collection_id="c")
+    page = run("audit", "--json", "--newest", "--limit", "2", data_dir=data)
+    assert page.returncode == 0, page.stderr
+    assert [r["id"] for r in json.loads(page.stdout)] == [5, 4]
+    rest = run("audit", "--json", "--newest", "--after", "4", data_dir=data)
+    assert [r["id"] for r in json.loads(rest.stdout)] == [3, 2, 1]
+    assert [r["id"] for r in json.loads(run("audit", "--json", "--after", "3", data_dir=data).stdout)] == [4, 5]

@@ -183,12 +183,25 @@ class AuditLog:
 
     # -- reading --------------------------------------------------------------------------------
     def read(
-        self, since: datetime | None = None, collection_id: str | None = None, limit: int = 1000
+        self,
+        since: datetime | None = None,
+        collection_id: str | None = None,
+        limit: int = 1000,
+        *,
+        after: int | None = None,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
-        """Records in the order they were written, at or after ``since``, of one collection if given."""
+        """Up to ``limit`` records at or after ``since``, of one collection if given: in the order they
+        were written (oldest first), or newest first. ``after``: a page's cursor, the id of the last
+        record of the page before (the next page holds the records after it in the same order: greater
+        ids oldest first, smaller ids newest first). Ids only grow, so a page never repeats or skips a
+        record, even while records are appended."""
         if not 1 <= limit <= MAX_READ:
             raise ValueError(f"limit must be between 1 and {MAX_READ}")
-        stmt = select(AuditRow).order_by(AuditRow.id).limit(limit)
+        order = AuditRow.id.desc() if newest_first else AuditRow.id
+        stmt = select(AuditRow).order_by(order).limit(limit)
+        if after is not None:
+            stmt = stmt.where(AuditRow.id < after if newest_first else AuditRow.id > after)
         if since is not None:
             stmt = stmt.where(AuditRow.time >= _utc(since))
         if collection_id is not None:
