@@ -10,8 +10,9 @@ request:
    (keeneye.auth.gate; else ``ThrottlingException``);
 3. resolve ``X-Amz-Target`` to a supported operation and check the content type;
 4. parse and validate the JSON body against the service model (keeneye.aws.model), then authorize
-   ``rekognition:<Operation>`` on its resource, named in the caller's region (else
-   ``AccessDeniedException``, logged; see docs/security.md);
+   ``rekognition:<Operation>`` on its resource, named in the caller's region, and every further right
+   the request needs (the S3 objects it reads, its notification channel, what a stream processor uses)
+   (else ``AccessDeniedException``, logged; see docs/security.md);
 5. admit at most ``server.max_inflight`` operations at once (else ``ThrottlingException``) and run the
    handler (keeneye.aws.handlers) in a worker thread (models are CPU-bound);
 6. map any error in one place (keeneye.aws.errors); an unexpected one is logged with its traceback
@@ -25,8 +26,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -40,7 +41,7 @@ from keeneye.auth.sigv4 import SignedRequest, signed_request
 from keeneye.aws import errors as aws_errors
 from keeneye.aws import model
 from keeneye.aws.errors import AwsError
-from keeneye.aws.handlers import OPERATIONS, Context
+from keeneye.aws.handlers import OPERATIONS, Context, rights_needed
 from keeneye.service.container import Services
 from keeneye.service.governance.policies import resource_for
 from keeneye.service.metrics import RequestMetrics
@@ -119,11 +120,11 @@ class AwsEndpoint:
         if ctype not in _ACCEPTED_TYPES:
             raise AwsError("SerializationException", f"Content-Type must be {CONTENT_TYPE}")
         params = model.parse_input(operation, signed.body)
-        self._authorize(principal, operation.name, params, self._arns_in(region), request_id)
+        ctx = Context(self.services, principal.access_key_id, request_id, principal.decide, region)
+        self._authorize(principal, operation.name, params, ctx, self._arns_in(region))
         if not self.inflight.acquire(blocking=False):
             raise AwsError("ThrottlingException", "Rate exceeded: too many requests in flight; retry")
         try:
-            ctx = Context(self.services, principal.access_key_id, request_id, principal.decide, region)
             return OPERATIONS[operation.name](ctx, params)
         finally:
             self.inflight.release()
@@ -138,27 +139,34 @@ class AwsEndpoint:
         self,
         principal: Principal,
         operation: str,
-        params: Mapping[str, Any],
+        params: dict[str, Any],
+        ctx: Context,
         arn_of: Callable[[str], str],
-        request_id: str,
     ) -> None:
-        """Raise AccessDeniedException unless ``principal`` may run ``operation`` on its resource.
+        """Raise AccessDeniedException unless ``principal`` may run ``operation`` on its resource and
+        then hold every further right its request needs (keeneye.aws.handlers.rights_needed: the S3
+        objects it reads, its notification channel, what a stream processor uses), in that order: the
+        one place a Rekognition request's rights are checked.
 
         ListCollections is allowed when the policy allows it on any collection; the handler then lists
         only the collections it allows (Context.authorize)."""
         action = f"rekognition:{operation}"
         if operation == "ListCollections":
-            if principal.may_ever(action):
-                self.gate.keys.touch(principal)
-                return
-            resource, reason = arn_of("*"), "no matching allow"
+            if not principal.may_ever(action):
+                self._refuse(principal, action, arn_of("*"), "no matching allow", ctx.request_id)
         else:
-            resource = resource_for(params, arn_of)
-            decision = principal.decide(action, resource)
-            if decision:
-                self.gate.keys.touch(principal)
-                return
-            reason = decision.reason
+            self._require(principal, action, resource_for(params, arn_of), ctx.request_id)
+            for right in rights_needed(ctx, operation, params):
+                self._require(principal, right.action, right.resource, ctx.request_id)
+        self.gate.keys.touch(principal)
+
+    def _require(self, principal: Principal, action: str, resource: str, request_id: str) -> None:
+        decision = principal.decide(action, resource)
+        if not decision:
+            self._refuse(principal, action, resource, decision.reason, request_id)
+
+    @staticmethod
+    def _refuse(principal: Principal, action: str, resource: str, reason: str, request_id: str) -> NoReturn:
         log.warning(
             "%s access denied: key %s (%s) %s on %s (%s)",
             request_id,

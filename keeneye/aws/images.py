@@ -3,7 +3,9 @@
 The server never opens a path a request names. An ``S3Object{Bucket, Name}`` is read only when the
 operator mapped ``Bucket`` to a folder (``--bucket NAME=FOLDER``): the file is ``FOLDER/Name`` after
 resolving links, and must stay inside ``FOLDER`` (``..``, absolute names and symlinks out of it are
-refused with ``InvalidS3ObjectException``, as is a missing object). Buckets not mapped locally are
+refused with ``InvalidS3ObjectException``, as are a missing object and a bucket not served, all with
+Rekognition's one message, :data:`NO_OBJECT`, which names no bucket; whether the caller may read the
+object at all, ``s3:GetObject``, is checked before, with its request). Buckets not mapped locally are
 fetched from ``--s3-endpoint`` when one is configured (botocore's S3 client, standard AWS
 credential variables). Objects over 15 MB are ``ImageTooLargeException``, as on Rekognition, and images
 (bytes or objects) whose header gives a height or width under 80 pixels are ``InvalidParameterException``,
@@ -31,6 +33,14 @@ from keeneye.aws.model import MAX_S3_IMAGE_BYTES
 
 MAX_VIDEO_BYTES = 10 * 1024**3  # Rekognition's limit for stored videos (10 GB)
 MIN_IMAGE_PX = 80  # Rekognition's smallest image height and width
+# Rekognition's one answer for an S3Object it cannot read, whatever the reason: a missing object, a bucket
+# this server does not serve, a key that escapes its folder and a failed S3 call read the same, and name
+# no bucket or folder of the server.
+NO_OBJECT = "Unable to get object metadata from S3. Check object key, region and/or access permissions."
+
+
+def _no_object() -> AwsError:
+    return AwsError("InvalidS3ObjectException", NO_OBJECT)
 
 
 def parse_bucket_mapping(values: list[str]) -> dict[str, Path]:
@@ -81,26 +91,20 @@ class ImageLoader:
         s3 = image["S3Object"]
         bucket, name = s3.get("Bucket"), s3.get("Name")
         if not bucket or not name:
-            raise AwsError("InvalidS3ObjectException", "S3Object needs Bucket and Name")
+            raise _no_object()
         _check_key(bucket, name, s3.get("Version"))
         if bucket in self.buckets:
             return self._read_local(self.buckets[bucket], bucket, name)
         if self.s3_endpoint:
             return self._read_s3(bucket, name, s3.get("Version"))
-        raise AwsError(
-            "InvalidS3ObjectException",
-            f"Unable to get object metadata from S3. Bucket {bucket!r} is not served",
-        )
+        raise _no_object()
 
     def video_path(self, s3: Mapping[str, Any] | None) -> Path:
         """The local file of a video ``S3Object`` in a mapped bucket (stored-video jobs read files, not
         bytes, and have no 15 MB limit); for buckets behind ``--s3-endpoint`` see :meth:`fetch_video`."""
         bucket, name = _video_object(s3)
         if bucket not in self.buckets:
-            raise AwsError(
-                "InvalidS3ObjectException",
-                f"Unable to get object metadata from S3. Bucket {bucket!r} is not served",
-            )
+            raise _no_object()
         return self._local_path(self.buckets[bucket], bucket, name)
 
     def check_video(self, s3: Mapping[str, Any] | None) -> None:
@@ -147,28 +151,20 @@ class ImageLoader:
 
     def _local_path(self, folder: Path, bucket: str, name: str) -> Path:
         root = folder.resolve()
-        missing = AwsError(
-            "InvalidS3ObjectException",
-            f"Unable to get object metadata from S3. Check object key {name!r} in {bucket!r}",
-        )
         if name.startswith("/") or "\\" in name or any(p in ("..", "") for p in name.split("/")):
-            raise missing
+            raise _no_object()
         path = (root / name).resolve()
         if not path.is_relative_to(root) or not path.is_file():
-            raise missing
+            raise _no_object()
         return path
 
     def _read_local(self, folder: Path, bucket: str, name: str) -> bytes:
-        missing = AwsError(
-            "InvalidS3ObjectException",
-            f"Unable to get object metadata from S3. Check object key {name!r} in {bucket!r}",
-        )
         path = self._local_path(folder, bucket, name)
         # O_NOFOLLOW: a link swapped in between the check and the open is not followed.
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
-            raise missing from None
+            raise _no_object() from None
         with os.fdopen(fd, "rb") as f:
             data = f.read(self.max_s3_bytes + 1)
         if len(data) > self.max_s3_bytes:
@@ -187,10 +183,8 @@ class ImageLoader:
             kwargs["VersionId"] = version
         try:
             out: dict[str, Any] = getattr(self._s3, method)(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise AwsError(
-                "InvalidS3ObjectException", f"Unable to get object from S3: {type(exc).__name__}"
-            ) from None
+        except (ClientError, BotoCoreError):
+            raise _no_object() from None
         return out
 
     def _read_s3(self, bucket: str, name: str, version: str | None) -> bytes:
@@ -202,10 +196,8 @@ class ImageLoader:
             )
         try:
             data: bytes = obj["Body"].read(self.max_s3_bytes + 1)
-        except (ClientError, BotoCoreError) as exc:
-            raise AwsError(
-                "InvalidS3ObjectException", f"Unable to get object from S3: {type(exc).__name__}"
-            ) from None
+        except (ClientError, BotoCoreError):
+            raise _no_object() from None
         if len(data) > self.max_s3_bytes:
             raise AwsError(
                 "ImageTooLargeException",
@@ -216,7 +208,7 @@ class ImageLoader:
 
 def _video_object(s3: Mapping[str, Any] | None) -> tuple[str, str]:
     if not s3 or not s3.get("Bucket") or not s3.get("Name"):
-        raise AwsError("InvalidS3ObjectException", "Video.S3Object needs Bucket and Name")
+        raise _no_object()
     _check_key(str(s3["Bucket"]), str(s3["Name"]), s3.get("Version"))
     return str(s3["Bucket"]), str(s3["Name"])
 
@@ -233,7 +225,4 @@ def _check_key(bucket: str, name: str, version: str | None) -> None:
         else:
             ok = "\x00" not in text
         if not ok:
-            raise AwsError(
-                "InvalidS3ObjectException",
-                f"Unable to get object metadata from S3. Check object key {name!r} in {bucket!r}",
-            )
+            raise _no_object()

@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -215,12 +215,18 @@ def redacted(spec: SinkSpec) -> dict[str, Any]:
 
 
 def redacted_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` with the password of its user info shown as ``***`` (``rtsp://user:***@host:554/s``), else
+    as given. Done on the text, as urlsplit splits it (the authority ends at the first ``/``, ``?`` or
+    ``#``; the user info at its last ``@``), so that a URL whose port or IPv6 address does not parse is
+    redacted too, and host and port are kept as written."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:{REDACTED}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, at, host = rest[:end].rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:{REDACTED}@{host}{rest[end:]}"
 
 
 def build_sink(

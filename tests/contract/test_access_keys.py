@@ -282,7 +282,8 @@ def test_secrets_never_appear_in_logs_errors_or_audit(
 
 def test_stream_processor_permissions(server: RunningServer) -> None:
     """Stream processors are resources (their ARN); a FaceSearch processor also needs the right to search
-    its collection; cameras are managed with keeneye:ManageCameras."""
+    its collection (and rights on its input and output: tests/contract/test_resource_rights.py); cameras
+    are managed with keeneye:ManageCameras."""
     admin = server.client()
     for cid in ("staff", "vip"):
         admin.create_collection(CollectionId=cid)
@@ -292,6 +293,8 @@ def test_stream_processor_permissions(server: RunningServer) -> None:
         policy(
             allow("rekognition:*StreamProcessor", "arn:aws:rekognition:*:*:streamprocessor/door-*"),
             allow("rekognition:SearchFaces", STAFF_ARN),
+            allow("keeneye:UseUrl", "arn:keeneye:url:::rtsp://127.0.0.1:1/cam"),
+            allow("keeneye:WriteFile", "arn:keeneye:file:::notifications/*"),
         ),
     )
     operator = client_for(server, key)

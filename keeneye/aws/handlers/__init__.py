@@ -21,10 +21,11 @@ from __future__ import annotations
 from keeneye.aws.handlers.catalog import CATALOG_OPERATIONS, TAG_OPERATIONS
 from keeneye.aws.handlers.context import Context, Handler, Params, Response
 from keeneye.aws.handlers.faces import FACE_OPERATIONS
-from keeneye.aws.handlers.streams import STREAM_OPERATIONS
+from keeneye.aws.handlers.streams import STREAM_OPERATIONS, STREAM_RIGHTS
 from keeneye.aws.handlers.users import USER_OPERATIONS
 from keeneye.aws.handlers.video import VIDEO_OPERATIONS
 from keeneye.service.container import Services
+from keeneye.service.governance.policies import Right, request_rights, unique
 
 __all__ = [
     "COLLECTION_OPERATIONS",
@@ -38,6 +39,7 @@ __all__ = [
     "Params",
     "Response",
     "Services",
+    "rights_needed",
 ]
 
 COLLECTION_OPERATIONS: dict[str, Handler] = {**CATALOG_OPERATIONS, **USER_OPERATIONS, **TAG_OPERATIONS}
@@ -48,6 +50,17 @@ OPERATIONS: dict[str, Handler] = {
     **VIDEO_OPERATIONS,
     **STREAM_OPERATIONS,
 }
+
+
+def rights_needed(ctx: Context, operation: str, params: Params) -> list[Right]:
+    """The rights a request needs besides its operation's own, each once: ``s3:GetObject`` on every
+    S3Object it reads and ``keeneye:UseNotificationChannel`` on its NotificationChannel
+    (keeneye.service.governance.policies.request_rights), and what a stream processor uses at Create,
+    Start and Update (:data:`STREAM_RIGHTS`). Run only once the operation itself is allowed: a stored
+    processor is read to name them."""
+    extra = STREAM_RIGHTS.get(operation)
+    return unique([*request_rights(params), *(extra(ctx, params) if extra is not None else ())])
+
 
 # Parameters of supported operations keeneye accepts but does not act on (docs/rekognition-coverage.md).
 IGNORED_PARAMETERS: dict[str, tuple[str, ...]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from keeneye.aws import shapes
@@ -17,8 +18,10 @@ from keeneye.aws.handlers.context import (
 )
 from keeneye.core import regions
 from keeneye.service.faces.collections import decode_token, encode_token
+from keeneye.service.governance.policies import Right
 from keeneye.service.streams.processors import StreamProcessors
 from keeneye.service.streams.spec import ProcessorInfo
+from keeneye.streams.sinks import redacted_url
 
 
 def _processors(ctx: Context) -> StreamProcessors:
@@ -42,17 +45,20 @@ def _processor(ctx: Context, name: str) -> str:
     return key
 
 
+def _collection_arn(ctx: Context) -> Callable[[str], str]:
+    return lambda collection_id: regional_collections(ctx).arn(collection_id)
+
+
+def _create_rights(ctx: Context, p: Params) -> list[Right]:
+    return _processors(ctx).rights(p, collection_arn=_collection_arn(ctx))
+
+
+def _stored_rights(ctx: Context, p: Params) -> list[Right]:
+    return _processors(ctx).stored_rights(_processor(ctx, p["Name"]), collection_arn=_collection_arn(ctx))
+
+
 def create_stream_processor(ctx: Context, p: Params) -> Response:
     face = (p.get("Settings") or {}).get("FaceSearch")
-    if face is not None and face.get("CollectionId"):
-        # A processor identifies people: its creator must be allowed to search that collection.
-        arn = regional_collections(ctx).arn(str(face["CollectionId"]))
-        if not ctx.authorize("rekognition:SearchFaces", arn):
-            raise AwsError(
-                "AccessDeniedException",
-                f"this access key may not search {arn} (rekognition:SearchFaces), which a FaceSearch "
-                "stream processor does",
-            )
     arn = _processors(ctx).create(_processor(ctx, p["Name"]), p)
     collection = scoped(ctx, str(face["CollectionId"])) if face and face.get("CollectionId") else None
     audit(ctx, "CreateStreamProcessor", collection, details={"name": _processor(ctx, p["Name"])})
@@ -81,6 +87,17 @@ def _processor_shape(info: ProcessorInfo) -> dict[str, Any]:
     ):
         if key in info.request:
             out[key] = info.request[key]
+    return _without_passwords(out)
+
+
+def _without_passwords(shape: dict[str, Any]) -> dict[str, Any]:
+    """The request as Describe echoes it, with every URL password shown as ``***`` (as cameras and data
+    streams show theirs): the Input and Output URLs are the only members that take a URL."""
+    out = dict(shape)
+    for key, inner in (("Input", "KinesisVideoStream"), ("Output", "KinesisDataStream")):
+        member = (out.get(key) or {}).get(inner)
+        if isinstance(member, dict) and isinstance(member.get("Arn"), str):
+            out[key] = {**out[key], inner: {**member, "Arn": redacted_url(member["Arn"])}}
     return out
 
 
@@ -150,4 +167,14 @@ STREAM_OPERATIONS: dict[str, Handler] = {
     "StopStreamProcessor": stop_stream_processor,
     "UpdateStreamProcessor": update_stream_processor,
     "DeleteStreamProcessor": delete_stream_processor,
+}
+
+
+# What a processor uses (its camera, data stream, URLs, files, buckets, FaceSearch collection, notification
+# channel) needs rights of its own: at Create, and again at Start and Update, against the caller's policy
+# (keeneye.service.streams.rights; the endpoint checks them after the operation's own right).
+STREAM_RIGHTS: dict[str, Callable[[Context, Params], list[Right]]] = {
+    "CreateStreamProcessor": _create_rights,
+    "StartStreamProcessor": _stored_rights,
+    "UpdateStreamProcessor": _stored_rights,
 }

@@ -50,7 +50,9 @@ from keeneye.core.errors import InvalidParameter, KeeneyeError, LimitExceeded, N
 from keeneye.core.types import FloatArray
 from keeneye.service.faces.collections import FaceCollections, FaceMatch
 from keeneye.service.governance.audit import AuditLog
+from keeneye.service.governance.policies import Right
 from keeneye.service.streams.cameras import CAMERA_ARN, Cameras, check_name
+from keeneye.service.streams.rights import processor_rights
 from keeneye.service.streams.spec import (
     REQUEST_KEYS,
     ProcessorInfo,
@@ -172,6 +174,23 @@ class StreamProcessors:
         return resolved
 
     # -- the API -------------------------------------------------------------------------------------------
+
+    def rights(self, request: Mapping[str, Any], *, collection_arn: Callable[[str], str]) -> list[Right]:
+        """The rights using what ``request`` names needs (camera, data stream, URLs, files, buckets, the
+        FaceSearch collection, the notification channel: keeneye.service.streams.rights); the adapter
+        checks them against the caller's policy before Create. ``collection_arn``: CollectionId -> ARN
+        in the processor's region."""
+        return processor_rights(
+            request,
+            cameras=self.cameras,
+            buckets=self._settings.server.buckets,
+            collection_arn=collection_arn,
+        )
+
+    def stored_rights(self, name: str, *, collection_arn: Callable[[str], str]) -> list[Right]:
+        """:meth:`rights` of a stored processor's request (NotFound without one): checked again before
+        Start and Update, against the policy of the key that starts or updates it."""
+        return self.rights(self.describe(name).request, collection_arn=collection_arn)
 
     def create(self, name: str, request: Mapping[str, Any]) -> str:
         """CreateStreamProcessor: validate and store (STOPPED); the ARN. ResourceInUse for a taken name."""
