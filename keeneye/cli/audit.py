@@ -88,10 +88,17 @@ def verify(
     file: Path | None = typer.Option(
         None, "--file", help="Verify a `keeneye audit export` file instead of the database"
     ),
+    head: str | None = typer.Option(
+        None,
+        "--head",
+        metavar="ID:HASH",
+        help="A record known from outside (an earlier `verify --json`'s last_id:last_hash, kept where "
+        "this server cannot change it): the log must still hold it, unchanged",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
     data_dir: Path | None = DataDirOption,
 ) -> None:
-    """Walk the audit hash chain: every record's hash, every link, and the head anchor.
+    """Walk the audit hash chain: every record's hash, every link, the head anchor and the database's head.
 
     Exit code 0 when the chain is intact, 1 naming the first bad record (a changed field, a record
     removed from the middle or the start, records reordered, records removed from the end).
@@ -101,6 +108,8 @@ def verify(
 
     with user_errors():
         if file is not None:
+            if head is not None:
+                fail("InvalidParameter", "--head checks the database's log, not an export (--file)")
             try:
                 records = list(read_export(file))
             except (OSError, ValueError) as exc:
@@ -113,8 +122,9 @@ def verify(
                     f"the export starts at record {records[0]['id']}: records before it were not checked"
                 )
         else:
+            expected = None if head is None else _known_head(head)
             settings = load_settings(data_dir)
-            report = AuditLog(Store.open(settings.data_dir, settings.database_url)).verify()
+            report = AuditLog(Store.open(settings.data_dir, settings.database_url)).verify(expected)
         if as_json:
             print_json(report.to_dict())
         elif report.ok:
@@ -124,6 +134,13 @@ def verify(
             typer.echo(f"keeneye: warning: {warning}", err=True)
         if not report.ok:
             fail("AuditChainBroken", str(report.problem))
+
+
+def _known_head(text: str) -> tuple[int, str]:
+    record_id, _, digest = text.partition(":")
+    if not (record_id.isdigit() and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        fail("InvalidParameter", f"--head {text[:80]!r}: give ID:HASH (a record id and its 64-hex hash)")
+    return int(record_id), digest
 
 
 @app.command("export")

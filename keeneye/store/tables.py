@@ -146,6 +146,23 @@ class AuditRow(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class AuditHeadRow(Base):
+    """The audit chain's head as the database keeps it (one row, ``id`` 1), updated in the transaction of
+    every append (keeneye/service/governance/audit.py): ``records`` appended in all (it only grows: no
+    record is ever removed), the newest record's ``last_id`` and ``last_hash``. ``problem``: set, and kept,
+    when an append found the log not ending where this row said (records removed from the end, or the
+    log rewritten); ``keeneye audit verify`` then fails."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    records: Mapped[int] = mapped_column(Integer)
+    last_id: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    problem: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+
+
 class VideoJobRow(Base):
     """One stored-video job (StartPersonTracking ...), its request and, once done, its results.
 

@@ -89,6 +89,7 @@ def test_command_errors_are_one_line(tmp_path: Path) -> None:
         (("collections", "set-retention", "nope"), "either --days N or --clear"),
         (("audit", "--since", "yesterday"), "ISO 8601"),
         (("audit", "verify", "--file", tmp_path / "missing.jsonl"), "InvalidParameter"),
+        (("audit", "verify", "--head", "3:abc"), "give ID:HASH"),
     ]:
         r = run(*args, data_dir=data)
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
@@ -105,4 +106,29 @@ def test_audit_pages_newest_first(tmp_path: Path) -> None:
     assert [r["id"] for r in json.loads(page.stdout)] == [5, 4]
     rest = run("audit", "--json", "--newest", "--after", "4", data_dir=data)
     assert [r["id"] for r in json.loads(rest.stdout)] == [3, 2, 1]
-    assert [r["id"] for r in json.loads(run("audit", "--json", "--after", "3", data_dir=data).stdout)] == [4, 5]
+    assert [r["id"] for r in json.loads(run("audit", "--json", "--after", "3", data_dir=data).stdout)] == [
+        4,
+        5,
+    ]
+
+
+def test_verify_tail_and_anchor_removed_and_the_head_kept_elsewhere(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = Store.open(data)
+    log = AuditLog(store)
+    for _ in range(4):
+        log.append("SearchFaces", access_key="AK1", collection_id="c")
+    report = json.loads(run("audit", "verify", "--json", data_dir=data).stdout)
+    published = f"{report['last_id']}:{report['last_hash']}"
+    assert run("audit", "verify", "--head", published, data_dir=data).returncode == 0
+    with store.engine.begin() as conn:  # the last two records and the anchor go
+        conn.execute(text("DELETE FROM audit WHERE id >= 3"))
+    (data / "audit-head.json").unlink()
+    caught = run("audit", "verify", data_dir=data)  # was exit 0 with a warning
+    assert caught.returncode == 1 and "database's head says record 4 was written" in caught.stderr
+    with store.engine.begin() as conn:  # ... and the database's head is made to agree
+        last = conn.execute(text("SELECT hash FROM audit WHERE id = 2")).scalar_one()
+        conn.execute(text("UPDATE audit_head SET records = 2, last_id = 2, last_hash = :h"), {"h": last})
+    assert run("audit", "verify", data_dir=data).returncode == 0  # nothing here can tell now
+    kept = run("audit", "verify", "--head", published, data_dir=data)
+    assert kept.returncode == 1 and "record 4 was known to have been written" in kept.stderr

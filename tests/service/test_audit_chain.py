@@ -111,7 +111,10 @@ def test_a_whole_rewritten_chain_is_caught_by_the_anchor(log: AuditLog, tmp_path
             row.prev_hash = fixed_prev
             row.hash = record_hash(_canonical(row))
             fixed_prev = row.hash
-    assert other.verify().ok  # the chain itself is consistent again ...
+    report = other.verify()  # the chain itself is consistent again, but not with the database's head ...
+    assert not report.ok and report.first_bad_id == 3 and "database's head" in str(report.problem)
+    _sql(log, f"UPDATE audit_head SET last_hash = '{fixed_prev}'")  # ... which the attacker rewrites too
+    assert other.verify().ok
     report = log.verify()  # ... but not with the anchor written at append time
     assert not report.ok and report.first_bad_id == 3 and "head anchor" in str(report.problem)
 
@@ -124,6 +127,81 @@ def test_missing_anchor_is_a_warning_and_a_foreign_anchor_is_not_checked(log: Au
     log.head_file.write_text(json.dumps({"id": 99, "hash": "x", "database": "sqlite:///other.db"}))
     report = log.verify()
     assert report.ok and "another database" in report.warnings[0]
+
+
+def _head_of(log: AuditLog) -> tuple[int, str]:
+    report = log.verify()
+    assert report.ok and report.last_id is not None and report.last_hash is not None
+    return report.last_id, report.last_hash
+
+
+def test_the_tail_and_the_anchor_removed_together_are_caught(
+    log: AuditLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deleting the last records and audit-head.json used to pass as a warning: the database keeps the
+    head too (audit_head, written with every record), and an append that finds the log not ending there
+    records it for good."""
+    _fill(log)
+    _sql(log, "DELETE FROM audit WHERE id >= 4")
+    log.head_file.unlink()
+    report = log.verify()
+    assert not report.ok and report.first_bad_id == 5, report
+    assert "database's head says record 5 was written (5 records" in str(report.problem)
+    assert "removed from the end" in str(report.problem)
+    with caplog.at_level("ERROR", logger="keeneye.audit"):
+        log.append("SearchFaces", access_key="AK1")  # id 4 again: the ids of removed records are reused
+        log.append("SearchFaces", access_key="AK1")
+    assert "records were removed from the end" in caplog.records[0].getMessage()
+    assert len(caplog.records) == 1  # the second append finds the head where the first one left it
+    report = log.verify()  # the chain ends at 5 again, the anchor is back, yet the loss stays visible
+    assert not report.ok and "an append found the log tampered with" in str(report.problem)
+    assert "noticed appending record 4" in str(report.problem)
+
+
+def test_removing_the_database_head_too_is_caught(log: AuditLog) -> None:
+    _fill(log)
+    _sql(log, "DELETE FROM audit WHERE id >= 4; DELETE FROM audit_head")
+    log.head_file.unlink()
+    report = log.verify()
+    assert not report.ok and "audit_head) is missing" in str(report.problem)
+
+
+def test_counts_catch_removed_records_whose_ids_were_used_again(log: AuditLog) -> None:
+    """Someone with the database alone (not the data directory) removes the last records, lets the
+    server append again (the ids are used again) and then makes the database's head agree with the
+    log: the anchor file, moved by those appends, still counts the records that were written."""
+    _fill(log)
+    _sql(log, "DELETE FROM audit WHERE id >= 4")
+    for _ in range(3):
+        log.append("SearchFaces", access_key="AK1")  # ids 4, 5, 6
+    last = _sql_value(log, "SELECT hash FROM audit WHERE id = 6")
+    _sql(log, f"UPDATE audit_head SET problem = NULL, records = 6, last_id = 6, last_hash = '{last}'")
+    report = log.verify()
+    assert not report.ok and report.first_bad_id == 6
+    assert "holds 6 records up to record 6 but the head anchor counted 8" in str(report.problem)
+
+
+def _sql_value(log: AuditLog, query: str) -> Any:
+    with log._store.engine.begin() as conn:
+        return conn.execute(text(query)).scalar_one()
+
+
+def test_what_a_writer_of_both_can_hide_and_the_head_kept_elsewhere(log: AuditLog) -> None:
+    """Someone who can write the database and the data directory (for SQLite, one and the same) can
+    make the log, its database head and the anchor agree after removing records: only a head kept out
+    of their reach (verify --head ID:HASH) shows it (docs/accountability.md says so)."""
+    _fill(log)
+    published = _head_of(log)
+    _sql(log, "DELETE FROM audit WHERE id >= 4")
+    last = _sql_value(log, "SELECT hash FROM audit WHERE id = 3")
+    _sql(log, f"UPDATE audit_head SET records = 3, last_id = 3, last_hash = '{last}'")
+    log.head_file.unlink()
+    report = log.verify()
+    assert report.ok and report.warnings  # nothing on this machine can tell
+    report = log.verify(expected=published)
+    assert not report.ok and report.first_bad_id == 5 and "record 5 was known" in str(report.problem)
+    changed = (3, "0" * 64)
+    assert "its hash differs from the one given" in str(log.verify(expected=changed).problem)
 
 
 def test_the_anchor_never_moves_backwards(log: AuditLog) -> None:

@@ -14,9 +14,13 @@ hash; GENESIS for the first) and ``hash`` = SHA-256 of its canonical JSON (keene
 Appends are serialised so the chain never forks: one lock per process, and in the database
 ``BEGIN IMMEDIATE`` on SQLite (the write lock is taken before the chain's head is read) or a
 transaction-level advisory lock on PostgreSQL; ``prev_hash`` is unique, so a writer that slipped
-past both fails and retries instead of forking. After each append the head (id, hash) is written to
-``<data_dir>/audit-head.json`` (fsynced), so that removing records from the end is detected too.
-:meth:`AuditLog.verify` walks the chain and names the first bad record.
+past both fails and retries instead of forking. The head is kept twice, so that removing records from
+the end is detected too: in the database (``audit_head``: records appended in all, the last id and
+hash, moved in the append's own transaction; an append that finds the log not ending there logs an
+error and marks the head, for good) and in ``<data_dir>/audit-head.json`` (fsynced after the commit).
+:meth:`AuditLog.verify` walks the chain, names the first bad record, and checks where the chain ends
+against both heads and, if given, a head kept elsewhere. What this can and cannot show is in
+docs/accountability.md.
 """
 
 from __future__ import annotations
@@ -26,13 +30,13 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -45,7 +49,7 @@ from keeneye.store.audit_chain import (
     record_hash,
 )
 from keeneye.store.db import Store
-from keeneye.store.tables import AuditRow
+from keeneye.store.tables import AuditHeadRow, AuditRow
 
 log = logging.getLogger("keeneye.audit")
 
@@ -53,6 +57,7 @@ PUBLIC_SAFETY_THRESHOLD = 99.0
 FLAG_NOTE = "below the level AWS recommends for public-safety use (99)"
 MAX_READ = 10_000
 HEAD_FILE = "audit-head.json"
+HEAD_ROW = 1  # the id of the one audit_head row
 APPEND_RETRIES = 5
 # pg_advisory_xact_lock key of the audit chain (any constant shared by all keeneye processes).
 _PG_LOCK_KEY = 0x6B65656E  # "keen"
@@ -125,38 +130,57 @@ class AuditLog:
         with _APPEND_LOCK:
             for attempt in range(APPEND_RETRIES):
                 try:
-                    row_id, digest = self._append_once(values)
+                    row_id, digest, records = self._append_once(values)
                     break
                 except IntegrityError:  # another writer took the same head (no lock in that database)
                     if attempt == APPEND_RETRIES - 1:
                         raise
             try:
-                self._write_head(row_id, digest)
+                self._write_head(row_id, digest, records)
             except OSError:  # the record is committed; only truncation detection is weaker until the next
                 log.exception("could not write the audit head anchor %s", self.head_file)
         return row_id
 
-    def _append_once(self, values: dict[str, Any]) -> tuple[int, str]:
+    def _append_once(self, values: dict[str, Any]) -> tuple[int, str, int]:
+        """Insert the record after the chain's last one and move the database's head to it, in one
+        transaction under the chain's lock; (id, hash, records appended in all)."""
         with self._store.transaction() as session:
             _lock_chain(session)
-            last = session.execute(select(AuditRow.hash).order_by(AuditRow.id.desc()).limit(1)).scalar()
-            prev = last if last is not None else GENESIS
+            last = session.execute(
+                select(AuditRow.id, AuditRow.hash).order_by(AuditRow.id.desc()).limit(1)
+            ).first()
+            prev = last[1] if last is not None else GENESIS
             row = AuditRow(**values, prev_hash=prev, hash="")
             session.add(row)
             session.flush()  # assigns the id, which the hash covers
             row.hash = record_hash(canonical_record(id=row.id, **values, prev_hash=prev))
+            head = session.get(AuditHeadRow, HEAD_ROW)
+            problem = _head_disagreement(head, None if last is None else (int(last[0]), str(last[1])))
+            if head is None:
+                before = session.scalar(
+                    select(func.count()).select_from(AuditRow).where(AuditRow.id < row.id)
+                )
+                head = AuditHeadRow(id=HEAD_ROW, records=int(before or 0), problem=None)
+                session.add(head)
+            if problem is not None:
+                log.error("audit log: %s (noticed appending record %d)", problem, row.id)
+                if head.problem is None:  # the first one is kept: verify fails from now on
+                    head.problem = f"{problem} (noticed appending record {row.id} at {_now_iso()})"[:1024]
+            head.records += 1
+            head.last_id, head.last_hash, head.updated_at = row.id, row.hash, datetime.now(UTC)
             session.flush()
-            return row.id, row.hash
+            return row.id, row.hash, head.records
 
     # -- head anchor ----------------------------------------------------------------------------
     def _database(self) -> str:
         return make_url(self._store.url).render_as_string(hide_password=True)
 
-    def _write_head(self, row_id: int, digest: str) -> None:
-        """Record (id, hash) of the newest record, never moving backwards: a temp file, fsynced, renamed
-        over the anchor. A file lock orders writers of other processes. The folder is not fsynced: a
-        power cut may bring back the previous anchor, which is only weaker (an older record's hash),
-        never wrong, since the record itself was committed durably first."""
+    def _write_head(self, row_id: int, digest: str, records: int | None = None) -> None:
+        """Record (id, hash) of the newest record, never moving backwards, with ``records``: how many
+        records the log holds up to it (the database's count). A temp file, fsynced, renamed over the
+        anchor. A file lock orders writers of other processes. The folder is not fsynced: a power cut
+        may bring back the previous anchor, which is only weaker (an older record's hash), never wrong,
+        since the record itself was committed durably first."""
         self.head_file.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.head_file.with_name(self.head_file.name + ".lock")
         with open(lock_path, "a") as lock:
@@ -165,7 +189,10 @@ class AuditLog:
             same_db = current is not None and current.get("database") == self._database()
             if same_db and (_anchor_id(current) or 0) >= row_id:
                 return  # a later record's append already moved the anchor past this one
-            head = {"id": row_id, "hash": digest, "database": self._database(), "written_at": _now_iso()}
+            head: dict[str, Any] = {"id": row_id, "hash": digest, "database": self._database()}
+            if records is not None:
+                head["records"] = records
+            head["written_at"] = _now_iso()
             tmp = self.head_file.with_name(self.head_file.name + ".tmp")
             with open(tmp, "w") as f:
                 json.dump(head, f)
@@ -226,57 +253,175 @@ class AuditLog:
             n += 1
         return n
 
-    def verify(self) -> VerifyReport:
-        """Walk the whole chain: every hash recomputed, every link checked, the head anchor matched.
+    def verify(self, expected: tuple[int, str] | None = None) -> VerifyReport:
+        """Walk the whole chain (every hash recomputed, every link checked), then check where it ends
+        against the head anchor file, the database's head (``audit_head``) and, if given, ``expected``:
+        the (id, hash) of a record known from outside (an export, a published head hash).
 
-        The anchor is read before the walk, so a record appended meanwhile cannot look like a
+        The heads are read before the walk, so a record appended meanwhile cannot look like a
         truncation.
         """
+        db_head = self._database_head()
         head = self.read_head()
-        report, seen = verify_chain(self._chain(), from_genesis=True, watch=_anchor_id(head))
+        watch = {_anchor_id(head), None if db_head is None else db_head.last_id}
+        watch.add(None if expected is None else expected[0])
+        report, seen = verify_chain(
+            self._chain(), from_genesis=True, watch={i for i in watch if i is not None}
+        )
+        report.anchor = head
+        if not report.ok:
+            return report
+        found = (
+            _database_head_problem(db_head, report, seen)
+            or self._anchor_problem(head, report, seen)
+            or _expected_problem(expected, report, seen)
+        )
+        if found is not None:
+            report.ok = False
+            report.first_bad_id, report.problem = found
+        return report
+
+    def _database_head(self) -> _DatabaseHead | None:
+        with self._store.sessions() as session:
+            row = session.get(AuditHeadRow, HEAD_ROW)
+            if row is None:
+                return None
+            return _DatabaseHead(row.records, row.last_id, row.last_hash, row.updated_at, row.problem)
+
+    def _anchor_problem(
+        self, head: dict[str, Any] | None, report: VerifyReport, seen: Mapping[int, tuple[str, int]]
+    ) -> tuple[int | None, str] | None:
+        """What the head anchor file shows wrong (None: nothing); a missing or foreign anchor is a
+        warning (a new data directory, a restored database)."""
         if head is None:
             if report.records:
                 report.warnings.append(
-                    f"no head anchor ({self.head_file}): removal of records from the end cannot be detected"
+                    f"no head anchor ({self.head_file}): the database's own head is checked instead"
                 )
-            return report
-        report.anchor = head
+            return None
         if head.get("database") != self._database():
             report.warnings.append(
                 f"the head anchor is for another database ({head.get('database')}); it was not checked"
             )
-            return report
-        if not report.ok:
-            return report
+            return None
         anchor_id, anchor_hash = _anchor_id(head), head.get("hash")
-        if anchor_id is None or seen is None:
-            report.ok = False
-            report.first_bad_id = anchor_id
-            report.problem = (
+        if anchor_id is None or anchor_id not in seen:
+            return anchor_id, (
                 f"the log ends at record {report.last_id} but the head anchor says record {anchor_id} "
                 f"was written ({head.get('written_at')}): records were removed from the end of the log"
             )
-        elif seen != anchor_hash:
-            report.ok = False
-            report.first_bad_id = anchor_id
-            report.problem = (
+        digest, position = seen[anchor_id]
+        if digest != anchor_hash:
+            return anchor_id, (
                 f"record {anchor_id}: its hash differs from the head anchor's: the log was rewritten "
                 "from that record on (or the anchor file was changed)"
             )
-        return report
+        counted = head.get("records")
+        if isinstance(counted, int) and counted != position:
+            return anchor_id, (
+                f"the log holds {position} records up to record {anchor_id} but the head anchor counted "
+                f"{counted}: records were removed and their ids used again"
+            )
+        return None
+
+
+@dataclass(frozen=True)
+class _DatabaseHead:
+    """The ``audit_head`` row (keeneye.store.tables.AuditHeadRow) as read."""
+
+    records: int
+    last_id: int
+    last_hash: str
+    updated_at: datetime
+    problem: str | None
+
+
+def _head_disagreement(head: AuditHeadRow | None, last: tuple[int, str] | None) -> str | None:
+    """Why the log's last record (id, hash) is not where the database's head says the log ends; None
+    when it is (an append checks this before it moves the head)."""
+    if head is None:
+        if last is None:
+            return None
+        return (
+            f"the database's head of the log (table audit_head) was missing while the log held records up "
+            f"to {last[0]}: it is written with every record, so it was deleted"
+        )
+    if last is None:
+        return f"the log is empty but {head.records} records were written, the last one {head.last_id}"
+    if last != (head.last_id, head.last_hash):
+        return (
+            f"the log ended at record {last[0]}, not at record {head.last_id} as written "
+            f"({head.records} records): records were removed from the end, or the log was rewritten"
+        )
+    return None
+
+
+def _database_head_problem(
+    head: _DatabaseHead | None, report: VerifyReport, seen: Mapping[int, tuple[str, int]]
+) -> tuple[int | None, str] | None:
+    """What the database's head shows wrong with a chain that is intact in itself (None: nothing)."""
+    if head is None:
+        if not report.records:
+            return None
+        return None, (
+            "the database's head of the log (table audit_head) is missing: it is written with every "
+            "record, so it was deleted (records may have been removed from the end of the log)"
+        )
+    if head.problem is not None:
+        return None, f"an append found the log tampered with: {head.problem}"
+    written = f"({head.records} records, the last at {head.updated_at.isoformat(timespec='seconds')})"
+    if head.last_id not in seen:
+        ends = "the log is empty" if report.last_id is None else f"the log ends at record {report.last_id}"
+        return head.last_id, (
+            f"{ends} but the database's head says record {head.last_id} was written {written}: "
+            "records were removed from the end of the log"
+        )
+    digest, position = seen[head.last_id]
+    if digest != head.last_hash:
+        return head.last_id, (
+            f"record {head.last_id}: its hash differs from the database's head: the log was rewritten "
+            "from that record on (or the head was changed)"
+        )
+    if position != head.records:
+        return head.last_id, (
+            f"the log holds {position} records up to record {head.last_id} but {head.records} were "
+            "written: records were removed"
+        )
+    return None
+
+
+def _expected_problem(
+    expected: tuple[int, str] | None, report: VerifyReport, seen: Mapping[int, tuple[str, int]]
+) -> tuple[int | None, str] | None:
+    """Whether the record known from outside, (id, hash), is in the log as it was known."""
+    if expected is None:
+        return None
+    record_id, digest = expected
+    if record_id not in seen:
+        return record_id, (
+            f"the log ends at record {report.last_id} but record {record_id} was known to have been written "
+            "(the head given): records were removed from the end of the log"
+        )
+    if seen[record_id][0] != digest:
+        return record_id, (
+            f"record {record_id}: its hash differs from the one given: the log was rewritten from that "
+            "record on"
+        )
+    return None
 
 
 def verify_chain(
-    records: Iterable[Mapping[str, Any]], *, from_genesis: bool = True, watch: int | None = None
-) -> tuple[VerifyReport, str | None]:
+    records: Iterable[Mapping[str, Any]], *, from_genesis: bool = True, watch: Collection[int] = ()
+) -> tuple[VerifyReport, dict[int, tuple[str, int]]]:
     """Check records (the hashed fields plus ``hash``, in written order): each hash recomputed and
     each ``prev_hash`` equal to the hash before it; the first must chain from GENESIS when
     ``from_genesis`` (an export made with --since starts wherever it starts). Stops at the first bad
-    record. Returns the report and the stored hash of record ``watch`` if it was seen."""
+    record. Returns the report and, for each id of ``watch`` seen, the record's stored hash and its
+    position (1 for the first record checked)."""
     report = VerifyReport(ok=True, records=0)
     prev_hash: str | None = GENESIS if from_genesis else None
     prev_id: int | None = None
-    watched: str | None = None
+    watched: dict[int, tuple[str, int]] = {}
     for rec in records:
         rid = int(rec["id"])
         problem = None
@@ -302,9 +447,9 @@ def verify_chain(
             return report, watched
         if report.first_id is None:
             report.first_id = rid
-        if watch is not None and rid == watch:
-            watched = str(rec["hash"])
         report.records += 1
+        if rid in watch:
+            watched[rid] = (str(rec["hash"]), report.records)
         report.last_id, report.last_hash = rid, str(rec["hash"])
         prev_hash, prev_id = str(rec["hash"]), rid
     return report, watched
