@@ -9,6 +9,9 @@ The output folder holds:
   ``kill -9`` loses the rows since the last part, never a part half-written;
 - ``summary.json``: counts over every part, errors by code, this run's throughput, engine, task, times.
 
+Results name faces and people (FaceIds, ExternalImageIds, matches): the folder is made 0700 and its
+files 0600, whatever the umask (keeneye.store.files), as the data directory's are.
+
 A re-run with the same folder reads the ``uri`` column of the parts and sends only the other inputs
 to the engine. Rows are de-duplicated on ``uri`` when read (the first part wins), so nothing is
 counted twice. Ctrl-C writes the rows done and stops.
@@ -31,6 +34,7 @@ import pyarrow.parquet as pq
 
 from keeneye.batch.base import BatchInput, Engine, Row, TaskSpec
 from keeneye.core.errors import InvalidParameter
+from keeneye.store.files import private_dir, private_open, restrict_file
 
 JOB_FILE = "job.json"
 SUMMARY_FILE = "summary.json"
@@ -94,7 +98,7 @@ def open_job(out: Path, spec: TaskSpec) -> str:
         return str(doc["job_id"])
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InvalidParameter(f"{out} exists and is not a keeneye batch output folder; use another --output")
-    out.mkdir(parents=True, exist_ok=True)
+    private_dir(out)
     job_id = str(uuid.uuid4())
     _write_atomic(path, json.dumps({"job_id": job_id, "task": task, "created": _now()}, indent=1).encode())
     return job_id
@@ -102,7 +106,7 @@ def open_job(out: Path, spec: TaskSpec) -> str:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
+    with private_open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -140,8 +144,7 @@ class PartWriter:
     """Buffers rows and writes them as one Parquet part at a time, atomically."""
 
     def __init__(self, out: Path, flush_rows: int, flush_seconds: float, collector: Collector | None) -> None:
-        self.folder = out / PARTS_DIR
-        self.folder.mkdir(exist_ok=True)
+        self.folder = private_dir(out / PARTS_DIR)
         self.out, self.flush_rows, self.flush_seconds = out, flush_rows, flush_seconds
         self.collector = collector
         self.run_id = uuid.uuid4().hex[:8]
@@ -181,6 +184,7 @@ class PartWriter:
         path = self.folder / f"part-{self.seq:06d}-{self.run_id}.parquet"
         tmp = self.folder / f".{path.name}.tmp"
         pq.write_table(table, tmp, compression="zstd")
+        restrict_file(tmp)  # pyarrow takes no mode; the folder is 0700 meanwhile
         with tmp.open("rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

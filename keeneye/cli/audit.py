@@ -159,6 +159,7 @@ def export(
 
     from keeneye.service.governance.audit import AuditLog
     from keeneye.store.db import Store
+    from keeneye.store.files import private_open
 
     with user_errors():
         settings = load_settings(data_dir)
@@ -168,7 +169,7 @@ def export(
             n = log.export(sys.stdout, since=when)
         else:
             tmp = file.with_name(file.name + ".tmp")
-            with open(tmp, "w", encoding="utf-8") as out:
+            with private_open(tmp, "w", encoding="utf-8") as out:  # the audit trail: 0600
                 n = log.export(out, since=when)
             tmp.replace(file)
         typer.echo(f"exported {n} audit records to {file}", err=True)

@@ -8,6 +8,10 @@ Deleted means gone from the file (docs/accountability.md): SQLite connections ru
 ``secure_delete=ON`` (deleted rows are overwritten with zeros, not left in free pages), and
 :meth:`Store.scrub`, called after deletions, checkpoints the write-ahead log and truncates it, so
 no older copy of a deleted row's page stays in ``keeneye.db-wal`` either.
+
+Private (keeneye.store.files): the data directory is made 0700, and a SQLite database file is
+created 0600 before SQLite opens it, so its ``-wal`` and ``-shm`` files are 0600 too, whatever the
+umask (they hold face vectors and the audit trail).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from keeneye.store.files import private_dir, private_sqlite
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -50,6 +57,9 @@ class Store:
     def __init__(self, url: str, data_dir: Path) -> None:
         self.url = url
         self.data_dir = data_dir
+        database = _sqlite_file(url)
+        if database is not None and database.parent.is_dir():
+            private_sqlite(database)
         self.engine: Engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -58,7 +68,7 @@ class Store:
     @classmethod
     def open(cls, data_dir: Path, url: str | None = None, *, upgrade: bool = True) -> Store:
         """A store on ``url`` (default: SQLite in ``data_dir``), migrated to the latest schema."""
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         store = cls(url or default_url(data_dir), data_dir)
         if upgrade:
             store.upgrade()
@@ -107,6 +117,15 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other databases, in-memory and ``file:`` URIs."""
+    parsed = make_url(url)
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    return Path(name)
 
 
 def alembic_config() -> Any:

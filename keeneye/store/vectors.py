@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from keeneye.core.types import FloatArray
+from keeneye.store.files import private_dir, private_open
 
 
 class VectorIndex(Protocol):
@@ -173,16 +174,16 @@ class NumpyIndex:
         data, and the folder comes back after a power cut with empty or zero-filled files.
         ``meta.json`` also records a CRC-32 of the vectors and ids, checked by :meth:`load`.
         """
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(folder.parent)  # face vectors: 0700 folders, 0600 files (keeneye.store.files)
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        private_dir(tmp)
         matrix = np.ascontiguousarray(self.matrix)
         ids_text = "".join(f"{i}\n" for i in self._ids).encode()
-        with (tmp / "vectors.npy").open("wb") as f:
+        with private_open(tmp / "vectors.npy", "wb") as f:
             np.save(f, matrix)
             _flush(f)
-        with (tmp / "ids.txt").open("wb") as f:
+        with private_open(tmp / "ids.txt", "wb") as f:
             f.write(ids_text)
             _flush(f)
         meta = {
@@ -192,7 +193,7 @@ class NumpyIndex:
             "tag": tag,
             "crc32": _crc32(matrix, ids_text),
         }
-        with (tmp / "meta.json").open("w") as f:
+        with private_open(tmp / "meta.json", "w") as f:
             f.write(json.dumps(meta))
             _flush(f)
         _fsync_dir(tmp)

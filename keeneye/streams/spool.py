@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from keeneye.store.files import private_dir, private_fd, private_sqlite
 from keeneye.streams.sinks import Sink, SinkError
 
 log = logging.getLogger(__name__)
@@ -102,11 +103,11 @@ class SpooledSink:
         self._max_records = max_records
         self._initial_backoff_s = initial_backoff_s
         self._max_backoff_s = max_backoff_s
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)  # identifications wait here: 0700, files 0600 (keeneye.store.files)
         self._lock_fd = _lock_folder(folder, name)
         try:
             self._db, count, size = _open_db(folder / DB_NAME, fsync=fsync)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             os.close(self._lock_fd)
             raise SinkError(f"{name}: cannot open the spool in {folder}: {exc}") from None
         self._cond = threading.Condition()  # guards the database connection and every field below
@@ -309,7 +310,7 @@ class SpooledSink:
 
 
 def _lock_folder(folder: Path, name: str) -> int:
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o640)
+    fd = private_fd(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -322,6 +323,7 @@ def _open_db(path: Path, *, fsync: bool) -> tuple[sqlite3.Connection, int, int]:
     """The spool's database, with the number of records in it and their total size (bytes)."""
     # One connection shared by the producer and the delivery thread, always under the spool's lock;
     # autocommit (isolation_level=None): each statement is its own transaction.
+    private_sqlite(path)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
     try:
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]

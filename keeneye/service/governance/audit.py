@@ -49,6 +49,7 @@ from keeneye.store.audit_chain import (
     record_hash,
 )
 from keeneye.store.db import Store
+from keeneye.store.files import PRIVATE_DIR, private_open
 from keeneye.store.tables import AuditHeadRow, AuditRow
 
 log = logging.getLogger("keeneye.audit")
@@ -181,9 +182,9 @@ class AuditLog:
         anchor. A file lock orders writers of other processes. The folder is not fsynced: a power cut
         may bring back the previous anchor, which is only weaker (an older record's hash), never wrong,
         since the record itself was committed durably first."""
-        self.head_file.parent.mkdir(parents=True, exist_ok=True)
+        self.head_file.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         lock_path = self.head_file.with_name(self.head_file.name + ".lock")
-        with open(lock_path, "a") as lock:
+        with private_open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.read_head()
             same_db = current is not None and current.get("database") == self._database()
@@ -194,7 +195,7 @@ class AuditLog:
                 head["records"] = records
             head["written_at"] = _now_iso()
             tmp = self.head_file.with_name(self.head_file.name + ".tmp")
-            with open(tmp, "w") as f:
+            with private_open(tmp, "w") as f:
                 json.dump(head, f)
                 f.flush()
                 os.fsync(f.fileno())

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
+from keeneye.store.files import private_dir
 
 CREDENTIALS_FILE = "credentials.json"
 _ID_ALPHABET = string.ascii_uppercase + "234567"  # like AWS key ids: upper case letters and digits
@@ -62,7 +63,7 @@ def load_or_create(settings: Settings) -> CredentialSource:
     if path.exists():
         return CredentialSource(_read(path), "file", path)
     key = generate_key()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     # O_EXCL: two servers starting at once cannot both write; mode 0600 from the start, not chmod later.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -32,6 +32,7 @@ from keeneye.core.errors import AlreadyExists, InvalidParameter, NotFound
 from keeneye.service.governance.credentials import AccessKey, generate_key
 from keeneye.service.governance.policies import Policy
 from keeneye.store.db import Store
+from keeneye.store.files import private_dir
 from keeneye.store.tables import AccessKeyRow
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def load_or_create_fernet_key(data_dir: Path) -> bytes:
     """The encryption key in ``<data_dir>/keys.secret``, created once with mode 0600 (O_EXCL)."""
     path = data_dir / KEY_FILE
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
