@@ -1,0 +1,344 @@
+"""Rights on every resource a request names (issue 13, items 3, 5 and 7), through boto3 on a real server:
+each attack a key limited by its policy tried is refused, and the allowed path still works.
+
+* S3 objects: ``s3:GetObject`` on ``arn:aws:s3:::<bucket>/<key>`` for every S3Object an image or video
+  operation reads; one InvalidS3ObjectException message, naming no bucket, for whoever may read it.
+* Stream processors: the camera, data stream, URLs, files, buckets and notification channel a processor
+  uses need rights of their own, at Create and again at Start and Update.
+* DescribeStreamProcessor shows no URL password.
+* ClientRequestToken: another key re-using a token starts its own job, audited under its own collection.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keeneye.aws.images import NO_OBJECT
+from keeneye.config import VideoJobSettings
+from keeneye.service.streams.processors import StreamProcessors
+from tests.aws.signing import AKID
+from tests.contract.conftest import RunningServer
+from tests.contract.test_access_keys import access_keys, allow, client_for, deny, error_of, new_key, policy
+
+pytestmark = [pytest.mark.models, pytest.mark.data]
+
+ROLE = "arn:aws:iam::000000000000:role/keeneye"
+PROCESSORS = "arn:aws:rekognition:*:*:streamprocessor/*"
+LOBBY_CAMERA = "arn:aws:kinesisvideo:us-east-1:000000000000:stream/lobby/1"
+ALERTS = "arn:aws:kinesis:us-east-1:000000000000:stream/alerts"
+TOPIC = "arn:aws:sns:us-east-1:000000000000:done"
+NOWHERE = "rtsp://127.0.0.1:1/cam"  # nothing listens: a started processor keeps reconnecting
+VIDEO = "vtest_480x360.mp4"
+
+
+@pytest.fixture
+def photos(shared_data: Path, tmp_path: Path) -> Path:
+    """A served bucket: public/ and private/ hold the same photo; private/ also a file that is no image,
+    and a video."""
+    folder = tmp_path / "photos"
+    for sub in ("public", "private"):
+        (folder / sub).mkdir(parents=True)
+        shutil.copyfile(shared_data / "faces/face_recognition/obama-480p.jpg", folder / sub / "obama.jpg")
+        shutil.copyfile(shared_data / "video/pets09_s2l1" / VIDEO, folder / sub / VIDEO)
+    (folder / "private" / "notes.jpg").write_bytes(b"not an image at all, only words")
+    return folder
+
+
+@pytest.fixture
+def served(start_server: Callable[..., RunningServer], photos: Path, tmp_path: Path) -> RunningServer:
+    """A server with the bucket ``photos`` and an empty bucket ``out``; video jobs are queued, not run."""
+    (tmp_path / "out").mkdir()
+    return start_server(
+        buckets={"photos": photos, "out": tmp_path / "out"}, video_jobs=VideoJobSettings(workers=0)
+    )
+
+
+def s3(name: str, bucket: str = "photos") -> dict[str, Any]:
+    return {"S3Object": {"Bucket": bucket, "Name": name}}
+
+
+def refused(call: Callable[[], Any], action: str, resource: str) -> str:
+    """Assert ``call`` is refused for ``action`` on ``resource``; the message."""
+    code, message = error_of(call)
+    assert code == "AccessDeniedException", (code, message)
+    assert f"{action} on resource: {resource} " in message, message
+    return message
+
+
+def processors(server: RunningServer) -> StreamProcessors:
+    assert server.services is not None and server.services.stream_processors is not None
+    return server.services.stream_processors
+
+
+# -- item 7: S3 objects ----------------------------------------------------------------------------------
+
+
+def test_reading_an_s3_object_needs_s3_get_object_on_it(served: RunningServer) -> None:
+    admin = served.client()
+    admin.create_collection(CollectionId="staff")
+    key = new_key(
+        served,
+        "public-photos",
+        policy(
+            allow(["rekognition:DetectFaces", "rekognition:CompareFaces"]),
+            allow(["rekognition:IndexFaces", "rekognition:Search*", "rekognition:CreateUser"]),
+            allow("rekognition:Start*"),
+            allow("s3:GetObject", "arn:aws:s3:::photos/public/*"),
+        ),
+    )
+    reader = client_for(served, key)
+    public, private = s3("public/obama.jpg"), s3("private/obama.jpg")
+    secret = "arn:aws:s3:::photos/private/obama.jpg"
+    # Allowed: objects under public/.
+    assert len(reader.detect_faces(Image=public)["FaceDetails"]) == 1
+    assert reader.compare_faces(SourceImage=public, TargetImage=public)["FaceMatches"]
+    reader.index_faces(CollectionId="staff", Image=public)
+    assert reader.search_faces_by_image(CollectionId="staff", Image=public)["FaceMatches"]
+    assert reader.start_person_tracking(Video=s3(f"public/{VIDEO}"))["JobId"]
+    # The attack: any other object of a served bucket, by every operation that reads one.
+    for call in (
+        lambda: reader.detect_faces(Image=private),
+        lambda: reader.compare_faces(SourceImage=private, TargetImage=public),
+        lambda: reader.compare_faces(SourceImage=public, TargetImage=private),
+        lambda: reader.index_faces(CollectionId="staff", Image=private),
+        lambda: reader.search_faces_by_image(CollectionId="staff", Image=private),
+        lambda: reader.search_users_by_image(CollectionId="staff", Image=private),
+    ):
+        refused(call, "s3:GetObject", secret)
+    video = f"arn:aws:s3:::photos/private/{VIDEO}"
+    for start in (reader.start_person_tracking, reader.start_face_detection):
+        refused(partial(start, Video=s3(f"private/{VIDEO}")), "s3:GetObject", video)
+    refused(
+        lambda: reader.start_face_search(CollectionId="staff", Video=s3(f"private/{VIDEO}")),
+        "s3:GetObject",
+        video,
+    )
+    assert admin.describe_collection(CollectionId="staff")["FaceCount"] == 1  # nothing indexed by the attack
+    # Missing, not an image, a bucket not served: one refusal, whatever is (or is not) there.
+    messages = set()
+    for bucket, name in (
+        ("photos", "private/missing.jpg"),
+        ("photos", "private/notes.jpg"),
+        ("elsewhere", "private/obama.jpg"),
+    ):
+        resource = f"arn:aws:s3:::{bucket}/{name}"
+        message = refused(partial(reader.detect_faces, Image=s3(name, bucket)), "s3:GetObject", resource)
+        messages.add(message.replace(resource, "OBJECT"))
+    assert len(messages) == 1
+
+
+def test_s3_object_errors_name_no_bucket_and_tell_no_case_apart(served: RunningServer, photos: Path) -> None:
+    """Whoever may read an object is told Rekognition's one message for every object it cannot get."""
+    admin = served.client()
+    for image in (
+        s3("private/missing.jpg"),
+        s3("private/obama.jpg", "elsewhere"),  # not served
+        s3("../photos/private/obama.jpg", "photos"),  # out of its folder
+        s3("private"),  # a folder
+    ):
+        code, message = error_of(partial(admin.detect_faces, Image=image))
+        assert (code, message) == ("InvalidS3ObjectException", NO_OBJECT)
+    for video in (s3(f"private/{VIDEO}", "elsewhere"), s3("private/none.mp4")):
+        code, message = error_of(partial(admin.start_person_tracking, Video=video))
+        assert (code, message) == ("InvalidS3ObjectException", NO_OBJECT)
+    assert (
+        error_of(lambda: admin.detect_faces(Image=s3("private/notes.jpg")))[0]
+        == "InvalidImageFormatException"
+    )
+    assert "photos" not in NO_OBJECT and str(photos) not in NO_OBJECT
+
+
+# -- item 3: what a stream processor uses ----------------------------------------------------------------
+
+
+def create(client: Any, name: str, **change: Any) -> Any:
+    """CreateStreamProcessor: ConnectedHome PERSON from ``NOWHERE`` to ``file://<name>.jsonl`` unless
+    ``change`` says otherwise (``input``, ``output`` (the KinesisDataStream Arn), ``Output``, any other
+    request member)."""
+    args: dict[str, Any] = {
+        "Name": name,
+        "Input": {"KinesisVideoStream": {"Arn": change.pop("input", NOWHERE)}},
+        "Output": {"KinesisDataStream": {"Arn": change.pop("output", f"file://{name}.jsonl")}},
+        "Settings": {"ConnectedHome": {"Labels": ["PERSON"]}},
+        "RoleArn": ROLE,
+    }
+    args.update(change)
+    return client.create_stream_processor(**args)
+
+
+def test_a_stream_processor_needs_rights_on_what_it_uses(served: RunningServer, photos: Path) -> None:
+    """A key allowed only the stream-processor actions can no longer use another's camera (with its
+    stored password), send records to its own webhook, write into a bucket folder, append to a
+    notifications file or read a served file, however the request spells them."""
+    cameras = processors(served).cameras
+    cameras.put_camera("lobby", "rtsp://admin:hunter2@127.0.0.1:1/lobby")
+    cameras.put_data_stream("alerts", {"jsonl": {"name": "alerts.jsonl"}})
+    url = "arn:keeneye:url:::"
+    # The key may use NOWHERE and its own files, so each attack is refused for the one thing it adds.
+    key = new_key(
+        served,
+        "processors-only",
+        policy(
+            allow("rekognition:*StreamProcessor*", PROCESSORS),
+            allow("keeneye:UseUrl", url + NOWHERE),
+            allow("keeneye:WriteFile", "arn:keeneye:file:::notifications/attack-*"),
+        ),
+    )
+    attacker = client_for(served, key)
+    attacks: list[tuple[dict[str, Any], str, str]] = [
+        ({"input": LOBBY_CAMERA}, "keeneye:UseCamera", LOBBY_CAMERA),
+        # Another region and account, another suffix: the same camera, named as registered.
+        (
+            {"input": "arn:aws:kinesisvideo:eu-west-1:111111111111:stream/lobby/x"},
+            "keeneye:UseCamera",
+            LOBBY_CAMERA,
+        ),
+        # A camera that is not registered is refused the same way: nothing tells whether it exists.
+        (
+            {"input": "arn:aws:kinesisvideo:us-east-1:000000000000:stream/ghost/1"},
+            "keeneye:UseCamera",
+            "arn:aws:kinesisvideo:us-east-1:000000000000:stream/ghost/1",
+        ),
+        ({"input": "rtsp://u:pw@127.0.0.1:1/other"}, "keeneye:UseUrl", url + "rtsp://127.0.0.1:1/other"),
+        (
+            {"input": f"file://{photos}/private/{VIDEO}"},
+            "s3:GetObject",
+            f"arn:aws:s3:::photos/private/{VIDEO}",
+        ),
+        ({"output": "http://127.0.0.1:9/hook?key=k"}, "keeneye:UseUrl", url + "http://127.0.0.1:9/hook"),
+        (
+            {"output": "mqtt://127.0.0.1:1883/t/lobby"},
+            "keeneye:UseUrl",
+            url + "mqtt://127.0.0.1:1883/t/lobby",
+        ),
+        ({"output": ALERTS}, "keeneye:UseDataStream", ALERTS),
+        (
+            {"output": "file://victim.jsonl"},
+            "keeneye:WriteFile",
+            "arn:keeneye:file:::notifications/victim.jsonl",
+        ),
+        (
+            {"Output": {"S3Destination": {"Bucket": "out", "KeyPrefix": "/cams/lobby/"}}},
+            "s3:PutObject",
+            "arn:aws:s3:::out/cams/lobby/*",
+        ),
+        (
+            {"NotificationChannel": {"SNSTopicArn": TOPIC}},
+            "keeneye:UseNotificationChannel",
+            TOPIC,
+        ),
+    ]
+    for i, (change, action, resource) in enumerate(attacks):
+        message = refused(partial(create, attacker, f"attack-{i}", **change), action, resource)
+        assert "hunter2" not in message and "pw@" not in message
+    assert served.client().list_stream_processors()["StreamProcessors"] == []
+    assert not (served.data_dir / "notifications" / "victim.jsonl").exists()
+    assert not any((photos.parent / "out").iterdir())
+    # The allowed path: what the policy allows, it may use.
+    create(attacker, "attack-ok")
+    assert attacker.describe_stream_processor(Name="attack-ok")["Status"] == "STOPPED"
+
+
+def test_rights_are_checked_again_at_start_and_update(served: RunningServer) -> None:
+    """Rights a key had at Create, or that another key had, do not carry over to Start and Update."""
+    processors(served).cameras.put_camera("lobby", "rtsp://admin:hunter2@127.0.0.1:1/lobby")
+    admin = served.client()
+    create(admin, "door", input=LOBBY_CAMERA, output="file://door.jsonl")
+    may_use = policy(
+        allow("rekognition:*StreamProcessor*", PROCESSORS),
+        allow("keeneye:UseCamera", "arn:aws:kinesisvideo:*:*:stream/lobby/*"),
+        allow("keeneye:WriteFile", "arn:keeneye:file:::notifications/door.jsonl"),
+    )
+    key = new_key(served, "door-keeper", policy(allow("rekognition:*StreamProcessor*", PROCESSORS)))
+    keeper = client_for(served, key)
+    update = {"Name": "door", "RegionsOfInterestForUpdate": [{"BoundingBox": {"Width": 0.5, "Height": 0.5}}]}
+    # The admin's processor, started or changed by a key without the camera: refused.
+    refused(lambda: keeper.start_stream_processor(Name="door"), "keeneye:UseCamera", LOBBY_CAMERA)
+    refused(lambda: keeper.update_stream_processor(**update), "keeneye:UseCamera", LOBBY_CAMERA)
+    # A key whose right was taken after it created its processor: refused at Start.
+    keys = access_keys(served)
+    keys.set_policy("door-keeper", may_use, actor="cli")
+    create(keeper, "side-door", input=LOBBY_CAMERA, output="file://door.jsonl")
+    keys.set_policy("door-keeper", policy(allow("*"), deny("keeneye:WriteFile")), actor="cli")
+    door_file = "arn:keeneye:file:::notifications/door.jsonl"
+    refused(lambda: keeper.start_stream_processor(Name="side-door"), "keeneye:WriteFile", door_file)
+    assert keeper.describe_stream_processor(Name="door")["Status"] == "STOPPED"
+    # With the rights: Update and Start work (the worker keeps reconnecting to a camera not there).
+    keys.set_policy("door-keeper", may_use, actor="cli")
+    keeper.update_stream_processor(**update)
+    assert keeper.start_stream_processor(Name="door")["SessionId"]
+    keeper.stop_stream_processor(Name="door")
+    assert processors(served).wait_stopped("door", 60.0)
+
+
+# -- item 5: no URL password in DescribeStreamProcessor ---------------------------------------------------
+
+
+def test_describe_stream_processor_shows_no_url_password(served: RunningServer) -> None:
+    admin = served.client()
+    create(
+        admin,
+        "secretive",
+        input="rtsp://viewer:hunter2@127.0.0.1:1/cam",
+        output="mqtt://bob:s3cr3t@127.0.0.1:1883/keeneye/door",
+    )
+    create(
+        admin, "hooked", input="http://cam:pa%40ss@127.0.0.1:1/mjpeg", output="https://u:tok@127.0.0.1:9/h"
+    )
+    for name in ("secretive", "hooked"):
+        shown = admin.describe_stream_processor(Name=name)
+        text = json.dumps(shown, default=str)
+        for secret in ("hunter2", "s3cr3t", "pa%40ss", "tok@"):
+            assert secret not in text, (name, text)
+    shown = admin.describe_stream_processor(Name="secretive")
+    assert shown["Input"]["KinesisVideoStream"]["Arn"] == "rtsp://viewer:***@127.0.0.1:1/cam"
+    assert shown["Output"]["KinesisDataStream"]["Arn"] == "mqtt://bob:***@127.0.0.1:1883/keeneye/door"
+
+
+# -- item 4: ClientRequestToken per key, audited under the caller's collection ----------------------------
+
+
+def test_a_reused_token_is_audited_under_each_callers_collection(served: RunningServer) -> None:
+    admin = served.client()
+    for cid in ("staff", "vip"):
+        admin.create_collection(CollectionId=cid)
+    video = s3(f"public/{VIDEO}")
+    first = admin.start_face_search(CollectionId="vip", Video=video, ClientRequestToken="same")["JobId"]
+    key = new_key(
+        served,
+        "searcher",
+        policy(
+            allow("rekognition:StartFaceSearch", "arn:aws:rekognition:*:*:collection/staff"),
+            allow("s3:GetObject", "arn:aws:s3:::photos/public/*"),
+        ),
+    )
+    other = client_for(served, key)
+    second = other.start_face_search(CollectionId="staff", Video=video, ClientRequestToken="same")["JobId"]
+    assert second != first
+    assert (
+        other.start_face_search(CollectionId="staff", Video=video, ClientRequestToken="same")["JobId"]
+        == second
+    )
+    assert (
+        error_of(
+            lambda: other.start_face_search(
+                CollectionId="staff", Video=s3("private/obama.jpg"), ClientRequestToken="same"
+            )
+        )[0]
+        == "AccessDeniedException"
+    )
+    assert served.services is not None and served.services.audit is not None
+    starts = [r for r in served.services.audit.read() if r["operation"] == "StartFaceSearch"]
+    seen = [(r["access_key"], r["collection_id"], r["details"]["job_id"]) for r in starts]
+    assert seen == [
+        (AKID, "vip", first),
+        (key.access_key_id, "staff", second),
+        (key.access_key_id, "staff", second),
+    ]
