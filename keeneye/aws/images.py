@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from keeneye.analysis.images import image_size
 from keeneye.aws.errors import AwsError
 from keeneye.aws.model import MAX_S3_IMAGE_BYTES
+from keeneye.store.files import private_dir
 
 MAX_VIDEO_BYTES = 10 * 1024**3  # Rekognition's limit for stored videos (10 GB)
 MIN_IMAGE_PX = 80  # Rekognition's smallest image height and width
@@ -127,7 +128,7 @@ class ImageLoader:
         if bucket in self.buckets or not self.s3_endpoint:
             return self._check_video_size(self.video_path(s3)), False
         obj = self._s3_call("get_object", bucket, name, s3.get("Version"))
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)  # mkstemp makes the file 0600; the folder 0700, whatever the umask
         fd, tmp = tempfile.mkstemp(prefix="video-", suffix=Path(name).suffix[:16], dir=folder)
         path, written = Path(tmp), 0
         try:

@@ -54,6 +54,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from keeneye.core.errors import InvalidParameter, KeeneyeError
+from keeneye.store.files import PRIVATE_DIR, private_fd
 
 REDACTED = "***"
 _JSONL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}\.jsonl$")
@@ -476,7 +477,8 @@ class MqttSink:
 
 
 class JsonlSink:
-    """Appends each message as one JSON line to a file, ``fsync``-ed before ``send`` returns."""
+    """Appends each message as one JSON line to a file, ``fsync``-ed before ``send`` returns. The file
+    is 0600 and a folder made for it 0700, whatever the umask: the messages name identities."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -487,8 +489,8 @@ class JsonlSink:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
         with self._lock:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, flags, 0o640)
+                self.path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+                fd = private_fd(self.path, flags)
                 try:
                     written = os.write(fd, line)
                     if written != len(line):

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from keeneye.config import NotificationSettings, Settings
+from keeneye.config import Settings
 from keeneye.service.governance.audit import AuditLog
 from keeneye.service.governance.credentials import load_or_create
 from keeneye.service.governance.keys import AccessKeys
-from keeneye.service.video.notifications import NotificationService
 from keeneye.store.db import Store
 from keeneye.store.files import private_open, private_sqlite
+from keeneye.streams.sinks import JsonlSink
 from keeneye.streams.spool import SpooledSink
 from tests.factories import fake_collections, noise_image
 
@@ -78,14 +78,20 @@ def test_everything_a_server_writes_in_its_data_directory_is_private(tmp_path: P
     spool = SpooledSink(_Recorder(), data / "stream-spool" / "door" / "sink-0", name="door/0")
     spool.send({"FaceId": "f"})
     spool.close()
-    notifications = NotificationService(store, NotificationSettings(), data, deliver=False)
-    notifications.put_channel("arn:aws:sns:us-east-1:123456789012:t", {"jsonl": {"name": "t.jsonl"}})
+    JsonlSink(data / "notifications" / "t.jsonl").send({"FaceId": "f"})  # a channel's or a stream's file
     with store.transaction() as s:  # the -wal and -shm files exist while a connection is open
         s.execute(text("SELECT 1"))
         names = {p.name for p in data.iterdir()}
         assert {"keeneye.db", "keeneye.db-wal", "keeneye.db-shm"} <= names
         assert _not_private(data) == []
-    assert {"index", "stream-spool", "audit-head.json", "keys.secret", "credentials.json"} <= names
+    assert {
+        "index",
+        "stream-spool",
+        "notifications",
+        "audit-head.json",
+        "keys.secret",
+        "credentials.json",
+    } <= names
     assert list((data / "index").rglob("vectors.npy"))
     store.close()
 
