@@ -59,6 +59,7 @@ from keeneye.service.governance.audit import AuditLog
 from keeneye.service.governance.keys import LazyAccessKeys
 from keeneye.service.governance.redaction import build_redaction_analyzer
 from keeneye.service.governance.retention import PurgeThread, RetentionService
+from keeneye.service.governance.sealing import SecretBox, seal_stored
 from keeneye.service.metrics import RequestMetrics
 from keeneye.service.streams.processors import StreamProcessors, open_collection_search
 from keeneye.service.uploads.service import UploadService, UploadWorker, is_transient
@@ -314,12 +315,15 @@ def _nothing() -> None:
 def lifecycle(services: Services, settings: Settings) -> Lifecycle:
     """The server's background work, in start order (stopped in reverse): the retention purge (now, then
     every ``retention.purge_interval_s``), the upload worker (queued and interrupted events, then as
-    they arrive), the stream processors that were running when the server stopped. Stopping also stops
+    they arrive), the stream processors that were running when the server stopped; first, credentials
+    stored in clear by an older keeneye are sealed (keeneye.service.governance.sealing). Stopping also stops
     the video jobs (a running job stops at its next frame and reruns at the next start) and writes the
     collections' changed index files (the database has everything)."""
     steps = Lifecycle()
     if services.collections is not None:
         steps.add("collection indexes", _nothing, services.collections.close)
+        store = services.collections.store  # credentials an older keeneye stored in clear, sealed first
+        steps.add("sealed credentials", lambda: _seal_stored(store), _nothing)
     if services.video_jobs is not None:
         steps.add("video jobs", services.video_jobs.start_workers, services.video_jobs.close)
     if services.retention is not None:
@@ -332,6 +336,10 @@ def lifecycle(services: Services, settings: Settings) -> Lifecycle:
         processors = services.stream_processors
         steps.add("stream processors", lambda: _resume(processors), processors.close)
     return steps
+
+
+def _seal_stored(store: Store) -> None:
+    seal_stored(store, SecretBox(store.data_dir))
 
 
 def _resume(processors: StreamProcessors) -> None:

@@ -10,8 +10,8 @@
 
 :meth:`Cameras.resolve_input` and :meth:`Cameras.resolve_outputs` turn a processor's Input and Output
 into what its worker reads and writes, refusing (InvalidParameter) what is not registered, a local file
-outside the served buckets, or an S3 bucket the server does not serve. URLs keep their passwords in the
-database and are shown without them.
+outside the served buckets, or an S3 bucket the server does not serve. URLs that hold credentials are kept
+sealed (keeneye.service.governance.sealing) and shown without their passwords.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from sqlalchemy.orm import Session
 
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter, KeeneyeError, NotFound
+from keeneye.service.governance.sealing import SecretBox
 from keeneye.store.db import Store
 from keeneye.store.tables import CameraRow, DataStreamRow
-from keeneye.streams.sinks import S3Target, SinkSpec, redacted, redacted_url, sink_spec_from_url
+from keeneye.streams.sinks import S3Target, SinkSpec, sink_spec_from_url
 
 NAME = re.compile(r"[a-zA-Z0-9_.\-]{1,128}")
 CAMERA_ARN = re.compile(r"arn:[a-z\d-]+:kinesisvideo:([a-z\d-]+):(\d{12}):stream/([^/]+)(?:/.*)?")
@@ -59,6 +60,7 @@ class Cameras:
 
     def __init__(self, store: Store, settings: Settings, *, region: str, account: str) -> None:
         self._store = store
+        self.secrets = SecretBox(store.data_dir)  # camera and sink credentials, sealed at rest
         self._settings = settings
         self.region, self.account = region, account
 
@@ -83,20 +85,20 @@ class Cameras:
             raise InvalidParameter(
                 "a camera that pushes (listen) needs an rtsp:// or rtmp:// URL to listen on"
             )
-        now = _now()
+        now, stored = _now(), self.secrets.seal_url(url)
         with self._store.transaction() as s:
             row = s.get(CameraRow, name)
             if row is None:
-                row = CameraRow(name=name, url=url, listen=listen, created_at=now, updated_at=now)
+                row = CameraRow(name=name, url=stored, listen=listen, created_at=now, updated_at=now)
                 s.add(row)
             else:
-                row.url, row.listen, row.updated_at = url, listen, now
+                row.url, row.listen, row.updated_at = stored, listen, now
             return self._camera_dict(row)
 
     def _camera_dict(self, row: CameraRow) -> dict[str, Any]:
         return {
             "name": row.name,
-            "url": redacted_url(row.url),
+            "url": self.secrets.shown_url(row.url),
             "listen": row.listen,
             "arn": self.camera_arn(row.name),
             "created_at": row.created_at.isoformat(),
@@ -128,7 +130,8 @@ class Cameras:
             parsed = [SinkSpec.model_validate(x) for x in raw]
         except ValueError as err:
             raise InvalidParameter(f"bad sink: {err}") from None
-        body = {"sinks": [x.model_dump(mode="json", exclude_none=True) for x in parsed]}
+        dumped = [x.model_dump(mode="json", exclude_none=True) for x in parsed]
+        body = {"sinks": [self.secrets.seal_sink(x) for x in dumped]}
         now = _now()
         with self._store.transaction() as s:
             row = s.get(DataStreamRow, name)
@@ -142,7 +145,7 @@ class Cameras:
     def _stream_dict(self, row: DataStreamRow) -> dict[str, Any]:
         return {
             "name": row.name,
-            "sinks": [redacted(SinkSpec.model_validate(x)) for x in row.sink["sinks"]],
+            "sinks": [self.secrets.shown_sink(x) for x in row.sink["sinks"]],
             "arn": self.data_stream_arn(row.name),
             "created_at": row.created_at.isoformat(),
             "updated_at": row.updated_at.isoformat(),
@@ -166,7 +169,7 @@ class Cameras:
         if m is not None:
             with self._store.transaction() as s:
                 camera = _registered(s, CameraRow, m.group(3), InvalidParameter)
-                return camera.url, camera.listen
+                return self.secrets.open(camera.url), camera.listen
         scheme = urlsplit(arn).scheme.lower()
         if scheme in CAMERA_SCHEMES:
             return arn, False
@@ -197,7 +200,7 @@ class Cameras:
             if m is not None:
                 with self._store.transaction() as s:
                     stream = _registered(s, DataStreamRow, m.group(3), InvalidParameter)
-                    sinks += [{"spec": dict(x)} for x in stream.sink["sinks"]]
+                    sinks += [{"spec": self.secrets.open_sink(x)} for x in stream.sink["sinks"]]
             else:
                 spec = sink_spec_from_url(arn)
                 sinks.append({"spec": spec.model_dump(mode="json", exclude_none=True)})

@@ -207,7 +207,7 @@ class StreamProcessors:
                     status="STOPPED",
                     status_message=None,
                     desired="stopped",
-                    request=body,
+                    request=self.cameras.secrets.seal_request(body),  # URL credentials sealed
                     options={},
                     created_at=now,
                     updated_at=now,
@@ -229,7 +229,7 @@ class StreamProcessors:
             row.status_message,
             row.created_at,
             row.updated_at,
-            dict(row.request),
+            self.cameras.secrets.open_request(row.request),
             dict(row.options or {}),
             row.session_id,
         )
@@ -272,7 +272,7 @@ class StreamProcessors:
             row = self._row(s, name)
             if row.status not in ("STOPPED", "FAILED"):
                 raise ResourceInUse(f"stream processor {name!r} is {row.status}: stop it before updating it")
-            request = dict(row.request)
+            request = self.cameras.secrets.open_request(row.request)
             home = dict((request.get("Settings") or {}).get("ConnectedHome") or {})
             if connected_home is not None:
                 if not home:
@@ -292,7 +292,7 @@ class StreamProcessors:
                 request.pop("RegionsOfInterest", None)
             if data_sharing is not None:
                 request["DataSharingPreference"] = dict(data_sharing)
-            row.request = request
+            row.request = self.cameras.secrets.seal_request(request)
             row.updated_at = _now()
 
     def set_options(self, name: str, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -334,7 +334,7 @@ class StreamProcessors:
                 row = self._row(s, name)
                 if row.status in ACTIVE or name in self._workers:
                     raise ResourceInUse(f"stream processor {name!r} is {row.status}")
-                request = dict(row.request)
+                request = self.cameras.secrets.open_request(row.request)
             # What Create checked may have changed since (a camera, a data stream or the collection gone):
             # refused now, with what to fix, rather than a worker that fails.
             resolved = self._validate(request, name)
@@ -344,7 +344,7 @@ class StreamProcessors:
                 row.session_id = session_id
                 row.stop_at = None if max_duration_s is None else now + timedelta(seconds=max_duration_s)
                 row.updated_at = now
-                request, options = dict(row.request), dict(row.options or {})
+                request, options = self.cameras.secrets.open_request(row.request), dict(row.options or {})
             try:
                 self._spawn(name, request, resolved, options, session_id, max_duration_s, access_key)
             except Exception as err:

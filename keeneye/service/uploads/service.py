@@ -40,6 +40,7 @@ from keeneye.config import UploadSettings
 from keeneye.core.errors import BackendUnavailable, InvalidParameter, KeeneyeError, NoFaceFound, NotFound
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.service.governance.audit import AuditLog
+from keeneye.service.governance.sealing import SecretBox
 from keeneye.service.uploads.events import (
     EVENT_STATES,
     EventInfo,
@@ -91,6 +92,7 @@ class UploadService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
+        self._secrets = SecretBox(store.data_dir)  # rule sinks' passwords, sealed at rest
         self._collections = collections
         self._settings = settings
         self._read_object = read
@@ -112,7 +114,7 @@ class UploadService:
         now = self._clock()
         with self._store.transaction() as s:
             row = s.get(UploadRuleRow, bucket)
-            config = rule.model_dump(mode="json", exclude_none=True)
+            config = self._secrets.seal_rule(rule.model_dump(mode="json", exclude_none=True))
             if row is None:
                 s.add(UploadRuleRow(bucket=bucket, rule=config, created_at=now, updated_at=now))
             else:
@@ -124,12 +126,12 @@ class UploadService:
             row = s.get(UploadRuleRow, bucket)
             if row is None:
                 raise NotFound(f"there is no upload rule for bucket {bucket!r}")
-            return UploadRule.model_validate(row.rule)
+            return UploadRule.model_validate(self._secrets.open_rule(row.rule))
 
     def list_rules(self) -> dict[str, UploadRule]:
         with self._store.sessions() as s:
             rows = s.scalars(select(UploadRuleRow).order_by(UploadRuleRow.bucket))
-            return {r.bucket: UploadRule.model_validate(r.rule) for r in rows}
+            return {r.bucket: UploadRule.model_validate(self._secrets.open_rule(r.rule)) for r in rows}
 
     def delete_rule(self, bucket: str) -> None:
         with self._store.transaction() as s:
@@ -176,7 +178,7 @@ class UploadService:
             sequencer=ref.sequencer,
             size=ref.size,
             event_name=ref.event_name,
-            rule=rule.model_dump(mode="json", exclude_none=True),
+            rule=self._secrets.seal_rule(rule.model_dump(mode="json", exclude_none=True)),
             access_key=access_key,
             state="queued",
             attempts=0,
@@ -292,7 +294,7 @@ class UploadService:
     def _rule_of(self, event_id: str) -> UploadRule:
         with self._store.sessions() as s:
             row = s.scalars(select(UploadEventRow).where(UploadEventRow.event_id == event_id)).one()
-            return UploadRule.model_validate(row.rule)
+            return UploadRule.model_validate(self._secrets.open_rule(row.rule))
 
     def _read(self, info: EventInfo) -> bytes:
         if self._read_object is None:

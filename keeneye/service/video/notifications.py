@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from keeneye.config import NotificationSettings
 from keeneye.core.errors import InvalidParameter, NotFound
+from keeneye.service.governance.sealing import SecretBox, SecretUnreadable
 from keeneye.store.db import Store
 from keeneye.store.tables import NotificationChannelRow, NotificationOutboxRow
 from keeneye.streams.sinks import Sink, SinkError, SinkSpec, build_sink, redacted
@@ -186,6 +187,7 @@ class NotificationService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
+        self._secrets = SecretBox(data_dir)  # sinks' passwords and header values, sealed at rest
         self._settings = settings
         self.jsonl_dir = data_dir / "notifications"
         self._clock = clock
@@ -222,7 +224,7 @@ class NotificationService:
         now = self._clock()
         with self._store.transaction() as s:
             row = s.get(NotificationChannelRow, topic_arn)
-            config = spec.model_dump(mode="json", exclude_none=True)
+            config = self._secrets.seal_sink(spec.model_dump(mode="json", exclude_none=True))
             if row is None:
                 s.add(
                     NotificationChannelRow(
@@ -276,8 +278,7 @@ class NotificationService:
                     + channel_howto(topic_arn)
                 )
 
-    @staticmethod
-    def _channel(s: Session, row: NotificationChannelRow) -> Channel:
+    def _channel(self, s: Session, row: NotificationChannelRow) -> Channel:
         undelivered = (NotificationOutboxRow.topic_arn == row.topic_arn) & (
             NotificationOutboxRow.delivered_at.is_(None)
         )
@@ -290,7 +291,7 @@ class NotificationService:
         ).first()
         return Channel(
             row.topic_arn,
-            SinkSpec.model_validate(row.config),
+            SinkSpec.model_validate(self._secrets.open_sink(row.config)),
             row.created_at,
             row.updated_at,
             int(pending),
@@ -452,14 +453,14 @@ class NotificationService:
         try:
             if topic not in self._sinks:
                 sink = build_sink(
-                    SinkSpec.model_validate(config),
+                    SinkSpec.model_validate(self._secrets.open_sink(config)),
                     jsonl_dir=self.jsonl_dir,
                     timeout_s=self._settings.timeout_s,
                     headers={"x-amz-sns-message-type": "Notification", "x-amz-sns-topic-arn": topic},
                 )
                 self._sinks[topic] = (config, sink)
             self._sinks[topic][1].send(message)
-        except SinkError as exc:
+        except (SinkError, SecretUnreadable) as exc:
             return exc.message
         except Exception as exc:  # a sink's bug must not stop delivery to the others: record and go on
             log.error("notification sink for %s failed unexpectedly", topic, exc_info=exc)
