@@ -199,8 +199,8 @@ class VideoJobRow(Base):
 class NotificationChannelRow(Base):
     """Where an SNS topic ARN's messages go: a sink (keeneye.streams.sinks.SinkSpec as JSON).
 
-    ``config`` holds the sink's secrets (webhook headers, MQTT password) as given; the native API
-    shows them redacted.
+    ``config``'s secrets (webhook URL credentials and headers, MQTT password) are sealed
+    (keeneye/service/governance/sealing.py); the native API shows them redacted.
     """
 
     __tablename__ = "notification_channels"
@@ -263,7 +263,8 @@ class AccessKeyRow(Base):
 class UploadRuleRow(Base):
     """What to do with images uploaded to a bucket (keeneye/service/uploads/service.py): ``rule`` is the
     validated rule as JSON (``{"task": "index-faces" | "search-faces", "collection_id": ..., ...}``;
-    a search rule's sink may hold secrets, shown redacted by the native API)."""
+    a search rule's sink's secrets are sealed (keeneye/service/governance/sealing.py), and shown
+    redacted by the native API)."""
 
     __tablename__ = "upload_rules"
 
@@ -312,8 +313,9 @@ class CameraRow(Base):
     """A camera registered by name (``PUT /v1/cameras/{name}``), what a stream processor's
     ``Input.KinesisVideoStream.Arn`` ``arn:aws:kinesisvideo:<region>:<account>:stream/<name>/<n>`` names.
 
-    ``url``: rtsp(s)/http(s)/rtmp URL (may hold a password: shown redacted); ``listen``: keeneye waits for
-    the camera to push to ``url`` (RTSP ANNOUNCE/RECORD or RTMP publish) instead of pulling from it."""
+    ``url``: rtsp(s)/http(s)/rtmp URL (sealed when it holds credentials; shown redacted); ``listen``:
+    keeneye waits for the camera to push to ``url`` (RTSP ANNOUNCE/RECORD or RTMP publish) instead of
+    pulling from it."""
 
     __tablename__ = "cameras"
 
@@ -327,7 +329,7 @@ class CameraRow(Base):
 class DataStreamRow(Base):
     """A named record destination (``PUT /v1/data-streams/{name}``), what a stream processor's
     ``Output.KinesisDataStream.Arn`` ``arn:aws:kinesis:<region>:<account>:stream/<name>`` names:
-    ``sink`` is a SinkSpec as JSON (webhook, mqtt or jsonl; secrets shown redacted)."""
+    ``sink`` is a SinkSpec as JSON (webhook, mqtt or jsonl; secrets sealed, shown redacted)."""
 
     __tablename__ = "data_streams"
 
