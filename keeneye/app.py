@@ -68,6 +68,7 @@ from keeneye.service.video.jobs import JobOutput, JobRunner, VideoJobs, VideoRef
 from keeneye.service.video.notifications import NotificationService
 from keeneye.service.video.runners import face_detection_runner, person_tracking_runner
 from keeneye.store.db import Store
+from keeneye.streams.egress import EgressPolicy
 from keeneye.streams.supervisor import WorkerSupervisor
 
 log = logging.getLogger("keeneye.app")
@@ -193,6 +194,7 @@ def build_uploads(
         read=read,
         audit=audit,
         jsonl_dir=settings.data_dir / "notifications",
+        egress=EgressPolicy.from_settings(settings),
     )
 
 
@@ -242,7 +244,9 @@ def build_video_jobs(
     # The frame size is checked from the stream header before a runner decodes anything.
     max_pixels = settings.video_jobs.max_pixels
     runners = {kind: deleting_downloads(header_checked(r, max_pixels)) for kind, r in runners.items()}
-    notifications = NotificationService(store, settings.notifications, settings.data_dir)
+    notifications = NotificationService(
+        store, settings.notifications, settings.data_dir, egress=EgressPolicy.from_settings(settings)
+    )
     return VideoJobs(
         store, runners, resolve, workers=settings.video_jobs.workers, notifications=notifications
     )

@@ -6,11 +6,12 @@ override them (nested fields with ``__``, e.g. ``KEENEYE_FACES__EMBEDDER__KIND=h
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -342,6 +343,74 @@ class ImageLimits(_Strict):
     )
 
 
+class EgressRules(_Strict):
+    """Where keeneye may connect for one kind of target; keeneye/streams/egress.py applies it."""
+
+    public: bool = Field(
+        True, description="Public Internet addresses (anything globally routable that no rule below names)"
+    )
+    private: bool = Field(
+        False,
+        description="Private networks: RFC 1918 (10/8, 172.16/12, 192.168/16), shared address space "
+        "100.64/10 (carrier NAT, Tailscale) and IPv6 unique local fc00::/7",
+    )
+    allow: tuple[str, ...] = Field(
+        (),
+        description="Networks (CIDR, e.g. 127.0.0.1/32, 192.168.1.0/24) reachable even where a rule refuses "
+        "them: loopback (refused by default), link-local 169.254/16 and fe80::/10, cloud metadata addresses, "
+        "0.0.0.0/8, multicast and reserved ranges (always refused unless listed here); list exactly what "
+        "you need. keeneye's own listening address and port stay refused",
+    )
+    deny: tuple[str, ...] = Field(
+        (),
+        description="Networks (CIDR) refused even where a rule above allows them (a router's admin page, a "
+        "reverse proxy in front of keeneye); deny wins over allow",
+    )
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{text!r} is not a network (CIDR such as 10.0.0.0/8 or 127.0.0.1/32)"
+                ) from None
+        return value
+
+
+class CameraEgress(EgressRules):
+    private: bool = Field(
+        True,
+        description="Private networks: RFC 1918 (10/8, 172.16/12, 192.168/16), shared address space "
+        "100.64/10 (carrier NAT, Tailscale) and IPv6 unique local fc00::/7; allowed for cameras by default "
+        "(cameras on the LAN are the normal case)",
+    )
+
+
+class SinkEgress(EgressRules):
+    private: bool = Field(
+        False,
+        description="Private networks: RFC 1918 (10/8, 172.16/12, 192.168/16), shared address space "
+        "100.64/10 and IPv6 unique local fc00::/7; refused for sinks by default (a webhook or MQTT URL must "
+        "not reach the LAN's services): set true, or list the broker's network in allow",
+    )
+
+
+class EgressSettings(_Strict):
+    cameras: CameraEgress = Field(
+        default_factory=CameraEgress,
+        description="Cameras keeneye pulls from: registered cameras and stream-processor Input URLs "
+        "(rtsp, rtsps, rtmp, rtmps, http, https)",
+    )
+    sinks: SinkEgress = Field(
+        default_factory=SinkEgress,
+        description="Where records and messages go: webhooks and MQTT brokers of data streams, "
+        "stream-processor Output URLs, notification channels and upload-rule sinks",
+    )
+
+
 class ServerSettings(_Strict):
     host: str = Field("127.0.0.1", description="Address `keeneye serve` listens on (--host)")
     port: int = Field(8000, ge=0, le=65535, description="TCP port `keeneye serve` listens on (--port)")
@@ -432,6 +501,12 @@ class Settings(BaseSettings):
     )
     server: ServerSettings = Field(
         default_factory=ServerSettings, description="The Rekognition-compatible server"
+    )
+    egress: EgressSettings = Field(
+        default_factory=EgressSettings,
+        description="What keeneye may connect to on a user's behalf (cameras, sinks); checked when a URL is "
+        "registered and at every connection (docs/security.md). Not the operator's own --s3-endpoint, nor "
+        "`keeneye watch` / `watch-folder`",
     )
     access_key_id: str | None = Field(
         None,

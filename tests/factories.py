@@ -13,13 +13,14 @@ from PIL import Image
 
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.aws.images import ImageLoader
-from keeneye.config import ImageLimits, Settings
+from keeneye.config import CameraEgress, EgressSettings, ImageLimits, Settings, SinkEgress
 from keeneye.core.types import UInt8Image
 from keeneye.models.fake import CentreFaceDetector, PixelEmbedder
 from keeneye.service.container import Services
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.store.db import Store
+from keeneye.streams.egress import EgressPolicy
 from keeneye.video.writer import VideoWriter
 
 # -- images ----------------------------------------------------------------------------------------------
@@ -130,3 +131,14 @@ def index_photos(
     for name in names:
         photo = (shared_data / "faces" / "face_recognition" / f"{name}.png").read_bytes()
         collections.index_faces(collection_id, photo, external_image_id=name, max_faces=1)
+
+
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+LOOPBACK_EGRESS = EgressSettings(cameras=CameraEgress(allow=LOOPBACK), sinks=SinkEgress(allow=LOOPBACK))
+"""The egress settings of tests whose cameras, webhooks and brokers listen on loopback (refused by
+default): loopback allow-listed, everything else as by default."""
+
+
+def loopback_egress() -> EgressPolicy:
+    """An egress policy with loopback allowed (the test rigs listen on 127.0.0.1)."""
+    return EgressPolicy(LOOPBACK_EGRESS)

@@ -198,6 +198,7 @@ def _folder_service(settings: Settings, root: Path, collection: str) -> tuple[Up
     (NotFound now, not at the first file). Events interrupted by an earlier run are queued again."""
     from keeneye.service.builder import ServiceBuilder
     from keeneye.service.uploads.service import UploadService
+    from keeneye.streams.egress import EgressPolicy
 
     services = ServiceBuilder(settings)
     collections = services.collections
@@ -209,6 +210,7 @@ def _folder_service(settings: Settings, root: Path, collection: str) -> tuple[Up
         read=lambda bucket, key, _version: _read_file(root, bucket, key),
         audit=services.audit,
         jsonl_dir=settings.data_dir / "notifications",
+        egress=EgressPolicy.unrestricted(),  # the operator's own --sink (docs/security.md)
     )
     service.requeue_interrupted("folder")
     return service, collections

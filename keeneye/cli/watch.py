@@ -232,6 +232,7 @@ def _sinks(urls: list[str], settings: Settings, source: str) -> list[Sink]:
     import hashlib
 
     from keeneye.core.errors import InvalidParameter
+    from keeneye.streams.egress import EgressPolicy
     from keeneye.streams.sinks import SinkError, build_local_sink, redacted_url
     from keeneye.streams.spool import SpooledSink
     from keeneye.streams.supervisor import s3_put_object
@@ -243,7 +244,9 @@ def _sinks(urls: list[str], settings: Settings, source: str) -> list[Sink]:
             settings.data_dir / "watch-spool" / hashlib.sha256(f"{source}\n{url}".encode()).hexdigest()[:16]
         )
         try:
-            inner = build_local_sink(url, timeout_s=SINK_TIMEOUT_S, put_object=put_object)
+            inner = build_local_sink(
+                url, timeout_s=SINK_TIMEOUT_S, put_object=put_object, egress=EgressPolicy.unrestricted()
+            )
             sinks.append(
                 SpooledSink(inner, folder, max_bytes=settings.streams.spool_max_bytes, name=redacted_url(url))
             )
@@ -312,6 +315,7 @@ def _runtime(
     record_interval: float,
     printer: _Printer,
 ) -> StreamProcessorRuntime:
+    from keeneye.streams.egress import EgressPolicy
     from keeneye.streams.runtime import StreamProcessorRuntime
 
     return StreamProcessorRuntime(
@@ -326,6 +330,7 @@ def _runtime(
         analyzer=None if search is None else search.analyzer,
         on_event=printer,
         encode=stream_records.encode,
+        egress=EgressPolicy.unrestricted(),  # the operator's own camera and sinks (docs/security.md)
     )
 
 

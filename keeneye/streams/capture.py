@@ -42,6 +42,14 @@ that it continues one frame period after the last frame before the reconnect (a 
 its pts again), so trackers downstream see one increasing timeline. Frames FFmpeg gives without a pts
 before the first one with a pts (the RTP demuxer does this at session start) are skipped.
 
+Egress: a pulled camera is read through a :class:`~keeneye.streams.relay.CameraRelay`, so that every
+connection FFmpeg makes (redirects and HLS segments included) goes to an address the egress policy
+(keeneye.streams.egress, ``egress``) allows, checked when it is made. Errors before the first frame of a
+connection are then one neutral text ("could not connect to the camera or read video from it"), or the
+policy's refusal of the camera's host: telling a refused connection from a non-video answer, a timeout or
+an HTTP status would make keeneye a port scanner of whatever the URL names. The detail goes to the log.
+An unrestricted policy (the operator's ``keeneye watch``) connects directly and reports FFmpeg's errors.
+
 Stopping: :meth:`LiveSource.stop` sets a flag and waits up to ``stop_timeout_s`` for the thread. FFmpeg
 cannot be interrupted from another thread, so a thread blocked in an open or a read ends at its next
 timeout (``open_timeout_s`` / ``stall_timeout_s``, or the one-second listen slice while waiting for a
@@ -52,6 +60,7 @@ always returns within its bound.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -67,7 +76,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Frame
+from keeneye.streams.egress import EgressPolicy
+from keeneye.streams.relay import RELAYED_SCHEMES, CameraRelay
 from keeneye.video.sampling import FpsSampler
+
+log = logging.getLogger(__name__)
 
 CaptureState = Literal["connecting", "listening", "running", "reconnecting", "stopped"]
 """``connecting`` until the first frame, ``running`` while frames arrive, ``reconnecting`` after a failure
@@ -91,6 +104,19 @@ _PROTOCOLS = {
     "https": "http,https,tcp,tls,crypto",
     "file": "file",
 }
+# Through the relay FFmpeg speaks plain RTSP (interleaved over TCP) / RTMP to 127.0.0.1, and HTTP through
+# the relay's proxy ("httpproxy" carries CONNECT for https).
+_RELAYED_PROTOCOLS = {
+    "rtsp": "rtsp,rtp,tcp",
+    "rtsps": "rtsp,rtp,tcp",
+    "rtmp": "rtmp,tcp",
+    "rtmps": "rtmp,tcp",
+    "http": "http,https,tcp,tls,crypto,httpproxy",
+    "https": "http,https,tcp,tls,crypto,httpproxy",
+}
+CONNECT_FAILED = "could not connect to the camera or read video from it"
+LISTEN_FAILED = "could not listen for the camera on its address"
+LOST = "the camera stopped sending video"
 
 
 class CaptureSettings(BaseModel):
@@ -170,9 +196,17 @@ class LiveSource:
     Use ``start()`` (or ``with``), then :meth:`get` frames; :meth:`status` for state and counters;
     :meth:`stop` to end. ``source_id`` is the ``Frame.source_id`` (defaults to the URL without its
     password; camera URLs often carry credentials, which never reach ids, thread names or errors).
+    ``egress``: where the source may connect (default: the default policy; see the module notes).
     """
 
-    def __init__(self, url: str, settings: CaptureSettings | None = None, *, source_id: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        settings: CaptureSettings | None = None,
+        *,
+        source_id: str | None = None,
+        egress: EgressPolicy | None = None,
+    ):
         scheme = urlsplit(url).scheme.lower()
         if scheme not in LIVE_SCHEMES:
             raise InvalidParameter(f"live sources must be one of {', '.join(LIVE_SCHEMES)}; got {scheme!r}")
@@ -199,6 +233,9 @@ class LiveSource:
         self._session_frames = 0  # frames read on the current connection (the reader thread's own)
         self._pts_offset_ms = 0.0
         self._last_pts_ms: float | None = None
+        self._egress = egress or EgressPolicy()
+        self._relay: CameraRelay | None = None
+        self._logged_error: str | None = None
 
     def __enter__(self) -> LiveSource:
         self.start()
@@ -211,6 +248,8 @@ class LiveSource:
         """Start the reader thread (once)."""
         if self._thread is not None:
             raise RuntimeError("LiveSource.start() was already called")
+        if self._egress.enforced and not self.settings.listen and self._scheme in RELAYED_SCHEMES:
+            self._relay = CameraRelay(self.url, self._egress, timeout_s=self.settings.open_timeout_s).start()
         self._thread = threading.Thread(target=self._run, name=f"capture:{self.source_id}", daemon=True)
         self._thread.start()
 
@@ -222,6 +261,8 @@ class LiveSource:
             self._cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(self.settings.stop_timeout_s)
+        if self._relay is not None:
+            self._relay.close()
 
     def status(self) -> CaptureStatus:
         with self._cond:
@@ -285,6 +326,7 @@ class LiveSource:
                 break
             if self.safe_url != self.url:
                 error = error.replace(self.url, self.safe_url)
+            error = self._shown_error(error)
             if self._session_frames:
                 backoff = s.backoff_initial_s
             connection += 1
@@ -307,17 +349,39 @@ class LiveSource:
                 break
             backoff = min(s.backoff_max_s, backoff * s.backoff_factor)
 
+    def _shown_error(self, detail: str) -> str:
+        """What the status says of a failed connection: FFmpeg's ``detail`` for the operator's own
+        commands, else a neutral text (see the module notes); the detail is logged when it changes."""
+        if not self._egress.enforced:
+            return detail
+        if self._relay is not None:  # FFmpeg names the URL it was given: the relay's, with the password
+            detail = detail.replace(self._relay.ffmpeg_url, self.safe_url)
+        if detail != self._logged_error:
+            self._logged_error = detail
+            log.warning("camera %s: %s", self.safe_url, detail)
+        if self._session_frames:
+            return detail if detail == "the stream ended" or detail.startswith("stalled") else LOST
+        if self.settings.listen:
+            return LISTEN_FAILED
+        if self._relay is not None and self._relay.refusal is not None:
+            return self._relay.refusal
+        return CONNECT_FAILED
+
     def _options(self) -> dict[str, str]:
         s = self.settings
         options = {"protocol_whitelist": _PROTOCOLS[self._scheme]}
         if s.listen:
             return options | self._listen_options()
+        if self._relay is not None:
+            options = {"protocol_whitelist": _RELAYED_PROTOCOLS[self._scheme], **self._relay.ffmpeg_options}
         io_timeout_us = str(int(s.stall_timeout_s * 1_000_000))
         # FFmpeg probes 5 s of a live stream by default before the first frame; the SDP or the first
         # keyframe says enough, and every probed second is a second of latency at start.
         options["analyzeduration"] = str(int(s.analyze_s * 1_000_000))
         if self._scheme in ("rtsp", "rtsps"):
-            options |= {"rtsp_transport": s.rtsp_transport, "timeout": io_timeout_us}
+            # Through the relay, TCP only: with UDP FFmpeg sends to where the camera's answer says.
+            transport = "tcp" if self._relay is not None else s.rtsp_transport
+            options |= {"rtsp_transport": transport, "timeout": io_timeout_us}
         elif self._scheme in ("http", "https"):
             options |= {"timeout": io_timeout_us, "rw_timeout": io_timeout_us, "reconnect": "0"}
         # rtmp(s) pull: no option: FFmpeg's RTMP "timeout" is the *listen* timeout and turns listening on;
@@ -342,6 +406,8 @@ class LiveSource:
         :class:`_NoPublisher` when none came)."""
         s = self.settings
         target = self.url[len("file://") :] if self._scheme == "file" else self.url
+        if self._relay is not None:
+            target = self._relay.ffmpeg_url
         # In listen mode the open deadline starts before the wait for a publisher: allow both.
         open_timeout_s = s.open_timeout_s + (_LISTEN_SLICE_S if s.listen else 0)
         if s.listen:

@@ -59,6 +59,7 @@ from keeneye.pipeline.persons import (
 )
 from keeneye.store.collections import FaceMatch
 from keeneye.streams.capture import CapturedFrame, CaptureSettings, CaptureStatus, LiveSource
+from keeneye.streams.egress import EgressPolicy
 from keeneye.streams.sinks import Sink
 from keeneye.tracking.lines import Line
 from keeneye.tracking.tracker import PersonTracker
@@ -117,7 +118,8 @@ class StreamProcessorRuntime:
     TrackFaceIdentifier): shorter than stored video's 1 s, as a live match is wanted soon; encode: an
     event -> the record the sinks get (keeneye.aws.stream_records.encode, handed in by whoever builds the
     runtime); on_event / on_record: called in the processing thread with each event and its record before
-    the sinks (the CLI prints events, the server audits identifications).
+    the sinks (the CLI prints events, the server audits identifications); egress: where the camera may be
+    (keeneye.streams.egress; default: the default policy; ``keeneye watch``: unrestricted).
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class StreamProcessorRuntime:
         on_record: Callable[[Mapping[str, Any]], None] | None = None,
         on_event: Callable[[Event], None] | None = None,
         encode: RecordEncoder,
+        egress: EgressPolicy | None = None,
     ) -> None:
         if face_search is None and connected_home is None:
             raise ValueError("a stream processor needs face_search or connected_home settings")
@@ -149,7 +152,7 @@ class StreamProcessorRuntime:
         if record_interval_s <= 0:
             raise ValueError("record_interval_s must be > 0")
         self.settings = settings
-        self.source = LiveSource(source_url, capture)
+        self.source = LiveSource(source_url, capture, egress=egress)
         self.stream_arn = stream_arn or self.source.safe_url
         self._face_search = face_search
         self._connected_home = connected_home

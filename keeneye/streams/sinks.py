@@ -2,7 +2,7 @@
 
 A sink is an object with ``send(message) -> None`` that either delivers the message or raises
 :class:`SinkError` with a message fit for an operator (never a secret); ``close()`` frees its
-connection. Sinks do not retry, queue or log: the caller owns delivery policy (the notification
+connection. Sinks do not retry or queue: the caller owns delivery policy (the notification
 outbox in keeneye.service.video.notifications retries with backoff; the live-stream runtime will reuse the
 same sinks for events). A sink is used by one thread at a time.
 
@@ -10,6 +10,13 @@ Targets are described by small pydantic models (:class:`SinkSpec` holds exactly 
 ``webhook``, ``mqtt``, ``jsonl``, ``s3``) so that the native API, the database and the settings share one
 validated shape. Secrets (webhook header values, URL passwords, the MQTT password) are stored as
 given and shown only through :func:`redacted`.
+
+Egress: webhooks and MQTT brokers are reached only where the egress policy allows
+(keeneye.streams.egress, ``egress``: checked again at every connection, which goes to a checked address);
+:func:`check_egress` is the check at registration. Their errors are one neutral text per class of
+failure -- refused by the policy (naming the rule), or "the sink did not accept the message" for
+everything else (no connection, a timeout, a TLS error, an HTTP status, an MQTT refusal): telling these
+apart would make a sink URL a port scanner. The detail goes to the log (logger ``keeneye.sinks``).
 
 * ``webhook``: ``POST`` of the message as JSON (``Content-Type: application/json``) with the
   configured headers; any 2xx answer is a delivery, anything else (or no answer within the timeout)
@@ -37,8 +44,10 @@ mode: a file is a plain name in the server's folder); :func:`local_sink_target` 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -55,6 +64,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from keeneye.core.errors import InvalidParameter, KeeneyeError
 from keeneye.store.files import PRIVATE_DIR, private_fd
+from keeneye.streams.egress import EgressPolicy, EgressRefused, http_transport
+
+log = logging.getLogger("keeneye.sinks")
+NOT_ACCEPTED = "the sink did not accept the message (the server log has the details)"
 
 REDACTED = "***"
 _JSONL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}\.jsonl$")
@@ -230,6 +243,18 @@ def redacted_url(url: str) -> str:
     return f"{scheme}://{userinfo.split(':', 1)[0]}:{REDACTED}@{host}{rest[end:]}"
 
 
+def check_egress(spec: SinkSpec, egress: EgressPolicy) -> None:
+    """Registration: EgressRefused (InvalidParameter) when ``spec``'s webhook or MQTT broker is or resolves
+    to an address sinks may not reach (keeneye.streams.egress); JSONL files and S3 buckets connect nowhere
+    a request chooses."""
+    if spec.webhook is not None:
+        egress.check_url(spec.webhook.url, "sink", what=f"webhook {redacted_url(spec.webhook.url)}")
+    elif spec.mqtt is not None:
+        egress.check_host(
+            spec.mqtt.host, spec.mqtt.port, "sink", what=f"mqtt://{spec.mqtt.host}:{spec.mqtt.port}"
+        )
+
+
 def build_sink(
     spec: SinkSpec,
     *,
@@ -237,14 +262,16 @@ def build_sink(
     timeout_s: float,
     headers: Mapping[str, str] | None = None,
     put_object: PutObject | None = None,
+    egress: EgressPolicy | None = None,
 ) -> Sink:
     """The sink for ``spec``. ``jsonl_dir``: the folder JSONL files live in; ``timeout_s``: bound on
     one send (connect + deliver); ``headers``: fixed extra webhook headers (the caller's, e.g. SNS's);
-    ``put_object``: how ``s3`` targets are written (SinkError for an ``s3`` spec without it)."""
+    ``put_object``: how ``s3`` targets are written (SinkError for an ``s3`` spec without it); ``egress``:
+    where webhooks and brokers may be (default: the default policy)."""
     if spec.webhook is not None:
-        return WebhookSink(spec.webhook, timeout_s=timeout_s, extra_headers=headers)
+        return WebhookSink(spec.webhook, timeout_s=timeout_s, extra_headers=headers, egress=egress)
     if spec.mqtt is not None:
-        return MqttSink(spec.mqtt, timeout_s=timeout_s)
+        return MqttSink(spec.mqtt, timeout_s=timeout_s, egress=egress)
     if spec.s3 is not None:
         if put_object is None:
             raise SinkError(f"s3://{spec.s3.bucket}: S3 sinks are not available here (no S3 writer)")
@@ -281,15 +308,18 @@ def local_sink_target(url: str) -> SinkSpec | Path:
     return _parse_url(url, allow_paths=True)
 
 
-def build_local_sink(url: str, *, timeout_s: float, put_object: PutObject | None = None) -> Sink:
+def build_local_sink(
+    url: str, *, timeout_s: float, put_object: PutObject | None = None, egress: EgressPolicy | None = None
+) -> Sink:
     """The sink a local CLI user names by URL (see :func:`local_sink_target`); ``file://`` writes the
-    path given. InvalidParameter for a bad URL (and for ``s3://`` without ``put_object``)."""
+    path given. InvalidParameter for a bad URL (and for ``s3://`` without ``put_object``). ``egress``: the
+    CLI passes EgressPolicy.unrestricted() (the operator's own command)."""
     target = local_sink_target(url)
     if isinstance(target, Path):
         return JsonlSink(target)
     if target.s3 is not None and put_object is None:
         raise InvalidParameter(f"sink {_shown(url)}: s3:// sinks are not available here")
-    return build_sink(target, jsonl_dir=Path.cwd(), timeout_s=timeout_s, put_object=put_object)
+    return build_sink(target, jsonl_dir=Path.cwd(), timeout_s=timeout_s, put_object=put_object, egress=egress)
 
 
 def _shown(url: str) -> str:
@@ -380,35 +410,70 @@ def _encode(message: Mapping[str, Any]) -> bytes:
 
 
 class WebhookSink:
-    """POSTs each message as JSON to a URL (httpx, one pooled client per sink)."""
+    """POSTs each message as JSON to a URL (httpx, one pooled client per sink; every connection made by
+    the egress policy; redirects are not followed)."""
 
     def __init__(
-        self, target: WebhookTarget, *, timeout_s: float, extra_headers: Mapping[str, str] | None = None
+        self,
+        target: WebhookTarget,
+        *,
+        timeout_s: float,
+        extra_headers: Mapping[str, str] | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._url = target.url
         self._shown_url = redacted_url(target.url)
         self._headers = {"Content-Type": "application/json", **dict(extra_headers or {}), **target.headers}
-        self._client = httpx.Client(timeout=timeout_s, follow_redirects=False)
+        transport = http_transport(egress or EgressPolicy(), "sink")
+        self._client = httpx.Client(
+            timeout=timeout_s, follow_redirects=False, transport=transport, trust_env=False
+        )
 
     def send(self, message: Mapping[str, Any]) -> None:
         try:
             response = self._client.post(self._url, content=_encode(message), headers=self._headers)
+        except EgressRefused as exc:
+            raise SinkError(exc.message) from None
         except httpx.TimeoutException:
-            raise SinkError(f"webhook {self._shown_url}: no answer in time") from None
+            raise _not_accepted(f"webhook {self._shown_url}", "no answer in time") from None
         except httpx.HTTPError as exc:
-            raise SinkError(f"webhook {self._shown_url}: {type(exc).__name__}: {exc}") from None
+            raise _not_accepted(f"webhook {self._shown_url}", f"{type(exc).__name__}: {exc}") from None
         if not 200 <= response.status_code < 300:
-            raise SinkError(f"webhook {self._shown_url} answered HTTP {response.status_code}")
+            raise _not_accepted(f"webhook {self._shown_url}", f"answered HTTP {response.status_code}")
 
     def close(self) -> None:
         self._client.close()
 
 
-class MqttSink:
-    """Publishes each message as JSON to one MQTT topic over a persistent connection (paho-mqtt)."""
+def _not_accepted(where: str, detail: str) -> SinkError:
+    """The neutral SinkError of a failed delivery; ``detail`` only in the log (see the module notes)."""
+    log.warning("%s: %s", where, detail)
+    return SinkError(f"{where}: {NOT_ACCEPTED}")
 
-    def __init__(self, target: MqttTarget, *, timeout_s: float) -> None:
+
+class _CheckedMqttClient(mqtt.Client):
+    """paho's client with its TCP connection made by the egress policy (TLS, started by paho afterwards,
+    still names and verifies the broker's host). paho has no public hook for its socket: this overrides
+    the method that opens it (tests/streams/test_egress.py fails if a new paho stops calling it)."""
+
+    def __init__(self, egress: EgressPolicy, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._egress = egress
+
+    def _create_socket_connection(self) -> socket.socket:
+        host, port = str(self._host), int(self._port)
+        return self._egress.connect(
+            host, port, "sink", timeout_s=self._connect_timeout, what=f"mqtt://{host}:{port}"
+        )
+
+
+class MqttSink:
+    """Publishes each message as JSON to one MQTT topic over a persistent connection (paho-mqtt), connected
+    by the egress policy."""
+
+    def __init__(self, target: MqttTarget, *, timeout_s: float, egress: EgressPolicy | None = None) -> None:
         self._target = target
+        self._egress = egress or EgressPolicy()
         self._timeout_s = timeout_s
         self._client: Any = None
         self._connected = threading.Event()
@@ -417,7 +482,8 @@ class MqttSink:
 
     def _connect(self) -> Any:
         t = self._target
-        client = mqtt.Client(
+        client = _CheckedMqttClient(
+            self._egress,
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"keeneye-{uuid.uuid4().hex[:16]}",
             protocol=MQTTProtocolVersion.MQTTv311,
@@ -439,15 +505,17 @@ class MqttSink:
         client.on_connect = on_connect
         try:
             client.connect(t.host, t.port, keepalive=60)
+        except EgressRefused as exc:
+            raise SinkError(exc.message) from None
         except (OSError, ValueError) as exc:
-            raise SinkError(f"{self._where}: cannot connect: {exc}") from None
+            raise _not_accepted(self._where, f"cannot connect: {exc}") from None
         client.loop_start()
         if not self._connected.wait(self._timeout_s):
             self._drop(client)
-            raise SinkError(f"{self._where}: the broker did not answer CONNECT in time")
+            raise _not_accepted(self._where, "the broker did not answer CONNECT in time")
         if self._refused is not None:
             self._drop(client)
-            raise SinkError(f"{self._where}: the broker refused the connection: {self._refused}")
+            raise _not_accepted(self._where, f"the broker refused the connection: {self._refused}")
         return client
 
     @staticmethod
@@ -465,10 +533,10 @@ class MqttSink:
             published = info.is_published()
         except (RuntimeError, ValueError) as exc:
             self.close()
-            raise SinkError(f"{self._where}: publish failed: {exc}") from None
+            raise _not_accepted(self._where, f"publish failed: {exc}") from None
         if not published:
             self.close()
-            raise SinkError(f"{self._where}: the broker did not acknowledge the message in time")
+            raise _not_accepted(self._where, "the broker did not acknowledge the message in time")
 
     def close(self) -> None:
         if self._client is not None:

@@ -41,6 +41,7 @@ from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.events import Event, FaceIdentified
 from keeneye.streams.capture import CaptureSettings
+from keeneye.streams.egress import EgressPolicy
 from keeneye.streams.runtime import CollectionSearch, RecordEncoder, StreamProcessorRuntime
 from keeneye.streams.sinks import SinkSpec, build_sink
 from keeneye.streams.spool import SpooledSink
@@ -137,8 +138,9 @@ class _LockedConnection:
 
 def _work(config: WorkerConfig, conn: _LockedConnection) -> int:
     settings = Settings.model_validate_json(config.settings_json)
-    sinks = _worker_sinks(config, settings)
-    runtime = _runtime(config, settings, sinks, conn)
+    egress = EgressPolicy.from_settings(settings)  # the server's policy: checked at every connection
+    sinks = _worker_sinks(config, settings, egress)
+    runtime = _runtime(config, settings, sinks, conn, egress)
     deadline = None if config.stop_after_s is None else time.monotonic() + config.stop_after_s
     runtime.start()
     reason = "stopped"
@@ -165,7 +167,11 @@ def _work(config: WorkerConfig, conn: _LockedConnection) -> int:
 
 
 def _runtime(
-    config: WorkerConfig, settings: Settings, sinks: Sequence[SpooledSink], conn: _LockedConnection
+    config: WorkerConfig,
+    settings: Settings,
+    sinks: Sequence[SpooledSink],
+    conn: _LockedConnection,
+    egress: EgressPolicy,
 ) -> StreamProcessorRuntime:
     """The worker's runtime: its models (the face analyzer, when searching, shared with the search)."""
     streams, options = settings.streams, config.options
@@ -204,10 +210,11 @@ def _runtime(
         analyzer=analyzer,
         on_event=on_event,
         encode=config.encode,
+        egress=egress,
     )
 
 
-def _worker_sinks(config: WorkerConfig, settings: Settings) -> list[SpooledSink]:
+def _worker_sinks(config: WorkerConfig, settings: Settings, egress: EgressPolicy) -> list[SpooledSink]:
     out = []
     put = s3_put_object(settings)
     for i, raw in enumerate(config.sinks):
@@ -216,6 +223,7 @@ def _worker_sinks(config: WorkerConfig, settings: Settings) -> list[SpooledSink]
             jsonl_dir=settings.data_dir / "notifications",
             timeout_s=settings.notifications.timeout_s,
             put_object=put,
+            egress=egress,
         )
         folder = settings.data_dir / "stream-spool" / config.name / f"sink-{i}"
         out.append(

@@ -21,7 +21,7 @@ from keeneye.service.video.notifications import NotificationService
 from keeneye.store.db import Store
 from tests.aws.conftest import Client
 from tests.aws.signing import KEYS, SECRET, rekognition_request, sign
-from tests.factories import fake_services
+from tests.factories import fake_services, loopback_egress
 from tests.receivers import wait_until
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:AmazonRekognitionJobs"
@@ -57,7 +57,7 @@ def app_client(tmp_path: Path, gate: Gate) -> Iterator[tuple[Client, VideoJobs]]
     bucket.mkdir()
     (bucket / "clip.mp4").write_bytes(b"not decoded by the fake runner")
     store = Store.open(tmp_path / "data")
-    notifications = NotificationService(store, FAST, tmp_path / "data")
+    notifications = NotificationService(store, FAST, tmp_path / "data", egress=loopback_egress())
     jobs = VideoJobs(
         store, {"PersonTracking": gate}, lambda ref: bucket / ref.name, notifications=notifications
     )

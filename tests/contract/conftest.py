@@ -32,6 +32,7 @@ from keeneye.config import ServerSettings, Settings, VideoJobSettings
 from keeneye.service.container import Services
 from keeneye.service.faces.analysis import FaceService
 from tests.aws.signing import AKID, KEYS, SECRET
+from tests.factories import LOOPBACK_EGRESS
 
 STARTUP_TIMEOUT_S = 20.0
 
@@ -53,11 +54,18 @@ class RunningServer:
     _thread: threading.Thread | None = None
 
     def start(self) -> RunningServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        # The settings name the real socket (the egress policy refuses it as a camera or sink) and allow
+        # loopback: the test cameras, webhooks and brokers listen on 127.0.0.1.
         settings = Settings(
             data_dir=self.data_dir,
             models_path=self.models_dir,
-            server=ServerSettings(buckets=self.buckets),
+            server=ServerSettings(host="127.0.0.1", port=port, buckets=self.buckets),
             video_jobs=self.video_jobs,
+            egress=LOOPBACK_EGRESS,
         )
         collections, audit = build_collection_services(settings, self.faces)
         images = ImageLoader(dict(self.buckets), self.s3_endpoint)
@@ -65,10 +73,6 @@ class RunningServer:
         processors = build_stream_processors(settings, collections, audit, jobs)
         self.services = Services(self.faces, images, collections, audit, jobs, stream_processors=processors)
         self.app = create_app(settings, services=self.services, keys=KEYS)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on", ws="none")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -17,7 +17,15 @@ from fastapi import FastAPI
 from keeneye.app import create_app
 from keeneye.aws import stream_records
 from keeneye.aws.images import ImageLoader
-from keeneye.config import ImageLimits, NotificationSettings, ServerSettings, Settings
+from keeneye.config import (
+    CameraEgress,
+    EgressSettings,
+    ImageLimits,
+    NotificationSettings,
+    ServerSettings,
+    Settings,
+    SinkEgress,
+)
 from keeneye.service.container import Services
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.collections import FaceCollections
@@ -26,6 +34,7 @@ from keeneye.service.streams.processors import StreamProcessors
 from keeneye.service.video.jobs import JobOutput, VideoJobs
 from keeneye.service.video.notifications import NotificationService
 from keeneye.store.db import Store
+from keeneye.streams.egress import EgressPolicy
 from tests.aws.signing import KEYS
 from tests.factories import encode, fake_analyzer, gradient
 
@@ -51,15 +60,19 @@ def fuzz_app(root: Path) -> Iterator[FastAPI]:
     collections = FaceCollections(store, analyzer, ImageLimits())
     collections.create_collection("c")
     fast = NotificationSettings(timeout_s=1.0, retry_initial_s=0.2, retry_max_s=0.4, poll_s=0.2)
+    # Nothing a fuzzer registers may be connected to: no network at all (only jsonl sinks deliver).
+    nowhere = EgressSettings(
+        cameras=CameraEgress(public=False, private=False), sinks=SinkEgress(public=False, private=False)
+    )
     jobs = VideoJobs(
         store,
         {kind: _done_at_once for kind in ("PersonTracking", "FaceDetection", "FaceSearch")},
         lambda ref: bucket / ref.name,
-        notifications=NotificationService(store, fast, root / "data"),
+        notifications=NotificationService(store, fast, root / "data", egress=EgressPolicy(nowhere)),
     )
     jobs.start_workers()
     server = {"rate_limit_per_s": 0} if "rate_limit_per_s" in ServerSettings.model_fields else {}
-    settings = Settings(data_dir=root / "data", server=ServerSettings(**server))
+    settings = Settings(data_dir=root / "data", server=ServerSettings(**server), egress=nowhere)
     # The real stream-processor service (its create/describe/options/cameras code); nothing the fuzzers
     # send makes a valid camera and processor to start, so no worker process runs.
     processors = StreamProcessors(

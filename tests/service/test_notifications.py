@@ -15,6 +15,7 @@ from keeneye.config import NotificationSettings
 from keeneye.core.errors import InvalidParameter, NotFound
 from keeneye.service.video.notifications import NotificationService, sns_envelope
 from keeneye.store.db import Store
+from tests.factories import loopback_egress
 from tests.receivers import free_port, mosquitto_broker, mqtt_subscriber, wait_until, webhook_receiver
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:AmazonRekognitionJobs"
@@ -26,7 +27,7 @@ PAYLOAD = {"JobId": "j1", "Status": "SUCCEEDED"}
 def _service(
     store: Store, tmp_path: Path, settings: NotificationSettings = FAST, **kw: Any
 ) -> NotificationService:
-    service = NotificationService(store, settings, tmp_path, **kw)
+    service = NotificationService(store, settings, tmp_path, **{"egress": loopback_egress(), **kw})
     service.start()  # the delivery thread (none with deliver=False)
     return service
 

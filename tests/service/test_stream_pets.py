@@ -41,7 +41,7 @@ from keeneye.service.video.tracking import build_tracking_detector, track_video
 from keeneye.streams.capture import CaptureSettings
 from keeneye.streams.runtime import StreamProcessorRuntime
 from keeneye.tracking.lines import Line
-from tests.factories import settings_with_models
+from tests.factories import loopback_egress, settings_with_models
 from tests.rtsp.rig import rtsp_server
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
@@ -126,6 +126,7 @@ def test_live_line_counts_match_stored_video(tmp_path: Path, models_dir: Path, s
             capture=capture,
             person_detector=detector,
             on_record=got,
+            egress=loopback_egress(),
         )
         t0 = time.monotonic()
         runtime.start()

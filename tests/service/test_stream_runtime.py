@@ -25,7 +25,7 @@ from keeneye.store.db import Store
 from keeneye.streams.capture import CaptureSettings
 from keeneye.streams.runtime import StreamProcessorRuntime
 from keeneye.streams.sinks import JsonlSink, Sink, SinkError, WebhookSink, WebhookTarget
-from tests.factories import index_photos, settings_with_models
+from tests.factories import index_photos, loopback_egress, settings_with_models
 from tests.receivers import webhook_receiver
 from tests.rtsp.rig import RtspServer, hamilton_rtsp
 
@@ -90,7 +90,9 @@ def test_lin_manuel_is_matched_live_over_rtsp(
     capture = CaptureSettings(target_fps=5, queue_size=2, open_timeout_s=5.0, stall_timeout_s=2.0)
     try:
         with webhook_receiver() as receiver:
-            webhook = _TimedSink(WebhookSink(WebhookTarget(url=receiver.url), timeout_s=2.0))
+            webhook = _TimedSink(
+                WebhookSink(WebhookTarget(url=receiver.url), timeout_s=2.0, egress=loopback_egress())
+            )
             runtime = StreamProcessorRuntime(
                 hamilton_rtsp.url,
                 settings,
@@ -101,6 +103,7 @@ def test_lin_manuel_is_matched_live_over_rtsp(
                 record_interval_s=60.0,
                 capture=capture,
                 analyzer=analyzer,
+                egress=loopback_egress(),
             )
             started = time.monotonic()
             runtime.start()

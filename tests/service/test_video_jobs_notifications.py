@@ -16,6 +16,7 @@ from keeneye.core.errors import InvalidParameter, InvalidVideo, NotFound
 from keeneye.service.video.jobs import CANCELLED_MESSAGE, JobFinished, JobInfo, JobOutput, VideoJobs, VideoRef
 from keeneye.service.video.notifications import NotificationService
 from keeneye.store.db import Store
+from tests.factories import loopback_egress
 from tests.receivers import free_port, wait_until, webhook_receiver
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:AmazonRekognitionJobs"
@@ -56,7 +57,7 @@ class Blocking:
 
 def _jobs(tmp_path: Path, runners: Mapping[str, Any], *, channel: bool = True, workers: int = 1) -> VideoJobs:
     store = Store.open(tmp_path)
-    notifications = NotificationService(store, FAST, tmp_path)
+    notifications = NotificationService(store, FAST, tmp_path, egress=loopback_egress())
     if channel:
         notifications.put_channel(TOPIC, {"jsonl": {"name": "jobs.jsonl"}})
     jobs = VideoJobs(
@@ -176,7 +177,7 @@ def test_list_jobs_newest_first_with_filters(tmp_path: Path) -> None:
 def test_notification_of_a_job_survives_a_restart(tmp_path: Path) -> None:
     port = free_port()
     store = Store.open(tmp_path)
-    notifications = NotificationService(store, FAST, tmp_path)
+    notifications = NotificationService(store, FAST, tmp_path, egress=loopback_egress())
     notifications.put_channel(TOPIC, {"webhook": {"url": f"http://127.0.0.1:{port}/hook"}})
     jobs = VideoJobs(store, {"PersonTracking": _ok}, lambda ref: tmp_path, notifications=notifications)
     jobs.start_workers()
@@ -192,7 +193,7 @@ def test_notification_of_a_job_survives_a_restart(tmp_path: Path) -> None:
             store,
             {"PersonTracking": _ok},
             lambda ref: tmp_path,
-            notifications=NotificationService(store, FAST, tmp_path),
+            notifications=NotificationService(store, FAST, tmp_path, egress=loopback_egress()),
         )
         again.start_workers()
         got = hook.wait_for(1)

@@ -10,7 +10,9 @@
 
 :meth:`Cameras.resolve_input` and :meth:`Cameras.resolve_outputs` turn a processor's Input and Output
 into what its worker reads and writes, refusing (InvalidParameter) what is not registered, a local file
-outside the served buckets, or an S3 bucket the server does not serve. URLs that hold credentials are kept
+outside the served buckets, an S3 bucket the server does not serve, or a camera, webhook or MQTT broker
+the egress policy refuses (keeneye.streams.egress: checked at registration, at Create and Start, and
+again by the worker at every connection). URLs that hold credentials are kept
 sealed (keeneye.service.governance.sealing) and shown without their passwords.
 """
 
@@ -31,7 +33,13 @@ from keeneye.core.errors import InvalidParameter, KeeneyeError, NotFound
 from keeneye.service.governance.sealing import SecretBox
 from keeneye.store.db import Store
 from keeneye.store.tables import CameraRow, DataStreamRow
-from keeneye.streams.sinks import S3Target, SinkSpec, sink_spec_from_url
+from keeneye.streams.egress import EgressPolicy
+from keeneye.streams.sinks import (
+    S3Target,
+    SinkSpec,
+    check_egress,
+    sink_spec_from_url,
+)
 
 NAME = re.compile(r"[a-zA-Z0-9_.\-]{1,128}")
 CAMERA_ARN = re.compile(r"arn:[a-z\d-]+:kinesisvideo:([a-z\d-]+):(\d{12}):stream/([^/]+)(?:/.*)?")
@@ -56,12 +64,22 @@ def check_name(name: str, what: str) -> None:
 
 class Cameras:
     """The registered cameras and data streams (native API), and what a processor's Input and Output
-    resolve to. region/account: what their ARNs carry."""
+    resolve to. region/account: what their ARNs carry; egress: where cameras and sinks may be (default:
+    the settings' policy)."""
 
-    def __init__(self, store: Store, settings: Settings, *, region: str, account: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        region: str,
+        account: str,
+        egress: EgressPolicy | None = None,
+    ) -> None:
         self._store = store
         self.secrets = SecretBox(store.data_dir)  # camera and sink credentials, sealed at rest
         self._settings = settings
+        self._egress = egress or EgressPolicy.from_settings(settings)
         self.region, self.account = region, account
 
     def camera_arn(self, name: str) -> str:
@@ -85,6 +103,8 @@ class Cameras:
             raise InvalidParameter(
                 "a camera that pushes (listen) needs an rtsp:// or rtmp:// URL to listen on"
             )
+        if not listen:  # a push camera's URL is where keeneye listens: it connects nowhere
+            self._egress.check_url(url, "camera", what=f"camera {name}")
         now, stored = _now(), self.secrets.seal_url(url)
         with self._store.transaction() as s:
             row = s.get(CameraRow, name)
@@ -130,6 +150,8 @@ class Cameras:
             parsed = [SinkSpec.model_validate(x) for x in raw]
         except ValueError as err:
             raise InvalidParameter(f"bad sink: {err}") from None
+        for sink in parsed:
+            check_egress(sink, self._egress)
         dumped = [x.model_dump(mode="json", exclude_none=True) for x in parsed]
         body = {"sinks": [self.secrets.seal_sink(x) for x in dumped]}
         now = _now()
@@ -169,9 +191,13 @@ class Cameras:
         if m is not None:
             with self._store.transaction() as s:
                 camera = _registered(s, CameraRow, m.group(3), InvalidParameter)
-                return self.secrets.open(camera.url), camera.listen
+                url, listen = self.secrets.open(camera.url), camera.listen
+            if not listen:  # checked again: the policy or the name's addresses may have changed
+                self._egress.check_url(url, "camera", what=f"camera {m.group(3)}")
+            return url, listen
         scheme = urlsplit(arn).scheme.lower()
         if scheme in CAMERA_SCHEMES:
+            self._egress.check_url(arn, "camera", what="Input.KinesisVideoStream.Arn")
             return arn, False
         if scheme == "file":
             path = Path(unquote(urlsplit(arn).path)).resolve()
@@ -223,6 +249,8 @@ class Cameras:
                 )
         if not sinks:
             raise InvalidParameter("Output needs KinesisDataStream or S3Destination")
+        for sink in sinks:
+            check_egress(SinkSpec.model_validate(sink["spec"]), self._egress)
         return sinks
 
 

@@ -52,7 +52,8 @@ from keeneye.service.uploads.events import (
 )
 from keeneye.store.db import Store
 from keeneye.store.tables import UploadEventRow, UploadRuleRow
-from keeneye.streams.sinks import SinkError, SinkSpec, build_sink
+from keeneye.streams.egress import EgressPolicy
+from keeneye.streams.sinks import SinkError, SinkSpec, build_sink, check_egress
 
 __all__ = [  # what the rest of keeneye imports from here (the events module's names included)
     "EVENT_STATES",
@@ -90,8 +91,10 @@ class UploadService:
         audit: AuditLog | None = None,
         jsonl_dir: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._store = store
+        self._egress = egress or EgressPolicy()
         self._secrets = SecretBox(store.data_dir)  # rule sinks' passwords, sealed at rest
         self._collections = collections
         self._settings = settings
@@ -110,6 +113,8 @@ class UploadService:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
             raise InvalidParameter(f"invalid upload rule: {problems}") from None
+        if rule.sink is not None:
+            check_egress(rule.sink, self._egress)
         self._collections.describe_collection(rule.collection_id)
         now = self._clock()
         with self._store.transaction() as s:
@@ -362,7 +367,9 @@ class UploadService:
         return {"faces": 1 + len(found.unsearched), "matches": matches}
 
     def _send(self, spec: SinkSpec, message: Mapping[str, Any]) -> None:
-        sink = build_sink(spec, jsonl_dir=self._jsonl_dir, timeout_s=self._settings.sink_timeout_s)
+        sink = build_sink(
+            spec, jsonl_dir=self._jsonl_dir, timeout_s=self._settings.sink_timeout_s, egress=self._egress
+        )
         try:
             sink.send({"type": "keeneye.upload.FaceMatches", **message})
         finally:

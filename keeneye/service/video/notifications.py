@@ -45,7 +45,8 @@ from keeneye.core.errors import InvalidParameter, NotFound
 from keeneye.service.governance.sealing import SecretBox, SecretUnreadable
 from keeneye.store.db import Store
 from keeneye.store.tables import NotificationChannelRow, NotificationOutboxRow
-from keeneye.streams.sinks import Sink, SinkError, SinkSpec, build_sink, redacted
+from keeneye.streams.egress import EgressPolicy
+from keeneye.streams.sinks import Sink, SinkError, SinkSpec, build_sink, check_egress, redacted
 
 log = logging.getLogger("keeneye.notifications")
 
@@ -174,7 +175,9 @@ class NotificationService:
     """Channels (topic ARN -> sink) and the outbox's delivery thread.
 
     ``data_dir / "notifications"`` holds the JSONL sinks' files. ``deliver=False`` records without
-    sending (no thread). ``close()`` stops the thread after the message being sent.
+    sending (no thread). ``close()`` stops the thread after the message being sent. ``egress``: where
+    webhooks and brokers may be (keeneye.streams.egress; checked by put_channel and at every connection;
+    default: the default policy).
     """
 
     def __init__(
@@ -185,10 +188,12 @@ class NotificationService:
         *,
         deliver: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._store = store
         self._secrets = SecretBox(data_dir)  # sinks' passwords and header values, sealed at rest
         self._settings = settings
+        self._egress = egress or EgressPolicy()
         self.jsonl_dir = data_dir / "notifications"
         self._clock = clock
         self._stop = threading.Event()
@@ -221,6 +226,7 @@ class NotificationService:
             raise InvalidParameter(
                 "a notification channel is a webhook, an MQTT topic or a JSONL file, not S3"
             )
+        check_egress(spec, self._egress)
         now = self._clock()
         with self._store.transaction() as s:
             row = s.get(NotificationChannelRow, topic_arn)
@@ -457,6 +463,7 @@ class NotificationService:
                     jsonl_dir=self.jsonl_dir,
                     timeout_s=self._settings.timeout_s,
                     headers={"x-amz-sns-message-type": "Notification", "x-amz-sns-topic-arn": topic},
+                    egress=self._egress,
                 )
                 self._sinks[topic] = (config, sink)
             self._sinks[topic][1].send(message)
