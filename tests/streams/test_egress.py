@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ from keeneye.streams.sinks import (
     WebhookTarget,
     check_egress,
 )
-from tests.factories import LOOPBACK, LOOPBACK_EGRESS, loopback_egress
+from tests.factories import LOOPBACK, LOOPBACK_EGRESS, loopback_egress, walking_box_frames, write_video
 from tests.receivers import free_port, mosquitto_broker, mqtt_subscriber, wait_until, webhook_receiver
 
 METADATA_FORMS = [
@@ -342,6 +343,44 @@ def test_mqtt_connects_through_the_policy_and_refuses_a_rebound_name(tmp_path: A
 
 
 # -- at connection time: cameras (FFmpeg through the relay) ---------------------------------------------
+
+
+def test_an_http_camera_plays_through_the_relay_with_its_own_host_header(tmp_path: Path) -> None:
+    """The relay is a working proxy: a video behind an allowed redirect plays, every request of FFmpeg's
+    reached the camera through it, naming the camera's host."""
+    clip = write_video(tmp_path / "clip.mp4", walking_box_frames(30))
+    seen_hosts: list[str] = []
+
+    class Recording(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen_hosts.append(str(self.headers.get("Host")))
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "/clip")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = clip.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recording)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = int(server.server_address[1])
+    policy = EgressPolicy(LOOPBACK_EGRESS, resolver=names({"cam.example.test": "127.0.0.1"}))
+    try:
+        with LiveSource(f"http://cam.example.test:{port}/moved", FAST, egress=policy) as source:
+            frame = source.get(10.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert frame is not None and frame.frame.image.shape == (120, 160, 3)
+    assert seen_hosts and set(seen_hosts) == {f"cam.example.test:{port}"}
 
 
 def test_http_camera_redirect_to_a_refused_address_is_not_followed(caplog: pytest.LogCaptureFixture) -> None:
