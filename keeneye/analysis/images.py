@@ -3,21 +3,37 @@
 The format is sniffed from the bytes (JPEG/PNG magic numbers), never from a file name. The pixel
 count is read from the header and refused above the limit, so decompression bombs cost nothing.
 EXIF orientation is applied, so a phone photo comes out upright. Output is ``HxWx3 uint8 RGB``.
+
+Memory is bounded by what is decoded, not by the file: a 5 KB one-bit PNG of 6300x6300 is 40 MB in
+Pillow's one byte per pixel and was 670 MB on its way through RGB and the detector. So:
+
+* an image over ``max_decoded_pixels`` is decoded at a reduced size, by the smallest whole factor that
+  brings it under (a JPEG by its decoder's DCT scaling, 1/2 to 1/8, without decoding the full size;
+  other images decoded in their own mode, then reduced by averaging): face analysis shrinks images to
+  its detector's input anyway;
+* the conversion to RGB (a paletted or one-bit image grows 3x, through RGBA 4x) runs in bands of rows,
+  straight into the output array, never as a whole RGB(A) copy of the full image;
+* with a :class:`~keeneye.core.budget.Budget` of pixels, the pixels Pillow decodes are taken from it
+  before decoding (:class:`~keeneye.core.errors.ServerBusy` if they do not fit) and, once reduced,
+  the output's pixels stay taken until the returned array is freed: pixels in flight, server-wide.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
-from keeneye.core.errors import ImageTooLarge, InvalidImage
+from keeneye.core.budget import Budget
+from keeneye.core.errors import ImageTooLarge, InvalidImage, ServerBusy
 from keeneye.core.types import UInt8Image
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -31,6 +47,19 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # JPEGs of ../shared/data); 50 bounds a 40-megapixel decode to about 3 s (100 scans: 5.3 s).
 MAX_JPEG_SCANS = 50
 _SOS = b"\xff\xda"  # start of scan: in entropy-coded data 0xFF is always followed by 0x00 or RSTn
+# Rows converted to RGB at once: about this many pixels (a band of a 6300-wide image is 166 rows, 4 MB
+# as RGBA), so no whole-image RGB(A) copy is ever made.
+BAND_PIXELS = 1 << 20
+# EXIF orientation -> what turns the stored image upright (ImageOps.exif_transpose's table, on arrays).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
 
 
 def sniff_format(data: bytes) -> str:
@@ -45,12 +74,19 @@ def sniff_format(data: bytes) -> str:
 
 
 def decode_image(
-    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decoded_pixels: int | None = None,
+    budget: Budget | None = None,
 ) -> UInt8Image:
-    """Bytes of a JPEG/PNG -> upright ``HxWx3 uint8 RGB``.
+    """Bytes of a JPEG/PNG -> upright ``HxWx3 uint8 RGB``, reduced to at most ``max_decoded_pixels``
+    (width x height; None: full size) by the smallest whole factor (see the module docstring).
 
-    Raises InvalidImage (empty, not JPEG/PNG, truncated, corrupt) or ImageTooLarge (bytes or pixels
-    over the limit). Alpha is dropped (composited on black, as transparent pixels carry no face).
+    Raises InvalidImage (empty, not JPEG/PNG, truncated, corrupt), ImageTooLarge (bytes or pixels over
+    the limit) or ServerBusy (``budget`` has not the pixels to decode it now). Alpha is dropped
+    (composited on black, as transparent pixels carry no face).
     """
     if len(data) > max_bytes:
         raise ImageTooLarge(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
@@ -69,9 +105,38 @@ def decode_image(
                 f"the image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
                 f"the limit is {max_pixels / 1e6:.1f} megapixels"
             )
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        return _to_rgb(img)
+        if max_decoded_pixels is not None and fmt == "JPEG":
+            factor = reduction(width, height, max_decoded_pixels)
+            if factor > 1:  # the decoder scales by 1/2, 1/4 or 1/8, at most by ``factor``
+                img.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
+        decoded = img.size[0] * img.size[1]
+        if budget is not None and not budget.take(decoded):
+            raise ServerBusy(
+                "too many image pixels are being decoded or analysed "
+                f"({budget.capacity / 1e6:.0f} megapixels at once); retry"
+            )
+        try:
+            img.load()
+            factor = 1 if max_decoded_pixels is None else reduction(*img.size, max_decoded_pixels)
+            out = _upright(_to_rgb(img, factor), img)
+        except BaseException:
+            if budget is not None:
+                budget.give(decoded)
+            raise
+    if budget is not None:  # what stays in flight: the output, until it is freed
+        kept = out.shape[0] * out.shape[1]
+        budget.give(decoded - kept)
+        weakref.finalize(out, budget.give, kept)
+    return out
+
+
+def reduction(width: int, height: int, max_pixels: int) -> int:
+    """The smallest whole factor ``f`` (1, 2, 3, ...) with ``ceil(width / f) * ceil(height / f)`` at most
+    ``max_pixels``: how much an image is reduced when decoded."""
+    factor = max(1, math.ceil(math.sqrt(width * height / max(1, max_pixels))))
+    while math.ceil(width / factor) * math.ceil(height / factor) > max_pixels:
+        factor += 1
+    return factor
 
 
 def image_size(data: bytes) -> tuple[int, int]:
@@ -112,17 +177,39 @@ def _pillow_errors(fmt: str, max_pixels: int | None = None) -> Iterator[None]:
         raise InvalidImage(f"the {fmt} image is truncated or corrupt ({exc})") from exc
 
 
-def _to_rgb(img: Image.Image) -> UInt8Image:
+def _to_rgb(img: Image.Image, factor: int) -> UInt8Image:
+    """A loaded image in any mode -> ``HxWx3 uint8 RGB``, reduced by ``factor`` (box average), converted a
+    band of rows at a time into the output array. Bands are whole multiples of ``factor`` rows, so the
+    result is the same as converting, then reducing, the whole image."""
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise InvalidImage(f"unexpected decoded image size {width}x{height}")
+    out = np.empty((math.ceil(height / factor), math.ceil(width / factor), 3), np.uint8)
+    rows = max(factor, BAND_PIXELS // width // factor * factor)
+    for top in range(0, height, rows):
+        band = _rgb_band(img.crop((0, top, width, min(height, top + rows))))
+        if factor > 1:
+            band = band.reduce(factor)
+        part = np.asarray(band, dtype=np.uint8)
+        if part.ndim != 3 or part.shape[2] != 3:
+            raise InvalidImage(f"unexpected decoded image shape {part.shape}")
+        out[top // factor : top // factor + part.shape[0]] = part
+    return out
+
+
+def _rgb_band(img: Image.Image) -> Image.Image:
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(background, img)
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    arr = np.asarray(img, dtype=np.uint8)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise InvalidImage(f"unexpected decoded image shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _upright(pixels: UInt8Image, img: Image.Image) -> UInt8Image:
+    """``pixels`` (decoded from ``img``) turned as its EXIF orientation says, contiguous."""
+    orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+    turn = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return pixels if turn is None else np.ascontiguousarray(turn(pixels))
 
 
 def read_image_file(

@@ -77,6 +77,14 @@ class LimitExceeded(KeeneyeError):
     code = "LimitExceeded"
 
 
+class ServerBusy(KeeneyeError):
+    """The server has no room for the request now (its images' pixels, or its body, do not fit the
+    server-wide budget: keeneye.core.budget); retrying later can succeed. Rekognition's
+    ThrottlingException; HTTP 429 in the native API."""
+
+    code = "Throttling"
+
+
 class AccessDenied(KeeneyeError):
     code = "AccessDenied"
 
