@@ -34,6 +34,7 @@ from keeneye.models.human import (
     estimate_mouth_corners,
     face_from_detections,
     human_face_box,
+    resize_on_canvas,
 )
 
 pytestmark = pytest.mark.data
@@ -305,6 +306,22 @@ def test_face_box_and_crop_follow_human() -> None:
     image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
     np.testing.assert_allclose(crop_and_resize(image, (0, 0, 4, 4), 4)[0, 0], image[0, 0])
     assert crop_and_resize(image, (-8, -8, -4, -4), 2).max() == 0  # outside the image is black
+
+
+@pytest.mark.parametrize(("height", "width"), [(120, 160), (256, 256), (37, 300), (2500, 3950), (601, 4001)])
+def test_blazeface_input_is_sampled_without_a_padded_float_copy(height: int, width: int) -> None:
+    """BlazeFace's input (the image letterboxed on a black square, or stretched, resized to 256x256) is
+    computed from the pixels the bilinear resize reads, with the numbers cv2.resize gives for the whole
+    padded float32 square (which, for a 7900x5000 photo, was 750 MB)."""
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    side = max(height, width)
+    pad_x, pad_y = (side - width) // 2, (side - height) // 2
+    square = np.zeros((side, side, 3), np.float32)
+    square[pad_y : pad_y + height, pad_x : pad_x + width] = image
+    expected = cv2.resize(square, (256, 256), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(resize_on_canvas(image, 256, side, side, pad_x, pad_y), expected, atol=1e-4)
+    stretched = cv2.resize(image.astype(np.float32), (256, 256), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(resize_on_canvas(image, 256, width, height, 0, 0), stretched, atol=1e-4)
 
 
 def test_estimated_mouth_corners_follow_the_eye_line() -> None:
