@@ -39,6 +39,7 @@ from keeneye.api import ROUTERS
 from keeneye.api.deps import ApiState
 from keeneye.api.errors import install_error_handlers
 from keeneye.api.openapi import document_native_errors
+from keeneye.auth.failures import FailureLimiter
 from keeneye.auth.gate import Gate
 from keeneye.auth.keyring import KeyRing
 from keeneye.auth.ratelimit import RateLimiter
@@ -48,7 +49,7 @@ from keeneye.aws.endpoint import AwsEndpoint
 from keeneye.aws.errors import AwsError
 from keeneye.aws.handlers import OPERATIONS, STREAM_OPERATIONS, VIDEO_OPERATIONS
 from keeneye.aws.images import ImageLoader
-from keeneye.config import Settings
+from keeneye.config import ServerSettings, Settings
 from keeneye.core.errors import BackendUnavailable, InvalidParameter
 from keeneye.service.builder import ServiceBuilder
 from keeneye.service.container import ImageSource, Services
@@ -399,6 +400,16 @@ def _lazy_redaction_analyzer(services: Services, settings: Settings) -> Callable
     return analyzer
 
 
+def failure_limiter(server: ServerSettings) -> FailureLimiter:
+    """Failed authentication attempts per client address and per access key id (keeneye.auth.failures)."""
+    return FailureLimiter(
+        source_burst=server.auth_failures_burst,
+        source_per_min=server.auth_failures_per_min,
+        key_burst=server.auth_key_failures_burst,
+        key_per_min=server.auth_key_failures_per_min,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -410,7 +421,13 @@ def create_app(
     svc = complete(services if services is not None else build_services(settings), settings)
     if keys.database is None:  # keys made with `keeneye keys create`, in this server's database
         keys = keys.with_database(LazyAccessKeys(settings))
-    gate = Gate(keys, RateLimiter(settings.server.rate_limit_per_s, settings.server.rate_limit_burst), clock)
+    gate = Gate(
+        keys,
+        RateLimiter(settings.server.rate_limit_per_s, settings.server.rate_limit_burst),
+        clock,
+        failures=failure_limiter(settings.server),
+        bearer_secrets=settings.server.bearer_secret,
+    )
     supported = supported_operations(svc)
     assert svc.metrics is not None
     endpoint = AwsEndpoint(

@@ -452,6 +452,45 @@ class ServerSettings(_Strict):
         description="Requests an access key may make at once before rate_limit_per_s applies "
         "(the token bucket's size)",
     )
+    token_ttl_s: float = Field(
+        900.0,
+        ge=60,
+        description="How long a native-API token (POST /v1/tokens) lasts when the request does not say "
+        "(seconds; 900: 15 minutes)",
+    )
+    token_max_ttl_s: float = Field(
+        43_200.0,
+        ge=60,
+        description="The longest a native-API token may be asked to last (seconds; 43200: 12 hours)",
+    )
+    bearer_secret: bool = Field(
+        True,
+        description="Also accept a secret access key itself as `Authorization: Bearer <secret>` on /v1 "
+        "(for clients that can send only a fixed header, such as MinIO's webhook notifications, and "
+        "scripts written before tokens). false: /v1 takes SigV4 and tokens only (get one with "
+        "`curl --aws-sigv4`)",
+    )
+    auth_failures_burst: int = Field(
+        20,
+        ge=0,
+        description="Failed authentication attempts a client address (an IPv6 /64) may make before it "
+        "must wait (HTTP 429 / ThrottlingException, every request of it); refilled at "
+        "auth_failures_per_min; 0 turns the limit off",
+    )
+    auth_failures_per_min: float = Field(
+        6.0, ge=0, description="Failed attempts a minute a client address gets back (see auth_failures_burst)"
+    )
+    auth_key_failures_burst: int = Field(
+        100,
+        ge=0,
+        description="Failed authentication attempts naming one access key id (a SigV4 signature that does "
+        "not verify, from any address) before requests naming it must wait; refilled at "
+        "auth_key_failures_per_min; 0 turns the limit off. Whoever knows a key id can spend it, so it is "
+        "five times the per-address budget",
+    )
+    auth_key_failures_per_min: float = Field(
+        30.0, ge=0, description="Failed attempts a minute an access key id gets back"
+    )
 
 
 class Settings(BaseSettings):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from keeneye.api import audit, collections, health, jobs, redaction, streams, uploads
+from keeneye.api import audit, collections, health, jobs, redaction, streams, tokens, uploads
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
+    tokens.router,
     audit.router,
     collections.router,
     jobs.router,

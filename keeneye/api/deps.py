@@ -75,7 +75,7 @@ def state_of(request: Request) -> ApiState:
     return state
 
 
-def allowed(action: str, resource: ResourceOf | None = None) -> Any:
+def allowed(action: str | None, resource: ResourceOf | None = None) -> Any:
     """A dependency giving the :class:`Caller` once authenticated (401), within its rate limit (429)
     and allowed ``action`` on the route's resource (403); the body is read (within the server's body
     limits, keeneye.aws.body_limits) before anything else, as a SigV4 signature covers it."""
@@ -90,10 +90,12 @@ def allowed(action: str, resource: ResourceOf | None = None) -> Any:
             request.headers.items(),
             body,
         )
-        principal = state.gate.authenticate(signed)
+        with state.gate.attempt(client_address(request), request.headers):
+            principal = state.gate.authenticate(signed)
         state.gate.throttle(principal)
-        target = "*" if resource is None else resource(request, state)
-        state.gate.authorize(principal, action, target, where=f"{request.method} {request.url.path}")
+        if action is not None:  # None: any authenticated caller (POST /v1/tokens, for its own key)
+            target = "*" if resource is None else resource(request, state)
+            state.gate.authorize(principal, action, target, where=f"{request.method} {request.url.path}")
         return Caller(principal, body, state)
 
     return Depends(caller)
@@ -122,6 +124,11 @@ def _no_constant(name: str) -> Any:
     """NaN and Infinity are not JSON (Python's parser takes them): a NaN setting would pass every
     range check and break every later response."""
     raise ValueError(f"{name} is not a JSON number")
+
+
+def client_address(request: Request) -> str | None:
+    """The client's address (what failed authentication attempts are counted against)."""
+    return request.client.host if request.client is not None else None
 
 
 def need(part: Any, what: str) -> Any:

@@ -4,6 +4,10 @@
   key or an enabled database key) and gives the principal and the region it signed for;
 * :meth:`Gate.authenticate` is the native API's: ``Authorization: Bearer <secret access key>`` or a
   SigV4 signature;
+* :meth:`Gate.bearer` is a Bearer value: a native-API token (``ket_...``, ``POST /v1/tokens``), or the
+  secret access key itself unless ``server.bearer_secret`` is off;
+* :meth:`Gate.attempt` surrounds an authentication: refused with Throttled while the client address's
+  or the named key's failed attempts are used up (keeneye.auth.failures), and counting a failure;
 * :meth:`Gate.throttle` takes a token from the key's bucket (``server.rate_limit_per_s``) or raises
   :class:`~keeneye.auth.errors.Throttled`;
 * :meth:`Gate.authorize` evaluates the key's policy for an action on a resource, logs a refusal and
@@ -16,14 +20,17 @@ their wire format; neither checks a signature or a policy itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from keeneye.auth import sigv4
 from keeneye.auth.errors import AuthError, Throttled
+from keeneye.auth.failures import FailureLimiter, claimed_key
 from keeneye.auth.keyring import KeyRing, Principal
 from keeneye.auth.ratelimit import RateLimiter
 from keeneye.core.errors import AccessDenied
+from keeneye.service.governance.tokens import is_token
 
 log = logging.getLogger("keeneye.auth")
 
@@ -36,10 +43,16 @@ class Gate:
         keys: KeyRing,
         limiter: RateLimiter,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        failures: FailureLimiter | None = None,
+        bearer_secrets: bool = True,
     ) -> None:
         self.keys = keys
         self.limiter = limiter
         self._clock = clock
+        # Failed attempts per client address and key (None: not limited; the server sets its settings').
+        self.failures = failures
+        self.bearer_secrets = bearer_secrets  # server.bearer_secret: the secret itself as a Bearer token
 
     def verify(self, signed: sigv4.SignedRequest) -> tuple[Principal, str]:
         """The principal who signed ``signed`` and the region it signed for; AuthError otherwise."""
@@ -56,14 +69,45 @@ class Gate:
         return found[-1], caller.region
 
     def authenticate(self, signed: sigv4.SignedRequest) -> Principal:
-        """A native API caller: ``Bearer <secret access key>`` or a SigV4 signature."""
+        """A native API caller: a Bearer value (:meth:`bearer`) or a SigV4 signature."""
         auth = signed.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
-            principal = self.keys.principal_for_secret(auth[7:].strip())
-            if principal is None:
-                raise AuthError("UnrecognizedClientException", "unknown bearer token")
-            return principal
+            return self.bearer(auth[7:].strip())
         return self.verify(signed)[0]
+
+    def bearer(self, value: str) -> Principal:
+        """The principal of a native-API Bearer value: a token, or (when allowed) a secret access key."""
+        if is_token(value):
+            principal = self.keys.principal_for_token(value)
+            if principal is None:
+                raise AuthError("UnrecognizedClientException", "unknown or expired token")
+            return principal
+        if not self.bearer_secrets:
+            raise AuthError(
+                "UnrecognizedClientException",
+                "a secret access key is not taken as a Bearer token here: get a token from POST /v1/tokens "
+                "(signed with SigV4) and send that",
+            )
+        principal = self.keys.principal_for_secret(value)
+        if principal is None:
+            raise AuthError("UnrecognizedClientException", "unknown bearer token")
+        return principal
+
+    @contextmanager
+    def attempt(self, source: str | None, headers: Mapping[str, str]) -> Iterator[None]:
+        """Around one authentication of a request from ``source`` (the client's address): Throttled
+        before anything is checked while its failures, or those of the access key id its SigV4
+        header names, are used up; an AuthError inside counts against both."""
+        if self.failures is None:
+            yield
+            return
+        access_key_id = claimed_key(headers.get("authorization"))
+        self.failures.check(source, access_key_id)
+        try:
+            yield
+        except AuthError:
+            self.failures.failed(source, access_key_id)
+            raise
 
     def throttle(self, principal: Principal) -> None:
         """Take a request token from the principal's bucket, or raise Throttled."""

@@ -3,7 +3,10 @@
 The bootstrap key (keeneye.service.governance.credentials) comes from the environment, or is a key pair
 created once on disk; it is allowed everything. Keys made with ``keeneye keys create`` live in the
 database (keeneye.service.governance.keys) and are bound by their IAM-shaped policies
-(keeneye.service.governance.policies); :class:`KeyRing` finds both. Nothing here logs or prints a secret.
+(keeneye.service.governance.policies); :class:`KeyRing` finds both. Native-API tokens
+(keeneye.service.governance.tokens, ``POST /v1/tokens``) are kept with the database keys and act as the
+key they were issued to: the key is resolved again at each use, so a disabled, deleted or changed key's
+tokens stop working at once. Nothing here logs or prints a secret.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from keeneye.service.governance.credentials import AccessKey as AccessKey  # re-exported
 from keeneye.service.governance.policies import Decision, Policy
 
 if TYPE_CHECKING:
     from keeneye.service.governance.keys import StoredKey
+    from keeneye.service.governance.tokens import IssuedToken
 
 
 class KeyDatabase(Protocol):
@@ -30,18 +34,32 @@ class KeyDatabase(Protocol):
     def touch(self, access_key_id: str, now: datetime | None = None) -> None: ...
 
 
+@runtime_checkable
+class TokenDatabase(Protocol):
+    """Native-API tokens, kept with the database keys (keeneye.service.governance.keys.AccessKeys); a
+    key database without them serves no tokens."""
+
+    def issue_token(self, access_key_id: str, duration_s: float) -> IssuedToken: ...
+
+    def token_key(self, token: str) -> str | None: ...
+
+    def revoke_token(self, token: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who signed a request, and what they may do.
 
     ``admin``: the bootstrap key (environment or credentials.json), allowed everything. Otherwise
-    ``policy`` decides; a key without a policy is allowed nothing.
+    ``policy`` decides; a key without a policy is allowed nothing. ``by_token``: the request showed a
+    native-API token, not the key's secret or signature (a token cannot be used to get another).
     """
 
     access_key_id: str
     name: str
     admin: bool = False
     policy: Policy | None = None
+    by_token: bool = False
 
     def decide(self, action: str, resource: str) -> Decision:
         if self.admin:
@@ -89,6 +107,17 @@ class KeyRing:
                 return Principal(k.access_key_id, BOOTSTRAP_NAME, admin=True)
         stored = None if self.database is None else self.database.find_by_secret(secret)
         return None if stored is None else Principal(stored.access_key_id, stored.name, policy=stored.policy)
+
+    @property
+    def tokens(self) -> TokenDatabase | None:
+        """Where native-API tokens are kept: the key database, if it keeps them."""
+        return self.database if isinstance(self.database, TokenDatabase) else None
+
+    def principal_for_token(self, token: str) -> Principal | None:
+        """The principal a native-API token acts as: its key, if that key is still accepted."""
+        access_key_id = None if self.tokens is None else self.tokens.token_key(token)
+        found = None if access_key_id is None else self.resolve(access_key_id)
+        return None if found is None else replace(found[1], by_token=True)
 
     def touch(self, principal: Principal) -> None:
         """Note that a database key was used (its ``last_used_at``; throttled by the database)."""

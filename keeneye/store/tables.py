@@ -260,6 +260,24 @@ class AccessKeyRow(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class ApiTokenRow(Base):
+    """A short-lived token of the native API (``POST /v1/tokens``; keeneye/service/governance/tokens.py),
+    kept only as the SHA-256 of the token: a dump of the database cannot be replayed. It acts as the
+    access key it was issued to, until ``expires_at``, and no longer once that key is disabled or
+    deleted."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        Index("ix_api_tokens_key", "access_key_id"),
+        Index("ix_api_tokens_expires", "expires_at"),
+    )
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    access_key_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class UploadRuleRow(Base):
     """What to do with images uploaded to a bucket (keeneye/service/uploads/service.py): ``rule`` is the
     validated rule as JSON (``{"task": "index-faces" | "search-faces", "collection_id": ..., ...}``;

@@ -305,7 +305,7 @@ def test_audit_needs_authentication(client: Client) -> None:
     assert client.get("/v1/audit").status_code == 401
     assert client.get("/v1/audit", headers={"Authorization": "Bearer wrong"}).status_code == 401
     r = client.get("/v1/audit", headers={"Authorization": f"Bearer {SECRET}"})
-    assert r.status_code == 200 and r.json() == {"records": []}
+    assert r.status_code == 200 and r.json() == {"records": [], "order": "oldest", "next_after": None}
     signed = sign(b"", {}, url="http://testserver/v1/audit", method="GET")
     assert client.get("/v1/audit", headers=signed).status_code == 200
     assert AKID  # the key id alone is not a credential

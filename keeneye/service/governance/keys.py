@@ -6,6 +6,9 @@ stored encrypted with Fernet (AES-128-CBC + HMAC-SHA256, ``cryptography``) under
 no secret. Whoever can read both the database and ``keys.secret`` (the service user) can. A secret is
 shown once, by :meth:`AccessKeys.create`; nothing here logs, prints or audits one.
 
+Short-lived native-API tokens of a key (``POST /v1/tokens``) are kept here too
+(keeneye.service.governance.tokens: hashed); disabling or deleting a key deletes its tokens.
+
 Every change appends an audit record (``keys:create``, ``keys:enable``, ``keys:disable``,
 ``keys:delete``, ``keys:set-policy``) naming who made it (``actor``: ``cli`` for the command line)
 and the key by name and access key id in the record's ``details`` (with the new ``policy`` for
@@ -31,6 +34,7 @@ from sqlalchemy import select, update
 from keeneye.core.errors import AlreadyExists, InvalidParameter, NotFound
 from keeneye.service.governance.credentials import AccessKey, generate_key
 from keeneye.service.governance.policies import Policy
+from keeneye.service.governance.tokens import ApiTokens, IssuedToken
 from keeneye.store.db import Store
 from keeneye.store.files import private_dir
 from keeneye.store.tables import AccessKeyRow
@@ -110,6 +114,7 @@ class AccessKeys:
         self._store = store
         self._data_dir = data_dir
         self._audit = audit
+        self.tokens = ApiTokens(store)
         self._fernet: Fernet | None = None
         self._lock = threading.Lock()
         self._plain: dict[tuple[str, str], str] = {}  # (id, ciphertext) -> secret: ciphertexts never change
@@ -156,6 +161,8 @@ class AccessKeys:
             row = self._row(session, name)
             row.enabled = enabled
             info = _info(row)
+        if not enabled:
+            self.tokens.revoke_key(info.access_key_id)  # refused anyway (the key is resolved at each use)
         self._record("keys:enable" if enabled else "keys:disable", actor, info)
         return info
 
@@ -164,6 +171,7 @@ class AccessKeys:
             row = self._row(session, name)
             info = _info(row)
             session.delete(row)
+        self.tokens.revoke_key(info.access_key_id)
         self._record("keys:delete", actor, info)
         return info
 
@@ -196,6 +204,18 @@ class AccessKeys:
                 if key is not None and hmac.compare_digest(key.secret_access_key.encode(), secret.encode()):
                     found = key
             return found
+
+    def issue_token(self, access_key_id: str, duration_s: float) -> IssuedToken:
+        """A native-API token acting as ``access_key_id`` (any key the key ring accepts, the bootstrap
+        key included) for ``duration_s`` seconds."""
+        return self.tokens.issue(access_key_id, duration_s)
+
+    def token_key(self, token: str) -> str | None:
+        """The access key id an unexpired token acts as (None: unknown or expired)."""
+        return self.tokens.key_of(token)
+
+    def revoke_token(self, token: str) -> bool:
+        return self.tokens.revoke(token)
 
     def touch(self, access_key_id: str, now: datetime | None = None) -> None:
         """Record that the key was used (written at most once per :data:`TOUCH_EVERY` per key)."""
@@ -305,3 +325,12 @@ class LazyAccessKeys:
 
     def touch(self, access_key_id: str, now: datetime | None = None) -> None:
         self._open().touch(access_key_id, now)
+
+    def issue_token(self, access_key_id: str, duration_s: float) -> IssuedToken:
+        return self._open().issue_token(access_key_id, duration_s)
+
+    def token_key(self, token: str) -> str | None:
+        return self._open().token_key(token)
+
+    def revoke_token(self, token: str) -> bool:
+        return self._open().revoke_token(token)
