@@ -86,7 +86,9 @@ class AwsEndpoint:
                 request.headers.items(),
                 body,
             )
-            result = await run_in_threadpool(self.dispatch, signed, request_id, seen)
+            # Failed authentications count against the client's address and the key id it names.
+            with self.gate.attempt(request.client.host if request.client else None, request.headers):
+                result = await run_in_threadpool(self.dispatch, signed, request_id, seen)
             response: Response = Response(
                 json.dumps(result), media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id}
             )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from keeneye.auth.errors import AuthError
+from keeneye.auth.errors import AuthError, Throttled
 from keeneye.core import errors as core
 
 # AWS error name -> HTTP status. Every error keeneye can send is listed here.
@@ -101,6 +101,8 @@ def from_exception(exc: BaseException) -> AwsError:
         return exc
     if isinstance(exc, AuthError):  # SigV4 failures carry AWS's names already
         return AwsError(exc.type_name, exc.message)
+    if isinstance(exc, Throttled):  # too many failed authentications (keeneye.auth.failures)
+        return AwsError("ThrottlingException", exc.message)
     if isinstance(exc, core.KeeneyeError):
         for cls, name in _CORE:
             if isinstance(exc, cls):

@@ -1,5 +1,5 @@
-"""The native API's short-lived tokens and the limit on failed attempts (issue 13, item 9): the Bearer
-token was the signing secret itself, on every request, and nothing slowed guessing it."""
+"""The native API's short-lived tokens, and the limit on failed attempts on both APIs (issue 13, item 9):
+the Bearer token was the signing secret itself, on every request, and nothing slowed guessing it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from keeneye.config import ServerSettings, Settings
 from keeneye.service.governance.keys import AccessKeys
 from keeneye.store.db import Store
 from keeneye.store.tables import ApiTokenRow
-from tests.aws.signing import AKID, KEYS, SECRET, sign
+from tests.aws.signing import AKID, KEYS, SECRET, rekognition_request, sign
 from tests.factories import fake_services
 
 ADMIN = {"Authorization": f"Bearer {SECRET}"}
@@ -161,3 +161,17 @@ def test_failed_signatures_are_limited_per_key_id(tmp_path: Path) -> None:
 def test_openapi_documents_the_token_routes(tmp_path: Path, path: str) -> None:
     paths = Server(tmp_path).request("GET", "/openapi.json").json()["paths"]
     assert {"post", "delete"} <= set(paths[path])
+
+
+def test_failed_signatures_on_the_rekognition_api_are_limited_too(tmp_path: Path) -> None:
+    server = Server(tmp_path, auth_failures_burst=3)
+    params = {"Image": {"Bytes": "aGVsbG8="}}
+    for _ in range(3):
+        body, headers = rekognition_request("DetectFaces", params, secret="not-the-secret")
+        r = server.request("POST", "/", content=body, headers=headers, source="203.0.113.50")
+        assert r.status_code == 400 and r.json()["__type"] == "InvalidSignatureException"
+    body, headers = rekognition_request("DetectFaces", params)
+    r = server.request("POST", "/", content=body, headers=headers, source="203.0.113.50")
+    assert r.status_code == 400 and r.json()["__type"] == "ThrottlingException"  # boto3 retries it
+    r = server.request("POST", "/", content=body, headers=headers, source="203.0.113.51")
+    assert r.json().get("__type") != "ThrottlingException"
