@@ -279,6 +279,8 @@ class EgressPolicy:
         """Registration: EgressRefused when ``url``'s host is or resolves to an address ``kind`` may not
         reach. A name that does not resolve now is accepted (it is checked again at every connection).
         InvalidParameter for a URL without a host or with a bad port."""
+        if not self.enforced:
+            return
         try:
             parts = urlsplit(url.strip())
             host, port = parts.hostname, parts.port

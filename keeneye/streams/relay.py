@@ -123,7 +123,10 @@ class CameraRelay:
             except OSError:
                 return  # closed
             client.settimeout(None)
-            self._track(client)
+            try:
+                self._track(client)
+            except OSError:
+                return  # closed meanwhile
             target = self._serve_proxy if self.is_proxy else self._serve_fixed
             threading.Thread(target=self._guarded, args=(target, client), daemon=True).start()
 
