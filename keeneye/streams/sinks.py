@@ -8,8 +8,9 @@ same sinks for events). A sink is used by one thread at a time.
 
 Targets are described by small pydantic models (:class:`SinkSpec` holds exactly one of
 ``webhook``, ``mqtt``, ``jsonl``, ``s3``) so that the native API, the database and the settings share one
-validated shape. Secrets (webhook header values, URL passwords, the MQTT password) are stored as
-given and shown only through :func:`redacted`.
+validated shape. Secrets (webhook header values, URL passwords, the MQTT password) are kept in these
+models as given, shown only through :func:`redacted`, and sealed by the services that store them
+(keeneye.service.governance.sealing).
 
 Egress: webhooks and MQTT brokers are reached only where the egress policy allows
 (keeneye.streams.egress, ``egress``: checked again at every connection, which goes to a checked address);
