@@ -19,6 +19,7 @@ CODES: list[tuple[type[errors.KeeneyeError], str]] = [
     (errors.IdempotentParameterMismatch, "IdempotentParameterMismatch"),
     (errors.InvalidVideo, "InvalidVideo"),
     (errors.LimitExceeded, "LimitExceeded"),
+    (errors.ServerBusy, "Throttling"),  # ThrottlingException, HTTP 429: the server-wide budgets
     (errors.AccessDenied, "AccessDenied"),
     (errors.BackendUnavailable, "BackendUnavailable"),
 ]
