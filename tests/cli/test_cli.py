@@ -15,10 +15,14 @@ from tests.factories import encode, gradient, huge_png
 KEENEYE = [sys.executable, "-m", "keeneye.cli"]
 
 
-def run(*args: str | Path, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str | Path, data_dir: Path | None = None, models_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if data_dir is not None:
         env["KEENEYE_DATA_DIR"] = str(data_dir)
+    if models_dir is not None:
+        env["KEENEYE_MODELS_PATH"] = str(models_dir)
     return subprocess.run([*KEENEYE, *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -63,7 +67,13 @@ def test_compare_bad_target(tmp_path: Path, shared_data: Path) -> None:
 
 
 def test_missing_models_say_how_to_install(tmp_path: Path, shared_data: Path) -> None:
-    proc = run("detect", shared_data / "faces/face_recognition/obama3.jpg", data_dir=tmp_path)
+    # Models live in one folder shared by every data directory (where CI installs them), so a fresh data
+    # directory alone still finds them: point the models path at an empty folder to see the message.
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    proc = run(
+        "detect", shared_data / "faces/face_recognition/obama3.jpg", data_dir=tmp_path, models_dir=empty
+    )
     assert_one_line_error(proc, "keeneye models install")
 
 
