@@ -207,9 +207,11 @@ def resize_on_canvas(
     xs, wx = _linear_taps(size, w, canvas_w, pad_x)
     ys, wy = _linear_taps(size, h, canvas_h, pad_y)
     picked = image[ys.reshape(-1)][:, xs.reshape(-1)].astype(np.float32)  # (2 size, 2 size, 3)
-    picked = picked.reshape(size, 2, size, 2, -1)
-    rows = picked[:, :, :, 0] * wx[None, None, :, 0, None] + picked[:, :, :, 1] * wx[None, None, :, 1, None]
-    out: FloatArray = rows[:, 0] * wy[:, 0, None, None] + rows[:, 1] * wy[:, 1, None, None]
+    grid = picked.reshape(size, 2, size, 2, -1)
+    rows = grid[:, :, :, 0] * wx[None, None, :, 0, None] + grid[:, :, :, 1] * wx[None, None, :, 1, None]
+    out: FloatArray = (rows[:, 0] * wy[:, 0, None, None] + rows[:, 1] * wy[:, 1, None, None]).astype(
+        np.float32, copy=False
+    )
     return out
 
 
