@@ -4,25 +4,31 @@ A route declares what it does as a policy action (``keeneye:ListJobs``, ``rekogn
 it acts on one resource, how to name that resource from the request; :func:`allowed` then
 authenticates the caller (``Bearer <secret>`` or SigV4 over the body), takes a token from the key's
 rate-limit bucket and authorizes the action on the resource, all through keeneye.auth.gate, before the
-route runs. Routes are plain functions (FastAPI runs them in a worker thread: the models are
-CPU-bound); their errors are mapped in keeneye.api.errors.
+route runs. No body byte is read before the headers pass (keeneye.auth.bodies): a Bearer caller is
+authenticated and authorized before its body is read, a SigV4 caller's body is read under the
+server-wide budget of unverified bytes. Routes are plain functions (FastAPI runs them in a worker
+thread: the models are CPU-bound); their errors are mapped in keeneye.api.errors. A route that
+analyses images takes one of the server's ``server.max_inflight`` slots with :func:`analysing`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request
 
 from keeneye.analysis.faces import FaceAnalyzer
+from keeneye.auth.bodies import content_length, read_unverified
 from keeneye.auth.gate import Gate
 from keeneye.auth.keyring import Principal
 from keeneye.auth.sigv4 import signed_request
 from keeneye.config import Settings
-from keeneye.core.errors import BackendUnavailable, InvalidParameter
+from keeneye.core.errors import BackendUnavailable, InvalidParameter, ServerBusy
 from keeneye.service.container import Services
 
 
@@ -35,6 +41,8 @@ class ApiState:
     settings: Settings
     about: Callable[[], dict[str, Any]]  # GET /v1/health: version, AWS operations served, face model
     redaction_analyzer: Callable[[], FaceAnalyzer]  # POST /v1/redact's pipeline, built at first use
+    # Requests analysed at once, shared with POST / (server.max_inflight); None: no cap.
+    inflight: threading.BoundedSemaphore | None = None
 
 
 @dataclass(frozen=True)
@@ -77,28 +85,56 @@ def state_of(request: Request) -> ApiState:
 
 def allowed(action: str | None, resource: ResourceOf | None = None) -> Any:
     """A dependency giving the :class:`Caller` once authenticated (401), within its rate limit (429)
-    and allowed ``action`` on the route's resource (403); the body is read (within the server's body
-    limits, keeneye.aws.body_limits) before anything else, as a SigV4 signature covers it."""
+    and allowed ``action`` on the route's resource (403). The headers are checked before any body byte
+    is read; a SigV4 signature covers the body, so a SigV4 caller's body is then read (within the
+    server's body limits, keeneye.aws.body_limits, and its budget of unverified bytes) and verified,
+    a Bearer caller's only once authorized."""
 
     async def caller(request: Request) -> Caller:
         state = state_of(request)
-        body = await request.body()
+        with state.gate.attempt(client_address(request), request.headers):
+            principal = state.gate.check_headers(request.headers, bearer=True)
+            body = None
+            if principal is None:  # SigV4: the signature covers the body
+                principal, body = await _signed_caller(request, state.gate)
+        state.gate.throttle(principal)
+        if action is not None:  # None: any authenticated caller (POST /v1/tokens, for its own key)
+            target = "*" if resource is None else resource(request, state)
+            state.gate.authorize(principal, action, target, where=f"{request.method} {request.url.path}")
+        if body is None:
+            body = await request.body()
+        return Caller(principal, body, state)
+
+    return Depends(caller)
+
+
+async def _signed_caller(request: Request, gate: Gate) -> tuple[Principal, bytes]:
+    """The SigV4 caller and its body, read under ``gate.bodies`` until the signature is checked."""
+    declared = content_length(request.headers.get("content-length"))
+    with await read_unverified(request.stream(), gate.bodies, declared) as body:
         signed = signed_request(
             request.method,
             request.scope.get("raw_path") or request.url.path.encode(),
             request.scope.get("query_string", b""),
             request.headers.items(),
-            body,
+            body.data,
         )
-        with state.gate.attempt(client_address(request), request.headers):
-            principal = state.gate.authenticate(signed)
-        state.gate.throttle(principal)
-        if action is not None:  # None: any authenticated caller (POST /v1/tokens, for its own key)
-            target = "*" if resource is None else resource(request, state)
-            state.gate.authorize(principal, action, target, where=f"{request.method} {request.url.path}")
-        return Caller(principal, body, state)
+        return gate.authenticate(signed), body.data
 
-    return Depends(caller)
+
+@contextmanager
+def analysing(state: ApiState) -> Iterator[None]:
+    """Hold one of the server's ``server.max_inflight`` analysis slots (shared with ``POST /``) while a
+    route analyses images; ServerBusy (HTTP 429) when all are taken."""
+    if state.inflight is None:
+        yield
+        return
+    if not state.inflight.acquire(blocking=False):
+        raise ServerBusy("Rate exceeded: too many requests in flight; retry")
+    try:
+        yield
+    finally:
+        state.inflight.release()
 
 
 def json_object(body: bytes, example: str) -> dict[str, Any]:

@@ -34,7 +34,9 @@ STATUS: Final[dict[str, int]] = {
     "IdempotentParameterMismatch": 409,
     "BackendUnavailable": 503,
     "AccessDenied": 403,
+    "Throttling": 429,  # ServerBusy: the server-wide budgets (pixels, bodies, requests in flight)
 }
+BUSY_RETRY_AFTER_S = 1  # what a 429 for a busy server (not a key's rate limit) suggests
 
 
 def error_response(code: str, message: str, status: int) -> JSONResponse:
@@ -46,7 +48,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(KeeneyeError)
     async def keeneye_error(_: Request, exc: KeeneyeError) -> Response:
-        return error_response(exc.code, exc.message, STATUS.get(exc.code, 400))
+        response = error_response(exc.code, exc.message, STATUS.get(exc.code, 400))
+        if response.status_code == 429:
+            response.headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(ClientDisconnect)
     async def client_went_away(request: Request, _: ClientDisconnect) -> Response:

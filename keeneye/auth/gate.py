@@ -4,6 +4,10 @@
   key or an enabled database key) and gives the principal and the region it signed for;
 * :meth:`Gate.authenticate` is the native API's: ``Authorization: Bearer <secret access key>`` or a
   SigV4 signature;
+* :meth:`Gate.check_headers` is what both adapters ask before they read a body: a Bearer token in full,
+  a SigV4 header's form, scope, date and access key (known and enabled); the signature covers the
+  body, so it is checked once the body is read, under :attr:`Gate.bodies` (the bytes held at once for
+  callers not yet verified);
 * :meth:`Gate.bearer` is a Bearer value: a native-API token (``ket_...``, ``POST /v1/tokens``), or the
   secret access key itself unless ``server.bearer_secret`` is off;
 * :meth:`Gate.attempt` surrounds an authentication: refused with Throttled while the client address's
@@ -29,10 +33,14 @@ from keeneye.auth.errors import AuthError, Throttled
 from keeneye.auth.failures import FailureLimiter, claimed_key
 from keeneye.auth.keyring import KeyRing, Principal
 from keeneye.auth.ratelimit import RateLimiter
+from keeneye.config import ServerSettings
+from keeneye.core.budget import Budget
 from keeneye.core.errors import AccessDenied
 from keeneye.service.governance.tokens import is_token
 
 log = logging.getLogger("keeneye.auth")
+
+DEFAULT_UNVERIFIED_BODY_BYTES: int = ServerSettings.model_fields["max_unauthenticated_body_bytes"].default
 
 
 class Gate:
@@ -44,6 +52,7 @@ class Gate:
         limiter: RateLimiter,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,
+        bodies: Budget | None = None,
         failures: FailureLimiter | None = None,
         bearer_secrets: bool = True,
     ) -> None:
@@ -53,6 +62,9 @@ class Gate:
         # Failed attempts per client address and key (None: not limited; the server sets its settings').
         self.failures = failures
         self.bearer_secrets = bearer_secrets  # server.bearer_secret: the secret itself as a Bearer token
+        # Body bytes of callers whose signature is not verified yet, server-wide (the adapters read
+        # under it: keeneye.auth.bodies).
+        self.bodies = bodies or Budget(DEFAULT_UNVERIFIED_BODY_BYTES, "body bytes")
 
     def verify(self, signed: sigv4.SignedRequest) -> tuple[Principal, str]:
         """The principal who signed ``signed`` and the region it signed for; AuthError otherwise."""
@@ -74,6 +86,20 @@ class Gate:
         if auth.lower().startswith("bearer "):
             return self.bearer(auth[7:].strip())
         return self.verify(signed)[0]
+
+    def check_headers(self, headers: Mapping[str, str], *, bearer: bool = False) -> Principal | None:
+        """What can be checked before the body is read (AuthError otherwise). With ``bearer`` (the
+        native API), a Bearer token is checked in full and its principal returned. A SigV4 header is
+        checked for its form, scope, signed headers, date and session token (keeneye.auth.sigv4
+        check_headers), and its access key must be known and enabled; None then: the signature, over
+        the body, is :meth:`verify`'s (or :meth:`authenticate`'s) once the body is read."""
+        auth = headers.get("authorization", "")
+        if bearer and auth.lower().startswith("bearer "):
+            return self.bearer(auth[7:].strip())
+        credential = sigv4.check_headers(headers, now=self._clock())
+        if self.keys.resolve(credential.access_key_id) is None:
+            raise AuthError("UnrecognizedClientException", sigv4.UNKNOWN_KEY)
+        return None
 
     def bearer(self, value: str) -> Principal:
         """The principal of a native-API Bearer value: a token, or (when allowed) a secret access key."""

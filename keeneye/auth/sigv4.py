@@ -16,6 +16,10 @@ canonical form; keeneye only adds the checks a server must make:
   is refused: the body is always part of the signature here);
 * constant-time comparison of signatures.
 
+Everything but the last two needs only the headers: :func:`check_headers` makes those checks before a
+server reads the body (so a caller who cannot be authenticated never gets to send one), :func:`verify`
+all of them once the body is there.
+
 Secrets never appear in exceptions or logs. Query-string (pre-signed URL) authentication is not
 supported: Rekognition's JSON API is only called with signed headers.
 """
@@ -85,6 +89,21 @@ class Caller:
     region: str
 
 
+@dataclass(frozen=True)
+class Credential:
+    """What the headers of a SigV4 request say, once checked: who claims to sign, for which region,
+    which headers, the signature and the time (``X-Amz-Date`` as sent)."""
+
+    access_key_id: str
+    region: str
+    signed_headers: list[str]
+    signature: str
+    amz_date: str
+
+
+UNKNOWN_KEY = "The security token included in the request is invalid."
+
+
 def _parse_authorization(value: str | None) -> tuple[str, str, str, str, list[str], str]:
     """The Authorization header's access key, date, region, service, signed headers and signature."""
     if not value:
@@ -109,6 +128,27 @@ def _parse_authorization(value: str | None) -> tuple[str, str, str, str, list[st
     return akid, date, region, service, signed, m["signature"].lower()
 
 
+def check_headers(
+    headers: Mapping[str, str], *, service: str = "rekognition", now: datetime | None = None
+) -> Credential:
+    """The checks that need no body, in this order (the first that fails is the error): the
+    Authorization header, the credential scope, the signed headers, X-Amz-Date (present, signed, within
+    5 minutes of ``now``), no session token."""
+    akid, date, region, scope_service, signed, signature = _parse_authorization(headers.get("authorization"))
+    _check_scope(region, scope_service, service)
+    _check_signed_headers(headers, signed)
+    amz_date = _check_date(headers, signed, date, now or datetime.now(UTC))
+    if "x-amz-security-token" in headers:
+        # Temporary credentials come from AWS STS, which keeneye is not: no session token is valid here
+        # (accepting and ignoring one would let an expired or revoked token keep working).
+        raise AuthError(
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid. keeneye does not accept session "
+            "tokens (temporary credentials): sign with an access key made by `keeneye keys create`",
+        )
+    return Credential(akid, region, signed, signature, amz_date)
+
+
 def verify(
     request: SignedRequest,
     lookup: SecretLookup,
@@ -117,37 +157,23 @@ def verify(
     now: datetime | None = None,
 ) -> Caller:
     """Check the request's SigV4 signature; return the caller or raise the AWS error a client expects.
-    The checks run in this order (the first that fails is the error): the Authorization header, the
-    credential scope, the signed headers, X-Amz-Date, the body's hash, no session token, the key, the
-    signature."""
-    akid, date, region, scope_service, signed, signature = _parse_authorization(
-        request.headers.get("authorization")
-    )
-    _check_scope(region, scope_service, service)
-    _check_signed_headers(request.headers, signed)
-    amz_date = _check_date(request.headers, signed, date, now or datetime.now(UTC))
+    The checks run in this order (the first that fails is the error): :func:`check_headers`, the body's
+    hash, the key, the signature."""
+    cred = check_headers(request.headers, service=service, now=now)
     _check_body(request)
-    if "x-amz-security-token" in request.headers:
-        # Temporary credentials come from AWS STS, which keeneye is not: no session token is valid here
-        # (accepting and ignoring one would let an expired or revoked token keep working).
-        raise AuthError(
-            "UnrecognizedClientException",
-            "The security token included in the request is invalid. keeneye does not accept session "
-            "tokens (temporary credentials): sign with an access key made by `keeneye keys create`",
-        )
-    secret = lookup(akid)
+    secret = lookup(cred.access_key_id)
     if secret is None:
-        raise AuthError(
-            "UnrecognizedClientException", "The security token included in the request is invalid."
-        )
-    expected = _signature(request, signed, secret, akid, region, service, amz_date)
-    if not hmac.compare_digest(expected, signature):
+        raise AuthError("UnrecognizedClientException", UNKNOWN_KEY)
+    expected = _signature(
+        request, cred.signed_headers, secret, cred.access_key_id, cred.region, service, cred.amz_date
+    )
+    if not hmac.compare_digest(expected, cred.signature):
         raise AuthError(
             "InvalidSignatureException",
             "The request signature we calculated does not match the signature you provided. "
             "Check your AWS Secret Access Key and signing method.",
         )
-    return Caller(akid, region)
+    return Caller(cred.access_key_id, cred.region)
 
 
 def _check_scope(region: str, scope_service: str, service: str) -> None:

@@ -6,8 +6,12 @@ request:
    reading the stream): ``RequestEntityTooLargeException`` (HTTP 413), or one not received within
    ``server.body_timeout_s``: ``RequestTimeoutException`` (HTTP 408); both for every route
    (keeneye.aws.body_limits; the connection is then closed);
-2. verify the SigV4 signature over the raw body and take a token from the key's rate-limit bucket
-   (keeneye.auth.gate; else ``ThrottlingException``);
+2. check what the headers alone tell (the Authorization header's form, scope and date, an access key
+   that exists and is enabled) before a byte of the body is read, then read the body under the
+   server-wide budget of bytes from callers not verified yet (``server.max_unauthenticated_body_bytes``,
+   else ``ThrottlingException``; keeneye.auth.bodies), verify the SigV4 signature over the raw body and
+   give those bytes back, and take a token from the key's rate-limit bucket (keeneye.auth.gate; else
+   ``ThrottlingException``);
 3. resolve ``X-Amz-Target`` to a supported operation and check the content type;
 4. parse and validate the JSON body against the service model (keeneye.aws.model), then authorize
    ``rekognition:<Operation>`` on its resource, named in the caller's region, and every further right
@@ -34,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from keeneye.auth.bodies import content_length, read_unverified
 from keeneye.auth.errors import Throttled
 from keeneye.auth.gate import Gate, denied_message
 from keeneye.auth.keyring import Principal
@@ -78,17 +83,23 @@ class AwsEndpoint:
         started = time.perf_counter()
         seen: list[str] = []  # the operation, once the target is resolved (for logs and metrics)
         try:
-            body = await _read_body(request, self.max_body_bytes)
-            signed = signed_request(
-                request.method,
-                request.scope.get("raw_path") or request.url.path.encode(),
-                request.scope.get("query_string", b""),
-                request.headers.items(),
-                body,
-            )
+            _check_length(request, self.max_body_bytes)
             # Failed authentications count against the client's address and the key id it names.
             with self.gate.attempt(request.client.host if request.client else None, request.headers):
-                result = await run_in_threadpool(self.dispatch, signed, request_id, seen)
+                # No body byte is read for a caller whose headers already fail (in a worker thread:
+                # the key's lookup may query the database).
+                await run_in_threadpool(self.gate.check_headers, request.headers)
+                with await read_unverified(request.stream(), self.gate.bodies, _declared(request)) as body:
+                    signed = signed_request(
+                        request.method,
+                        request.scope.get("raw_path") or request.url.path.encode(),
+                        request.scope.get("query_string", b""),
+                        request.headers.items(),
+                        body.data,
+                    )
+                    # Hashing a 20 MB body would stall the event loop: in a worker thread.
+                    principal, region = await run_in_threadpool(self.gate.verify, signed)
+            result = await run_in_threadpool(self.dispatch, principal, region, signed, request_id, seen)
             response: Response = Response(
                 json.dumps(result), media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id}
             )
@@ -106,10 +117,12 @@ class AwsEndpoint:
         log.info("%s %s %d %.1f ms", request_id, op_name, response.status_code, elapsed * 1000)
         return response
 
-    def dispatch(self, signed: SignedRequest, request_id: str, seen: list[str]) -> dict[str, Any]:
-        """Authenticate, resolve, validate and run one call (in a worker thread: hashing and parsing a
-        20 MB body, and the models, would otherwise stall the event loop)."""
-        principal, region = self.gate.verify(signed)
+    def dispatch(
+        self, principal: Principal, region: str, signed: SignedRequest, request_id: str, seen: list[str]
+    ) -> dict[str, Any]:
+        """Rate-limit, resolve, validate, authorize and run one call of an authenticated ``principal``
+        signing for ``region`` (in a worker thread: parsing a 20 MB body, and the models, would
+        otherwise stall the event loop)."""
         try:
             self.gate.throttle(principal)
         except Throttled as exc:
@@ -195,20 +208,19 @@ def _error_response(err: AwsError, request_id: str) -> Response:
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    too_large = AwsError("RequestEntityTooLargeException", f"the request body is larger than {limit} bytes")
+def _check_length(request: Request, limit: int) -> None:
+    """RequestEntityTooLargeException from a declared ``Content-Length`` over ``limit`` (a body that
+    grows past it while streaming is cut by keeneye.aws.body_limits)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
             if int(declared) > limit:
-                raise too_large
+                raise AwsError(
+                    "RequestEntityTooLargeException", f"the request body is larger than {limit} bytes"
+                )
         except ValueError:
             raise AwsError("SerializationException", "invalid Content-Length") from None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+
+
+def _declared(request: Request) -> int | None:
+    return content_length(request.headers.get("content-length"))

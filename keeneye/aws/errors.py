@@ -63,6 +63,7 @@ _CORE: Final[tuple[tuple[type[core.KeeneyeError], str], ...]] = (
     (core.InvalidParameter, "InvalidParameterException"),
     (core.IdempotentParameterMismatch, "IdempotentParameterMismatchException"),
     (core.LimitExceeded, "ServiceQuotaExceededException"),
+    (core.ServerBusy, "ThrottlingException"),
     (core.AccessDenied, "AccessDeniedException"),
     # A missing model is the operator's problem, not the caller's: a server error whose message says
     # how to install it (the message names no secret and no path outside the data directory).
