@@ -50,6 +50,7 @@ from keeneye.aws.errors import AwsError
 from keeneye.aws.handlers import OPERATIONS, STREAM_OPERATIONS, VIDEO_OPERATIONS
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ServerSettings, Settings
+from keeneye.core.budget import Budget
 from keeneye.core.errors import BackendUnavailable, InvalidParameter
 from keeneye.service.builder import ServiceBuilder
 from keeneye.service.container import ImageSource, Services
@@ -117,9 +118,10 @@ def build_services(settings: Settings, *, analyzer: FaceAnalyzer | None = None) 
 def build_collection_services(
     settings: Settings, faces: FaceService, *, store: Store | None = None
 ) -> tuple[FaceCollections, AuditLog]:
-    """FaceCollections and AuditLog on ``store`` (sharing the face pipeline)."""
+    """FaceCollections and AuditLog on ``store`` (sharing the face pipeline and its pixel budget)."""
     store = store or open_store(settings)
-    return FaceCollections(store, faces.analyzer, settings.images), AuditLog(store)
+    collections = FaceCollections(store, faces.analyzer, settings.images, budget=faces.budget)
+    return collections, AuditLog(store)
 
 
 def build_stream_processors(
@@ -421,10 +423,13 @@ def create_app(
     svc = complete(services if services is not None else build_services(settings), settings)
     if keys.database is None:  # keys made with `keeneye keys create`, in this server's database
         keys = keys.with_database(LazyAccessKeys(settings))
+    limiter = RateLimiter(settings.server.rate_limit_per_s, settings.server.rate_limit_burst)
+    unverified = Budget(settings.server.max_unauthenticated_body_bytes, "body bytes")
     gate = Gate(
         keys,
-        RateLimiter(settings.server.rate_limit_per_s, settings.server.rate_limit_burst),
+        limiter,
         clock,
+        bodies=unverified,
         failures=failure_limiter(settings.server),
         bearer_secrets=settings.server.bearer_secret,
     )
@@ -461,7 +466,12 @@ def create_app(
     )
     install_error_handlers(app)
     app.state.api = ApiState(
-        svc, gate, settings, _about(svc, supported), _lazy_redaction_analyzer(svc, settings)
+        svc,
+        gate,
+        settings,
+        _about(svc, supported),
+        _lazy_redaction_analyzer(svc, settings),
+        inflight=endpoint.inflight,  # POST /v1/redact is analysed under the same cap as POST /
     )
     app.state.services = svc
     app.state.inflight = endpoint.inflight

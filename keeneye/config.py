@@ -341,6 +341,18 @@ class ImageLimits(_Strict):
         description="Rekognition API: smallest height and width accepted (pixels, from the header; 80: "
         "Rekognition's minimum); smaller images are InvalidParameterException",
     )
+    max_analysed_pixels: int | None = Field(
+        16_000_000,
+        ge=1_000_000,
+        description="Images larger than this (width x height) are decoded for face analysis at a reduced "
+        "size, by the smallest whole factor that brings them under it (a JPEG by its decoder's 1/2-1/8 "
+        "scaling, without decoding the full size): the detectors shrink every image to their input anyway "
+        "(BlazeFace: 256 px), and Rekognition asks for faces proportionally larger than 40x40 pixels in "
+        "images over 1920x1080. Bounding boxes and landmarks are ratios, so answers keep their meaning; "
+        "faces under detector.min_face_px after the reduction are not found. 16 MP: a 12 MP photo is "
+        "analysed whole, a 40 MP one at 1/2 (10 MP: 30 MB as RGB instead of 120). Redaction is not "
+        "reduced (it answers the whole image). Unset: never reduced",
+    )
 
 
 class EgressRules(_Strict):
@@ -432,7 +444,30 @@ class ServerSettings(_Strict):
     max_inflight: int = Field(
         8,
         ge=1,
-        description="Requests analysed at once; more get ThrottlingException (boto3 retries them)",
+        description="Requests analysed at once, POST / and POST /v1/redact together; more get "
+        "ThrottlingException (boto3 retries them), HTTP 429 on /v1",
+    )
+    max_pixels_inflight: int = Field(
+        120_000_000,
+        ge=1_000_000,
+        description="Image pixels decoded or being analysed at once, server-wide (every image of every "
+        "analysing route: the Rekognition operations, POST /v1/redact, analysis on upload): an image "
+        "takes its pixels as decoded (after any reduction, images.max_analysed_pixels) before decoding "
+        "and holds them until its analysis is done; one that does not fit gets ThrottlingException "
+        "(HTTP 429 on /v1; an upload event is retried). A pixel costs 1-4 bytes while it is decoded, 3 "
+        "once RGB; 120 MP: three 40 MP images decoding at once, 1.3 GB at the peak for 8 worst-case "
+        "requests at once on a server of 0.35 GB (docs/limits.md). An image over the whole budget is "
+        "admitted only alone",
+    )
+    max_unauthenticated_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Request-body bytes held at once, server-wide, for callers whose signature is not "
+        "verified yet (SigV4 signs the body, so it is read before it can be checked; its headers are "
+        "checked first: format, date, a known and enabled access key; a Bearer token is checked before "
+        "any body is read). Past it a request gets ThrottlingException (HTTP 429 on /v1) and its "
+        "connection is closed. 64 MiB: three 20 MiB bodies, or nine requests with a 5 MB image (6.7 MB in "
+        "base64)",
     )
     body_timeout_s: float = Field(
         60.0,

@@ -1,6 +1,8 @@
 """``POST /v1/redact``: bystander redaction of one image (keeneye.service.governance.redaction;
 docs/redaction.md), ``keeneye:RedactImage``; keeping a collection's faces visible also needs
-``rekognition:SearchFacesByImage`` on it and is audited as an identification."""
+``rekognition:SearchFacesByImage`` on it and is audited as an identification. Analysed under the same
+caps as ``POST /``: ``server.max_inflight`` requests and ``server.max_pixels_inflight`` pixels (HTTP 429
+past either)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from keeneye.api.deps import Caller, allowed, need
+from keeneye.api.deps import Caller, allowed, analysing, need
 from keeneye.service.governance.redaction import redact_image
 
 router = APIRouter()
@@ -52,9 +54,15 @@ def redact(
             )
 
     analyzer = caller.state.redaction_analyzer()
-    result = redact_image(
-        caller.body, analyzer, mode=mode, search=search, limits=caller.state.settings.images
-    )
+    with analysing(caller.state):  # under server.max_inflight, its pixels under the server's budget
+        result = redact_image(
+            caller.body,
+            analyzer,
+            mode=mode,
+            search=search,
+            limits=caller.state.settings.images,
+            budget=services.faces.budget,
+        )
     kept = [f for f in result.faces if f.kept]
     if keep_collection is not None and services.audit is not None:
         services.audit.append(

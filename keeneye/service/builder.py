@@ -18,6 +18,7 @@ from functools import cached_property
 from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
+from keeneye.core.budget import Budget
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.service.faces.request_tokens import RequestTokens
@@ -45,13 +46,19 @@ class ServiceBuilder:
         return self._analyzer or build_face_analyzer(self.settings, with_embedder=True)
 
     @cached_property
+    def pixel_budget(self) -> Budget:
+        """The process's image pixels in flight (``server.max_pixels_inflight``), shared by every service
+        that decodes images (keeneye.core.budget)."""
+        return Budget(self.settings.server.max_pixels_inflight, "pixels")
+
+    @cached_property
     def faces(self) -> FaceService:
-        return FaceService(self.analyzer, self.settings.images)
+        return FaceService(self.analyzer, self.settings.images, self.pixel_budget)
 
     @cached_property
     def collections(self) -> FaceCollections:
         """Collections with the face pipeline (index, search)."""
-        return FaceCollections(self.store, self.analyzer, self.settings.images)
+        return FaceCollections(self.store, self.analyzer, self.settings.images, budget=self.pixel_budget)
 
     @cached_property
     def stored_collections(self) -> FaceCollections:

@@ -14,6 +14,7 @@ from keeneye.analysis.images import decode_image
 from keeneye.analysis.quality_filter import QualityFilter, quality_reasons
 from keeneye.analysis.similarity import calibration_for, cosine
 from keeneye.config import ImageLimits
+from keeneye.core.budget import Budget
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Face, UInt8Image
 
@@ -47,14 +48,26 @@ class CompareResult:
 
 @dataclass
 class FaceService:
+    """Face analysis of image bytes. ``budget``: the server's pixels in flight (ServerBusy when an image
+    does not fit; None: no bound, as in the CLI)."""
+
     analyzer: FaceAnalyzer
     limits: ImageLimits = field(default_factory=lambda: ImageLimits())
+    budget: Budget | None = None
 
     def decode(self, data: bytes | UInt8Image) -> UInt8Image:
-        """Bytes are decoded under the configured limits; an already decoded RGB array passes through."""
+        """Bytes are decoded under the configured limits, large images at a reduced size
+        (``limits.max_analysed_pixels``: the answers are ratios of the decoded size), their pixels taken
+        from ``budget`` until the array is freed; an already decoded RGB array passes through."""
         if isinstance(data, np.ndarray):
             return data
-        return decode_image(data, max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels)
+        return decode_image(
+            data,
+            max_bytes=self.limits.max_bytes,
+            max_pixels=self.limits.max_pixels,
+            max_decoded_pixels=self.limits.max_analysed_pixels,
+            budget=self.budget,
+        )
 
     def detect_faces(
         self, image_bytes: bytes | UInt8Image, extras: frozenset[str] = frozenset()

@@ -38,6 +38,7 @@ from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.analysis.quality_filter import QualityFilter, quality_reasons
 from keeneye.config import ImageLimits
 from keeneye.core import regions
+from keeneye.core.budget import Budget
 from keeneye.core.types import FloatArray, UInt8Image
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.catalog import EmbeddedImage, FaceCatalog, FaceIndexer, IndexResult
@@ -84,8 +85,9 @@ class FaceCollections:
     store: the database and data directory; analyzer: the configured face pipeline (its embedder
     binds new collections), None where only stored faces are handled (retention: no model is loaded,
     and what needs one fails as without an embedder); limits: image decoding limits; save_every: index
-    files are rewritten after this many changed faces. Thread-safe: model inference runs outside the
-    lock, database writes + index updates and index searches inside it.
+    files are rewritten after this many changed faces; budget: the server's pixels in flight, shared
+    with its other analysing services (keeneye.core.budget). Thread-safe: model inference runs outside
+    the lock, database writes + index updates and index searches inside it.
     """
 
     def __init__(
@@ -96,10 +98,11 @@ class FaceCollections:
         region: str = regions.HOME_REGION,
         account: str = DEFAULT_ACCOUNT,
         save_every: int = 1000,
+        budget: Budget | None = None,
     ) -> None:
         self._store = store
         self._analyzer = analyzer
-        self._images = None if analyzer is None else FaceService(analyzer, limits or ImageLimits())
+        self._images = None if analyzer is None else FaceService(analyzer, limits or ImageLimits(), budget)
         self._bind(CollectionScope.open(store, region=region, account=account, save_every=save_every))
 
     def _bind(self, scope: CollectionScope) -> None:

@@ -37,7 +37,14 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from keeneye.config import UploadSettings
-from keeneye.core.errors import BackendUnavailable, InvalidParameter, KeeneyeError, NoFaceFound, NotFound
+from keeneye.core.errors import (
+    BackendUnavailable,
+    InvalidParameter,
+    KeeneyeError,
+    NoFaceFound,
+    NotFound,
+    ServerBusy,
+)
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.service.governance.audit import AuditLog
 from keeneye.service.governance.sealing import SecretBox
@@ -94,8 +101,8 @@ class UploadService:
         egress: EgressPolicy | None = None,
     ) -> None:
         self._store = store
-        self._egress = egress or EgressPolicy()
         self._secrets = SecretBox(store.data_dir)  # rule sinks' passwords, sealed at rest
+        self._egress = egress or EgressPolicy()
         self._collections = collections
         self._settings = settings
         self._read_object = read
@@ -402,13 +409,14 @@ class UploadService:
 
 def is_transient(exc: BaseException) -> bool:
     """Whether trying again later may succeed: S3 unreachable or answering 5xx/throttling, the database
-    locked, a sink down. The botocore error is looked for in the cause and context chain too
-    (keeneye.aws.images raises InvalidS3ObjectException ``from None`` for every S3 failure)."""
+    locked, a sink down, the server's pixel budget spent (ServerBusy). The botocore error is looked for
+    in the cause and context chain too (keeneye.aws.images raises InvalidS3ObjectException ``from None``
+    for every S3 failure)."""
     seen: BaseException | None = exc
     for _ in range(4):
         if seen is None:
             return False
-        if isinstance(seen, BotoCoreError | OperationalError | SinkError | BackendUnavailable):
+        if isinstance(seen, BotoCoreError | OperationalError | SinkError | BackendUnavailable | ServerBusy):
             return True
         if isinstance(seen, ClientError):
             error = seen.response.get("Error", {})

@@ -71,14 +71,21 @@ def enlarge(
     )
 
 
-def obscure(image: UInt8Image, boxes: Iterable[tuple[int, int, int, int]], mode: RedactionMode) -> UInt8Image:
-    """A copy of ``image`` (HxWx3 uint8 RGB) with every box (whole pixels, clipped) obscured.
+def obscure(
+    image: UInt8Image,
+    boxes: Iterable[tuple[int, int, int, int]],
+    mode: RedactionMode,
+    *,
+    in_place: bool = False,
+) -> UInt8Image:
+    """A copy of ``image`` (HxWx3 uint8 RGB; ``in_place``: ``image`` itself, for a caller that owns it)
+    with every box (whole pixels, clipped) obscured.
 
     blur: a Gaussian blur with a radius of a third of the box's shorter side (at least 6 px): no facial
     detail survives, the scene still reads. pixelate: blocks of a sixth of the box's longer side (at least
     4 px), at most 6 x 6 blocks over a face. box: filled with black, nothing of the face remains (the one
     mode that cannot be partly inverted)."""
-    out = image.copy()
+    out = image if in_place else image.copy()
     for x1, y1, x2, y2 in boxes:
         if x2 <= x1 or y2 <= y1:
             continue
