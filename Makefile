@@ -75,6 +75,7 @@ bench: setup
 	$(PY) bench/redaction.py > $(DATA_DIR)/bench/redaction.json
 	$(PY) bench/batch.py --engine both > $(DATA_DIR)/bench/batch.json
 	$(PY) bench/load.py > $(DATA_DIR)/bench/load.json
+	$(PY) bench/memory.py > $(DATA_DIR)/bench/memory.json
 	$(PY) bench/crash_loop.py > $(DATA_DIR)/bench/crash_loop.json
 
 clean:

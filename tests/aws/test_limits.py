@@ -215,7 +215,9 @@ def test_slow_body_gets_request_timeout_and_connection_close(tmp_path: Path, rou
         body = json.dumps({"jsonl": {"name": "a.jsonl"}}).encode()
         headers = {"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"}
     started = time.perf_counter()
-    status, out, payload = _asgi_call(app, path, body, {**headers, "Content-Length": str(len(body))}, 0.05)
+    # Host: every HTTP/1.1 request has one, and the signature's headers are checked before the body is read.
+    headers = {"Host": "testserver", **headers, "Content-Length": str(len(body))}
+    status, out, payload = _asgi_call(app, path, body, headers, 0.05)
     assert time.perf_counter() - started < 2.0
     assert status == 408 and out["connection"] == "close"
     answer = json.loads(payload)
