@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +64,12 @@ class Caller:
     def json(self, example: str) -> dict[str, Any]:
         """The body as a JSON object (InvalidParameter otherwise; ``example`` shows the shape)."""
         return json_object(self.body, example)
+
+    def require(self, rights: Iterable[tuple[str, str]], where: str) -> None:
+        """Each further (action, resource) the request needs beyond the route's own (AccessDenied on the
+        first the caller's policy does not allow)."""
+        for action, resource in rights:
+            self.state.gate.authorize(self.principal, action, resource, where=where)
 
     def audit(self, operation: str, details: dict[str, Any], collection_id: str | None = None) -> None:
         """Audit a change made through the native API, under the caller's access key."""

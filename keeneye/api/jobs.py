@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from keeneye.api.deps import ApiState, Caller, allowed, need
 from keeneye.core.errors import InvalidParameter
 from keeneye.service.container import Services
+from keeneye.service.streams.rights import sink_rights
 from keeneye.service.video.jobs import VideoJobs
 from keeneye.service.video.notifications import NotificationService
 from keeneye.streams.sinks import SinkSpec
@@ -129,8 +130,14 @@ def get_channel(topic_arn: str, caller: Caller = allowed(MANAGE_CHANNELS, topic_
     },
 )
 def put_channel(topic_arn: str, caller: Caller = allowed(MANAGE_CHANNELS, topic_of)) -> dict[str, Any]:
-    spec = caller.json('{"webhook": {"url": ...}}')
-    channel = notifications(caller.services).put_channel(topic_arn, spec)
+    raw = caller.json('{"webhook": {"url": ...}}')
+    try:
+        spec = SinkSpec.model_validate(raw)
+    except ValidationError:
+        spec = None  # put_channel says what is wrong
+    if spec is not None:  # the destination's own right, as a processor's Output naming it would need
+        caller.require(sink_rights(spec), where=f"PUT /v1/notification-channels/{topic_arn}")
+    channel = notifications(caller.services).put_channel(topic_arn, spec if spec is not None else raw)
     # What changed, not the sink's settings (they may hold secrets).
     caller.audit("PutNotificationChannel", {"topic_arn": topic_arn, "kind": channel.spec.kind})
     result: dict[str, Any] = channel.to_dict()

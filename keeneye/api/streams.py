@@ -26,8 +26,9 @@ from keeneye.api.deps import ApiState, Caller, allowed, need
 from keeneye.core import regions
 from keeneye.core.errors import InvalidParameter
 from keeneye.service.container import Services
-from keeneye.service.streams.cameras import Cameras
+from keeneye.service.streams.cameras import Cameras, data_stream_sinks
 from keeneye.service.streams.processors import StreamProcessors
+from keeneye.service.streams.rights import sink_rights
 
 router = APIRouter()
 
@@ -119,11 +120,16 @@ def list_streams(caller: Caller = allowed(MANAGE_DATA_STREAMS)) -> dict[str, Any
     summary="Register a data stream: where a processor's records go",
     description='Body: one sink, exactly one of {"webhook": {"url": ...}}, {"mqtt": {"host", "port", '
     '"topic"}}, {"jsonl": {"file": "NAME.jsonl"}} (as notification channels), or {"sinks": [sink, ...]} '
-    "for several that each get every record. Stream processors name it as "
+    "for several that each get every record; each sink also needs keeneye:WriteFile (jsonl), s3:PutObject "
+    "(s3) or keeneye:UseUrl (webhook, mqtt) on its destination. Stream processors name it as "
     "arn:aws:kinesis:<region>:<account>:stream/<name>.",
 )
 def put_stream(name: str, caller: Caller = allowed(MANAGE_DATA_STREAMS, stream_arn)) -> dict[str, Any]:
     raw = caller.json('{"webhook": {"url": "https://example.org/hook"}}')
+    # Each sink needs the right a processor's Output naming it directly would (a file, a bucket, a URL):
+    # a data stream must not launder a destination its registrant may not use.
+    for sink in data_stream_sinks(raw):
+        caller.require(sink_rights(sink), where=f"PUT /v1/data-streams/{name}")
     stream = cameras(caller.services).put_data_stream(name, raw)
     caller.audit("PutDataStream", {"data_stream": name})
     return stream

@@ -7,11 +7,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from keeneye.api.deps import ApiState, Caller, allowed, json_value, need
 from keeneye.core.errors import InvalidParameter
+from keeneye.service.streams.rights import sink_rights
 from keeneye.service.uploads.service import UploadService
+from keeneye.streams.sinks import SinkSpec
 
 router = APIRouter()
 
@@ -93,6 +96,14 @@ def put_upload_rule(
         caller.state.gate.authorize(
             caller.principal, RULE_ACTIONS[task], arn, where=f"PUT {request.url.path}"
         )
+    sink = doc.get("sink")
+    if isinstance(sink, dict):
+        try:
+            spec = SinkSpec.model_validate(sink)
+        except ValidationError:
+            pass  # put_rule says what is wrong
+        else:  # the destination's own right, as a processor's Output naming it would need
+            caller.require(sink_rights(spec), where=f"PUT {request.url.path}")
     rule = service.put_rule(bucket, doc)
     caller.audit("PutUploadRule", {"bucket": bucket, "task": rule.task}, collection_id=rule.collection_id)
     return {"bucket": bucket, "rule": rule.public()}

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from keeneye.aws.images import NO_OBJECT
@@ -25,7 +26,16 @@ from keeneye.config import VideoJobSettings
 from keeneye.service.streams.processors import StreamProcessors
 from tests.aws.signing import AKID
 from tests.contract.conftest import RunningServer
-from tests.contract.test_access_keys import access_keys, allow, client_for, deny, error_of, new_key, policy
+from tests.contract.test_access_keys import (
+    access_keys,
+    allow,
+    bearer,
+    client_for,
+    deny,
+    error_of,
+    new_key,
+    policy,
+)
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
@@ -342,3 +352,86 @@ def test_a_reused_token_is_audited_under_each_callers_collection(served: Running
         (key.access_key_id, "staff", second),
         (key.access_key_id, "staff", second),
     ]
+
+
+def test_a_registered_sink_needs_rights_on_its_destination(served: RunningServer) -> None:
+    """A data stream, a notification channel and an upload rule's sink are destinations registered once
+    and used later: registering one needs the right a processor's Output naming the destination directly
+    would, or ManageDataStreams with UseDataStream would reach any notifications file, bucket folder or
+    URL (found after items 3 and 7 were closed)."""
+    key = new_key(
+        served,
+        "sink-manager",
+        policy(
+            allow(
+                [
+                    "keeneye:ManageDataStreams",
+                    "keeneye:ManageNotificationChannels",
+                    "keeneye:ManageUploadRules",
+                    "rekognition:SearchFacesByImage",
+                ]
+            ),
+            allow("keeneye:WriteFile", "arn:keeneye:file:::notifications/mine-*"),
+        ),
+    )
+    files, urls = "arn:keeneye:file:::notifications/", "arn:keeneye:url:::"
+    victim = {"jsonl": {"name": "victim.jsonl"}}
+    attacks: list[tuple[str, dict[str, Any], str, str]] = [
+        ("/v1/data-streams/a", victim, "keeneye:WriteFile", files + "victim.jsonl"),
+        (
+            "/v1/data-streams/b",
+            {"s3": {"bucket": "out", "prefix": "cams/"}},
+            "s3:PutObject",
+            "arn:aws:s3:::out/cams/*",
+        ),
+        # One sink the key may use does not carry another it may not.
+        (
+            "/v1/data-streams/c",
+            {
+                "sinks": [
+                    {"jsonl": {"name": "mine-a.jsonl"}},
+                    {"webhook": {"url": "http://u:pw@127.0.0.1:9/h?k=1"}},
+                ]
+            },
+            "keeneye:UseUrl",
+            urls + "http://127.0.0.1:9/h",
+        ),
+        (
+            "/v1/data-streams/d",
+            {"mqtt": {"host": "127.0.0.1", "topic": "t/x"}},
+            "keeneye:UseUrl",
+            urls + "mqtt://127.0.0.1/t/x",
+        ),
+        (
+            "/v1/data-streams/e",
+            {"mqtt": {"host": "127.0.0.1", "port": 1884, "topic": "t/x", "tls": True}},
+            "keeneye:UseUrl",
+            urls + "mqtts://127.0.0.1:1884/t/x",
+        ),
+        (f"/v1/notification-channels/{TOPIC}", victim, "keeneye:WriteFile", files + "victim.jsonl"),
+        (
+            "/v1/upload-rules/photos",
+            {"task": "search-faces", "collection_id": "watch", "threshold": 90, "sink": victim},
+            "keeneye:WriteFile",
+            files + "victim.jsonl",
+        ),
+    ]
+    for path, body, action, resource in attacks:
+        r = httpx.put(served.url + path, json=body, headers=bearer(key), timeout=10)
+        assert r.status_code == 403, (path, r.text)
+        message = r.json()["error"]["message"]
+        assert f"{action} on resource: {resource} " in message, message
+        assert "pw" not in message and "k=1" not in message
+    assert processors(served).cameras.list_data_streams() == []
+    assert httpx.get(f"{served.url}/v1/notification-channels", headers=bearer(key), timeout=10).json() == {
+        "channels": []
+    }
+    # The allowed path: a file the policy allows.
+    r = httpx.put(
+        f"{served.url}/v1/data-streams/mine",
+        json={"jsonl": {"name": "mine-a.jsonl"}},
+        headers=bearer(key),
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    assert [s["name"] for s in processors(served).cameras.list_data_streams()] == ["mine"]

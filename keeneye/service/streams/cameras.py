@@ -62,6 +62,18 @@ def check_name(name: str, what: str) -> None:
         raise InvalidParameter(f"a {what} name is 1-128 characters of a-z, A-Z, 0-9, _, . and -")
 
 
+def data_stream_sinks(spec: Mapping[str, Any]) -> list[SinkSpec]:
+    """The sinks a data stream's body names: one sink, or ``{"sinks": [...]}`` (1 to 8); InvalidParameter
+    otherwise."""
+    raw = spec.get("sinks") if set(spec) == {"sinks"} else [spec]
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 8:
+        raise InvalidParameter('"sinks" must be a list of 1 to 8 sinks')
+    try:
+        return [SinkSpec.model_validate(x) for x in raw]
+    except ValueError as err:
+        raise InvalidParameter(f"bad sink: {err}") from None
+
+
 class Cameras:
     """The registered cameras and data streams (native API), and what a processor's Input and Output
     resolve to. region/account: what their ARNs carry; egress: where cameras and sinks may be (default:
@@ -143,13 +155,7 @@ class Cameras:
         """Register a data stream: one sink (``{"webhook": ...}``, ``{"mqtt": ...}``, ``{"jsonl": ...}``) or
         several that each get every record (``{"sinks": [{"webhook": ...}, {"mqtt": ...}]}``)."""
         check_name(name, "data stream")
-        raw = spec.get("sinks") if set(spec) == {"sinks"} else [spec]
-        if not isinstance(raw, list) or not 1 <= len(raw) <= 8:
-            raise InvalidParameter('"sinks" must be a list of 1 to 8 sinks')
-        try:
-            parsed = [SinkSpec.model_validate(x) for x in raw]
-        except ValueError as err:
-            raise InvalidParameter(f"bad sink: {err}") from None
+        parsed = data_stream_sinks(spec)
         for sink in parsed:
             check_egress(sink, self._egress)
         dumped = [x.model_dump(mode="json", exclude_none=True) for x in parsed]

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from keeneye.core.errors import InvalidParameter
 from keeneye.service.governance.policies import (
@@ -119,6 +119,23 @@ def _sink_rights(spec: SinkSpec, url: str) -> list[Right]:
     if spec.s3 is not None:
         return [Right("s3:PutObject", s3_prefix_arn(spec.s3.bucket, spec.s3.prefix))]
     return _url_right(url)
+
+
+def sink_rights(spec: SinkSpec) -> list[Right]:
+    """What registering ``spec`` as a place records go needs (a data stream's sink, a notification
+    channel, an upload rule's sink): the rights a processor's ``Output`` naming it directly would need,
+    so that a sink registered once cannot reach a file, bucket or URL its registrant may not use.
+    ``keeneye:WriteFile`` on a JSONL file, ``s3:PutObject`` on an S3 prefix, ``keeneye:UseUrl`` on a
+    webhook's URL or on ``mqtt(s)://host[:port]/topic`` (the port when not the scheme's default, 1883 / 8883)."""
+    if spec.webhook is not None:
+        return _sink_rights(spec, spec.webhook.url)
+    if spec.mqtt is not None:
+        m = spec.mqtt
+        host = f"[{m.host}]" if ":" in m.host else m.host
+        port = "" if m.port == (8883 if m.tls else 1883) else f":{m.port}"  # as a URL without one says
+        url = f"{'mqtts' if m.tls else 'mqtt'}://{host}{port}/{quote(m.topic, safe='/')}"
+        return _url_right(url)
+    return _sink_rights(spec, "")
 
 
 def _url_right(url: str) -> list[Right]:
