@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from keeneye.api import audit, collections, health, jobs, redaction, streams, tokens, uploads
+from keeneye.api import audit, collections, enrol, health, jobs, redaction, streams, tokens, uploads
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     tokens.router,
     audit.router,
     collections.router,
+    enrol.router,
     jobs.router,
     redaction.router,
     uploads.router,

@@ -13,7 +13,20 @@ from __future__ import annotations
 
 import typer
 
-from keeneye.cli import audit, batch, collections, faces, keys, models, redact, serve, track, uploads, watch
+from keeneye.cli import (
+    audit,
+    batch,
+    collections,
+    enrol,
+    faces,
+    keys,
+    models,
+    redact,
+    serve,
+    track,
+    uploads,
+    watch,
+)
 
 app = typer.Typer(
     name="keeneye",
@@ -35,6 +48,8 @@ app.command("serve")(serve.serve)
 app.add_typer(audit.app, name="audit")
 app.add_typer(collections.app, name="collections")
 app.command("purge")(collections.purge)
+app.command("enrol")(enrol.enrol)
+app.command("enrol-folder")(enrol.enrol_folder)
 app.command("track")(track.track)
 app.command("redact")(redact.redact)
 app.command("watch-folder")(uploads.watch_folder)

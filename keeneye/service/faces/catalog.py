@@ -316,30 +316,54 @@ class FaceIndexer:
             collection = tx.collection(key)
             embedder_id = configured_embedder(self._images)
             self._scope.check_embedder(collection, embedder_id)
-        assert self._images is not None  # an embedder is configured
-        analyzer = self._images.analyzer
-        pixels = self._images.decode(image)
+        pixels, passing, unindexed = self.screen(image, quality_filter, attributes)
         height, width = int(pixels.shape[0]), int(pixels.shape[1])
-        want = frozenset(ATTRIBUTE_KEYS[a] for a in attributes if a in ATTRIBUTE_KEYS)
-        faces = analyzer.analyze(pixels, attributes="all" if want else "default", want=want or None)
-        result = IndexResult(width, height, face_model_version=embedder_id)
-        passing: list[Face] = []
-        for face in faces:
-            reasons = quality_reasons(face, quality_filter)
-            if reasons:
-                result.unindexed.append((face, reasons))
-            else:
-                passing.append(face)
+        result = IndexResult(width, height, unindexed=unindexed, face_model_version=embedder_id)
         if max_faces is not None and len(passing) > max_faces:
             for face in passing[max_faces:]:
                 result.unindexed.append((face, ["EXCEEDS_MAX_FACES"]))
             passing = passing[:max_faces]
         if not passing:
             return result
-        analyzer.embed(pixels, passing)
+        self.embed(pixels, passing)
         image_id = str(uuid.uuid4())
         [stored] = self._catalog.store_faces(
             key, [EmbeddedImage(image_id, width, height, passing, external_image_id)], skip_stored=False
         )
         result.indexed.extend(zip(stored, passing, strict=True))
         return result
+
+    def screen(
+        self,
+        image: bytes | UInt8Image,
+        quality_filter: QualityFilter = "AUTO",
+        attributes: frozenset[str] = frozenset(),
+    ) -> tuple[UInt8Image, list[Face], list[tuple[Face, list[UnindexedReason]]]]:
+        """IndexFaces' first half, storing nothing: decode (InvalidImage, ImageTooLarge), detect all
+        faces (largest first) and split them by ``quality_filter``. Returns the decoded pixels (HxWx3
+        uint8 RGB, for :meth:`FaceAnalyzer.embed`), the faces that pass (not yet embedded) and those
+        that do not with their UnindexedFaces reasons. InvalidParameter when no embedder is configured.
+        """
+        configured_embedder(self._images)
+        assert self._images is not None  # an embedder is configured
+        quality_reasons(Face(np.zeros(4, np.float32), 1.0), quality_filter)  # validates the name
+        pixels = self._images.decode(image)
+        want = frozenset(ATTRIBUTE_KEYS[a] for a in attributes if a in ATTRIBUTE_KEYS)
+        faces = self._images.analyzer.analyze(
+            pixels, attributes="all" if want else "default", want=want or None
+        )
+        passing: list[Face] = []
+        unindexed: list[tuple[Face, list[UnindexedReason]]] = []
+        for face in faces:
+            reasons = quality_reasons(face, quality_filter)
+            if reasons:
+                unindexed.append((face, reasons))
+            else:
+                passing.append(face)
+        return pixels, passing, unindexed
+
+    def embed(self, pixels: UInt8Image, faces: list[Face]) -> None:
+        """Fill in the embeddings of ``faces`` found by :meth:`screen` in ``pixels``."""
+        configured_embedder(self._images)
+        assert self._images is not None  # an embedder is configured
+        self._images.analyzer.embed(pixels, faces)

@@ -35,11 +35,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from keeneye.analysis.faces import FaceAnalyzer
-from keeneye.analysis.quality_filter import QualityFilter, quality_reasons
+from keeneye.analysis.quality_filter import QualityFilter, UnindexedReason, quality_reasons
 from keeneye.config import ImageLimits
 from keeneye.core import regions
 from keeneye.core.budget import Budget
-from keeneye.core.types import FloatArray, UInt8Image
+from keeneye.core.types import Face, FloatArray, UInt8Image
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.catalog import EmbeddedImage, FaceCatalog, FaceIndexer, IndexResult
 from keeneye.service.faces.scope import DEFAULT_ACCOUNT, CollectionScope, configured_embedder
@@ -201,6 +201,17 @@ class FaceCollections:
             collection_id, image, external_image_id, max_faces, quality_filter, attributes
         )
 
+    def screen_faces(
+        self, image: bytes | UInt8Image, quality_filter: QualityFilter = "AUTO"
+    ) -> tuple[UInt8Image, list[Face], list[tuple[Face, list[UnindexedReason]]]]:
+        """IndexFaces' checks without storing anything: see :meth:`FaceIndexer.screen`."""
+        return self._indexer.screen(image, quality_filter)
+
+    def embed_faces(self, pixels: UInt8Image, faces: list[Face]) -> None:
+        """Embed faces :meth:`screen_faces` found in ``pixels`` (in place), to store them with
+        :meth:`index_embedded_faces`."""
+        self._indexer.embed(pixels, faces)
+
     def index_embedded_faces(
         self, collection_id: str, images: Sequence[EmbeddedImage]
     ) -> list[list[StoredFace]]:
@@ -311,6 +322,10 @@ class FaceCollections:
         self, collection_id: str, max_results: int = 500, next_token: str | None = None
     ) -> Page[UserInfo]:
         return self._users.list_users(collection_id, max_results, next_token)
+
+    def user_face_count(self, collection_id: str, user_id: str) -> int | None:
+        """How many faces the user has; None when the collection has no such user."""
+        return self._users.user_face_count(collection_id, user_id)
 
     def associate_faces(
         self, collection_id: str, user_id: str, face_ids: Sequence[str], threshold: float = 75.0

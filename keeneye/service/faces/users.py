@@ -59,6 +59,14 @@ class FaceUsers:
             tx.delete_user(key, user_id)
         self._scope.repository.scrub()
 
+    def user_face_count(self, collection_id: str, user_id: str) -> int | None:
+        """How many faces the user has; None when the collection has no such user."""
+        key = self._scope.key(collection_id)
+        v.check(v.USER_ID, user_id, "UserId")
+        with self._scope.repository.read() as tx:
+            tx.collection(key)
+            return tx.user_face_count(key, user_id) if tx.has_user(key, user_id) else None
+
     def list_users(
         self, collection_id: str, max_results: int = 500, next_token: str | None = None
     ) -> Page[UserInfo]:
