@@ -126,7 +126,8 @@ def sink_rights(spec: SinkSpec) -> list[Right]:
     channel, an upload rule's sink): the rights a processor's ``Output`` naming it directly would need,
     so that a sink registered once cannot reach a file, bucket or URL its registrant may not use.
     ``keeneye:WriteFile`` on a JSONL file, ``s3:PutObject`` on an S3 prefix, ``keeneye:UseUrl`` on a
-    webhook's URL or on ``mqtt(s)://host[:port]/topic`` (the port when not the scheme's default, 1883 / 8883)."""
+    webhook's URL or on ``mqtt(s)://host[:port]/topic`` (the port when not the scheme's default, 1883
+    / 8883)."""
     if spec.webhook is not None:
         return _sink_rights(spec, spec.webhook.url)
     if spec.mqtt is not None:
