@@ -444,8 +444,9 @@ class ServerSettings(_Strict):
     max_inflight: int = Field(
         8,
         ge=1,
-        description="Requests analysed at once, POST / and POST /v1/redact together; more get "
-        "ThrottlingException (boto3 retries them), HTTP 429 on /v1",
+        description="Requests analysed at once, POST /, POST /v1/redact and enrolments "
+        "(POST /v1/collections/.../photos) together; more get ThrottlingException (boto3 retries them), "
+        "HTTP 429 on /v1",
     )
     max_pixels_inflight: int = Field(
         120_000_000,
