@@ -50,8 +50,9 @@ from keeneye.aws.errors import AwsError
 from keeneye.aws.handlers import OPERATIONS, STREAM_OPERATIONS, VIDEO_OPERATIONS
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ServerSettings, Settings
+from keeneye.core import regions
 from keeneye.core.budget import Budget
-from keeneye.core.errors import BackendUnavailable, InvalidParameter
+from keeneye.core.errors import AccessDenied, BackendUnavailable, InvalidParameter
 from keeneye.service.builder import ServiceBuilder
 from keeneye.service.container import ImageSource, Services
 from keeneye.service.faces.analysis import FaceService
@@ -63,7 +64,7 @@ from keeneye.service.governance.redaction import build_redaction_analyzer
 from keeneye.service.governance.retention import PurgeThread, RetentionService
 from keeneye.service.governance.sealing import SecretBox, seal_stored
 from keeneye.service.metrics import RequestMetrics
-from keeneye.service.streams.processors import StreamProcessors, open_collection_search
+from keeneye.service.streams.processors import ResumeCheck, StreamProcessors, open_collection_search
 from keeneye.service.uploads.service import UploadService, UploadWorker, is_transient
 from keeneye.service.video.face_search import face_search_runner
 from keeneye.service.video.jobs import JobOutput, JobRunner, VideoJobs, VideoRef, header_checked
@@ -319,11 +320,12 @@ def _nothing() -> None:
     return None
 
 
-def lifecycle(services: Services, settings: Settings) -> Lifecycle:
+def lifecycle(services: Services, settings: Settings, keys: KeyRing | None = None) -> Lifecycle:
     """The server's background work, in start order (stopped in reverse): the retention purge (now, then
     every ``retention.purge_interval_s``), the upload worker (queued and interrupted events, then as
     they arrive), the stream processors that were running when the server stopped; first, credentials
-    stored in clear by an older keeneye are sealed (keeneye.service.governance.sealing). Stopping also stops
+    stored in clear by an older keeneye are sealed (keeneye.service.governance.sealing); with ``keys``, a
+    processor resumes only while the key that started it may still start it. Stopping also stops
     the video jobs (a running job stops at its next frame and reruns at the next start) and writes the
     collections' changed index files (the database has everything)."""
     steps = Lifecycle()
@@ -341,7 +343,8 @@ def lifecycle(services: Services, settings: Settings) -> Lifecycle:
         steps.add("upload worker", worker.start, worker.stop)
     if services.stream_processors is not None:
         processors = services.stream_processors
-        steps.add("stream processors", lambda: _resume(processors), processors.close)
+        check = None if keys is None else _resume_check(keys, services)
+        steps.add("stream processors", lambda: _resume(processors, check), processors.close)
     return steps
 
 
@@ -349,8 +352,40 @@ def _seal_stored(store: Store) -> None:
     seal_stored(store, SecretBox(store.data_dir))
 
 
-def _resume(processors: StreamProcessors) -> None:
-    processors.resume()
+def _resume(processors: StreamProcessors, check: ResumeCheck | None) -> None:
+    processors.resume(check)
+
+
+def _resume_check(keys: KeyRing, services: Services) -> ResumeCheck:
+    """What a processor resumed at the server's start is checked for: the key that started it still
+    exists, is enabled, and may start it and use what it names (the rights Start checks: keeneye.service.
+    streams.rights), under its policy as it is now. A processor started before keeneye kept who started
+    it (no key) resumes as before."""
+    processors = services.stream_processors
+    assert processors is not None
+
+    def may_start(access_key: str | None, name: str) -> None:
+        if access_key is None:
+            return
+        found = keys.resolve(access_key)
+        if found is None:
+            raise AccessDenied(f"the access key that started it ({access_key}) is disabled or deleted")
+        principal = found[1]
+        region, _ = regions.split_key(name)
+        collections = services.collections
+
+        def collection_arn(collection_id: str) -> str:
+            return "*" if collections is None else collections.in_region(region).arn(collection_id)
+
+        needed = [("rekognition:StartStreamProcessor", processors.arn(name))]
+        needed += processors.stored_rights(name, collection_arn=collection_arn)
+        for action, resource in needed:
+            if not principal.decide(action, resource):
+                raise AccessDenied(
+                    f"the access key that started it ({access_key}) may no longer use {action} on {resource}"
+                )
+
+    return may_start
 
 
 # -- the app --------------------------------------------------------------------------------------------
@@ -446,7 +481,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        background = lifecycle(svc, settings)  # threads are started once: a new one per app start
+        background = lifecycle(svc, settings, keys)  # threads are started once: a new one per app start
         await run_in_threadpool(background.start)
         yield
         await run_in_threadpool(background.stop)

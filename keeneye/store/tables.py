@@ -365,7 +365,8 @@ class StreamProcessorRow(Base):
     keeneye's own (lines, zones, record interval, sampling fps; ``PUT /v1/stream-processors/{name}/options``).
     ``status``: STOPPED / STARTING / RUNNING / FAILED / STOPPING / UPDATING, ``status_message`` why;
     ``desired``: ``running`` when started and not stopped (a server restart starts it again) or
-    ``stopped``; ``session_id`` of the current or last run; ``stop_at`` from StopSelector."""
+    ``stopped``; ``session_id`` of the current or last run; ``stop_at`` from StopSelector;
+    ``started_by`` the access key that started it."""
 
     __tablename__ = "stream_processors"
 
@@ -377,6 +378,9 @@ class StreamProcessorRow(Base):
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     stop_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The access key that started the current or last run (None: started before keeneye kept it, or by
+    # the operator); a server restart resumes the processor only while that key may still start it.
+    started_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -435,3 +435,39 @@ def test_a_registered_sink_needs_rights_on_its_destination(served: RunningServer
     )
     assert r.status_code == 200, r.text
     assert [s["name"] for s in processors(served).cameras.list_data_streams()] == ["mine"]
+
+
+def test_a_processor_resumes_after_a_restart_only_while_its_key_may_start_it(
+    served: RunningServer, start_server: Callable[..., RunningServer], photos: Path, tmp_path: Path
+) -> None:
+    """A running processor runs again when the server restarts, under the key that started it: one whose
+    right to the camera was taken away meanwhile is not resumed (FAILED, saying why); the admin's is."""
+    processors(served).cameras.put_camera("lobby", "rtsp://admin:hunter2@127.0.0.1:1/lobby")
+    may_use = policy(
+        allow("rekognition:*StreamProcessor*", PROCESSORS),
+        allow("keeneye:UseCamera", "arn:aws:kinesisvideo:*:*:stream/lobby/*"),
+        allow("keeneye:WriteFile", "arn:keeneye:file:::notifications/*"),
+    )
+    key = new_key(served, "door-keeper", may_use)
+    keeper, admin = client_for(served, key), served.client()
+    create(keeper, "door", input=LOBBY_CAMERA, output="file://door.jsonl")
+    create(admin, "hall", input=LOBBY_CAMERA, output="file://hall.jsonl")
+    keeper.start_stream_processor(Name="door")
+    admin.start_stream_processor(Name="hall")
+    access_keys(served).set_policy("door-keeper", policy(allow("*"), deny("keeneye:UseCamera")), actor="cli")
+    served.stop()  # both stay desired-running
+    again = start_server(
+        data_dir=served.data_dir,
+        buckets={"photos": photos, "out": tmp_path / "out"},
+        video_jobs=VideoJobSettings(workers=0),
+    )
+    client = again.client()
+    door = client.describe_stream_processor(Name="door")
+    assert door["Status"] == "FAILED", door
+    message = door["StatusMessage"]
+    assert "could not be started again after a server restart" in message
+    assert f"keeneye:UseCamera on {LOBBY_CAMERA}" in message and key.access_key_id in message
+    assert "hunter2" not in message
+    assert client.describe_stream_processor(Name="hall")["Status"] in ("STARTING", "RUNNING")
+    client.stop_stream_processor(Name="hall")
+    assert processors(again).wait_stopped("hall", 60.0)

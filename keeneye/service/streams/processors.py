@@ -73,6 +73,9 @@ from keeneye.streams.supervisor import (
     WorkerSupervisor,
 )
 
+ResumeCheck = Callable[[str | None, str], None]
+"""``(access key that started it, processor store key)``: raises when that key may no longer start it."""
+
 log = logging.getLogger(__name__)
 
 STATUSES = ("STOPPED", "STARTING", "RUNNING", "FAILED", "STOPPING", "UPDATING")
@@ -341,7 +344,7 @@ class StreamProcessors:
             with self._store.transaction() as s:
                 row = self._row(s, name)
                 row.status, row.status_message, row.desired = "STARTING", None, "running"
-                row.session_id = session_id
+                row.session_id, row.started_by = session_id, access_key
                 row.stop_at = None if max_duration_s is None else now + timedelta(seconds=max_duration_s)
                 row.updated_at = now
                 request, options = self.cameras.secrets.open_request(row.request), dict(row.options or {})
@@ -490,21 +493,26 @@ class StreamProcessors:
         """Tests and shutdown: whether the processor's monitor ended within ``timeout_s``."""
         return self._workers.wait_stopped(name, timeout_s)
 
-    def resume(self) -> list[str]:
-        """Server start: processors that were running (or starting) when it stopped run again; a
-        processor left STOPPING is STOPPED. The names started."""
+    def resume(self, may_start: ResumeCheck | None = None) -> list[str]:
+        """Server start: processors that were running (or starting) when it stopped run again, under
+        the access key that started them; a processor left STOPPING is STOPPED. ``may_start(key, name)``
+        raises (AccessDenied) when that key may no longer start it (disabled, deleted, or its policy no
+        longer allows the processor or what it uses): the processor is then FAILED with the reason. The
+        names started."""
         started = []
         with self._store.transaction() as s:
             rows = list(s.scalars(select(StreamProcessorRow)))
-            again = [r.name for r in rows if r.desired == "running"]
+            again = [(r.name, r.started_by) for r in rows if r.desired == "running"]
             for r in rows:
                 if r.status in ACTIVE and r.desired != "running":
                     r.status, r.updated_at = "STOPPED", _now()
                 elif r.status in ACTIVE:
                     r.status = "STOPPED"  # start() below moves it on
-        for name in again:
+        for name, access_key in again:
             try:
-                self.start(name)
+                if may_start is not None:
+                    may_start(access_key, name)
+                self.start(name, access_key=access_key)
                 started.append(name)
             except Exception as err:  # one bad processor must not keep the others down; its row says why
                 log.error("stream processor %s could not be resumed: %s", name, err)
