@@ -8,6 +8,15 @@ NanoDet-g and 0.79 for the two pooled (bench/persons.py; docs/models.md). Scores
 model gave them (no recalibration): the merged box is the higher-scoring one. Averaging the two
 models' scores for agreeing boxes was measured too (COCO photos) and found fewer people at precision
 0.8 (0.76).
+
+Other merges were compared on the same members' cached boxes (bench/person_fusion.py, chosen on the
+COCO photos only, then judged): weighted box fusion (IoU 0.6, mean score times the share of members
+that found the box) was best on COCO (0.80 at score 0.25) but judged worse on the videos (PETS09
+MOTA 0.30 against 0.53, CAVIAR's door no longer counted once each way; better only on MOT17-04's 8
+frames), and keeping CenterNet's tighter box wherever the two agree was no better on PETS (MOTA
+0.50): PETS's extra
+false positives are mostly NanoDet's own boxes where nobody is (a traffic cone scores >= 0.4 in 515
+of the 795 frames; CenterNet never), not looser boxes on people. So NMS stays.
 """
 
 from __future__ import annotations
