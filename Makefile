@@ -66,6 +66,7 @@ format: $(STAMP)
 bench: setup
 	mkdir -p $(DATA_DIR)/bench
 	$(PY) bench/lfw_identification.py > $(DATA_DIR)/bench/lfw_identification.json
+	$(PY) bench/quality_filter.py > $(DATA_DIR)/bench/quality_filter.json
 	$(PY) bench/lfw_verification.py > $(DATA_DIR)/bench/lfw_verification.json
 	$(PY) bench/detection.py > $(DATA_DIR)/bench/detection.json
 	$(PY) bench/speed.py > $(DATA_DIR)/bench/speed.json
