@@ -23,15 +23,23 @@ set before any run on these videos.
    and it ends far below; the shop-entry track's feet reach y = 100 by the clip's end; nobody else
    comes near the door. GT: 1 out, 1 in.
 4. ``speed``: the whole PETS09 video through decode + the default stage + line counters, repeated,
-   median wall time against its 79.5 s.
+   per detection schedule: median wall time and median process CPU time (this process and its
+   children, ONNX Runtime's threads included), and the real-time factor both ways: 79.5 s / wall, and
+   79.5 s / (CPU s / 2 cores), which holds on a machine shared with other work.
+
+Schedules (``--schedules``): ``every1`` (the detector on every frame), ``everyN`` (every Nth frame, the
+tracker predicting between), ``motion`` (motion gating, keeneye.pipeline.persons.DetectionSchedule),
+``motion+everyN`` (both). Tracking rows are named by them (``every_1``, ``every_3``, ``motion``, ...).
 
 Detections are cached under <data_dir>/bench-cache/persons/ (keyed by detector and set); ``--fresh``
 recomputes them. Usage: python bench/persons.py [--speed-runs 3] [--skip-speed]
+[--schedules every1 every3 motion] [--speed-schedules every1 every3 motion] [--only DETECTOR ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -156,11 +164,27 @@ def detection_report(dets: list[Detections], seq: ps.Sequence) -> dict[str, Any]
 # ------------------------------------------------------------------------------------------- tracking
 
 
+def schedule(spec: str) -> ScheduleConfig:
+    """``every3`` / ``motion`` / ``motion+every2`` -> the stage's schedule (module docstring)."""
+    every = 1
+    for part in spec.split("+"):
+        if part.startswith("every"):
+            every = int(part[5:])
+        elif part != "motion":
+            raise ValueError(f"unknown schedule {spec!r}")
+    return ScheduleConfig(detect_every=every, motion_gating="motion" in spec)
+
+
+def row_name(spec: str) -> str:
+    return spec.replace("every", "every_") if spec.startswith("every") else spec
+
+
 def track(
-    dets: list[Detections], seq: ps.Sequence, every: int, lines: list[Line]
+    dets: list[Detections], seq: ps.Sequence, every: int | ScheduleConfig, lines: list[Line]
 ) -> tuple[dict[int, list[tuple[int, np.ndarray]]], dict[str, dict[str, int]]]:
-    """The tracker over cached detections, the detector 'run' on every ``every``-th frame (the stage's
-    schedule); per frame the reported (id, box) pairs, and line counts."""
+    """The tracker over cached detections, the detector 'run' where the schedule says (``every``: on
+    every ``every``-th frame, or a ScheduleConfig); per frame the reported (id, box) pairs, and line
+    counts."""
     persons = settings().persons.model_copy(update={"score_threshold": THRESHOLD, "kind": "ensemble"})
     tracker = PersonTracker(tracker_config(persons))
     cached = iter(dets)
@@ -172,7 +196,8 @@ def track(
         def detect(self, image: np.ndarray) -> Detections:
             return current
 
-    stage = PersonTrackingStage(Replay(), tracker, DetectionSchedule(ScheduleConfig(detect_every=every)))
+    config = every if isinstance(every, ScheduleConfig) else ScheduleConfig(detect_every=every)
+    stage = PersonTrackingStage(Replay(), tracker, DetectionSchedule(config))
     counter = LineCounter(lines)
     frame_ms = 1000.0 / seq.fps
     n = 0
@@ -255,32 +280,46 @@ def lines_for(seq: ps.Sequence) -> list[Line]:
 # ---------------------------------------------------------------------------------------------- speed
 
 
-def speed(runs: int, every: int) -> dict[str, Any]:
-    """Whole PETS09 video: decode, default detector via the stage, line counters; wall seconds."""
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process (all its threads) and its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def speed(runs: int, spec: str, cores: int = 2) -> dict[str, Any]:
+    """Whole PETS09 video (79.5 s, 795 frames): decode, the default detector via the stage on schedule
+    ``spec``, line counters; wall and process CPU seconds, real-time factors."""
     from keeneye.models.registry import build_person_detector
     from keeneye.video.sources import open_video
 
     s = settings()
-    persons = s.persons.model_copy(update={"score_threshold": 0.1, "detect_every": every})
+    config = schedule(spec)
+    persons = s.persons.model_copy(update={"score_threshold": 0.1})
     detector = build_person_detector(s.model_copy(update={"persons": persons}))
-    times = []
+    walls, cpus = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        c0, t0 = _cpu_s(), time.perf_counter()
         tracker = PersonTracker(tracker_config(s.persons))
-        stage = PersonTrackingStage(detector, tracker, DetectionSchedule(ScheduleConfig(detect_every=every)))
+        stage = PersonTrackingStage(detector, tracker, DetectionSchedule(config))
         counter = LineCounter([Line(n, p1, p2) for n, (p1, p2) in PETS_LINES.items()])
         with open_video(ps.PETS_VIDEO) as video:
             for frame in video.frames():
                 counter.update(frame, stage.update(frame))
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(_cpu_s() - c0)
+    wall, cpu = statistics.median(walls), statistics.median(cpus)
     return {
         "detector": detector.name,
-        "detect_every": every,
-        "runs_s": [round(t, 2) for t in times],
-        "median_s": round(med, 2),
-        "realtime_factor": round(79.5 / med, 2),
+        "schedule": spec,
+        "wall_runs_s": [round(t, 2) for t in walls],
+        "cpu_runs_s": [round(t, 2) for t in cpus],
+        "median_wall_s": round(wall, 2),
+        "median_cpu_s": round(cpu, 2),
+        "realtime_factor_wall": round(79.5 / wall, 2),
+        f"realtime_factor_cpu_{cores}_cores": round(79.5 / (cpu / cores), 2),
         "frames_detected": stage.frames_detected,
+        "frames": 795,
     }
 
 
@@ -289,12 +328,14 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--speed-runs", type=int, default=3)
     ap.add_argument("--skip-speed", action="store_true")
-    ap.add_argument("--every", type=int, nargs="*", default=[1, 3])
+    ap.add_argument("--speed-only", action="store_true", help="only the speed part")
+    ap.add_argument("--schedules", nargs="*", default=["every1", "every3"], help="tracking schedules")
+    ap.add_argument("--speed-schedules", nargs="*", default=["every1", "every3"])
     ap.add_argument("--only", nargs="*", default=None, help="detectors to evaluate (default: all)")
     args = ap.parse_args()
     onnx_runtime.configure(2)
     sets = ps.all_sets()
-    names = args.only or [*DETECTORS, *ENSEMBLES]
+    names = [] if args.speed_only else args.only or [*DETECTORS, *ENSEMBLES]
     out: dict[str, Any] = {"threshold": THRESHOLD, "tuned_on": "coco", "detection": {}, "tracking": {}}
     timing: dict[str, dict[str, float]] = {}
     for name in names:
@@ -319,9 +360,9 @@ def main() -> None:
                 dets, _ = detections(name, seq, False)
                 lines = lines_for(seq)
                 row: dict[str, Any] = {}
-                for every in args.every:
-                    result, counts = track(dets, seq, every, lines)
-                    row[f"every_{every}"] = {**mot(result, seq), "lines": counts}
+                for spec in args.schedules:
+                    result, counts = track(dets, seq, schedule(spec), lines)
+                    row[row_name(spec)] = {**mot(result, seq), "lines": counts}
                 if lines:
                     size = (480, 360) if key == "pets" else (384, 288)
                     row["lines_gt_tracks_same_counter"] = gt_line_counts(seq, lines, size)
@@ -329,7 +370,7 @@ def main() -> None:
                         row["lines_gt_events"] = pets_gt_events()
                 out["tracking"][name][seq.name] = row
     if not args.skip_speed:
-        out["speed_pets09"] = [speed(args.speed_runs, every) for every in (1, 3)]
+        out["speed_pets09"] = [speed(args.speed_runs, spec) for spec in args.speed_schedules]
     out["direction_mapping_pets"] = GT_DIRECTION
     emit(out)
 
