@@ -133,6 +133,40 @@ def index_photos(
         collections.index_faces(collection_id, photo, external_image_id=name, max_faces=1)
 
 
+def photo_variants(photo: bytes) -> list[bytes]:
+    """Three photos of one person from one: the photo, its mirror image and a copy at 3/4 size (PNG), for
+    a user with several faces where the test data holds one photo of them."""
+    image = Image.open(io.BytesIO(photo)).convert("RGB")
+    w, h = image.size
+    out = []
+    for variant in (
+        image,
+        image.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        image.resize((w * 3 // 4, h * 3 // 4)),
+    ):
+        buf = io.BytesIO()
+        variant.save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def enrol_user(
+    collections: FaceCollections, collection_id: str, shared_data: Path, name: str, user_id: str
+) -> list[str]:
+    """Index :func:`photo_variants` of ``faces/face_recognition/<name>.png`` (ExternalImageId ``name``) and
+    associate the three faces with ``user_id`` (created); returns their FaceIds."""
+    photo = (shared_data / "faces" / "face_recognition" / f"{name}.png").read_bytes()
+    face_ids = [
+        collections.index_faces(collection_id, data, external_image_id=name, max_faces=1)
+        .indexed[0][0]
+        .face_id
+        for data in photo_variants(photo)
+    ]
+    collections.create_user(collection_id, user_id)
+    collections.associate_faces(collection_id, user_id, face_ids)
+    return face_ids
+
+
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 LOOPBACK_EGRESS = EgressSettings(cameras=CameraEgress(allow=LOOPBACK), sinks=SinkEgress(allow=LOOPBACK))
 """The egress settings of tests whose cameras, webhooks and brokers listen on loopback (refused by

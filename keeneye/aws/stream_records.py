@@ -10,6 +10,12 @@ shape in the Rekognition developer guide, "Reading streaming video analysis resu
                              "MatchedFaces": [{"Similarity", "Face": {"BoundingBox", "FaceId", "Confidence",
                                                                       "ImageId", "ExternalImageId"}}]}]}
 
+``MatchedFaces[].Face`` also carries ``UserId`` when the matched face is associated with a user: the
+documented record predates Rekognition's users, and Rekognition's ``Face`` shape (service-2.json) has
+``UserId``. When the collection has users, a track is identified as a user: the user appears once, with
+their best face's Similarity (keeneye.service.faces.search.best_per_user), and ``Keeneye.Identity`` is the
+UserId.
+
 keeneye reads cameras directly, not Kinesis Video fragments, so the input fields are mapped as follows:
 ``StreamArn`` is the processor's input (camera ARN or URL, without a password); ``FragmentNumber`` is the
 capture connection number as a string (it changes when the camera reconnects, as a new fragment would);
@@ -20,8 +26,8 @@ increasing across reconnects).
 keeneye's own fields go under one extra key, ``"Keeneye"`` (consumers that only know Rekognition's shape
 ignore it): ``TrackId``, ``PersonBoundingBox`` (ratio box, when a person box is known), ``LineCrossings``
 (``[{"Line", "Direction": "in"|"out", "TrackId", "Timestamp"}]``), ``ZoneEvents``, ``Expression`` (the
-top expression of the detected face, when it was computed), ``Identity`` (the match's name, None when
-unknown) and ``Kind`` (``face`` / ``person`` / ``line``).
+top expression of the detected face, when it was computed), ``Identity`` (the best match's UserId, else its
+ExternalImageId, else its FaceId; None when unknown) and ``Kind`` (``face`` / ``person`` / ``line``).
 
 The live runtime (keeneye.streams.runtime) emits typed events (keeneye.core.events); :func:`encode` is
 the one place they become records, handed to the runtime by whoever builds it (the server's stream
@@ -43,7 +49,7 @@ from keeneye.tracking.zones import ZoneEvent
 
 KEENEYE_KEY = "Keeneye"
 DETECTED_FACE_KEYS = ("BoundingBox", "Confidence", "Landmarks", "Pose", "Quality")
-MATCHED_FACE_KEYS = ("BoundingBox", "FaceId", "Confidence", "ImageId", "ExternalImageId")
+MATCHED_FACE_KEYS = ("BoundingBox", "FaceId", "Confidence", "ImageId", "ExternalImageId", "UserId")
 PROCESSOR_STATUSES = ("STOPPED", "STARTING", "RUNNING", "FAILED", "STOPPING", "UPDATING")
 
 

@@ -26,7 +26,7 @@ from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.store.db import Store
-from tests.factories import huge_png
+from tests.factories import enrol_user, huge_png, index_photos
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
@@ -219,6 +219,33 @@ def test_index_faces_then_search(
         and hits[p.name]["FaceMatches"][0]["Face"]["ExternalImageId"] == gallery[identity].name
     )
     assert right >= len(probes) - 1
+
+
+def test_search_faces_names_a_user_once(tmp_path: Path, models_dir: Path, shared_data: Path) -> None:
+    """When the collection has users, a batch search reports each user once (their best face), and
+    max_faces counts users: Lin-Manuel is the user ``lin`` with three faces, Alex a face without a user."""
+    settings = Settings(data_dir=tmp_path / "data", models_path=models_dir)
+    store = Store.open(settings.data_dir)
+    try:
+        fc = FaceCollections(store, build_face_analyzer(settings, with_embedder=True), settings.images)
+        index_photos(fc, "cast", shared_data, ("alex-lacamoire",))
+        lin_faces = enrol_user(fc, "cast", shared_data, "lin-manuel-miranda", "lin")
+    finally:
+        store.close()
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    for name in ("lin-manuel-miranda", "alex-lacamoire"):
+        shutil.copy(shared_data / "faces" / "face_recognition" / f"{name}.png", probes / f"{name}.png")
+    # Threshold 0: everyone matches; MaxFaces 2 counts users, so each probe gets both identities.
+    spec = _spec(tmp_path, models_dir, "search-faces", collection_id="cast", threshold=0.0, max_faces=2)
+    run_job(LocalEngine(workers=1), "local", spec, list_inputs(str(probes), Sources()), tmp_path / "out")
+    hits = {Path(r["uri"]).stem: json.loads(r["result"]) for r in read_rows(tmp_path / "out").to_pylist()}
+    lin = hits["lin-manuel-miranda"]["FaceMatches"]
+    assert [m["Face"].get("UserId") for m in lin] == ["lin", None], lin  # three faces, one user
+    assert lin[0]["Face"]["FaceId"] in lin_faces and lin[0]["Similarity"] >= 99
+    alex = hits["alex-lacamoire"]["FaceMatches"]
+    assert [m["Face"].get("UserId") for m in alex] == [None, "lin"], alex
+    assert alex[0]["Face"]["ExternalImageId"] == "alex-lacamoire" and alex[0]["Similarity"] >= 99
 
 
 def test_replayed_index_batch_is_not_indexed_twice(tmp_path: Path, models_dir: Path, folder: Path) -> None:

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from keeneye.config import VideoJobSettings
 from tests.aws.signing import SECRET
 from tests.contract.conftest import RunningServer, all_persons, wait_for_job
+from tests.factories import photo_variants
 from tests.receivers import wait_until
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
@@ -154,3 +155,33 @@ def test_face_search_at_99_and_request_errors(search_server: RunningServer, shar
         and message["Status"] == "SUCCEEDED"
         and message["API"] == "StartFaceSearch"
     )
+
+
+def test_face_search_names_the_user_once_per_match(search_server: RunningServer, shared_data: Path) -> None:
+    """When the collection has users, a track is identified as the user: Lin-Manuel is the user ``lin``
+    with three faces, and each Person lists ``lin`` once (Face.UserId set), not once per face."""
+    client = search_server.client()
+    client.create_collection(CollectionId="cast")
+    photo = (shared_data / "faces" / "face_recognition" / "lin-manuel-miranda.png").read_bytes()
+    lin_faces = [
+        client.index_faces(CollectionId="cast", Image={"Bytes": data}, ExternalImageId="lin", MaxFaces=1)[
+            "FaceRecords"
+        ][0]["Face"]["FaceId"]
+        for data in photo_variants(photo)
+    ]
+    alex = (shared_data / "faces" / "face_recognition" / "alex-lacamoire.png").read_bytes()
+    client.index_faces(CollectionId="cast", Image={"Bytes": alex}, ExternalImageId="alex", MaxFaces=1)
+    client.create_user(CollectionId="cast", UserId="lin")
+    client.associate_faces(CollectionId="cast", UserId="lin", FaceIds=lin_faces)
+
+    video = {"S3Object": {"Bucket": "videos", "Name": CLIP}}
+    job_id = client.start_face_search(Video=video, CollectionId="cast")["JobId"]
+    done = wait_for_job(client, "get_face_search", job_id, timeout_s=POLL_TIMEOUT_S)
+    assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
+    persons = all_persons(client, "get_face_search", job_id, "TIMESTAMP", page_size=50)
+    assert persons, "Lin-Manuel was not found"
+    for p in persons:
+        matches = p["FaceMatches"]
+        assert len(matches) == 1, matches  # the user once, at their best face
+        assert matches[0]["Face"]["UserId"] == "lin" and matches[0]["Face"]["FaceId"] in lin_faces
+        assert matches[0]["Similarity"] >= 80

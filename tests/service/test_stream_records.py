@@ -79,8 +79,10 @@ def test_match_record_has_the_documented_shape() -> None:
     assert detected["Pose"] == {"Roll": 1.0, "Yaw": -5.0, "Pitch": 2.0}
     [matched] = item["MatchedFaces"]
     assert matched["Similarity"] == 97.5
-    # Only the documented Face fields (no UserId / IndexFacesModelVersion in a stream record).
-    assert set(matched["Face"]) == {"BoundingBox", "FaceId", "Confidence", "ImageId", "ExternalImageId"}
+    # The documented Face fields, and UserId (Rekognition's Face shape has it; the documented stream record
+    # predates users); no IndexFacesModelVersion.
+    documented = {"BoundingBox", "FaceId", "Confidence", "ImageId", "ExternalImageId"}
+    assert set(matched["Face"]) == documented | {"UserId"} and matched["Face"]["UserId"] == "lin"
     assert matched["Face"]["ExternalImageId"] == "lin-manuel-miranda"
     assert matched["Face"]["BoundingBox"] == pytest.approx(
         {"Width": 0.5, "Height": 0.6, "Left": 0.05, "Top": 0.1}

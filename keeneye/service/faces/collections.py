@@ -272,7 +272,9 @@ class FaceCollections:
         threshold: float = 80.0,
         max_faces: int = 4096,
     ) -> list[FaceMatch]:
-        """Faces similar to an embedding computed elsewhere (a face seen in a video), best first."""
+        """Who an embedding computed elsewhere (a face track in a video or a stream, a batch item) is,
+        best first: each user once at their best face's Similarity, and faces without a user;
+        ``max_faces`` counts both."""
         return self._search.search_faces_by_vector(
             collection_id, embedding, embedder_id, threshold, max_faces
         )

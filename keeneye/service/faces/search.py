@@ -9,11 +9,17 @@ release that session's transaction while they run, so no connection is held thro
 
 Similarity is on the calibrated 0-100 scale of keeneye/analysis/similarity.py; the threshold is applied
 before MaxFaces, best match first.
+
+Users: one rule, :func:`best_per_user`: a user scores the best Similarity of any of their faces. SearchUsers
+ranks users by it; the search with a vector computed elsewhere (video, streams, batch) reports each user
+once, with that best face, and MaxFaces counts users (faces not associated with a user count one each).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -27,6 +33,21 @@ from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.scope import CollectionScope, configured_embedder
 from keeneye.service.faces.users import check_user
 from keeneye.store.collections import CollectionSession, FaceMatch, UserInfo, UserMatch
+
+T = TypeVar("T")
+
+
+def best_per_user(scored: Iterable[tuple[T, str | None, float]]) -> list[tuple[T, float]]:
+    """``(item, user id or None, Similarity)`` -> the items kept, best first: for each user the item with
+    its best Similarity (the user's score, as SearchUsers ranks users), every item without a user."""
+    best: dict[str, tuple[T, float]] = {}
+    alone: list[tuple[T, float]] = []
+    for item, user_id, sim in scored:
+        if user_id is None:
+            alone.append((item, sim))
+        elif user_id not in best or sim > best[user_id][1]:
+            best[user_id] = (item, sim)
+    return sorted([*best.values(), *alone], key=lambda m: -m[1])
 
 
 @dataclass
@@ -90,6 +111,26 @@ class FaceSearch:
         rows = tx.stored_faces([i for i, _ in hits])
         return [FaceMatch(rows[i], s) for i, s in hits if i in rows]
 
+    def _identities(
+        self,
+        tx: CollectionSession,
+        key: str,
+        query: FloatArray,
+        embedder_id: str | None,
+        threshold: float,
+        max_faces: int,
+    ) -> list[FaceMatch]:
+        """:meth:`_matches` with each user once, at their best face (:func:`best_per_user`); ``max_faces``
+        counts users and faces without a user. Faces are fetched in growing batches until enough
+        identities are found or no more faces pass the threshold (caller holds the lock)."""
+        k = max_faces
+        while True:
+            matches = self._matches(tx, key, query, embedder_id, threshold, k)
+            kept = [m for m, _ in best_per_user((m, m.face.user_id, m.similarity) for m in matches)]
+            if len(kept) >= max_faces or len(matches) < k or k >= v.MAX_SEARCH_FACES * 16:
+                return kept[:max_faces]
+            k *= 4
+
     def search_faces(
         self, collection_id: str, face_id: str, threshold: float = 80.0, max_faces: int = 4096
     ) -> list[FaceMatch]:
@@ -114,13 +155,15 @@ class FaceSearch:
         threshold: float = 80.0,
         max_faces: int = 4096,
     ) -> list[FaceMatch]:
-        """Faces similar to an embedding computed elsewhere (a face seen in a video), best first.
-        Raises NotFound for a missing collection, InvalidParameter for another embedder's vector."""
+        """Who an embedding computed elsewhere (a face or a fused face track seen in a video or a stream,
+        a batch item) is, best first: each user once, at their best face's Similarity, and the faces
+        not associated with a user; ``max_faces`` counts both. Raises NotFound for a missing collection,
+        InvalidParameter for another embedder's vector."""
         key = self._scope.key(collection_id)
         v.check_range(threshold, 0, 100, "FaceMatchThreshold")
         v.check_range(max_faces, 1, v.MAX_SEARCH_FACES, "MaxFaces")
         with self._scope.lock, self._scope.repository.read() as tx:
-            return self._matches(tx, key, embedding, embedder_id, threshold, max_faces)
+            return self._identities(tx, key, embedding, embedder_id, threshold, max_faces)
 
     def _searched_face(
         self, tx: CollectionSession, key: str, image: bytes | UInt8Image, quality_filter: QualityFilter
@@ -190,10 +233,8 @@ class FaceSearch:
         vectors = index.vectors_of([f for f, _ in pairs])
         cosines = (np.asarray(queries, np.float32).reshape(-1, vectors.shape[1]) @ vectors.T).max(axis=0)
         sims = calibration_for(collection.embedder_id).similarity(cosines)
-        best: dict[str, float] = {}
-        for (_face, user_id), sim in zip(pairs, sims, strict=True):
-            best[user_id] = max(best.get(user_id, 0.0), float(sim))
-        ranked = sorted(((u, s) for u, s in best.items() if s >= threshold), key=lambda m: (-m[1], m[0]))
+        best = best_per_user((u, u, float(s)) for (_face, u), s in zip(pairs, sims, strict=True))
+        ranked = sorted(((u, s) for u, s in best if s >= threshold), key=lambda m: (-m[1], m[0]))
         return [UserMatch(UserInfo(u, "ACTIVE"), s) for u, s in ranked[:max_users]]
 
     def search_users(
