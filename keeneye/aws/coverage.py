@@ -101,8 +101,10 @@ PARAMETER_NOTES: dict[str, dict[str, str]] = {
     },
     "GetFaceSearch": {
         "Persons": "faces are tracked (Person.Index is a face track; Person.BoundingBox is the face's box, "
-        "as Person.Face.BoundingBox); each track's best face is searched, and every analysed frame where a "
-        "matched track is seen is listed with the track's FaceMatches; unmatched persons are not listed",
+        "as Person.Face.BoundingBox); each track is searched with its best 3 faces fused "
+        "(`faces.track_fusion`), and every analysed frame where a matched track is seen is listed with the "
+        "track's FaceMatches; unmatched persons are not listed. When the collection has users, FaceMatches "
+        "name each user once (Face.UserId), at their best face's Similarity",
         "SortBy": "supported (default TIMESTAMP); INDEX orders by Index, then Timestamp",
         "MaxResults": "supported (default 1000)",
     },

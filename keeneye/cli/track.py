@@ -217,7 +217,7 @@ class _FaceSearch:
                 self.collection_id, embedding, embedder_id, self.threshold
             )
 
-        self.identifier = TrackFaceIdentifier(self.analyzer, search)
+        self.identifier = TrackFaceIdentifier(self.analyzer, search, fuse=self.settings.faces.track_fusion)
         detector, config = build_tracking_detector(self.settings)
         return {
             "detector": detector,

@@ -253,7 +253,9 @@ class StreamProcessorRuntime:
             self._faces = FaceSteps(
                 self._analyzer,
                 PersonTracker(face_tracker_config(s.faces.detector.score_threshold, self._analyzer)),
-                TrackFaceIdentifier(self._analyzer, searcher, retry_ms=self._identify_retry_ms),
+                TrackFaceIdentifier(
+                    self._analyzer, searcher, retry_ms=self._identify_retry_ms, fuse=s.faces.track_fusion
+                ),
                 keep=(lambda frame, face: self._in_regions(centre(face.xyxy), frame.image.shape))
                 if self._regions
                 else None,
@@ -335,7 +337,9 @@ class StreamProcessorRuntime:
             ident = seen.identity
             if ident is None:
                 continue  # no face of this track embedded yet: nothing to say who it is
-            key = tuple(m.face.face_id for m in ident.matches[:1])
+            # The identity: a user, or a face without one (a user's best face may change between searches
+            # without the identity changing).
+            key = tuple(m.face.user_id or m.face.face_id for m in ident.matches[:1])
             if not self._due(self._face_emitted, seen.track_id, key, now):
                 continue
             # The apparent expression of the face reported, computed for the record only (not per frame).

@@ -11,7 +11,13 @@ import pytest
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.core.types import Detections, Face, FloatArray, Frame, Track, TrackPoint, UInt8Image
 from keeneye.models.fake import NoFaceDetector, TableEmbedder
-from keeneye.pipeline.identification import TrackFaceIdentifier, faces_on_face_tracks, faces_on_person_tracks
+from keeneye.pipeline.identification import (
+    FUSED_COSINE_SCALE,
+    TrackFaceIdentifier,
+    faces_on_face_tracks,
+    faces_on_person_tracks,
+    fused_query,
+)
 from keeneye.service.faces.collections import FaceMatch, StoredFace
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig
 from keeneye.video.cuts import ShotCutDetector
@@ -28,9 +34,11 @@ class ScriptedSearch:
     def __init__(self, similarities: list[float | None]) -> None:
         self.similarities = list(similarities)
         self.calls = 0
+        self.queries: list[FloatArray] = []
 
     def __call__(self, embedding: FloatArray, embedder_id: str) -> list[FaceMatch]:
         assert embedder_id == "count-v1" and embedding.shape == (4,)
+        self.queries.append(np.array(embedding))
         sim = self.similarities[self.calls]
         self.calls += 1
         return [] if sim is None else [FaceMatch(_stored("lin"), sim)]
@@ -86,13 +94,58 @@ def test_an_unmatched_track_stays_without_identity_and_stops_at_the_cap() -> Non
 
 def test_rekey_keeps_the_better_identity() -> None:
     search = ScriptedSearch([82.0, 95.0])
-    ident, _ = _identifier(search)
+    ident, _ = _identifier(search, fuse=1)
     ident.offer(IMAGE, 1, _face(40), 0.0)
     ident.offer(IMAGE, 5, _face(40), 3000.0)
     ident.rekey(5, 1)
     merged = ident.identity(1)
     assert merged is not None and merged.top_similarity == 95.0 and merged.embeddings == 2
     assert ident.identity(5) is None and set(ident.identities) == {1}
+
+
+def test_a_track_is_searched_with_its_best_faces_fused() -> None:
+    search = ScriptedSearch([85.0, None, 90.0, 93.0])
+    ident, embedder = _identifier(search, max_embeddings=4)
+    for size, t in ((40, 0.0), (60, 1000.0), (90, 2000.0), (140, 3000.0)):  # each clearly better
+        assert ident.offer(IMAGE, 2, _face(size), t)
+    assert embedder.calls == 4 and search.calls == 4
+    # 1, 2, 3, then the best 3 of 4 faces: the same unit vector, so the query's norm is the scale.
+    norms = [round(float(np.linalg.norm(q)), 4) for q in search.queries]
+    assert norms == [1.0, FUSED_COSINE_SCALE[2], FUSED_COSINE_SCALE[3], FUSED_COSINE_SCALE[3]]
+    track = ident.identity(2)
+    assert track is not None and track.top_similarity == 93.0 and track.searched_with == 3
+    assert [round(q) for q, _, _ in track.fused] == sorted(
+        (round(q) for q, _, _ in track.fused), reverse=True
+    )
+    assert track.pts_ms == 3000.0  # the best face of the fused search
+
+
+def test_the_latest_fused_search_decides_even_without_a_match() -> None:
+    search = ScriptedSearch([88.0, None])
+    ident, _ = _identifier(search)
+    ident.offer(IMAGE, 4, _face(40), 0.0)
+    ident.offer(IMAGE, 4, _face(80), 500.0)  # more evidence: the two fused match nobody
+    assert ident.identity(4).name is None  # type: ignore[union-attr]
+
+
+def test_fused_query_is_the_scaled_normalised_mean() -> None:
+    a, b = np.array([1, 0, 0, 0], np.float32), np.array([0, 1, 0, 0], np.float32)
+    q = fused_query([a, b])
+    assert np.allclose(q, np.array([1, 1, 0, 0]) / np.sqrt(2) * FUSED_COSINE_SCALE[2], atol=1e-6)
+    assert np.array_equal(fused_query([a]), a)
+    with pytest.raises(ValueError):
+        fused_query([a] * 4)
+
+
+def test_rekey_fuses_the_faces_of_both_parts() -> None:
+    search = ScriptedSearch([82.0, None, 95.0])
+    ident, _ = _identifier(search)
+    ident.offer(IMAGE, 1, _face(40), 0.0)
+    ident.offer(IMAGE, 5, _face(60), 3000.0)
+    ident.rekey(5, 1)  # one person: searched again with both faces
+    merged = ident.identity(1)
+    assert merged is not None and merged.top_similarity == 95.0 and merged.searched_with == 2
+    assert merged.embeddings == 2 and set(ident.identities) == {1}
 
 
 def _track(track_id: int, xyxy: tuple[float, float, float, float]) -> Track:

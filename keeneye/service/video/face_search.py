@@ -10,8 +10,12 @@ away, or the camera cut away and back), the tracker re-links them: both parts sh
 A track's identity holds for its whole length, so every analysed frame where a matched track's face is
 visible is reported with the track's matches: the result says *when* the person is in view, not only
 when their face was frontal. Tracks with no match at the threshold are not reported (GetFaceSearch lists
-matched persons). Here the "person" of GetFaceSearch is the face track: ``Person.BoundingBox`` is the
-face's box (docs/rekognition-coverage.md).
+matched persons). A track is searched with the fused descriptor of its best faces (``faces.track_fusion``,
+keeneye.pipeline.identification), and when the collection has users, a track is identified as a user:
+``FaceMatches`` names each user once, with their best face (its ``Face.UserId`` set) and that face's
+Similarity, the rule of SearchUsers; faces not associated with a user are matched as before. Here the
+"person" of GetFaceSearch is the face track: ``Person.BoundingBox`` is the face's box
+(docs/rekognition-coverage.md).
 """
 
 from __future__ import annotations
@@ -80,17 +84,19 @@ def search_video(
     checkpoint: Callable[[], None] | None = None,
     cut_threshold: float | None = DEFAULT_CUT_THRESHOLD,
     max_pixels: int | None = None,
+    fuse: int = 3,
 ) -> FaceSearchResult:
     """Track the faces of ``source`` and search each track's best face with ``search``.
 
     face_threshold: the face detector's score threshold (``faces.detector.score_threshold``);
     checkpoint: called once per analysed frame (a job's stop / cancel hook, may raise); cut_threshold:
-    shot cuts (keeneye.video.cuts), None: never; max_pixels: largest frame accepted (LimitExceeded).
+    shot cuts (keeneye.video.cuts), None: never; max_pixels: largest frame accepted (LimitExceeded);
+    fuse: a track is searched with its best ``fuse`` faces fused (``faces.track_fusion``).
     """
     steps = FaceSteps(
         analyzer,
         PersonTracker(face_tracker_config(face_threshold, analyzer)),
-        TrackFaceIdentifier(analyzer, search),
+        TrackFaceIdentifier(analyzer, search, fuse=fuse),
     )
     sightings: dict[int, list[FaceSighting]] = {}
 
@@ -160,6 +166,7 @@ def face_search_runner(
             checkpoint=checkpoint,
             cut_threshold=settings.persons.shot_cut_threshold,
             max_pixels=settings.video_jobs.max_pixels,
+            fuse=settings.faces.track_fusion,
         )
         items: list[dict[str, Any]] = []
         audited: list[dict[str, Any]] = []

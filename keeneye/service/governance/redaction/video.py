@@ -127,7 +127,9 @@ class _FaceKeeper:
         self.analyzer, self.search, self.min_embed_px = analyzer, search, min_embed_px
         # Retrying sooner than StartFaceSearch's once a second: here every frame before the match shows
         # the kept person obscured.
-        self.identifier = TrackFaceIdentifier(analyzer, search, max_embeddings=6, retry_ms=RETRY_MS)
+        # fuse=1: each face searched alone (the fused search of face tracks, faces.track_fusion, was
+        # measured for face search, not for what redaction keeps visible).
+        self.identifier = TrackFaceIdentifier(analyzer, search, max_embeddings=6, retry_ms=RETRY_MS, fuse=1)
         self.verified: set[int] = set()  # tracks whose current run of sightings is matched
         self.first_match_ms: dict[int, float] = {}
         self._last_check: dict[int, float] = {}
