@@ -34,11 +34,13 @@ tracker predicting between), ``motion`` (motion gating, keeneye.pipeline.persons
 Detections are cached under <data_dir>/bench-cache/persons/ (keyed by detector and set); ``--fresh``
 recomputes them. Usage: python bench/persons.py [--speed-runs 3] [--skip-speed]
 [--schedules every1 every3 motion] [--speed-schedules every1 every3 motion] [--only DETECTOR ...]
+[--tracker min_hits=5 match_iou=0.3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import statistics
 import time
@@ -77,6 +79,7 @@ ENSEMBLES = {
     "centernet-2scale:512+640": ("centernet-letterbox512", "centernet-letterbox640"),
 }
 DEFAULT = "ensemble:centernet512+nanodet"
+TRACKER: dict[str, float] = {}  # --tracker KEY=VALUE: TrackerConfig fields changed for the tracking part
 TRACKED = (DEFAULT, "centernet-letterbox512", "nanodet", "centernet-stretch512")
 
 
@@ -186,7 +189,7 @@ def track(
     every ``every``-th frame, or a ScheduleConfig); per frame the reported (id, box) pairs, and line
     counts."""
     persons = settings().persons.model_copy(update={"score_threshold": THRESHOLD, "kind": "ensemble"})
-    tracker = PersonTracker(tracker_config(persons))
+    tracker = PersonTracker(dataclasses.replace(tracker_config(persons), **TRACKER))
     cached = iter(dets)
 
     class Replay:
@@ -332,11 +335,16 @@ def main() -> None:
     ap.add_argument("--schedules", nargs="*", default=["every1", "every3"], help="tracking schedules")
     ap.add_argument("--speed-schedules", nargs="*", default=["every1", "every3"])
     ap.add_argument("--only", nargs="*", default=None, help="detectors to evaluate (default: all)")
+    ap.add_argument("--tracker", nargs="*", default=[], help="TrackerConfig changes, e.g. min_hits=5")
     args = ap.parse_args()
+    for item in args.tracker:
+        key, value = item.split("=", 1)
+        TRACKER[key] = int(value) if key == "min_hits" else float(value)
     onnx_runtime.configure(2)
     sets = ps.all_sets()
     names = [] if args.speed_only else args.only or [*DETECTORS, *ENSEMBLES]
     out: dict[str, Any] = {"threshold": THRESHOLD, "tuned_on": "coco", "detection": {}, "tracking": {}}
+    out["tracker_changes"] = TRACKER
     timing: dict[str, dict[str, float]] = {}
     for name in names:
         out["detection"][name] = {}
