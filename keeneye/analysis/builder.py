@@ -37,4 +37,5 @@ def build_face_analyzer(settings: Settings, *, with_embedder: bool = True) -> Fa
         dense=dense,
         min_face_px=faces.detector.min_face_px,
         calibrate=faces.detector.calibrate,
+        pad_retry=faces.detector.pad_retry,
     )

@@ -429,15 +429,19 @@ class _FaceCropModel:
 
 
 def _decode_age(probs: FloatArray) -> float:
-    """Human's age from the 100-bin softmax (faceres.ts): argmax bin, nudged toward the larger neighbour.
+    """Age in years from FaceRes's 100-bin softmax (bin i = i years): the mean of the distribution, rounded
+    to 0.1 years.
 
-    age = (10*i - 100*p[i-1]) / 10 if p[i-1] > p[i+1] else (10*i + 100*p[i+1]) / 10, rounded to 0.1 years.
+    human's own decode (faceres.ts) takes the argmax bin nudged toward its larger neighbour,
+    ``(10*i -+ 100*p[i-+1]) / 10``, which ignores the rest of the distribution: on UTKFace (every other
+    even-indexed file, bench/attributes.py) its mean absolute error was 7.96 years against 7.14 for the mean
+    (7.12 for the median). Parameter-free; the mean is what minimises the expected squared error.
     """
-    i = int(np.argmax(probs))
-    before = float(probs[i - 1]) if i > 0 else 0.0
-    after = float(probs[i + 1]) if i + 1 < probs.size else 0.0
-    value = 10 * i - 100 * before if before > after else 10 * i + 100 * after
-    return round(value) / 10
+    p = np.clip(np.asarray(probs, np.float64).reshape(-1), 0.0, None)
+    total = float(p.sum())
+    if total <= 0.0:
+        return 0.0
+    return round(float(np.dot(p, np.arange(p.size))) / total, 1)
 
 
 def _decode_gender(p_male: float) -> tuple[str, float]:

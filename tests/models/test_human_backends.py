@@ -28,6 +28,7 @@ from keeneye.models.human import (
     HumanAlignedEmbedder,
     HumanEmotionClassifier,
     LivenessClassifier,
+    _decode_age,
     box_iou,
     centernet_decode,
     crop_and_resize,
@@ -220,6 +221,22 @@ def test_faceres_age_and_gender(
     (out,) = faceres.classify(image, [face_from_detections(dets, 0)])
     assert out["gender"][0] == "Male" and 0.5 < out["gender"][1] <= 1
     assert 25 <= out["age"] <= 70
+
+
+@pytest.mark.parametrize(
+    ("bins", "age"),
+    [
+        ({30: 1.0}, 30.0),  # all mass in one bin: that bin's age
+        ({20: 0.5, 40: 0.5}, 30.0),  # the mean, not either peak (human's decode: 25.0)
+        ({70: 0.3, 71: 0.3, 99: 0.4}, 81.9),
+    ],
+)
+def test_faceres_age_is_the_mean_of_its_distribution(bins: dict[int, float], age: float) -> None:
+    probs = np.zeros(100, np.float32)
+    for i, p in bins.items():
+        probs[i] = p
+    assert _decode_age(probs) == age
+    assert _decode_age(np.zeros(100, np.float32)) == 0.0
 
 
 def test_emotion_probabilities(
