@@ -243,7 +243,7 @@ class StreamProcessorRuntime:
         self._faces: FaceSteps | None = None
         if self._face_search is not None:
             if self._analyzer is None:
-                self._analyzer = build_face_analyzer(s, with_embedder=True)
+                self._analyzer = build_face_analyzer(s, with_embedder=True, live_frames=True)
             assert self._analyzer.embedder is not None, "face search needs an embedder"
             search, threshold = self._face_search
 

@@ -180,7 +180,7 @@ def _runtime(
     if config.face_search is not None:
         assert config.open_search is not None  # WorkerConfig checks it
         collection_id, threshold = config.face_search
-        analyzer = build_face_analyzer(settings, with_embedder=True)
+        analyzer = build_face_analyzer(settings, with_embedder=True, live_frames=True)
         face_search = (config.open_search(settings, analyzer, collection_id), threshold)
 
     def on_event(event: Event) -> None:

@@ -50,6 +50,11 @@ def test_a_face_filling_the_frame_is_found_with_the_border(
     assert 0.5 <= faces[0].score <= 1.0
 
 
+def test_live_streams_do_not_look_twice(models_dir: Path) -> None:
+    settings = Settings(data_dir=models_dir.parent)
+    assert build_face_analyzer(settings, with_embedder=False, live_frames=True).pad_retry == 0.0
+
+
 class _RecordingDetector:
     """Returns one fixed box in the padded copy's pixels and records the image it was given."""
 
