@@ -330,6 +330,11 @@ def lifecycle(services: Services, settings: Settings, keys: KeyRing | None = Non
     collections' changed index files (the database has everything)."""
     steps = Lifecycle()
     if services.collections is not None:
+        # Stopped last: the database's pooled connections are closed once nothing runs on it (the
+        # engine stays usable: a later start opens new ones).
+        steps.add("database", _nothing, services.collections.store.close)
+        if keys is not None and isinstance(keys.database, LazyAccessKeys):
+            steps.add("access keys", _nothing, keys.database.close)
         steps.add("collection indexes", _nothing, services.collections.close)
         store = services.collections.store  # credentials an older keeneye stored in clear, sealed first
         steps.add("sealed credentials", lambda: _seal_stored(store), _nothing)

@@ -69,8 +69,11 @@ class RunningServer:
         )
         collections, audit = build_collection_services(settings, self.faces)
         images = ImageLoader(dict(self.buckets), self.s3_endpoint)
-        jobs = build_video_jobs(settings, images, self.faces, collections=collections, audit=audit)
-        processors = build_stream_processors(settings, collections, audit, jobs)
+        store = collections.store  # one store per server, as build_services makes (closed at its stop)
+        jobs = build_video_jobs(
+            settings, images, self.faces, collections=collections, audit=audit, store=store
+        )
+        processors = build_stream_processors(settings, collections, audit, jobs, store=store)
         self.services = Services(self.faces, images, collections, audit, jobs, stream_processors=processors)
         self.app = create_app(settings, services=self.services, keys=KEYS)
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on", ws="none")

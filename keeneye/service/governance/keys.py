@@ -120,6 +120,10 @@ class AccessKeys:
         self._plain: dict[tuple[str, str], str] = {}  # (id, ciphertext) -> secret: ciphertexts never change
         self._touched: dict[str, datetime] = {}
 
+    def close(self) -> None:
+        """Close the store's pooled connections; a later call opens new ones."""
+        self._store.close()
+
     # -- management -----------------------------------------------------------------------------------
 
     def create(
@@ -316,6 +320,12 @@ class LazyAccessKeys:
                 store = Store.open(self._settings.data_dir, self._settings.database_url)
                 self._keys = AccessKeys(store, self._settings.data_dir)
             return self._keys
+
+    def close(self) -> None:
+        """Close the store's pooled connections (the server's stop); a later use opens new ones."""
+        with self._lock:
+            if self._keys is not None:
+                self._keys.close()
 
     def lookup(self, access_key_id: str) -> StoredKey | None:
         return self._open().lookup(access_key_id)
