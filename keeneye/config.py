@@ -47,7 +47,7 @@ class DetectorSettings(_Strict):
         description="When no face is found, look again in a small copy of the image with a black border of "
         "this fraction of its long side on every side (finds faces that fill the frame: aligned or passport "
         "crops; UTKFace's 200x200 crops: 90.8 % found without, 99.9 % with 0.5); 0: never. Costs one "
-        "more detector pass on images without a face; live camera streams never do it (docs/models.md)",
+        "more detector pass on images without a face; video frames never do it (docs/models.md)",
     )
     tile_px: int | None = Field(
         None,

@@ -82,11 +82,13 @@ class FaceAnalyzer:
         if self.calibrate and self.confidence is None:  # the detector's stored calibration, if it has one
             self.confidence = calibration_for(self.detector.name)
 
-    def detect(self, image: UInt8Image) -> list[Face]:
-        """Faces with boxes, scores and detector landmarks, largest first."""
+    def detect(self, image: UInt8Image, *, second_look: bool = True) -> list[Face]:
+        """Faces with boxes, scores and detector landmarks, largest first. ``second_look=False``: no
+        padded retry (``pad_retry``) when nothing is found: video frames, which mostly hold no face and
+        rarely one that fills the frame, would pay one more detector pass for each."""
         dets = self.detector.detect(image)
         faces = [f for f in _faces_from(dets) if _min_side(f) >= self.min_face_px]
-        if not faces and self.pad_retry > 0:
+        if not faces and self.pad_retry > 0 and second_look:
             retry = detect_in_padded(self.detector, image, self.pad_retry)
             faces = [f for f in retry if _min_side(f) >= self.min_face_px]
         if self.confidence is not None:
@@ -104,6 +106,7 @@ class FaceAnalyzer:
         embed: bool = False,
         max_faces: int | None = None,
         want: frozenset[str] | None = None,
+        second_look: bool = True,
     ) -> list[Face]:
         """Detect and describe faces in one image (HxWx3 uint8 RGB), largest first.
 
@@ -112,8 +115,9 @@ class FaceAnalyzer:
         embed: also compute ``Face.embedding`` with the configured embedder.
         want: with "all", only run the classifiers that provide one of these attribute keys
         (e.g. ``{"emotions"}``); None runs them all.
+        second_look: as :meth:`detect` (False for video frames).
         """
-        faces = self.detect(image)
+        faces = self.detect(image, second_look=second_look)
         if max_faces is not None:
             faces = faces[:max_faces]
         if not faces:
