@@ -23,10 +23,9 @@ from typing import Any
 from fastapi import Depends, Request
 
 from keeneye.analysis.faces import FaceAnalyzer
-from keeneye.auth.bodies import content_length, read_unverified
+from keeneye.auth.bodies import read_signed
 from keeneye.auth.gate import Gate
 from keeneye.auth.keyring import Principal
-from keeneye.auth.sigv4 import signed_request
 from keeneye.config import Settings
 from keeneye.core.errors import BackendUnavailable, InvalidParameter, ServerBusy
 from keeneye.service.container import Services
@@ -116,15 +115,8 @@ def allowed(action: str | None, resource: ResourceOf | None = None) -> Any:
 
 async def _signed_caller(request: Request, gate: Gate) -> tuple[Principal, bytes]:
     """The SigV4 caller and its body, read under ``gate.bodies`` until the signature is checked."""
-    declared = content_length(request.headers.get("content-length"))
-    with await read_unverified(request.stream(), gate.bodies, declared) as body:
-        signed = signed_request(
-            request.method,
-            request.scope.get("raw_path") or request.url.path.encode(),
-            request.scope.get("query_string", b""),
-            request.headers.items(),
-            body.data,
-        )
+    body, signed = await read_signed(request, gate.bodies)
+    with body:
         return gate.authenticate(signed), body.data
 
 

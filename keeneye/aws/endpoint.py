@@ -38,11 +38,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from keeneye.auth.bodies import content_length, read_unverified
+from keeneye.auth.bodies import read_signed
 from keeneye.auth.errors import Throttled
 from keeneye.auth.gate import Gate, denied_message
 from keeneye.auth.keyring import Principal
-from keeneye.auth.sigv4 import SignedRequest, signed_request
+from keeneye.auth.sigv4 import SignedRequest
 from keeneye.aws import errors as aws_errors
 from keeneye.aws import model
 from keeneye.aws.errors import AwsError
@@ -89,14 +89,8 @@ class AwsEndpoint:
                 # No body byte is read for a caller whose headers already fail (in a worker thread:
                 # the key's lookup may query the database).
                 await run_in_threadpool(self.gate.check_headers, request.headers)
-                with await read_unverified(request.stream(), self.gate.bodies, _declared(request)) as body:
-                    signed = signed_request(
-                        request.method,
-                        request.scope.get("raw_path") or request.url.path.encode(),
-                        request.scope.get("query_string", b""),
-                        request.headers.items(),
-                        body.data,
-                    )
+                body, signed = await read_signed(request, self.gate.bodies)
+                with body:
                     # Hashing a 20 MB body would stall the event loop: in a worker thread.
                     principal, region = await run_in_threadpool(self.gate.verify, signed)
             result = await run_in_threadpool(self.dispatch, principal, region, signed, request_id, seen)
@@ -220,7 +214,3 @@ def _check_length(request: Request, limit: int) -> None:
                 )
         except ValueError:
             raise AwsError("SerializationException", "invalid Content-Length") from None
-
-
-def _declared(request: Request) -> int | None:
-    return content_length(request.headers.get("content-length"))
