@@ -310,7 +310,8 @@ class PersonFaceIdentities:
         """Process one analysed frame's live person tracks (after ``tracker.update``)."""
         if not live:
             return
-        faces = self._analyzer.analyze(image, attributes="default")
+        # A video frame: no padded second look (as FaceSteps; analysis.faces.FaceAnalyzer.detect).
+        faces = self._analyzer.analyze(image, attributes="default", second_look=False)
         if not faces:
             return
         self.frames_with_faces += 1
