@@ -3,12 +3,14 @@
 Faces: boxes in green, landmarks as dots, and a label with the detector confidence and, where known, the
 top expression, apparent age and eyes/mouth state. Tracks (``draw_tracks``): one colour per track id,
 the id on the box, the anchor point, counting lines with their ``in`` side marked and running counts,
-zones as outlines. Uses OpenCV's drawing functions; nothing here touches the input image.
+zones as outlines. Boxes of one frame with a label each (``draw_boxes``: a live view). Uses OpenCV's
+drawing functions; nothing here touches the input image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -122,6 +124,35 @@ def draw_tracks(
             y1 - 2,
             font_scale,
         )
+    return out
+
+
+@dataclass(frozen=True)
+class LabelledBox:
+    """A box to draw: ``xyxy`` pixels, the text above it, and ``key`` (a track id) picking its colour."""
+
+    xyxy: tuple[float, float, float, float]
+    label: str
+    key: int
+
+
+def draw_boxes(
+    image: UInt8Image,
+    boxes: Sequence[LabelledBox],
+    lines: Sequence[Line] = (),
+    zones: Sequence[Zone] = (),
+    line_counts: Mapping[str, Mapping[str, int]] | None = None,
+) -> UInt8Image:
+    """A copy of ``image`` (HxWx3 uint8 RGB) with the lines, zones and counts as :func:`draw_tracks` draws
+    them and each box with its label, one colour per ``key``: for boxes that are not (or no longer)
+    :class:`Track` objects, e.g. a live view's faces and persons of one frame."""
+    out = draw_tracks(image, (), lines, zones, line_counts)
+    scale = max(image.shape[:2]) / 800.0
+    thickness = max(1, round(2 * scale))
+    for box in boxes:
+        x1, y1, x2, y2 = (round(v) for v in box.xyxy)
+        cv2.rectangle(out, (x1, y1), (x2, y2), _track_colour(box.key), thickness)
+        _text(out, box.label, max(0, x1), y1 - 2, 0.5 * max(scale, 0.6))
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from keeneye.api import audit, collections, enrol, health, jobs, redaction, streams, tokens, uploads
+from keeneye.api import audit, collections, enrol, health, jobs, redaction, review, streams, tokens, uploads
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -17,4 +17,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     redaction.router,
     uploads.router,
     streams.router,
+    review.router,
 )

@@ -11,12 +11,18 @@
 * ``/v1/stream-processors/{name}/stats`` (``rekognition:DescribeStreamProcessor``): the running
   processor's counters (frames analysed and dropped, records, capture-to-record latency p50/p95, camera
   reconnects, each sink's queue on disk); the same numbers are in ``/v1/metrics``.
+* ``/v1/stream-processors/{name}/live`` and ``/live.json`` (``rekognition:DescribeStreamProcessor``): the
+  running processor's latest annotated frame (JPEG, metadata in ``X-Keeneye-*`` headers) and its metadata
+  (capture time, line counts, the boxes drawn); ``/snapshot``: its input's current frame, un-annotated
+  (also for a stopped processor: read from its camera then). ``/v1/cameras/{name}/snapshot``
+  (``keeneye:ManageCameras``): a registered camera's current frame.
 
 Stream processors are regional, as on AWS: ``?region=`` names the region (default us-east-1).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -24,16 +30,17 @@ from starlette.responses import Response
 
 from keeneye.api.deps import ApiState, Caller, allowed, need
 from keeneye.core import regions
-from keeneye.core.errors import InvalidParameter
+from keeneye.core.errors import BackendUnavailable, InvalidParameter, ResourceInUse
 from keeneye.service.container import Services
 from keeneye.service.streams.cameras import Cameras, data_stream_sinks
-from keeneye.service.streams.processors import StreamProcessors
+from keeneye.service.streams.processors import LiveView, StreamProcessors
 from keeneye.service.streams.rights import sink_rights
 
 router = APIRouter()
 
 MANAGE_CAMERAS = "keeneye:ManageCameras"
 MANAGE_DATA_STREAMS = "keeneye:ManageDataStreams"
+NO_STORE = {"Cache-Control": "no-store"}
 RegionQuery = Annotated[
     str, Query(description="The processor's region (stream processors are regional, as on AWS)")
 ]
@@ -98,6 +105,17 @@ def put_camera(name: str, caller: Caller = allowed(MANAGE_CAMERAS, camera_arn)) 
     camera = cameras(caller.services).put_camera(name, url, listen=listen)
     caller.audit("PutCamera", {"camera": name, "listen": listen})
     return camera
+
+
+@router.get(
+    "/v1/cameras/{name}/snapshot",
+    summary="A JPEG of the camera's current frame (for drawing lines and zones on)",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def camera_snapshot(name: str, caller: Caller = allowed(MANAGE_CAMERAS, camera_arn)) -> Response:
+    jpeg = processors(caller.services).camera_snapshot(name)
+    return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)
 
 
 @router.delete("/v1/cameras/{name}", status_code=204, response_class=Response, summary="Forget a camera")
@@ -196,3 +214,83 @@ def get_stats(
         "status_message": info.status_message,
         **service.stats(key),
     }
+
+
+def _live_view(request: Request, caller: Caller) -> LiveView:
+    """The path's processor's live view; NotFound, ResourceInUse when it is not running, BackendUnavailable
+    while it has none (its camera is not sending: its status says why)."""
+    key = processor_key(request)
+    service = processors(caller.services)
+    service.describe(key)  # NotFound before anything else
+    view = service.live_view(key)
+    if view is None:
+        info = service.describe(key)
+        if info.status not in ("STARTING", "RUNNING"):
+            raise ResourceInUse(f"stream processor {regions.name_of(key)!r} is {info.status}: no live view")
+        why = f": {info.status_message}" if info.status_message else ""
+        raise BackendUnavailable(f"stream processor {regions.name_of(key)!r} has no live view yet{why}")
+    return view
+
+
+@router.get(
+    "/v1/stream-processors/{name}/live",
+    summary="A running processor's latest frame with boxes, names, lines and counts drawn (JPEG)",
+    description="Headers: X-Keeneye-Captured-At (epoch seconds the frame was captured), X-Keeneye-Pts-Ms, "
+    'X-Keeneye-Counts ({"line": {"in": n, "out": m}} as JSON). Asking starts the processor\'s views (4 a '
+    "second while someone asks at least every 30 s); poll it, or /live.json for the metadata alone.",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def get_live(
+    request: Request,
+    name: str,
+    region: RegionQuery = regions.HOME_REGION,
+    caller: Caller = allowed("rekognition:DescribeStreamProcessor", processor_arn),
+) -> Response:
+    view = _live_view(request, caller)
+    headers = {
+        **NO_STORE,
+        "X-Keeneye-Captured-At": f"{view.captured_at:.3f}",
+        "X-Keeneye-Pts-Ms": str(view.pts_ms),
+        "X-Keeneye-Counts": json.dumps(view.counts, separators=(",", ":")),
+    }
+    return Response(view.jpeg, media_type="image/jpeg", headers=headers)
+
+
+@router.get(
+    "/v1/stream-processors/{name}/live.json",
+    summary="The metadata of a running processor's latest live view: capture time, line counts, boxes",
+)
+def get_live_json(
+    request: Request,
+    name: str,
+    region: RegionQuery = regions.HOME_REGION,
+    caller: Caller = allowed("rekognition:DescribeStreamProcessor", processor_arn),
+) -> dict[str, Any]:
+    view = _live_view(request, caller)
+    return {
+        "name": name,
+        "captured_at": view.captured_at,
+        "pts_ms": view.pts_ms,
+        "counts": view.counts,
+        "tracks": view.tracks,
+        "jpeg_bytes": len(view.jpeg),
+    }
+
+
+@router.get(
+    "/v1/stream-processors/{name}/snapshot",
+    summary="A JPEG of the processor's input now, un-annotated (for drawing lines and zones on)",
+    description="A running processor's latest frame; a stopped one's camera is read (a few seconds at "
+    "most; 503 when it gives no frame).",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def get_snapshot(
+    request: Request,
+    name: str,
+    region: RegionQuery = regions.HOME_REGION,
+    caller: Caller = allowed("rekognition:DescribeStreamProcessor", processor_arn),
+) -> Response:
+    jpeg = processors(caller.services).snapshot(processor_key(request))
+    return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)

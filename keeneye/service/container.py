@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from keeneye.service.governance.audit import AuditLog
     from keeneye.service.governance.retention import RetentionService
     from keeneye.service.metrics import RequestMetrics
+    from keeneye.service.review.queue import ReviewQueue
     from keeneye.service.streams.processors import StreamProcessors
     from keeneye.service.uploads.service import UploadService
     from keeneye.service.video.jobs import VideoJobs
@@ -54,3 +55,5 @@ class Services:
     request_tokens: RequestTokens | None = None
     uploads: UploadService | None = None  # analysis on upload (service/uploads/service.py)
     metrics: RequestMetrics | None = None  # request counters of both APIs (GET /v1/metrics)
+    # The human review queue of identifications (service/review/queue.py); built with every store.
+    review: ReviewQueue | None = None

@@ -22,6 +22,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -64,6 +65,9 @@ class CollectionRow(Base):
     generation: Mapped[int] = mapped_column(Integer, default=0)
     # Faces indexed longer ago than this are purged (keeneye/service/governance/retention.py); None: kept.
     retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Matches wait for a person's CONFIRMED before stream processors send them to sinks
+    # (keeneye/service/review/queue.py).
+    review_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class FaceRow(Base):
@@ -400,3 +404,63 @@ class RequestTokenRow(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class IdentificationRow(Base):
+    """One identification waiting for (or given) a person's review (keeneye/service/review/queue.py).
+
+    ``source_kind``: stream | video | upload; ``source_name``: the processor's name, the job id, or
+    ``bucket/key``; ``session_id`` and ``track_id``: the processor's run and face track (a rejected pair
+    is not recorded again for that track). ``face_id`` / ``user_id``: who it matched; ``similarity``
+    0-100. ``crop``: the probe face as JPEG (matches only); ``probe_embedding``: the probe's float32
+    vector by ``embedder_id``, kept as a negative when rejected. ``status``: PENDING, CONFIRMED,
+    REJECTED or UNSURE, ``decided_by`` (access key) and ``decided_at``. Purged with the collection's
+    retention and deleted with the collection (ON DELETE CASCADE)."""
+
+    __tablename__ = "identifications"
+    __table_args__ = (
+        Index("ix_identifications_created", "created_at"),
+        Index("ix_identifications_status", "status", "created_at"),
+        Index("ix_identifications_collection", "collection_id", "created_at"),
+        Index("ix_identifications_track", "session_id", "track_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source_kind: Mapped[str] = mapped_column(String(16))
+    source_name: Mapped[str] = mapped_column(String(2048))
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    collection_id: Mapped[str | None] = mapped_column(
+        String(255), ForeignKey("collections.collection_id", ondelete="CASCADE"), nullable=True
+    )
+    track_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    face_id: Mapped[str] = mapped_column(String(36))
+    user_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    similarity: Mapped[float] = mapped_column(Float)
+    pts_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    crop: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    probe_embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    embedder_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ReviewNegativeRow(Base):
+    """A probe a person rejected as "not this person": its float32 ``embedding`` (by ``embedder_id``)
+    kept against the face / user it was wrongly matched to, so that the same stranger stops matching
+    (keeneye/service/review/negatives.py). Deleted with the collection."""
+
+    __tablename__ = "review_negatives"
+    __table_args__ = (Index("ix_review_negatives_collection", "collection_id", "face_id", "user_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("collections.collection_id", ondelete="CASCADE")
+    )
+    face_id: Mapped[str] = mapped_column(String(36))
+    user_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    embedder_id: Mapped[str] = mapped_column(String(128))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # little-endian float32
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    identification_id: Mapped[str | None] = mapped_column(String(36), nullable=True)

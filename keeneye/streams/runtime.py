@@ -47,11 +47,12 @@ from keeneye.core.events import Event, FaceIdentified, FrameContext, PersonSeen
 from keeneye.core.geometry import anchor, centre
 from keeneye.core.types import Detections, FloatArray, Frame
 from keeneye.models.base import ObjectDetector
-from keeneye.pipeline.faces import FaceSteps, face_tracker_config
+from keeneye.pipeline.faces import FaceSteps, FaceUpdate, face_tracker_config
 from keeneye.pipeline.identification import TrackFaceIdentifier
 from keeneye.pipeline.loop import run_frames
 from keeneye.pipeline.persons import (
     PersonSteps,
+    PersonUpdate,
     build_person_stage,
     build_tracking_detector,
     person_events,
@@ -60,6 +61,7 @@ from keeneye.pipeline.persons import (
 from keeneye.store.collections import FaceMatch
 from keeneye.streams.capture import CapturedFrame, CaptureSettings, CaptureStatus, LiveSource
 from keeneye.streams.egress import EgressPolicy
+from keeneye.streams.live import LiveBox, LiveFrame, face_label
 from keeneye.streams.sinks import Sink
 from keeneye.tracking.lines import Line
 from keeneye.tracking.tracker import PersonTracker
@@ -119,7 +121,11 @@ class StreamProcessorRuntime:
     event -> the record the sinks get (keeneye.aws.stream_records.encode, handed in by whoever builds the
     runtime); on_event / on_record: called in the processing thread with each event and its record before
     the sinks (the CLI prints events, the server audits identifications); egress: where the camera may be
-    (keeneye.streams.egress; default: the default policy; ``keeneye watch``: unrestricted).
+    (keeneye.streams.egress; default: the default policy; ``keeneye watch``: unrestricted); on_frame:
+    called in the processing thread with each processed frame, its boxes and line counts (the worker's
+    live view, keeneye.streams.live: it must return at once); admit: called in the processing thread
+    with each face event and its frame before it is emitted, False drops it (the worker's review gate,
+    keeneye.streams.review: reports it for review, holds or suppresses it).
     """
 
     def __init__(
@@ -144,6 +150,8 @@ class StreamProcessorRuntime:
         on_event: Callable[[Event], None] | None = None,
         encode: RecordEncoder,
         egress: EgressPolicy | None = None,
+        on_frame: Callable[[LiveFrame], None] | None = None,
+        admit: Callable[[Event, Frame], bool] | None = None,
     ) -> None:
         if face_search is None and connected_home is None:
             raise ValueError("a stream processor needs face_search or connected_home settings")
@@ -164,6 +172,8 @@ class StreamProcessorRuntime:
         self._sinks = list(sinks)
         self._on_record = on_record
         self._on_event = on_event
+        self._on_frame = on_frame
+        self._admit = admit
         self._encode = encode
         self.record_interval_s = record_interval_s
         self._analyzer = analyzer
@@ -178,6 +188,8 @@ class StreamProcessorRuntime:
         self._counters = _Counters()
         self._face_emitted: dict[int, _Emitted] = {}
         self._person_emitted: dict[int, _Emitted] = {}
+        self._face_update: FaceUpdate | None = None  # the last frame's, for the live view
+        self._person_update: PersonUpdate | None = None
 
     def __enter__(self) -> StreamProcessorRuntime:
         self.start()
@@ -323,12 +335,34 @@ class StreamProcessorRuntime:
             out += self._person_events(frame, context)
         with self._lock:
             self._counters.frames += 1
+        if self._on_frame is not None:
+            self._on_frame(self._live_frame(item))
         for event in out:
             self._emit(event, item.captured_at)
 
+    def _live_frame(self, item: CapturedFrame) -> LiveFrame:
+        """What the live view shows of a processed frame: its tracked faces (named when matched) and
+        person tracks, and the line counts (the frame's own image: nothing is copied here)."""
+        boxes = []
+        if self._face_update is not None:
+            for seen in self._face_update.tracked:
+                ident = seen.identity
+                top = ident.matches[0].similarity if ident is not None and ident.matches else None
+                label = face_label(ident.name if ident is not None else None, top)
+                x1, y1, x2, y2 = (float(v) for v in seen.face.xyxy)
+                boxes.append(LiveBox("face", (x1, y1, x2, y2), seen.track_id, label))
+        counts: dict[str, dict[str, int]] = {}
+        if self._person_update is not None:
+            counts = self._person_update.line_counts
+            for track in self._person_update.tracks:
+                if track.history and track.state == "active":
+                    label = f"#{track.track_id}" + (f" {track.identity}" if track.identity else "")
+                    boxes.append(LiveBox("person", track.xyxy, track.track_id, label))
+        return LiveFrame(item.frame.image, item.captured_at, item.frame.pts_ms, boxes, counts)
+
     def _face_events(self, frame: Frame, context: FrameContext) -> list[Event]:
         assert self._faces is not None and self._analyzer is not None
-        update = self._faces.step(frame)
+        update = self._face_update = self._faces.step(frame)
         for old in update.rekeyed:
             self._face_emitted.pop(old, None)
         out = []
@@ -345,14 +379,25 @@ class StreamProcessorRuntime:
             # The apparent expression of the face reported, computed for the record only (not per frame).
             self._analyzer.classify(frame.image, [seen.face], frozenset({"emotions"}))
             payload = FaceIdentified(seen.face, tuple(ident.matches), ident.name)
-            out.append(
-                Event("face_identified", self.stream_arn, frame.pts_ms, seen.track_id, payload, context)
-            )
+            event = Event("face_identified", self.stream_arn, frame.pts_ms, seen.track_id, payload, context)
+            if self._admitted(event, frame):
+                out.append(event)
         return out
+
+    def _admitted(self, event: Event, frame: Frame) -> bool:
+        """Whether ``admit`` lets a face event through (keeneye.streams.review: rejected or held for
+        review); a failing ``admit`` is logged and lets it through (a record is not lost to a bug)."""
+        if self._admit is None:
+            return True
+        try:
+            return self._admit(event, frame)
+        except Exception:
+            log.warning("admit callback failed; the record is sent", exc_info=True)
+            return True
 
     def _person_events(self, frame: Frame, context: FrameContext) -> list[Event]:
         assert self._persons is not None
-        update = self._persons.step(frame)
+        update = self._person_update = self._persons.step(frame)
         out = person_events(update, self.stream_arn, context)
         now = time.time()
         for track in update.tracks:

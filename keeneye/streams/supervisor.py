@@ -8,12 +8,15 @@ or other cameras), and one crashing camera or model cannot take the server down.
 
 The worker reports over a pipe: its counters every ``streams.status_interval_s`` (``status``), each
 identification (``identified``), and how it ended (``stopped`` with the reason, or ``failed`` with the
-error; also sent when the worker dies of an exception). :class:`WorkerSupervisor` starts workers, keeps
-the latest counters of each (``stats()``), and runs one monitor thread per worker that hands what the
-worker says to the :class:`WorkerReports` its owner gave: the status when it changes (STARTING,
-RUNNING, STOPPING and a message for the operator: reconnects, camera errors, sink outages), every
-identification, and once the process has exited, STOPPED (asked to stop, or the run's duration reached)
-or FAILED with the reason: a worker never dies silently.
+error; also sent when the worker dies of an exception), and, while someone watches (the server sends
+``"view"``), its live view at most 4 times a second (``view``: an annotated JPEG of at most 640 px and
+256 kB, keeneye.streams.live), and the latest frame when asked (``("snapshot", id)`` -> ``snapshot``).
+:class:`WorkerSupervisor` starts workers, keeps the latest counters of each (``stats()``), and runs
+one monitor thread per worker that hands what the worker says to the :class:`WorkerReports` its owner
+gave: the status when it changes (STARTING, RUNNING, STOPPING and a message for the operator:
+reconnects, camera errors, sink outages), every identification, and once the process has exited,
+STOPPED (asked to stop, or the run's duration reached) or FAILED with the reason: a worker never dies
+silently.
 
 This module knows nothing of the database or of Rekognition's requests (keeneye.service.streams does):
 the worker gets everything in one picklable :class:`WorkerConfig`, including two module-level functions
@@ -39,9 +42,10 @@ from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
-from keeneye.core.events import Event, FaceIdentified
 from keeneye.streams.capture import CaptureSettings
 from keeneye.streams.egress import EgressPolicy
+from keeneye.streams.live import VIEW_TTL_S, LiveFrame, LivePublisher
+from keeneye.streams.review import ReviewGate
 from keeneye.streams.runtime import CollectionSearch, RecordEncoder, StreamProcessorRuntime
 from keeneye.streams.sinks import SinkSpec, build_sink
 from keeneye.streams.spool import SpooledSink
@@ -77,6 +81,8 @@ class WorkerConfig:
     stop_after_s: float | None
     encode: RecordEncoder  # event -> record (a module-level function: pickled by reference)
     open_search: SearchOpener | None = None  # needed with face_search (pickled by reference)
+    # The collection's review_required at start: matches' records wait for CONFIRMED (streams/review.py).
+    review_required: bool = False
 
     def __post_init__(self) -> None:
         if self.face_search is not None and self.open_search is None:
@@ -140,9 +146,22 @@ def _work(config: WorkerConfig, conn: _LockedConnection) -> int:
     settings = Settings.model_validate_json(config.settings_json)
     egress = EgressPolicy.from_settings(settings)  # the server's policy: checked at every connection
     sinks = _worker_sinks(config, settings, egress)
-    runtime = _runtime(config, settings, sinks, conn, egress)
+    live = LivePublisher(
+        conn.send,
+        lines=[line_of(x) for x in config.options.get("lines", [])],
+        zones=[zone_of(x) for x in config.options.get("zones", [])],
+    )
+    # Identifications go to the server's review queue through the gate (keeneye.streams.review).
+    review = ReviewGate(
+        session_id=config.session_id,
+        report=lambda report: conn.send(("identified", report)),
+        encode=config.encode,
+        review_required=config.review_required,
+    )
+    runtime = _runtime(config, settings, sinks, conn, egress, on_frame=live.offer, review=review)
     deadline = None if config.stop_after_s is None else time.monotonic() + config.stop_after_s
     runtime.start()
+    live.start()
     reason = "stopped"
     try:
         while True:
@@ -153,10 +172,11 @@ def _work(config: WorkerConfig, conn: _LockedConnection) -> int:
             if deadline is not None and time.monotonic() >= deadline:
                 reason = "duration"
                 break
-            if conn.poll(settings.streams.status_interval_s) and conn.recv() == "stop":
+            if _serve(conn, live, settings.streams.status_interval_s, review=(review, sinks)):
                 break
     finally:
         runtime.stop()  # closes the sinks: spooled records get until stop_timeout_s to go out
+        live.stop()
     stats = runtime.stats()
     conn.send(("status", stats_dict(runtime, sinks)))
     if reason == "failed":
@@ -166,14 +186,46 @@ def _work(config: WorkerConfig, conn: _LockedConnection) -> int:
     return 0
 
 
+def _serve(
+    conn: _LockedConnection,
+    live: LivePublisher,
+    interval_s: float,
+    *,
+    review: tuple[ReviewGate, Sequence[SpooledSink]] | None = None,
+) -> bool:
+    """Wait ``interval_s`` for what the server says: True at ``"stop"``; ``"view"`` (someone watches)
+    and ``("snapshot", id)`` go to the live view, which answers in its own thread; ``("review", {...})``
+    (a reviewer's decision) to the review gate, which sends the records it held to the sinks."""
+    until = time.monotonic() + interval_s
+    while (remaining := until - time.monotonic()) > 0:
+        if not conn.poll(remaining):
+            return False
+        message = conn.recv()
+        if message == "stop":
+            return True
+        if message == "view":
+            live.want()
+        elif isinstance(message, tuple) and len(message) == 2 and message[0] == "snapshot":
+            live.request_snapshot(int(message[1]))
+        elif isinstance(message, tuple) and len(message) == 2 and message[0] == "review" and review:
+            review[0].release(message[1], review[1])
+    return False
+
+
 def _runtime(
     config: WorkerConfig,
     settings: Settings,
     sinks: Sequence[SpooledSink],
     conn: _LockedConnection,
     egress: EgressPolicy,
+    *,
+    on_frame: Callable[[LiveFrame], None] | None = None,
+    review: ReviewGate | None = None,
 ) -> StreamProcessorRuntime:
-    """The worker's runtime: its models (the face analyzer, when searching, shared with the search)."""
+    """The worker's runtime: its models (the face analyzer, when searching, shared with the search);
+    ``on_frame``: the live view's (keeneye.streams.live); ``review``: reports every identification to
+    the server (audited and queued there: one writer for the audit chain), holds or suppresses it
+    (keeneye.streams.review)."""
     streams, options = settings.streams, config.options
     face_search = None
     analyzer = None
@@ -182,13 +234,6 @@ def _runtime(
         collection_id, threshold = config.face_search
         analyzer = build_face_analyzer(settings, with_embedder=True, live_frames=True)
         face_search = (config.open_search(settings, analyzer, collection_id), threshold)
-
-    def on_event(event: Event) -> None:
-        payload = event.payload
-        if isinstance(payload, FaceIdentified) and payload.matches:
-            # Every identification is audited (by the server: one writer for the chain).
-            matched = [{"FaceId": m.face.face_id, "Similarity": float(m.similarity)} for m in payload.matches]
-            conn.send(("identified", {"matches": matched, "track_id": event.track_id}))
 
     capture = CaptureSettings(
         target_fps=options.get("target_fps") or streams.target_fps,
@@ -208,9 +253,10 @@ def _runtime(
         capture=capture,
         stream_arn=config.stream_arn,
         analyzer=analyzer,
-        on_event=on_event,
-        encode=config.encode,
+        encode=config.encode if review is None else review.encode,
         egress=egress,
+        on_frame=on_frame,
+        admit=None if review is None else review.admit,
     )
 
 
@@ -337,6 +383,8 @@ class WorkerReports:
     status: Callable[[str, str | None], None]
     identified: Callable[[dict[str, Any]], None]
     ended: Callable[[str, str | None], None]
+    view: Callable[[dict[str, Any]], None] | None = None
+    """The live view's latest frame, when someone watches (keeneye.streams.live.render_view's message)."""
 
 
 @dataclass
@@ -351,6 +399,17 @@ class Worker:
     stats: dict[str, Any] = field(default_factory=dict)
     outcome: tuple[str, str] | None = None  # ("stopped", why) | ("failed", why) from the worker
     monitor: threading.Thread | None = None
+    send_lock: threading.Lock = field(default_factory=threading.Lock)  # API threads and stop() both send
+    view_asked_at: float | None = None  # monotonic time "view" was last sent
+    snapshots: dict[int, _Answer] = field(default_factory=dict)  # request id -> its answer, pending
+
+
+@dataclass
+class _Answer:
+    """A snapshot request's answer: set once (``jpeg`` None: the worker had no frame, or it ended)."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    jpeg: bytes | None = None
 
 
 class WorkerSupervisor:
@@ -362,6 +421,7 @@ class WorkerSupervisor:
         self._lock = threading.RLock()
         self._workers: dict[str, Worker] = {}
         self._mp = multiprocessing.get_context("spawn")
+        self._ids = 0  # snapshot request ids
 
     def __contains__(self, name: object) -> bool:
         with self._lock:
@@ -415,8 +475,14 @@ class WorkerSupervisor:
                     worker.reports.status(status, message)
             elif kind == "identified":
                 worker.reports.identified(payload)
+            elif kind == "view" and worker.reports.view is not None:
+                worker.reports.view(payload)
+            elif kind == "snapshot":
+                self._answer(worker, int(payload["id"]), payload.get("jpeg"))
             elif kind in ("stopped", "failed"):
                 worker.outcome = (kind, str(payload))
+        for request_id in list(worker.snapshots):
+            self._answer(worker, request_id, None)
         worker.process.join(5)
         status, message = _ending(worker)
         with self._lock:
@@ -427,9 +493,55 @@ class WorkerSupervisor:
     def stop(self, worker: Worker) -> None:
         """Ask a worker to stop (it delivers what it has and exits); killed after ``stop_timeout_s``."""
         worker.stop_requested = True
-        with contextlib.suppress(OSError, ValueError):
-            worker.conn.send("stop")
+        _send(worker, "stop")
         threading.Thread(target=self._reap, args=(worker,), daemon=True).start()
+
+    def tell_review(self, name: str, decision: Mapping[str, Any]) -> bool:
+        """A reviewer's decision on one of ``name``'s identifications (keeneye.streams.review.ReviewGate
+        .decided's message); False when the processor is not running."""
+        worker = self.get(name)
+        return worker is not None and _send(worker, ("review", dict(decision)))
+
+    def want_view(self, name: str) -> bool | None:
+        """Someone watches ``name``'s live view: the worker is told (at most every third of
+        ``VIEW_TTL_S``). None when it is not running; True when its views had stopped (or never began):
+        the next one is a few hundred ms away."""
+        worker = self.get(name)
+        if worker is None:
+            return None
+        now = time.monotonic()
+        asked = worker.view_asked_at
+        if asked is not None and now - asked < VIEW_TTL_S / 3:
+            return False
+        worker.view_asked_at = now
+        _send(worker, "view")
+        return asked is None or now - asked >= VIEW_TTL_S
+
+    def snapshot(self, name: str, timeout_s: float) -> tuple[bool, bytes | None]:
+        """The running worker's latest frame as a JPEG: (False, None) when it is not running, (True,
+        None) when it had no frame or did not answer within ``timeout_s``, else (True, JPEG)."""
+        worker = self.get(name)
+        if worker is None:
+            return False, None
+        answer = _Answer()
+        with self._lock:
+            self._ids += 1
+            request_id = self._ids
+            worker.snapshots[request_id] = answer
+        try:
+            if _send(worker, ("snapshot", request_id)):
+                answer.done.wait(timeout_s)
+            return True, answer.jpeg
+        finally:
+            with self._lock:
+                worker.snapshots.pop(request_id, None)
+
+    def _answer(self, worker: Worker, request_id: int, jpeg: bytes | None) -> None:
+        with self._lock:
+            answer = worker.snapshots.pop(request_id, None)
+        if answer is not None:
+            answer.jpeg = jpeg
+            answer.done.set()
 
     def _reap(self, worker: Worker) -> None:
         worker.process.join(self._stop_timeout_s)
@@ -463,8 +575,7 @@ class WorkerSupervisor:
             workers = list(self._workers.values())
         for w in workers:
             w.stop_requested = True
-            with contextlib.suppress(OSError, ValueError):
-                w.conn.send("stop")
+            _send(w, "stop")
         deadline = time.monotonic() + self._stop_timeout_s
         for w in workers:
             w.process.join(max(0.1, deadline - time.monotonic()))
@@ -473,6 +584,16 @@ class WorkerSupervisor:
                 w.process.join(2)
             if w.monitor is not None:
                 w.monitor.join(5)
+
+
+def _send(worker: Worker, message: Any) -> bool:
+    """Send to a worker (one thread at a time); False when its pipe is closed."""
+    with worker.send_lock:
+        try:
+            worker.conn.send(message)
+        except (OSError, ValueError):
+            return False
+    return True
 
 
 def _ending(worker: Worker) -> tuple[str, str | None]:

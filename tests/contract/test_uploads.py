@@ -210,6 +210,12 @@ def test_search_rule_sends_matches_to_a_jsonl_sink(
     ]
     searched = [r for r in records if r["operation"] == "SearchFacesByImage"]
     assert searched and searched[-1]["matches"][0]["FaceId"] == face_id and searched[-1]["threshold"] == 90
+    # The match waits for a person's review, with the searched face's crop (keeneye/service/review).
+    assert server.services is not None and server.services.review is not None
+    (queued,) = server.services.review.list()
+    assert (queued.source_kind, queued.source_name) == ("upload", "photos/door/1.jpg")
+    assert queued.face_id == face_id and queued.has_crop and queued.status == "PENDING"
+    assert queued.session_id == event_id
 
 
 def test_s3_down_is_retried_and_a_corrupt_object_fails(

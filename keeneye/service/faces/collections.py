@@ -39,6 +39,7 @@ from keeneye.analysis.quality_filter import QualityFilter, UnindexedReason, qual
 from keeneye.config import ImageLimits
 from keeneye.core import regions
 from keeneye.core.budget import Budget
+from keeneye.core.errors import InvalidParameter, NotFound
 from keeneye.core.types import Face, FloatArray, UInt8Image
 from keeneye.service.faces.analysis import FaceService
 from keeneye.service.faces.catalog import EmbeddedImage, FaceCatalog, FaceIndexer, IndexResult
@@ -58,6 +59,7 @@ from keeneye.store.collections import (
     encode_token,
 )
 from keeneye.store.db import Store
+from keeneye.store.tables import CollectionRow
 
 __all__ = [
     "CollectionInfo",
@@ -239,6 +241,27 @@ class FaceCollections:
     def set_retention(self, collection_id: str, days: int | None) -> CollectionInfo:
         """Keep the collection's faces ``days`` days after they were indexed (None: until deleted)."""
         return self._catalog.set_retention(collection_id, days)
+
+    def set_review_required(self, collection_id: str, required: bool) -> None:
+        """Whether a stream processor on this collection holds each match's records until a person
+        CONFIRMED it (keeneye/service/review/queue.py); applies from the processor's next start."""
+        if not isinstance(required, bool):
+            raise InvalidParameter(f"review_required must be true or false, got {required!r}")
+        key = self._scope.key(collection_id)
+        with self._store.transaction() as s:
+            row = s.get(CollectionRow, key)
+            if row is None:
+                raise NotFound(f"The collection id: {regions.name_of(key)} does not exist")
+            row.review_required = required
+
+    def review_required(self, collection_id: str) -> bool:
+        """See :meth:`set_review_required`; NotFound for a missing collection."""
+        key = self._scope.key(collection_id)
+        with self._store.sessions() as s:
+            row = s.get(CollectionRow, key)
+            if row is None:
+                raise NotFound(f"The collection id: {regions.name_of(key)} does not exist")
+            return bool(row.review_required)
 
     def expired_faces(self, now: datetime) -> dict[str, list[str]]:
         """FaceIds indexed longer ago than their collection's retention, by collection (id order)."""

@@ -57,6 +57,11 @@ NATIVE_ACTIONS = (
     "keeneye:WriteFile",  # a file://NAME.jsonl output, in the notifications folder (file_arn)
     # NotificationChannel of Start* and CreateStreamProcessor: told when a job or session ends (topic ARN)
     "keeneye:UseNotificationChannel",
+    # The review queue (/v1/identifications, the console), on the identification's collection ARN: a
+    # read-only policy (``keeneye:List*``, ``keeneye:Get*``) reads the queue but cannot decide.
+    "keeneye:ListIdentifications",
+    "keeneye:ReviewIdentification",  # confirm / reject / unsure
+    "keeneye:SetCollectionReviewRequired",  # PUT /v1/collections/{id}/review-required
 )
 S3_ACTIONS = (
     "s3:GetObject",  # an S3Object a request reads (arn:aws:s3:::<bucket>/<key>)

@@ -10,7 +10,9 @@ What goes (docs/accountability.md):
 * stored-video jobs that ended longer ago than ``retention.job_results_days``: the whole job row
   (request, metadata, results) — Get* then answers that the job does not exist;
 * notification-outbox messages delivered longer ago than ``retention.notifications_days``
-  (undelivered messages are never purged).
+  (undelivered messages are never purged);
+* identifications of the review queue (their face crops and probe vectors) and review negatives older
+  than their collection's ``retention_days`` (keeneye/service/review/queue.py).
 
 Every purge that is not a dry run appends one audit record, operation ``Purge``, with counts only.
 ``keeneye purge`` runs one now; ``keeneye serve`` runs :class:`PurgeThread` every
@@ -32,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from keeneye.config import RetentionSettings
 from keeneye.core.errors import KeeneyeError
 from keeneye.service.faces.collections import FaceCollections
+from keeneye.service.review.queue import purge_expired as purge_identifications
 from keeneye.store.db import Store
 from keeneye.store.tables import NotificationOutboxRow, VideoJobRow
 
@@ -52,11 +55,17 @@ class PurgeReport:
     faces: dict[str, int] = field(default_factory=dict)  # collection id -> faces
     job_results: int = 0  # stored-video jobs (with their results)
     notifications: int = 0  # delivered outbox messages
+    identifications: dict[str, int] = field(default_factory=dict)  # collection id -> review queue items
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
-        return sum(self.faces.values()) + self.job_results + self.notifications
+        return (
+            sum(self.faces.values())
+            + self.job_results
+            + self.notifications
+            + sum(self.identifications.values())
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "faces_total": sum(self.faces.values())}
@@ -106,6 +115,7 @@ class RetentionService:
                     n = len(face_ids) if dry_run else self._collections.purge_faces(collection_id, face_ids)
                     if n:
                         report.faces[collection_id] = n
+            report.identifications = purge_identifications(self._store, now, dry_run=dry_run)
             if self._settings.job_results_days is not None:
                 cutoff = now - timedelta(days=self._settings.job_results_days)
                 report.job_results = self._delete(
@@ -124,18 +134,21 @@ class RetentionService:
                     dry_run=dry_run,
                 )
             if not dry_run:
-                if report.job_results or report.notifications:
+                if report.job_results or report.notifications or report.identifications:
                     self._store.scrub()  # faces were scrubbed by FaceCollections
                 if self._audit is not None:
+                    details: dict[str, Any] = {
+                        "faces": dict(report.faces),
+                        "job_results": report.job_results,
+                        "notifications": report.notifications,
+                    }
+                    if report.identifications:
+                        details["identifications"] = dict(report.identifications)
                     self._audit.append(
                         "Purge",
                         access_key=access_key,
                         request_faces=sum(report.faces.values()),
-                        details={
-                            "faces": dict(report.faces),
-                            "job_results": report.job_results,
-                            "notifications": report.notifications,
-                        },
+                        details=details,
                     )
             if report.total:
                 log.info(

@@ -13,12 +13,14 @@ into what its worker reads and writes, refusing (InvalidParameter) what is not r
 outside the served buckets, an S3 bucket the server does not serve, or a camera, webhook or MQTT broker
 the egress policy refuses (keeneye.streams.egress: checked at registration, at Create and Start, and
 again by the worker at every connection). URLs that hold credentials are kept
-sealed (keeneye.service.governance.sealing) and shown without their passwords.
+sealed (keeneye.service.governance.sealing) and shown without their passwords. :meth:`Cameras.snapshot`
+reads one frame of a camera as a worker would (keeneye.streams.live.grab_frame).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +31,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keeneye.config import Settings
-from keeneye.core.errors import InvalidParameter, KeeneyeError, NotFound
+from keeneye.core.errors import InvalidParameter, KeeneyeError, NotFound, ServerBusy
 from keeneye.service.governance.sealing import SecretBox
 from keeneye.store.db import Store
 from keeneye.store.tables import CameraRow, DataStreamRow
 from keeneye.streams.egress import EgressPolicy
+from keeneye.streams.live import MAX_SNAPSHOT_BYTES, SNAPSHOT_WIDTH, encode_jpeg, grab_frame
 from keeneye.streams.sinks import (
     S3Target,
     SinkSpec,
@@ -45,6 +48,8 @@ NAME = re.compile(r"[a-zA-Z0-9_.\-]{1,128}")
 CAMERA_ARN = re.compile(r"arn:[a-z\d-]+:kinesisvideo:([a-z\d-]+):(\d{12}):stream/([^/]+)(?:/.*)?")
 DATA_STREAM_ARN = re.compile(r"arn:[a-z\d-]+:kinesis:([a-z\d-]+):(\d{12}):stream/([^/]+)")
 CAMERA_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
+MAX_GRABS = 2
+"""Snapshots read from cameras at once (each one an FFmpeg connection and a thread for a few seconds)."""
 
 _REGISTRATION = {
     CameraRow: ("camera", 'PUT /v1/cameras/{name} {{"url": "rtsp://..."}}, or give the URL as the Arn'),
@@ -93,6 +98,7 @@ class Cameras:
         self._settings = settings
         self._egress = egress or EgressPolicy.from_settings(settings)
         self.region, self.account = region, account
+        self._grabs = threading.BoundedSemaphore(MAX_GRABS)
 
     def camera_arn(self, name: str) -> str:
         """What Input.KinesisVideoStream.Arn names a registered camera by."""
@@ -148,6 +154,33 @@ class Cameras:
     def delete_camera(self, name: str) -> None:
         with self._store.transaction() as s:
             s.delete(_registered(s, CameraRow, name, NotFound))
+
+    def snapshot(self, name: str) -> bytes:
+        """A JPEG of one frame read now from a registered camera (NotFound without one; see
+        :meth:`grab`). A camera a running processor reads is better asked through that processor
+        (StreamProcessors.camera_snapshot): many cameras take few clients."""
+        with self._store.transaction() as s:
+            camera = _registered(s, CameraRow, name, NotFound)
+            url, listen = self.secrets.open(camera.url), camera.listen
+        return self.grab(url, listen=listen)
+
+    def grab(self, url: str, *, listen: bool = False) -> bytes:
+        """A JPEG of one frame of ``url`` (width capped at keeneye.streams.live.SNAPSHOT_WIDTH), read as a
+        worker reads it: the egress policy at every connection, within GRAB_TIMEOUT_S; BackendUnavailable
+        (with the worker's neutral words) when the camera gives no frame, EgressRefused when the policy
+        refuses it, InvalidParameter for a camera that pushes (nothing to read until it pushes to its
+        running processor), ServerBusy when MAX_GRABS grabs already run."""
+        if listen:
+            raise InvalidParameter(
+                "a camera that pushes to keeneye has no snapshot until its processor runs and it pushes"
+            )
+        if not self._grabs.acquire(blocking=False):
+            raise ServerBusy("Rate exceeded: too many camera snapshots are being read; retry")
+        try:
+            image = grab_frame(url, self._egress)
+        finally:
+            self._grabs.release()
+        return encode_jpeg(image, max_width=SNAPSHOT_WIDTH, max_bytes=MAX_SNAPSHOT_BYTES)
 
     # -- data streams ------------------------------------------------------------------------------------
 

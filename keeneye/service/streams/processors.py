@@ -24,6 +24,11 @@ record for every identification, and when the worker exits, STOPPED (asked to st
 MaxDurationInSeconds reached) or FAILED with the reason: a processor never dies silently. Cameras and
 data streams, and what a processor's Input and Output resolve to, are keeneye/service/streams/cameras.py.
 
+Live view and snapshots (keeneye.streams.live): :meth:`StreamProcessors.live_view` keeps the latest view
+a watched worker sends (in memory, one per processor); :meth:`StreamProcessors.snapshot` and
+:meth:`StreamProcessors.camera_snapshot` ask a running worker for its latest frame, or read one from the
+camera (Cameras.grab).
+
 States: STOPPED -> (Start) STARTING -> RUNNING -> (Stop) STOPPING -> STOPPED; FAILED when the worker
 dies or cannot start (UpdateStreamProcessor applies at once to a stopped processor: no UPDATING). A
 processor that was running when the server stopped is started again when it starts (``desired`` =
@@ -46,11 +51,20 @@ from sqlalchemy import select
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
 from keeneye.core import regions
-from keeneye.core.errors import InvalidParameter, KeeneyeError, LimitExceeded, NotFound, ResourceInUse
+from keeneye.core.errors import (
+    BackendUnavailable,
+    InvalidParameter,
+    KeeneyeError,
+    LimitExceeded,
+    NotFound,
+    ResourceInUse,
+)
 from keeneye.core.types import FloatArray
 from keeneye.service.faces.collections import FaceCollections, FaceMatch
 from keeneye.service.governance.audit import AuditLog
 from keeneye.service.governance.policies import Right
+from keeneye.service.review.negatives import filter_matches
+from keeneye.service.review.queue import Identification, ReviewQueue
 from keeneye.service.streams.cameras import CAMERA_ARN, Cameras, check_name
 from keeneye.service.streams.rights import processor_rights
 from keeneye.service.streams.spec import (
@@ -81,10 +95,30 @@ log = logging.getLogger(__name__)
 STATUSES = ("STOPPED", "STARTING", "RUNNING", "FAILED", "STOPPING", "UPDATING")
 ACTIVE = frozenset({"STARTING", "RUNNING", "STOPPING"})
 MAX_LIST = 1000
+FIRST_VIEW_WAIT_S = 1.5
+"""How long the first ask for a live view waits for the worker's first view (it renders within 250 ms of
+being asked when its camera sends)."""
+SNAPSHOT_TIMEOUT_S = 3.0
+"""How long a running worker has to answer a snapshot request."""
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class LiveView:
+    """A running processor's latest live view: ``jpeg`` the annotated frame (face boxes with names and
+    similarity, person boxes with track ids, lines with their counts, zones; at most 640 px wide);
+    ``captured_at`` wall-clock epoch seconds when the worker decoded the frame; ``pts_ms`` its stream
+    time; ``counts`` line name -> {"in": n, "out": m}; ``tracks`` the boxes drawn, each {"kind": "face" |
+    "person", "track_id", "box": [x0, y0, x1, y1] ratios of the frame, "label"}."""
+
+    jpeg: bytes
+    captured_at: float
+    pts_ms: int
+    counts: dict[str, dict[str, int]]
+    tracks: list[dict[str, Any]]
 
 
 # -- the service -----------------------------------------------------------------------------------------
@@ -110,6 +144,8 @@ class StreamProcessors:
     open_search: how a worker searches a FaceSearch processor's collection (a module-level function,
     pickled into the worker); supervisor: runs the workers (the composition root builds it; one is made
     from ``settings.streams`` when not given). ``cameras``: the registered cameras and data streams.
+    review: the human review queue every identification is recorded in (with the probe's face crop);
+    its decisions are passed on to the running worker (keeneye/streams/review.py).
     """
 
     def __init__(
@@ -126,6 +162,7 @@ class StreamProcessors:
         encode: RecordEncoder,
         open_search: SearchOpener | None = None,
         supervisor: WorkerSupervisor | None = None,
+        review: ReviewQueue | None = None,
     ) -> None:
         self._store = store
         self._encode = encode
@@ -140,6 +177,11 @@ class StreamProcessors:
         self._workers = supervisor or WorkerSupervisor(stop_timeout_s=settings.streams.stop_timeout_s)
         self._lock = threading.RLock()
         self._closing = False
+        self.review = review
+        if review is not None:
+            review.add_listener(self._review_decided)
+        self._views: dict[str, LiveView] = {}  # the latest view of each watched processor
+        self._view_cond = threading.Condition()
 
     def arn(self, name: str) -> str:
         """A processor's ARN; ``name`` is its store key (REGION/name outside us-east-1, as collections:
@@ -392,6 +434,9 @@ class StreamProcessors:
             stop_after_s=stop_after_s,
             encode=self._encode,
             open_search=self._open_search,
+            review_required=face is not None
+            and self.review is not None
+            and self.review.review_required(collection_key(name, str(face["CollectionId"]))),
         )
         self._workers.spawn(config, self._reports(name, session_id, access_key, config.face_search))
 
@@ -418,8 +463,11 @@ class StreamProcessors:
                         "stream_processor": name,
                         "session_id": session_id,
                         "track_id": report.get("track_id"),
+                        "identification_id": report.get("identification_id"),
                     },
                 )
+            if self.review is not None and report["matches"]:
+                self._queue(name, session_id, collection_id, report)
 
         def ended(status: str, message: str | None) -> None:
             with self._lock:
@@ -427,7 +475,52 @@ class StreamProcessors:
             # A server shutdown keeps it desired-running: started again at the next start.
             self._finish(name, session_id, status, message, keep_desired=closing, access_key=access_key)
 
-        return WorkerReports(status, identified, ended)
+        def view(report: dict[str, Any]) -> None:
+            self._keep_view(name, report)
+
+        return WorkerReports(status, identified, ended, view=view)
+
+    def _queue(self, name: str, session_id: str, collection_id: str | None, report: dict[str, Any]) -> None:
+        """One reported identification into the review queue (its best match; the worker sends the crop
+        and probe with a pair's first report only, and the queue keeps one identification per pair)."""
+        assert self.review is not None
+        top = report["matches"][0]
+        try:
+            self.review.record(
+                source_kind="stream",
+                source_name=name,
+                session_id=session_id,
+                collection_id=collection_id,
+                face_id=str(top["FaceId"]),
+                user_id=report.get("user_id"),
+                similarity=min(100.0, max(0.0, float(top["Similarity"]))),
+                track_id=report.get("track_id"),
+                pts_ms=report.get("pts_ms"),
+                crop_jpeg=report.get("crop"),
+                probe_embedding=report.get("embedding"),
+                embedder_id=report.get("embedder_id"),
+                identification_id=report.get("identification_id"),
+            )
+        except KeeneyeError as err:  # a malformed report must not stop the monitor; it was audited
+            log.warning("stream processor %s: identification not queued: %s", name, err.message)
+
+    def _review_decided(self, info: Identification) -> None:
+        """A reviewer decided one of a stream processor's identifications: its worker, if that run still
+        goes on, stops alerting a rejected pair or sends the records it held (keeneye/streams/review.py)."""
+        if info.source_kind != "stream" or info.session_id is None:
+            return
+        self._workers.tell_review(
+            info.source_name,
+            {
+                "session_id": info.session_id,
+                "track_id": info.track_id,
+                "person": info.person,
+                "identification_id": info.identification_id,
+                "status": info.status,
+                "by": info.decided_by,
+                "at": None if info.decided_at is None else info.decided_at.isoformat(),
+            },
+        )
 
     def _set_status(self, name: str, session_id: str, status: str, message: str | None) -> None:
         with self._store.transaction() as s:
@@ -493,6 +586,68 @@ class StreamProcessors:
         """Tests and shutdown: whether the processor's monitor ended within ``timeout_s``."""
         return self._workers.wait_stopped(name, timeout_s)
 
+    # -- live view and snapshots (keeneye.streams.live) ------------------------------------------------------
+
+    def live_view(self, name: str) -> LiveView | None:
+        """The latest live view of a running processor: an annotated JPEG (at most 640 px wide) and its
+        metadata; None when it is not running or has no view yet (its camera is not sending). Asking is
+        what makes the worker publish (4 views a second, until VIEW_TTL_S after the last ask): the first
+        ask after a pause waits up to FIRST_VIEW_WAIT_S for a fresh view rather than show an old one."""
+        started = self._workers.want_view(name)
+        with self._view_cond:
+            if started is None:
+                self._views.pop(name, None)
+                return None
+            if started:
+                self._views.pop(name, None)
+                self._view_cond.wait_for(lambda: name in self._views, FIRST_VIEW_WAIT_S)
+            return self._views.get(name)
+
+    def _keep_view(self, name: str, report: Mapping[str, Any]) -> None:
+        view = LiveView(
+            jpeg=bytes(report["jpeg"]),
+            captured_at=float(report["captured_at"]),
+            pts_ms=int(report["pts_ms"]),
+            counts={str(k): {"in": int(v["in"]), "out": int(v["out"])} for k, v in report["counts"].items()},
+            tracks=list(report["tracks"]),
+        )
+        with self._view_cond:
+            self._views[name] = view
+            self._view_cond.notify_all()
+
+    def snapshot(self, name: str) -> bytes:
+        """A JPEG of the processor's current input, un-annotated (for drawing lines and zones on): the
+        running worker's latest frame, or one frame read now from its input as its worker would
+        (Cameras.grab: egress policy, a few seconds at most). NotFound; BackendUnavailable when a running
+        processor has no frame (its camera is down: its status says why) or the camera gives none."""
+        info = self.describe(name)
+        running, jpeg = self._workers.snapshot(name, SNAPSHOT_TIMEOUT_S)
+        if jpeg is not None:
+            return jpeg
+        if running:
+            why = f": {info.status_message}" if info.status_message else ""
+            raise BackendUnavailable(
+                f"stream processor {regions.name_of(name)!r} has no frame from its camera now{why}"
+            )
+        url, listen = self.cameras.resolve_input(str(info.request["Input"]["KinesisVideoStream"]["Arn"]))
+        return self.cameras.grab(url, listen=listen)
+
+    def camera_snapshot(self, camera: str) -> bytes:
+        """A JPEG of a registered camera's current frame: from a running processor that reads it (one
+        connection to the camera, not two), else read now (Cameras.snapshot). NotFound without it."""
+        self.cameras.get_camera(camera)
+        for key in self._workers.all_stats():
+            try:
+                arn = str(self.describe(key).request["Input"]["KinesisVideoStream"]["Arn"])
+            except NotFound:
+                continue
+            m = CAMERA_ARN.fullmatch(arn)
+            if m is not None and m.group(3) == camera:
+                jpeg = self._workers.snapshot(key, SNAPSHOT_TIMEOUT_S)[1]
+                if jpeg is not None:
+                    return jpeg
+        return self.cameras.snapshot(camera)
+
     def resume(self, may_start: ResumeCheck | None = None) -> list[str]:
         """Server start: processors that were running (or starting) when it stopped run again, under
         the access key that started them; a processor left STOPPING is STOPPED. ``may_start(key, name)``
@@ -551,9 +706,13 @@ def open_collection_search(
 ) -> CollectionSearch:
     """In a worker process: the search of ``collection_id`` (a store key) over its own store and
     collections (the worker's ``analyzer`` shared). A module-level function: pickled by reference."""
-    collections = FaceCollections(Store.open(settings.data_dir, settings.database_url), analyzer)
+    store = Store.open(settings.data_dir, settings.database_url)
+    collections = FaceCollections(store, analyzer)
 
     def search(embedding: FloatArray, embedder_id: str, threshold: float) -> list[FaceMatch]:
-        return collections.search_faces_by_vector(collection_id, embedding, embedder_id, threshold)
+        matches = collections.search_faces_by_vector(collection_id, embedding, embedder_id, threshold)
+        # A probe closer to a reviewer's rejected probe of a person than to the person is not them
+        # (keeneye/service/review/negatives.py).
+        return filter_matches(store, collection_id, embedding, embedder_id, matches)
 
     return search

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from keeneye.analysis.images import decode_image
 from keeneye.config import UploadSettings
 from keeneye.core.errors import (
     BackendUnavailable,
@@ -45,9 +46,11 @@ from keeneye.core.errors import (
     NotFound,
     ServerBusy,
 )
-from keeneye.service.faces.collections import FaceCollections
+from keeneye.service.faces.collections import FaceCollections, ImageSearchResult
 from keeneye.service.governance.audit import AuditLog
 from keeneye.service.governance.sealing import SecretBox
+from keeneye.service.review.negatives import filter_matches
+from keeneye.service.review.queue import ReviewQueue
 from keeneye.service.uploads.events import (
     EVENT_STATES,
     EventInfo,
@@ -60,6 +63,7 @@ from keeneye.service.uploads.events import (
 from keeneye.store.db import Store
 from keeneye.store.tables import UploadEventRow, UploadRuleRow
 from keeneye.streams.egress import EgressPolicy
+from keeneye.streams.review import face_crop
 from keeneye.streams.sinks import SinkError, SinkSpec, build_sink, check_egress
 
 __all__ = [  # what the rest of keeneye imports from here (the events module's names included)
@@ -99,8 +103,10 @@ class UploadService:
         jsonl_dir: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         egress: EgressPolicy | None = None,
+        review: ReviewQueue | None = None,
     ) -> None:
         self._store = store
+        self._review = review  # search-faces matches are queued for a person's review
         self._secrets = SecretBox(store.data_dir)  # rule sinks' passwords, sealed at rest
         self._egress = egress or EgressPolicy()
         self._collections = collections
@@ -340,6 +346,14 @@ class UploadService:
             )
         except NoFaceFound:
             return {"faces": 0, "matches": []}
+        key = self._collections.key(rule.collection_id)
+        probe = found.searched
+        if probe.embedding is not None and probe.embedder_id is not None:
+            # A probe closer to a reviewer's rejected probe of a person than to the person is not them.
+            kept = filter_matches(self._store, key, probe.embedding, probe.embedder_id, found.matches)
+            found.matches = kept
+        if found.matches and self._review is not None:
+            self._queue_review(info, key, image, found)
         matches = [
             {
                 "FaceId": m.face.face_id,
@@ -372,6 +386,27 @@ class UploadService:
                 },
             )
         return {"faces": 1 + len(found.unsearched), "matches": matches}
+
+    def _queue_review(self, info: EventInfo, key: str, image: bytes, found: ImageSearchResult) -> None:
+        """The best match of an uploaded image into the review queue, with the searched face's crop."""
+        assert self._review is not None
+        top, probe = found.matches[0], found.searched
+        try:
+            crop = face_crop(decode_image(image), probe.xyxy)
+        except KeeneyeError:  # already decoded once by the search: not expected; queued without a crop
+            crop = None
+        self._review.record(
+            source_kind="upload",
+            source_name=f"{info.bucket}/{info.key}",
+            session_id=info.event_id,
+            collection_id=key,
+            face_id=top.face.face_id,
+            user_id=top.face.user_id,
+            similarity=min(100.0, max(0.0, float(top.similarity))),
+            crop_jpeg=crop,
+            probe_embedding=probe.embedding,
+            embedder_id=probe.embedder_id if probe.embedding is not None else None,
+        )
 
     def _send(self, spec: SinkSpec, message: Mapping[str, Any]) -> None:
         sink = build_sink(

@@ -35,6 +35,7 @@ from keeneye.pipeline.loop import run_frames
 from keeneye.service.faces.collections import FaceMatch
 from keeneye.service.video.jobs import JobOutput, JobRunner
 from keeneye.service.video.results import match_record, person_indexes
+from keeneye.streams.review import face_crop, person_of
 from keeneye.tracking.tracker import PersonTracker
 from keeneye.video.cuts import DEFAULT_CUT_THRESHOLD
 from keeneye.video.sources import VideoInput, VideoMetadata, open_video
@@ -46,6 +47,17 @@ class FaceSighting:
 
     pts_ms: float
     face: Face
+
+
+@dataclass
+class Probe:
+    """The face that first identified a track as one person, for the review queue: when (``pts_ms``),
+    its crop (JPEG, keeneye.streams.review.face_crop) and its embedding when it was embedded then."""
+
+    pts_ms: float
+    crop: bytes | None
+    embedding: Any = None  # (D,) float32 or None
+    embedder_id: str | None = None
 
 
 @dataclass
@@ -62,6 +74,8 @@ class FaceSearchResult:
     embeddings: int = 0
     searches: int = 0
     cuts_ms: list[float] = field(default_factory=list)
+    # track id -> person (user id, else face id) -> the face that first identified the track as them
+    probes: dict[int, dict[str, Probe]] = field(default_factory=dict)
 
     def matched(self) -> list[tuple[Track, TrackIdentity]]:
         """The tracks with at least one match, by track id."""
@@ -99,13 +113,24 @@ def search_video(
         TrackFaceIdentifier(analyzer, search, fuse=fuse),
     )
     sightings: dict[int, list[FaceSighting]] = {}
+    probes: dict[int, dict[str, Probe]] = {}
 
     def step(frame: Frame) -> None:
         update = steps.step(frame)
         for old, new in update.rekeyed.items():
             sightings[new] = sightings.get(new, []) + sightings.pop(old, [])
+            probes[new] = probes.pop(old, {}) | probes.get(new, {})
         for seen in update.tracked:
             sightings.setdefault(seen.track_id, []).append(FaceSighting(frame.pts_ms, seen.face))
+            ident = seen.identity
+            if ident is not None and ident.matches:  # a crop once per track and person: cheap
+                mine = probes.setdefault(seen.track_id, {})
+                person = person_of(ident.matches[0])
+                if person not in mine:
+                    face = seen.face
+                    mine[person] = Probe(
+                        frame.pts_ms, face_crop(frame.image, face.xyxy), face.embedding, face.embedder_id
+                    )
 
     with open_video(source, max_pixels=max_pixels) as video:
         loop = run_frames(
@@ -127,11 +152,16 @@ def search_video(
         embeddings=steps.identifier.embeddings_total,
         searches=steps.identifier.searches_total,
         cuts_ms=loop.cuts_ms,
+        probes=probes,
     )
 
 
 AuditHook = Callable[[Mapping[str, Any], list[dict[str, Any]], int], None]
 """(job params, matches ``[{"FaceId", "Similarity", "PersonIndex", "Timestamp"}]``, face tracks searched)."""
+ReviewHook = Callable[[Mapping[str, Any], list[dict[str, Any]]], None]
+"""(job params, identifications ``[{"index", "face_id", "user_id", "similarity", "pts_ms", "crop",
+"embedding", "embedder_id"}]``: each matched track's best match, ``index`` its Person.Index) -> queued
+for review (keeneye/service/review/queue.py)."""
 
 
 def face_search_runner(
@@ -139,6 +169,7 @@ def face_search_runner(
     analyzer: FaceAnalyzer,
     search_collection: Callable[[str, Any, str, float], list[FaceMatch]],
     audit: AuditHook | None = None,
+    review: ReviewHook | None = None,
 ) -> JobRunner:
     """The FaceSearch runner. params: ``collection_id``, ``threshold`` (FaceMatchThreshold, 0-100).
     search_collection(collection_id, embedding, embedder_id, threshold) -> matches best first.
@@ -200,6 +231,29 @@ def face_search_runner(
             entry["PersonIndex"] = renumber.get(entry["PersonIndex"], entry["PersonIndex"])
         if audit is not None:
             audit(params, audited, len(result.identities))
+        if review is not None:
+            review(params, _identifications(result, renumber))
         return JobOutput(asdict(result.metadata), items)
 
     return run
+
+
+def _identifications(result: FaceSearchResult, renumber: Mapping[int, int]) -> list[dict[str, Any]]:
+    """Each matched track's best match with the face that first identified it (ReviewHook's items)."""
+    out = []
+    for track, ident in result.matched():
+        top = ident.matches[0]
+        probe = result.probes.get(track.track_id, {}).get(person_of(top))
+        out.append(
+            {
+                "index": renumber.get(track.track_id, track.track_id),
+                "face_id": top.face.face_id,
+                "user_id": top.face.user_id,
+                "similarity": float(top.similarity),
+                "pts_ms": None if probe is None else round(probe.pts_ms),
+                "crop": None if probe is None else probe.crop,
+                "embedding": None if probe is None else probe.embedding,
+                "embedder_id": None if probe is None else probe.embedder_id,
+            }
+        )
+    return out
