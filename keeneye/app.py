@@ -33,7 +33,7 @@ from botocore.config import Config
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from keeneye import __version__
+from keeneye import __version__, console
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.api import ROUTERS
 from keeneye.api.deps import ApiState
@@ -56,7 +56,7 @@ from keeneye.core.errors import AccessDenied, BackendUnavailable, InvalidParamet
 from keeneye.service.builder import ServiceBuilder
 from keeneye.service.container import ImageSource, Services
 from keeneye.service.faces.analysis import FaceService
-from keeneye.service.faces.collections import FaceCollections
+from keeneye.service.faces.collections import FaceCollections, FaceMatch
 from keeneye.service.faces.request_tokens import RequestTokens
 from keeneye.service.governance.audit import AuditLog
 from keeneye.service.governance.keys import LazyAccessKeys
@@ -64,6 +64,8 @@ from keeneye.service.governance.redaction import build_redaction_analyzer
 from keeneye.service.governance.retention import PurgeThread, RetentionService
 from keeneye.service.governance.sealing import SecretBox, seal_stored
 from keeneye.service.metrics import RequestMetrics
+from keeneye.service.review.negatives import filter_matches
+from keeneye.service.review.queue import ReviewQueue
 from keeneye.service.streams.processors import ResumeCheck, StreamProcessors, open_collection_search
 from keeneye.service.uploads.service import UploadService, UploadWorker, is_transient
 from keeneye.service.video.face_search import face_search_runner
@@ -101,7 +103,10 @@ def build_services(settings: Settings, *, analyzer: FaceAnalyzer | None = None) 
     built = ServiceBuilder(settings, analyzer=analyzer)
     faces, store, collections, audit = built.faces, built.store, built.collections, built.audit
     images = build_images(settings)
-    jobs = build_video_jobs(settings, images, faces, collections=collections, audit=audit, store=store)
+    review = ReviewQueue(store, audit=audit)
+    jobs = build_video_jobs(
+        settings, images, faces, collections=collections, audit=audit, store=store, review=review
+    )
     return Services(
         faces=faces,
         images=images,
@@ -109,10 +114,13 @@ def build_services(settings: Settings, *, analyzer: FaceAnalyzer | None = None) 
         audit=audit,
         video_jobs=jobs,
         retention=built.retention,
-        stream_processors=build_stream_processors(settings, collections, audit, jobs, store=store),
+        stream_processors=build_stream_processors(
+            settings, collections, audit, jobs, store=store, review=review
+        ),
         request_tokens=built.request_tokens,
-        uploads=build_uploads(settings, images, collections, audit, store=store),
+        uploads=build_uploads(settings, images, collections, audit, store=store, review=review),
         metrics=RequestMetrics(),
+        review=review,
     )
 
 
@@ -132,13 +140,16 @@ def build_stream_processors(
     jobs: VideoJobs | None,
     *,
     store: Store | None = None,
+    review: ReviewQueue | None = None,
 ) -> StreamProcessors:
     """Stream processors, each run a worker process of one supervisor (keeneye/streams/supervisor.py) that
     searches collections with :func:`open_collection_search`; NotificationChannel through the video
-    jobs' notification service (one outbox). Nothing runs until the app starts (``resume``)."""
+    jobs' notification service (one outbox). Nothing runs until the app starts (``resume``).
+    Identifications go to ``review`` (a review queue on the same store is made when not given)."""
     notifications = jobs.notifications if jobs is not None else None
+    store = store or open_store(settings)
     return StreamProcessors(
-        store or open_store(settings),
+        store,
         settings,
         audit=audit,
         notify=None if notifications is None else notifications.publish,
@@ -149,6 +160,7 @@ def build_stream_processors(
         encode=stream_records.encode,
         open_search=open_collection_search,
         supervisor=WorkerSupervisor(stop_timeout_s=settings.streams.stop_timeout_s),
+        review=review or ReviewQueue(store, audit=audit),
     )
 
 
@@ -168,6 +180,7 @@ def build_uploads(
     audit: AuditLog | None,
     *,
     store: Store | None = None,
+    review: ReviewQueue | None = None,
 ) -> UploadService:
     """Analysis on upload (keeneye/service/uploads/service.py, docs/uploads.md); objects are read with a
     copy of ``images`` whose S3 client does not retry by itself (the upload worker retries with its own
@@ -199,6 +212,7 @@ def build_uploads(
         audit=audit,
         jsonl_dir=settings.data_dir / "notifications",
         egress=EgressPolicy.from_settings(settings),
+        review=review,
     )
 
 
@@ -210,10 +224,12 @@ def build_video_jobs(
     collections: FaceCollections | None = None,
     audit: AuditLog | None = None,
     store: Store | None = None,
+    review: ReviewQueue | None = None,
 ) -> VideoJobs:
     """Stored-video jobs, videos read from the served buckets; queued and interrupted jobs run once the
     lifecycle starts the workers (``settings.video_jobs.workers`` threads). FaceSearch jobs need
-    ``collections`` (their identifications are written to ``audit``)."""
+    ``collections`` (their identifications are written to ``audit`` and queued for review in ``review``,
+    one made on the store when not given)."""
     downloads = settings.data_dir / "video-downloads"
     if downloads.is_dir():  # left by a server that stopped mid-job: that job downloads again
         for stale in downloads.glob("video-*"):
@@ -244,7 +260,8 @@ def build_video_jobs(
         "FaceDetection": face_detection_runner(settings, faces),
     }
     if collections is not None:
-        runners["FaceSearch"] = _face_search_runner(settings, faces, collections, audit)
+        review = review or ReviewQueue(store, audit=audit)
+        runners["FaceSearch"] = _face_search_runner(settings, faces, collections, audit, review)
     # The frame size is checked from the stream header before a runner decodes anything.
     max_pixels = settings.video_jobs.max_pixels
     runners = {kind: deleting_downloads(header_checked(r, max_pixels)) for kind, r in runners.items()}
@@ -257,7 +274,11 @@ def build_video_jobs(
 
 
 def _face_search_runner(
-    settings: Settings, faces: FaceService, collections: FaceCollections, audit: AuditLog | None
+    settings: Settings,
+    faces: FaceService,
+    collections: FaceCollections,
+    audit: AuditLog | None,
+    review: ReviewQueue,
 ) -> JobRunner:
     def record(params: Mapping[str, Any], matches: list[dict[str, Any]], searched: int) -> None:
         if audit is not None:
@@ -271,21 +292,53 @@ def _face_search_runner(
                 details={"job_id": params.get("job_id")},
             )
 
-    return face_search_runner(settings, faces.analyzer, collections.search_faces_by_vector, record)
+    def queue(params: Mapping[str, Any], identified: list[dict[str, Any]]) -> None:
+        job_id = str(params.get("job_id"))
+        for item in identified:  # one per matched track (Person.Index), with the face that identified it
+            review.record(
+                source_kind="video",
+                source_name=job_id,
+                session_id=job_id,
+                collection_id=params.get("collection_id"),
+                face_id=item["face_id"],
+                user_id=item["user_id"],
+                similarity=min(100.0, max(0.0, item["similarity"])),
+                track_id=item["index"],
+                pts_ms=item["pts_ms"],
+                crop_jpeg=item["crop"],
+                probe_embedding=item["embedding"],
+                embedder_id=item["embedder_id"],
+            )
+
+    def search(collection_id: str, embedding: Any, embedder_id: str, threshold: float) -> list[FaceMatch]:
+        # A probe closer to a reviewer's rejected probe of a person than to the person is not them.
+        found = collections.search_faces_by_vector(collection_id, embedding, embedder_id, threshold)
+        return filter_matches(collections.store, collection_id, embedding, embedder_id, found)
+
+    return face_search_runner(settings, faces.analyzer, search, record, queue)
 
 
 def complete(services: Services, settings: Settings) -> Services:
     """Fill in the parts every server with collections has, when ``services`` was built without them
-    (tests build their own): request tokens, analysis on upload, metrics."""
+    (tests build their own): request tokens, the review queue, analysis on upload, metrics."""
     if services.metrics is None:
         services.metrics = RequestMetrics()
     if services.collections is not None:
         store = services.collections.store
         if services.request_tokens is None:
             services.request_tokens = RequestTokens(store)
+        if services.review is None:  # the stream processors' queue, so that decisions reach their workers
+            processors = services.stream_processors
+            review = processors.review if processors is not None else None
+            services.review = review or ReviewQueue(store, audit=services.audit)
         if services.uploads is None:
             services.uploads = build_uploads(
-                settings, services.images, services.collections, services.audit, store=store
+                settings,
+                services.images,
+                services.collections,
+                services.audit,
+                store=store,
+                review=services.review,
             )
     return services
 
@@ -518,5 +571,6 @@ def create_app(
     app.add_api_route("/", endpoint, methods=["POST"], include_in_schema=False)
     for router in ROUTERS:
         app.include_router(router)
+    console.mount(app)  # /console: the web console, on the same state and gate (keeneye/console/)
     document_native_errors(app)  # /openapi.json: the {"error": ...} answers, not FastAPI's 422
     return app

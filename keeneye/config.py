@@ -518,6 +518,12 @@ class ServerSettings(_Strict):
         ge=60,
         description="The longest a native-API token may be asked to last (seconds; 43200: 12 hours)",
     )
+    console_session_s: float = Field(
+        28_800.0,
+        ge=60,
+        description="How long a web console sign-in lasts (/console; seconds; 28800: 8 hours). The session "
+        "is a native-API token in an HttpOnly, SameSite=Strict cookie; signing out ends it at once",
+    )
     bearer_secret: bool = Field(
         True,
         description="Also accept a secret access key itself as `Authorization: Bearer <secret>` on /v1 "

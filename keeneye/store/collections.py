@@ -87,6 +87,7 @@ class StoredFace:
 class UserInfo:
     user_id: str
     status: UserStatus
+    face_count: int | None = None  # listed users carry it (one grouped query); None where not counted
 
 
 @dataclass
@@ -558,7 +559,7 @@ class CollectionSession:
         )
         if after is not None:
             stmt = stmt.where(UserRow.user_id > after)
-        users = [UserInfo(uid, user_status(int(n))) for uid, n in self._session.execute(stmt)]
+        users = [UserInfo(uid, user_status(int(n)), int(n)) for uid, n in self._session.execute(stmt)]
         return _page(users, size, "users", lambda u: u.user_id)
 
     def user_face_count(self, key: str, user_id: str) -> int:

@@ -218,12 +218,16 @@ class AuditLog:
         *,
         after: int | None = None,
         newest_first: bool = False,
+        access_key: str | None = None,
+        operation: str | None = None,
+        until: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Up to ``limit`` records at or after ``since``, of one collection if given: in the order they
         were written (oldest first), or newest first. ``after``: a page's cursor, the id of the last
         record of the page before (the next page holds the records after it in the same order: greater
         ids oldest first, smaller ids newest first). Ids only grow, so a page never repeats or skips a
-        record, even while records are appended."""
+        record, even while records are appended. ``access_key``, ``operation``: only those records;
+        ``until``: only records before it."""
         if not 1 <= limit <= MAX_READ:
             raise ValueError(f"limit must be between 1 and {MAX_READ}")
         order = AuditRow.id.desc() if newest_first else AuditRow.id
@@ -234,6 +238,12 @@ class AuditLog:
             stmt = stmt.where(AuditRow.time >= _utc(since))
         if collection_id is not None:
             stmt = stmt.where(AuditRow.collection_id == collection_id)
+        if access_key is not None:
+            stmt = stmt.where(AuditRow.access_key == access_key)
+        if operation is not None:
+            stmt = stmt.where(AuditRow.operation == operation)
+        if until is not None:
+            stmt = stmt.where(AuditRow.time < _utc(until))
         with self._store.sessions() as session:
             return [_as_dict(r) for r in session.scalars(stmt)]
 

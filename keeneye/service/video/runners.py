@@ -13,9 +13,11 @@ from typing import Any
 
 from keeneye.core.types import Frame
 from keeneye.pipeline.loop import run_frames
+from keeneye.service.streams.spec import ProcessorOptions
 from keeneye.service.video.jobs import JobOutput, JobRunner
-from keeneye.service.video.results import renumber_persons
+from keeneye.service.video.results import person_indexes, renumber_persons
 from keeneye.service.video.tracking import build_tracking_detector, track_video
+from keeneye.streams.supervisor import line_of
 from keeneye.video.sources import open_video
 
 
@@ -23,7 +25,13 @@ def person_tracking_runner(settings: Any) -> JobRunner:
     """The PersonTracking runner: keeneye.service.video.tracking.track_video at ``video_jobs.target_fps``
     (at most ``video_jobs.max_duration_s`` of video); items are every box of every confirmed track:
     ``{"pts_ms", "index": track id, "xyxy": pixels}``. The detector is loaded once, at the first job,
-    and shared by the jobs (one worker uses it at a time per thread; the ONNX session is thread-safe)."""
+    and shared by the jobs (one worker uses it at a time per thread; the ONNX session is thread-safe).
+
+    ``params["lines"]`` (keeneye's extension, set by the web console; Rekognition's StartPersonTracking
+    has no lines): directed lines as a stream processor's options take them (``{"name", "p1", "p2"}``,
+    ratios); the job's metadata then holds ``line_counts`` and ``line_events`` (``{"line", "index",
+    "pts_ms", "direction"}``, ``index`` as the items'). Such a job analyses frames at
+    ``persons.target_fps`` (every frame by default), not ``video_jobs.target_fps``."""
     built: list[Any] = []
     lock = threading.Lock()
 
@@ -33,10 +41,15 @@ def person_tracking_runner(settings: Any) -> JobRunner:
                 built.extend(build_tracking_detector(settings))
         detector, tracker_config = built
         max_s = settings.video_jobs.max_duration_s
+        lines = [line_of(raw) for raw in ProcessorOptions.parse({"lines": params.get("lines") or []}).lines]
         result = track_video(
             video,
             settings,
-            target_fps=settings.video_jobs.target_fps,
+            lines,
+            # Counting lines needs the persons' own rate (every frame by default): on CAVIAR's shop door
+            # every skipping schedule loses the exit (README, person tracking); plain tracking keeps
+            # the jobs' cheaper rate.
+            target_fps=settings.persons.target_fps if lines else settings.video_jobs.target_fps,
             max_duration_ms=None if max_s is None else max_s * 1000.0,
             detector=detector,
             tracker_config=tracker_config,
@@ -48,7 +61,20 @@ def person_tracking_runner(settings: Any) -> JobRunner:
             for t in result.tracks
             for p in t.history
         ]
-        return JobOutput(asdict(result.metadata), renumber_persons(items))
+        mapping = person_indexes(items)
+        metadata = asdict(result.metadata)
+        if lines:
+            metadata["line_counts"] = result.line_counts
+            metadata["line_events"] = [
+                {
+                    "line": e.line,
+                    "index": mapping.get(e.track_id),
+                    "pts_ms": float(e.pts_ms),
+                    "direction": e.direction,
+                }
+                for e in result.line_events
+            ]
+        return JobOutput(metadata, renumber_persons(items))
 
     return run
 
