@@ -11,7 +11,7 @@ PORT ?= 8000
 
 JS := tests/js
 
-.PHONY: setup system-deps system-deps-test js-deps models models-all serve test lint format bench clean
+.PHONY: setup system-deps system-deps-test js-deps models models-all serve test test-postgres lint format bench clean
 
 setup: $(STAMP) models
 
@@ -31,7 +31,8 @@ $(STAMP): pyproject.toml | system-deps
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The AWS SDK for JavaScript v3, a test client (tests/contract/test_js_sdk.py): npm ci from the committed
+# The AWS SDK for JavaScript v3, a test client (tests/contract/test_js_sdk.py), and axe-core, the accessibility
+# checker of the console's browser tests (tests/console/): npm ci from the committed
 # lockfile, again only when it changes (npm ci writes node_modules/.package-lock.json).
 $(JS)/node_modules/.package-lock.json: $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
@@ -52,6 +53,13 @@ serve: setup
 
 test: system-deps-test $(STAMP) models-all js-deps
 	KEENEYE_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-postgres
+
+# The contract suite again with every server on PostgreSQL (tests/pg.py starts one on 127.0.0.1, a new
+# database per test; docs/deployment.md). The two-server tests ran on PostgreSQL in the run above already.
+PG_CONTRACT ?= tests/contract --ignore=tests/contract/test_several_servers.py
+test-postgres: system-deps-test $(STAMP) models-all js-deps
+	KEENEYE_TEST_DATABASE=postgresql KEENEYE_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest -q $(PG_CONTRACT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check keeneye tests bench

@@ -71,10 +71,11 @@ from keeneye.service.uploads.service import UploadService, UploadWorker, is_tran
 from keeneye.service.video.face_search import face_search_runner
 from keeneye.service.video.jobs import JobOutput, JobRunner, VideoJobs, VideoRef, header_checked
 from keeneye.service.video.notifications import NotificationService
-from keeneye.service.video.runners import face_detection_runner, person_tracking_runner
+from keeneye.service.video.ray_jobs import ray_runners
+from keeneye.service.video.runners import face_detection_runner, person_tracking_runner, redaction_runner
 from keeneye.store.db import Store
 from keeneye.streams.egress import EgressPolicy
-from keeneye.streams.supervisor import WorkerSupervisor
+from keeneye.streams.ray_supervisor import supervisor_for
 
 log = logging.getLogger("keeneye.app")
 
@@ -129,7 +130,9 @@ def build_collection_services(
 ) -> tuple[FaceCollections, AuditLog]:
     """FaceCollections and AuditLog on ``store`` (sharing the face pipeline and its pixel budget)."""
     store = store or open_store(settings)
-    collections = FaceCollections(store, faces.analyzer, settings.images, budget=faces.budget)
+    collections = FaceCollections(
+        store, faces.analyzer, settings.images, budget=faces.budget, vector_index=settings.vector_index
+    )
     return collections, AuditLog(store)
 
 
@@ -159,7 +162,7 @@ def build_stream_processors(
         account=collections.account,
         encode=stream_records.encode,
         open_search=open_collection_search,
-        supervisor=WorkerSupervisor(stop_timeout_s=settings.streams.stop_timeout_s),
+        supervisor=supervisor_for(settings),  # worker processes here, or Ray actors (streams.ray_address)
         review=review or ReviewQueue(store, audit=audit),
     )
 
@@ -258,7 +261,9 @@ def build_video_jobs(
     runners = {
         "PersonTracking": person_tracking_runner(settings),
         "FaceDetection": face_detection_runner(settings, faces),
+        "Redaction": redaction_runner(settings),  # keeneye's own kind: the console's video redaction
     }
+    runners.update(ray_runners(settings))  # Ray tasks instead, with video_jobs.ray_address
     if collections is not None:
         review = review or ReviewQueue(store, audit=audit)
         runners["FaceSearch"] = _face_search_runner(settings, faces, collections, audit, review)
@@ -269,7 +274,13 @@ def build_video_jobs(
         store, settings.notifications, settings.data_dir, egress=EgressPolicy.from_settings(settings)
     )
     return VideoJobs(
-        store, runners, resolve, workers=settings.video_jobs.workers, notifications=notifications
+        store,
+        runners,
+        resolve,
+        workers=settings.video_jobs.workers,
+        notifications=notifications,
+        lease_s=settings.video_jobs.lease_s,
+        poll_interval_s=settings.video_jobs.poll_interval_s,
     )
 
 

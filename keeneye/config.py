@@ -127,6 +127,59 @@ class FacesSettings(_Strict):
     )
 
 
+class VectorIndexSettings(_Strict):
+    kind: Literal["auto", "numpy", "faiss"] = Field(
+        "auto",
+        description="The vector index of each collection (docs/vector-index.md): numpy: exact scan of the "
+        "full float32 vectors, all in RAM (4.6 GB per million 1152-float faces); faiss: IVF-PQ candidates "
+        "re-ranked exactly on the full vectors, read from a memory-mapped file; auto: numpy below "
+        "`faiss_above` faces, faiss from there",
+    )
+    faiss_above: int = Field(
+        20_000,
+        ge=0,
+        description="auto: collections of at least this many faces use the faiss index (rebuilt from the "
+        "database when they cross it); measured: the exact scan of 1152-float vectors costs ~6 ms at 20k "
+        "faces and 29 ms at 100k on one core",
+    )
+    pq_bytes: int = Field(
+        64,
+        ge=1,
+        description="faiss: bytes of 4-bit product-quantisation codes per face in RAM (twice this must "
+        "divide `pca_dims`); more bytes, better candidates",
+    )
+    pca_dims: int = Field(
+        256,
+        ge=8,
+        description="faiss: the first stage works on the vectors' main components, rotated at random "
+        "(PCA): the dlib part of the default vector holds ~83 % of its energy in 128 of 1152 floats, and "
+        "quantised as it is, the exact top 10 of LFW faces were among 256 candidates 88 % of the time, "
+        "99.8 % with PCA to 256 (docs/vector-index.md)",
+    )
+    nprobe: int = Field(
+        256,
+        ge=1,
+        description="faiss: inverted lists scanned per search (of ~sqrt(faces), at most 4096); at 1M faces "
+        "(1024 lists) recall@1 against exact was 0.975 with 64, 0.993 with 128, 0.999 with 256 "
+        "(bench/vector_index.py)",
+    )
+    rerank: int = Field(
+        256,
+        ge=1,
+        description="faiss: candidates re-ranked exactly on the full vectors per search (at least MaxFaces)",
+    )
+    exact_below: int = Field(
+        1_000,
+        ge=0,
+        description="faiss: a collection of at most this many faces is scanned exactly (too few to train on)",
+    )
+    train_size: int = Field(
+        65_536,
+        ge=1_024,
+        description="faiss: faces sampled to train the quantisers when the index is built",
+    )
+
+
 class PersonsSettings(_Strict):
     kind: Literal["ensemble", "centernet", "nanodet", "movenet", "hog"] = Field(
         "ensemble",
@@ -236,6 +289,26 @@ class VideoJobSettings(_Strict):
         description="Largest frame (width x height from the stream header) a job decodes; a larger video "
         "fails its job before any frame is decoded (default: 8K UHD); unset: no limit",
     )
+    lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a worker's claim on a running job holds without renewal, seconds (renewed "
+        "every third of it): when its server dies, another server sharing the database resumes the job "
+        "after this",
+    )
+    poll_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often idle workers look in the database for jobs (started through another server, "
+        "or whose lease expired), seconds; jobs started through this server are taken at once",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="A Ray cluster's address (host:port of its head): PersonTracking and Redaction jobs then "
+        "run as Ray tasks on a node with room, retried on another node when theirs dies "
+        "(keeneye/service/video/ray_jobs.py; the nodes need keeneye, its models and the videos' and data "
+        "directory's paths). Unset: on this machine",
+    )
 
 
 class NotificationSettings(_Strict):
@@ -274,6 +347,12 @@ class RetentionSettings(_Strict):
         gt=0,
         description="Delivered notification-outbox messages are deleted this many days after delivery "
         "(undelivered ones are never purged); unset: kept as the delivery history",
+    )
+    stream_events_days: float | None = Field(
+        30.0,
+        gt=0,
+        description="Stream processors' line crossings and zone visits kept for the console's timeline "
+        "are deleted this many days after they happened (their records went to the sinks); unset: kept",
     )
     purge_interval_s: float = Field(
         3600.0,
@@ -345,6 +424,29 @@ class StreamSettings(_Strict):
         gt=0,
         description="Time a stopping processor has to deliver queued records and exit before it is killed, "
         "seconds",
+    )
+    lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a server's claim on the processors it runs holds without renewal, seconds "
+        "(renewed every third of it, when it also looks for processors to take over or to stop): when it "
+        "dies, another server sharing the database starts its processors after this",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="A Ray cluster's address (host:port of its head): each running processor's worker is "
+        "then a Ray actor on a node with room, started again on another node when its node dies "
+        "(keeneye/streams/ray_supervisor.py; every node needs keeneye, its models and the data directory or "
+        "database: docs/streams.md). Unset: worker processes on this machine",
+    )
+    ray_num_cpus: float = Field(
+        1.0, gt=0, description="CPUs of a Ray node each processor's actor takes (with ray_address)"
+    )
+    ray_restarts: int = Field(
+        3,
+        ge=0,
+        description="How often a session's worker lost with its Ray node (or process) is started again "
+        "on another node before the processor is FAILED (with ray_address)",
     )
 
 
@@ -569,6 +671,11 @@ class Settings(BaseSettings):
     )
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per model (0: runtime default)")
     faces: FacesSettings = Field(default_factory=FacesSettings, description="Face analysis pipeline")
+    vector_index: VectorIndexSettings = Field(
+        default_factory=VectorIndexSettings,
+        description="How each collection's vectors are searched: exact, or approximate with an exact "
+        "re-rank for millions of faces (docs/vector-index.md)",
+    )
     images: ImageLimits = Field(default_factory=ImageLimits, description="Limits on input images")
     persons: PersonsSettings = Field(default_factory=PersonsSettings, description="Person detection in video")
     video_jobs: VideoJobSettings = Field(

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import pg
+from tests.console import browser
 from tests.rtsp import rig
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tools/system-deps.sh"
-TEST_PACKAGES = ["mosquitto", *rig.PACKAGES]
+TEST_PACKAGES = ["mosquitto", *rig.PACKAGES, *browser.PACKAGES, *pg.PACKAGES]
 
 FAKES = {
     "dpkg-query": 'grep -qxF "${@: -1}" "$STATE/installed" && echo "install ok installed" || exit 1',
@@ -74,10 +76,11 @@ def run_script(
     return result, calls, set(installed_file.read_text().split())
 
 
-def test_the_script_installs_what_the_rtsp_rig_and_the_broker_need() -> None:
+def test_the_script_installs_what_the_rtsp_rig_the_broker_and_the_browser_need() -> None:
     match = re.search(r"^TEST_PACKAGES=\(([^)]*)\)", SCRIPT.read_text(), re.MULTILINE)
     assert match, "TEST_PACKAGES not found in tools/system-deps.sh"
-    assert match[1].split() == TEST_PACKAGES
+    added = re.findall(r"^TEST_PACKAGES\+=\(([^)]*)\)", SCRIPT.read_text(), re.MULTILINE)
+    assert match[1].split() + " ".join(added).split() == TEST_PACKAGES
 
 
 def test_all_present_is_silent_and_runs_no_apt_get(tmp_path: Path) -> None:

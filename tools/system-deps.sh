@@ -5,7 +5,8 @@
 #                                python3 comes without it) and npm (the human models are npm packages)
 #   tools/system-deps.sh test    ... and what the tests start: mosquitto (MQTT broker), GStreamer's RTSP
 #                                server under Debian's /usr/bin/python3 (tests/rtsp/rig.py), Node.js >= 20
-#                                (the AWS SDK for JavaScript v3 test client)
+#                                (the AWS SDK for JavaScript v3 test client), Chromium and its WebDriver
+#                                (headless, driven by Selenium: tests/console/)
 #
 # Silent and fast (dpkg-query only, no apt-get update) when everything is there. What is missing is installed
 # with apt-get as root, or with sudo when it needs no password; otherwise it stops at once with one message
@@ -16,8 +17,12 @@ group=${1:-test}
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 NODE_MAJOR=20
-# What the tests start (tests/receivers.py, tests/rtsp/rig.py): plugins-good has qtdemux and rtph264pay.
-TEST_PACKAGES=(mosquitto gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good)
+# What the tests start (tests/receivers.py, tests/rtsp/rig.py, tests/console/browser.py): plugins-good has
+# qtdemux and rtph264pay; Debian's chromium and chromium-driver are the browser (none is downloaded).
+TEST_PACKAGES=(mosquitto gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good
+    chromium chromium-driver)
+# tests/pg.py runs Debian's PostgreSQL server (initdb, postgres) on 127.0.0.1 for the PostgreSQL tests.
+TEST_PACKAGES+=(postgresql)
 
 case $group in
 setup | test) ;;
@@ -42,7 +47,9 @@ missing_packages() {
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
     # Not Debian/Ubuntu: nothing to check packages with; the tests that need one say which when it fails.
     echo "keeneye: no dpkg/apt-get here; the tests need mosquitto, GStreamer's RTSP server with PyGObject" \
-        "for /usr/bin/python3, and Node.js >= $NODE_MAJOR with npm: install your system's equivalents" >&2
+        "for /usr/bin/python3, PostgreSQL's server (or KEENEYE_PG_BIN), Chromium with its chromedriver at" \
+        "/usr/lib/chromium/chromium and /usr/bin/chromedriver, and Node.js >= $NODE_MAJOR with npm:" \
+        "install your system's equivalents" >&2
     exit 0
 fi
 

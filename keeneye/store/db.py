@@ -2,7 +2,8 @@
 
 SQLite is the default (``sqlite:///<data_dir>/keeneye.db``) in WAL mode with ``synchronous=FULL``:
 a transaction is on disk when ``commit()`` returns, so a face acknowledged by IndexFaces survives a
-``kill -9`` or a power cut. Any SQLAlchemy URL works (PostgreSQL for larger deployments).
+``kill -9`` or a power cut. PostgreSQL (``postgresql+psycopg://...``, the ``postgresql`` extra) is the
+backend for several servers on one database (docs/deployment.md); the contract suite runs on both.
 
 Deleted means gone from the file (docs/accountability.md): SQLite connections run with
 ``secure_delete=ON`` (deleted rows are overwritten with zeros, not left in free pages), and
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from keeneye.store.files import private_dir, private_sqlite
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_PG_MIGRATION_LOCK = 0x6B65656D  # pg_advisory_xact_lock key of the migrations ("keem"; the audit's is "keen")
 
 
 def default_url(data_dir: Path) -> str:
@@ -60,7 +62,15 @@ class Store:
         database = _sqlite_file(url)
         if database is not None and database.parent.is_dir():
             private_sqlite(database)
-        self.engine: Engine = create_engine(url)
+        try:
+            # pre_ping: a pooled connection the database server dropped (a restart, a fail-over) is
+            # replaced before use instead of failing the request; SQLite files need no such check.
+            self.engine: Engine = create_engine(url, pool_pre_ping=database is None)
+        except ModuleNotFoundError as err:
+            raise RuntimeError(
+                f"the database driver of {make_url(url).drivername} is not installed ({err.name}); for "
+                "PostgreSQL: pip install 'keeneye[postgresql]'"
+            ) from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -111,6 +121,10 @@ class Store:
         from alembic import command
 
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Servers that start together on one database migrate one at a time (DDL is transactional
+                # there: the lock is held until the migration commits; the next finds the schema at head).
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
             cfg = alembic_config()
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, revision)

@@ -198,6 +198,10 @@ class VideoJobRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     video_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     results: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    # The worker running the job (keeneye/service/video/jobs.py) and until when its claim holds: it renews
+    # the lease while it runs; an expired one (its server died) lets another server's worker take the job.
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class NotificationChannelRow(Base):
@@ -387,6 +391,10 @@ class StreamProcessorRow(Base):
     started_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The server whose worker runs the processor and until when (renewed while it runs; expired: that
+    # server died and another one starts the processor: keeneye/service/streams/processors.py).
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class RequestTokenRow(Base):
@@ -464,3 +472,27 @@ class ReviewNegativeRow(Base):
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # little-endian float32
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     identification_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class StreamEventRow(Base):
+    """A stream processor's line crossing (``kind`` "line", ``direction`` in / out) or zone visit
+    (``kind`` "zone", ``direction`` enter / exit), as its worker reported it: the console's timeline
+    (keeneye/service/streams/events.py). The record itself went to the processor's sinks; these rows are
+    deleted after ``retention.stream_events_days``."""
+
+    __tablename__ = "stream_events"
+    __table_args__ = (
+        Index("ix_stream_events_created", "created_at"),
+        Index("ix_stream_events_processor", "processor", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    processor: Mapped[str] = mapped_column(String(255))
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    direction: Mapped[str] = mapped_column(String(16))
+    track_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pts_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    identity: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -33,6 +33,7 @@ from keeneye.service.container import Services
 from keeneye.service.faces.analysis import FaceService
 from tests.aws.signing import AKID, KEYS, SECRET
 from tests.factories import LOOPBACK_EGRESS
+from tests.pg import on_postgres
 
 STARTUP_TIMEOUT_S = 20.0
 
@@ -47,6 +48,7 @@ class RunningServer:
     models_dir: Path | None = None
     video_jobs: VideoJobSettings = field(default_factory=VideoJobSettings)
     s3_endpoint: str | None = None
+    database_url: str | None = None
     url: str = ""
     services: Services | None = None
     app: Any = None
@@ -62,6 +64,7 @@ class RunningServer:
         # loopback: the test cameras, webhooks and brokers listen on 127.0.0.1.
         settings = Settings(
             data_dir=self.data_dir,
+            database_url=self.database_url,
             models_path=self.models_dir,
             server=ServerSettings(host="127.0.0.1", port=port, buckets=self.buckets),
             video_jobs=self.video_jobs,
@@ -168,25 +171,37 @@ def face_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture
 def start_server(
-    face_service: FaceService, tmp_path: Path, models_dir: Path
+    face_service: FaceService, tmp_path: Path, models_dir: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., RunningServer]]:
     """Start servers (stopped at the end of the test); pass ``data_dir`` to reuse one, ``video_jobs``
-    for the stored-video job settings, ``s3_endpoint`` for buckets behind an S3 API."""
+    for the stored-video job settings, ``s3_endpoint`` for buckets behind an S3 API, ``database_url``
+    to share a database between data directories (several servers on one PostgreSQL database).
+
+    With ``KEENEYE_TEST_DATABASE=postgresql`` each data directory gets a new PostgreSQL database of its
+    own (the same one when a server starts again on it), as it gets its own SQLite file otherwise."""
     running: list[RunningServer] = []
+    databases: dict[Path, str | None] = {}
 
     def start(
         data_dir: Path | None = None,
         buckets: dict[str, Path] | None = None,
         video_jobs: VideoJobSettings | None = None,
         s3_endpoint: str | None = None,
+        database_url: str | None = None,
     ) -> RunningServer:
+        data_dir = data_dir or tmp_path / "data"
+        if database_url is None and data_dir not in databases:
+            databases[data_dir] = (
+                request.getfixturevalue("postgres").create_database() if on_postgres() else None
+            )
         server = RunningServer(
-            data_dir or tmp_path / "data",
+            data_dir,
             face_service,
             buckets or {},
             models_dir,
             video_jobs or VideoJobSettings(),
             s3_endpoint,
+            database_url or databases[data_dir],
         ).start()
         running.append(server)
         return server

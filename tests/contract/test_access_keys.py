@@ -21,6 +21,7 @@ from keeneye.service.governance.keys import AccessKeys
 from keeneye.store.db import Store
 from tests.aws.signing import SECRET, sign
 from tests.contract.conftest import RunningServer
+from tests.pg import database_dump
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
@@ -42,7 +43,7 @@ def deny(action: Any, resource: Any = "*") -> dict[str, Any]:
 
 def access_keys(server: RunningServer) -> AccessKeys:
     """Key management on the server's own data directory (as `keeneye keys` does)."""
-    store = Store.open(server.data_dir)
+    store = Store.open(server.data_dir, server.database_url)
     return AccessKeys(store, server.data_dir, AuditLog(store))
 
 
@@ -277,7 +278,12 @@ def test_secrets_never_appear_in_logs_errors_or_audit(
         [caplog.text, *seen, json.dumps(audit), json.dumps([k.to_dict() for k in keys.list()])]
     )
     assert key.secret_access_key not in everything
-    assert key.secret_access_key.encode() not in (server.data_dir / "keeneye.db").read_bytes()
+    stored = (
+        (server.data_dir / "keeneye.db").read_bytes()
+        if server.database_url is None
+        else database_dump(server.database_url)
+    )
+    assert key.secret_access_key.encode() not in stored
 
 
 def test_stream_processor_permissions(server: RunningServer) -> None:

@@ -24,7 +24,12 @@ PEOPLE = 8
 
 
 def test_batch_indexed_collection_is_searched_through_boto3(
-    start_server: Callable[..., RunningServer], shared_data: Path, models_dir: Path, tmp_path: Path
+    start_server: Callable[..., RunningServer],
+    shared_data: Path,
+    models_dir: Path,
+    tmp_path: Path,
+    database_url: str | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root = shared_data / "faces" / "lfw"
     by_role: dict[str, dict[str, list[Path]]] = {"gallery": {}, "probe_known": {}, "probe_unknown": {}}
@@ -40,6 +45,8 @@ def test_batch_indexed_collection_is_searched_through_boto3(
 
     data = settings_with_models(tmp_path, models_dir).data_dir
     out = tmp_path / "out"
+    if database_url is not None:  # the PostgreSQL run: the command writes where the server reads
+        monkeypatch.setenv("KEENEYE_DATABASE_URL", database_url)
     proc = run(
         "batch", watchlist, "--task", "index-faces", "--collection", "lfw", "--create-collection",
         "--output", out, "--workers", "1", data_dir=data,
@@ -52,14 +59,14 @@ def test_batch_indexed_collection_is_searched_through_boto3(
     from keeneye.service.governance.audit import AuditLog
     from keeneye.store.db import Store
 
-    store = Store.open(data)
+    store = Store.open(data, database_url)
     try:
         records = [r for r in AuditLog(store).read() if r["operation"] == "keeneye batch index-faces"]
     finally:
         store.close()
     assert sum(len(r["matches"]) for r in records) == PEOPLE and records[0]["access_key"] == "cli"
 
-    client = start_server(data_dir=data).client()
+    client = start_server(data_dir=data, database_url=database_url).client()
     assert client.describe_collection(CollectionId="lfw")["FaceCount"] == PEOPLE
     for person in people:
         probe = by_role["probe_known"][person][0].read_bytes()

@@ -246,7 +246,7 @@ def test_s3_down_is_retried_and_a_corrupt_object_fails(
 
 
 def _key(server: RunningServer, name: str, *actions: str) -> dict[str, str]:
-    store = Store.open(server.data_dir)
+    store = Store.open(server.data_dir, server.database_url)
     doc = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}],

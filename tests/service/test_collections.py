@@ -188,7 +188,7 @@ def test_durable_across_restart(
     # A face added after the index files were written leaves them stale ...
     extra = first.index_faces("c", lfw["gallery"][4][1].read_bytes()).indexed[0][0].face_id
     # ... and a second process on the same data dir rebuilds from the database.
-    reopened = Store.open(store.data_dir)
+    reopened = Store.open(store.data_dir, store.url)
     second = FaceCollections(reopened, analyzer)
     hits = second.search_faces_by_image("c", lfw["gallery"][4][1].read_bytes()).matches
     assert hits and hits[0].face.face_id == extra
@@ -200,7 +200,7 @@ def test_durable_across_restart(
     }
     # Index files deleted entirely: rebuilt.
     shutil.rmtree(store.index_dir)
-    third = FaceCollections(Store.open(store.data_dir), analyzer)
+    third = FaceCollections(Store.open(store.data_dir, store.url), analyzer)
     assert (
         third.search_faces_by_image("c", probe[1].read_bytes()).matches[0].face.external_image_id == probe[0]
     )

@@ -33,6 +33,14 @@ States: STOPPED -> (Start) STARTING -> RUNNING -> (Stop) STOPPING -> STOPPED; FA
 dies or cannot start (UpdateStreamProcessor applies at once to a stopped processor: no UPDATING). A
 processor that was running when the server stopped is started again when it starts (``desired`` =
 running); one that cannot be (its camera or collection gone) is FAILED with the reason.
+
+Several servers on one database (docs/deployment.md): a processor runs in exactly one of them, the one
+whose lease its row holds (``lease_owner``, ``lease_expires_at``: ``streams.lease_s``; taken by Start in a
+row-locked transaction, renewed every third of the lease while its worker runs, released when it ends).
+Every server's lease thread also starts the processors that should run (``desired`` = running) and whose
+lease is void: expired (their server died or was cut off), or held by an exited process of this host
+(keeneye/store/leases.py). StopStreamProcessor through another server marks the row STOPPING; the
+owner's lease thread stops its worker.
 """
 
 from __future__ import annotations
@@ -46,7 +54,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
@@ -66,6 +75,7 @@ from keeneye.service.governance.policies import Right
 from keeneye.service.review.negatives import filter_matches
 from keeneye.service.review.queue import Identification, ReviewQueue
 from keeneye.service.streams.cameras import CAMERA_ARN, Cameras, check_name
+from keeneye.service.streams.events import StreamEvents
 from keeneye.service.streams.rights import processor_rights
 from keeneye.service.streams.spec import (
     REQUEST_KEYS,
@@ -76,6 +86,7 @@ from keeneye.service.streams.spec import (
     labels_of,
     regions_of_interest,
 )
+from keeneye.store import leases
 from keeneye.store.db import Store
 from keeneye.store.tables import StreamProcessorRow
 from keeneye.streams.runtime import CollectionSearch, RecordEncoder
@@ -174,6 +185,7 @@ class StreamProcessors:
         self._check_collection = check_collection
         self.region, self.account = region, account
         self.cameras = Cameras(store, settings, region=region, account=account)
+        self.events = StreamEvents(store)  # line crossings and zone visits, for the console's timeline
         self._workers = supervisor or WorkerSupervisor(stop_timeout_s=settings.streams.stop_timeout_s)
         self._lock = threading.RLock()
         self._closing = False
@@ -182,6 +194,11 @@ class StreamProcessors:
             review.add_listener(self._review_decided)
         self._views: dict[str, LiveView] = {}  # the latest view of each watched processor
         self._view_cond = threading.Condition()
+        self.owner = leases.new_owner()  # this server, as the lease_owner of the processors it runs
+        self._lease_s = settings.streams.lease_s
+        self._may_start: ResumeCheck | None = None
+        self._lease_stop = threading.Event()
+        self._lease_thread: threading.Thread | None = None
 
     def arn(self, name: str) -> str:
         """A processor's ARN; ``name`` is its store key (REGION/name outside us-east-1, as collections:
@@ -377,16 +394,23 @@ class StreamProcessors:
             now = _now()
             with self._store.transaction() as s:
                 row = self._row(s, name)
-                if row.status in ACTIVE or name in self._workers:
+                if self._taken(row, now) or name in self._workers:
                     raise ResourceInUse(f"stream processor {name!r} is {row.status}")
                 request = self.cameras.secrets.open_request(row.request)
             # What Create checked may have changed since (a camera, a data stream or the collection gone):
             # refused now, with what to fix, rather than a worker that fails.
             resolved = self._validate(request, name)
             with self._store.transaction() as s:
-                row = self._row(s, name)
+                # Locked (PostgreSQL) and checked again: of two servers starting it at once, one wins.
+                locked = s.get(StreamProcessorRow, name, with_for_update=True, populate_existing=True)
+                if locked is None:
+                    raise NotFound(f"stream processor {name!r} does not exist")
+                row = locked
+                if self._taken(row, now):
+                    raise ResourceInUse(f"stream processor {name!r} is {row.status}")
                 row.status, row.status_message, row.desired = "STARTING", None, "running"
                 row.session_id, row.started_by = session_id, access_key
+                row.lease_owner, row.lease_expires_at = self.owner, now + timedelta(seconds=self._lease_s)
                 row.stop_at = None if max_duration_s is None else now + timedelta(seconds=max_duration_s)
                 row.updated_at = now
                 request, options = self.cameras.secrets.open_request(row.request), dict(row.options or {})
@@ -478,7 +502,10 @@ class StreamProcessors:
         def view(report: dict[str, Any]) -> None:
             self._keep_view(name, report)
 
-        return WorkerReports(status, identified, ended, view=view)
+        def event(report: dict[str, Any]) -> None:
+            self.events.record(name, session_id, report)
+
+        return WorkerReports(status, identified, ended, view=view, event=event)
 
     def _queue(self, name: str, session_id: str, collection_id: str | None, report: dict[str, Any]) -> None:
         """One reported identification into the review queue (its best match; the worker sends the crop
@@ -545,6 +572,7 @@ class StreamProcessors:
             if row is None or row.session_id != session_id:
                 return
             row.status, row.status_message, row.updated_at = status, message, _now()
+            row.lease_owner, row.lease_expires_at = None, None  # free: another server may start it
             if not keep_desired:
                 row.desired = "stopped"
             channel = row.request.get("NotificationChannel")
@@ -570,10 +598,17 @@ class StreamProcessors:
             worker = self._workers.get(name)
             with self._store.transaction() as s:
                 row = self._row(s, name)
-                if worker is None or row.status not in ACTIVE:
+                now = _now()
+                if row.status not in ACTIVE or (worker is None and not self._taken(row, now)):
+                    if row.status in ACTIVE:  # its server died: nothing runs it any more
+                        row.status, row.desired, row.updated_at = "STOPPED", "stopped", now
+                        row.lease_owner = row.lease_expires_at = None
+                        return
                     raise ResourceInUse(f"stream processor {name!r} is {row.status}, not running")
-                row.status, row.desired, row.updated_at = "STOPPING", "stopped", _now()
-            self._workers.stop(worker)
+                # Run here, or by another server: that server's lease thread sees this and stops it.
+                row.status, row.desired, row.updated_at = "STOPPING", "stopped", now
+            if worker is not None:
+                self._workers.stop(worker)
 
     def stats(self, name: str) -> dict[str, Any]:
         """The latest counters a running processor reported (empty when it is not running)."""
@@ -649,42 +684,112 @@ class StreamProcessors:
         return self.cameras.snapshot(camera)
 
     def resume(self, may_start: ResumeCheck | None = None) -> list[str]:
-        """Server start: processors that were running (or starting) when it stopped run again, under
-        the access key that started them; a processor left STOPPING is STOPPED. ``may_start(key, name)``
-        raises (AccessDenied) when that key may no longer start it (disabled, deleted, or its policy no
-        longer allows the processor or what it uses): the processor is then FAILED with the reason. The
-        names started."""
-        started = []
+        """Server start: processors that were running (or starting) when their server stopped or died run
+        again, here, under the access key that started them; a processor left STOPPING is STOPPED. Those
+        another live server runs (its lease holds) are left to it. ``may_start(key, name)`` raises
+        (AccessDenied) when that key may no longer start it (disabled, deleted, or its policy no longer
+        allows the processor or what it uses): the processor is then FAILED with the reason. Then the
+        lease thread starts: it renews this server's leases and takes over the processors of servers
+        that die (the same checks). The names started now."""
+        self._may_start = may_start
+        started = self._take_over()
+        with self._lock:
+            if self._lease_thread is None and not self._closing:
+                self._lease_thread = threading.Thread(
+                    target=self._lease_loop, name="keeneye-processor-lease", daemon=True
+                )
+                self._lease_thread.start()
+        return started
+
+    def _taken(self, row: StreamProcessorRow, now: datetime) -> bool:
+        """Whether a live server (this one included) runs or is starting the processor: it is active and
+        its lease holds (not expired, its owner not an exited process of this host)."""
+        if row.status not in ACTIVE or row.lease_owner is None or row.lease_expires_at is None:
+            return False
+        if row.lease_owner == self.owner:
+            return True
+        return row.lease_expires_at >= now and not leases.dead_here(row.lease_owner)
+
+    def _take_over(self) -> list[str]:
+        """Start here the processors that should run and that no live server runs."""
+        now = _now()
         with self._store.transaction() as s:
-            rows = list(s.scalars(select(StreamProcessorRow)))
-            again = [(r.name, r.started_by) for r in rows if r.desired == "running"]
+            rows = [r for r in s.scalars(select(StreamProcessorRow)) if not self._taken(r, now)]
+            again = [(r.name, r.started_by) for r in rows if r.desired == "running" and r.name not in self]
             for r in rows:
-                if r.status in ACTIVE and r.desired != "running":
-                    r.status, r.updated_at = "STOPPED", _now()
-                elif r.status in ACTIVE:
-                    r.status = "STOPPED"  # start() below moves it on
+                if r.status in ACTIVE and r.desired != "running":  # left STOPPING by a server that died
+                    r.status, r.updated_at = "STOPPED", now
+                    r.lease_owner = r.lease_expires_at = None
+        started = []
         for name, access_key in again:
             try:
-                if may_start is not None:
-                    may_start(access_key, name)
+                if self._may_start is not None:
+                    self._may_start(access_key, name)
                 self.start(name, access_key=access_key)
                 started.append(name)
+            except ResourceInUse:  # another server took it first, or this one is stopping
+                continue
+            except LimitExceeded as err:  # left to a server with room (its lease stays void)
+                log.warning("stream processor %s not taken over: %s", name, err.message)
             except Exception as err:  # one bad processor must not keep the others down; its row says why
                 log.error("stream processor %s could not be resumed: %s", name, err)
                 message = err.message if isinstance(err, KeeneyeError) else f"{type(err).__name__}: {err}"
                 with self._store.transaction() as s:
                     row = s.get(StreamProcessorRow, name)
-                    if row is not None and row.status not in ACTIVE:
+                    if row is not None and not self._taken(row, _now()):
                         row.status, row.desired, row.updated_at = "FAILED", "stopped", _now()
+                        row.lease_owner = row.lease_expires_at = None
                         row.status_message = f"could not be started again after a server restart: {message}"[
                             :1024
                         ]
         return started
 
+    def __contains__(self, name: object) -> bool:
+        """Whether this server runs the processor's worker."""
+        return name in self._workers
+
+    def _renew(self) -> None:
+        """Extend this server's leases; stop the workers whose processors were stopped through another
+        server (their row says STOPPING / desired stopped)."""
+        now = _now()
+        with self._store.transaction() as s:
+            s.execute(
+                update(StreamProcessorRow)
+                .where(StreamProcessorRow.lease_owner == self.owner)
+                .values(lease_expires_at=now + timedelta(seconds=self._lease_s))
+                .execution_options(synchronize_session=False)
+            )
+            stopped = s.scalars(
+                select(StreamProcessorRow.name).where(
+                    StreamProcessorRow.lease_owner == self.owner,
+                    or_(StreamProcessorRow.desired != "running", StreamProcessorRow.status == "STOPPING"),
+                )
+            ).all()
+        for name in stopped:
+            worker = self._workers.get(name)
+            if worker is not None and not worker.stop_requested:
+                log.info("stream processor %s was stopped through another server; stopping it", name)
+                self._workers.stop(worker)
+
+    def _lease_loop(self) -> None:
+        """Every third of ``streams.lease_s``: renew, then take over what died. A database outage is
+        logged and tried again (the leases then lapse, and the workers go on until a server takes
+        their processors over: see docs/deployment.md)."""
+        while not self._lease_stop.wait(self._lease_s / 3):
+            try:
+                self._renew()
+                self._take_over()
+            except SQLAlchemyError as err:
+                log.warning("stream processor leases not renewed (the database?): %s", err)
+
     def close(self) -> None:
-        """Server shutdown: stop every worker (they stay desired-running and resume at the next start)."""
+        """Server shutdown: stop every worker (they stay desired-running and resume at the next start,
+        or at once on another server sharing the database: their leases are released)."""
         with self._lock:
             self._closing = True
+        self._lease_stop.set()
+        if self._lease_thread is not None:
+            self._lease_thread.join(timeout=30)
         self._workers.close()
 
 
@@ -707,7 +812,7 @@ def open_collection_search(
     """In a worker process: the search of ``collection_id`` (a store key) over its own store and
     collections (the worker's ``analyzer`` shared). A module-level function: pickled by reference."""
     store = Store.open(settings.data_dir, settings.database_url)
-    collections = FaceCollections(store, analyzer)
+    collections = FaceCollections(store, analyzer, vector_index=settings.vector_index)
 
     def search(embedding: FloatArray, embedder_id: str, threshold: float) -> list[FaceMatch]:
         matches = collections.search_faces_by_vector(collection_id, embedding, embedder_id, threshold)

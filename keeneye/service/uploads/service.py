@@ -276,6 +276,7 @@ class UploadService:
                     )
                     .order_by(UploadEventRow.next_attempt_at, UploadEventRow.id)
                     .limit(1)
+                    .with_for_update(skip_locked=True)  # PostgreSQL: another server's claim is skipped
                 ).first()
                 if row is None:
                     return ran

@@ -4,11 +4,17 @@ small worker pool that runs it.
 ``VideoJobs.start`` records a job (IN_PROGRESS) and queues it; a worker runs the job's kind with a
 ``JobRunner`` and records SUCCEEDED with the video's metadata and the result items, or FAILED with
 the error's message (an undecodable video is ``InvalidVideo``: FAILED with its message as the
-StatusMessage). ``get`` pages the items. The database is the queue: on construction every job still
-IN_PROGRESS is queued again in creation order, so queued jobs resume and jobs that were running when
-the server stopped restart from the beginning (a job's result is written in one transaction at its
-end, so a half-run job leaves nothing behind). ``close`` stops the workers, abandoning a running job
-at its next frame; it stays IN_PROGRESS and runs again at the next start.
+StatusMessage). ``get`` pages the items. The database is the queue, shared by every server on it
+(docs/deployment.md): a worker *claims* the oldest IN_PROGRESS job that no live worker holds, with a
+lease (``lease_owner``, ``lease_expires_at``: ``video_jobs.lease_s``) that it renews while the job
+runs. The claim is one conditional UPDATE (the lease free or expired), after a ``SELECT ... FOR UPDATE
+SKIP LOCKED`` on PostgreSQL, so two workers, in one server or in two, never both run a job. A job
+whose server died (its lease expired, or at once on the same host: keeneye/store/leases.py) is claimed
+by another worker and restarts from the beginning (a job's result is written in one transaction at its
+end, so a half-run job leaves nothing behind; only the lease holder can write it). Idle workers look
+for jobs every ``video_jobs.poll_interval_s``; a job started through this server wakes one at once.
+``close`` stops the workers, abandoning a running job at its next frame; its lease is released, so it
+runs again at the next start of any server.
 
 ``cancel`` ends a job FAILED with the StatusMessage "cancelled by the operator" (Rekognition's
 JobStatus has no CANCELLED) at once, in the database; a queued job then never runs and a running
@@ -33,11 +39,11 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, or_, select, update
 
 from keeneye.core import regions
 from keeneye.core.errors import (
@@ -47,6 +53,7 @@ from keeneye.core.errors import (
     KeeneyeError,
     NotFound,
 )
+from keeneye.store import leases
 from keeneye.store.db import Store
 from keeneye.store.tables import VideoJobRow
 from keeneye.video.sources import open_video
@@ -70,7 +77,8 @@ class JobStopped(Exception):
 
 
 class JobCancelled(Exception):
-    """Raised inside a running job that the operator cancelled (the job is already FAILED)."""
+    """Raised inside a running job that the operator cancelled (the job is already FAILED), or whose
+    lease this worker lost (another server's worker runs it now)."""
 
 
 class JobFinished(KeeneyeError):
@@ -188,7 +196,9 @@ class VideoJobs:
     without running).
 
     ``notifications``: where jobs started with a ``notification_topic`` publish their end (None: such
-    jobs are refused). ``close()`` closes it too.
+    jobs are refused). ``close()`` closes it too. ``lease_s``: how long a claim holds unrenewed;
+    ``poll_interval_s``: how often idle workers look for jobs in the database; ``owner``: this server's
+    lease owner name (keeneye.store.leases.new_owner() when not given).
     """
 
     def __init__(
@@ -199,34 +209,41 @@ class VideoJobs:
         *,
         workers: int = 1,
         notifications: NotificationService | None = None,
+        lease_s: float = 30.0,
+        poll_interval_s: float = 2.0,
+        owner: str | None = None,
     ) -> None:
         self._store = store
+        self._lease_s = lease_s
+        self._poll_s = poll_interval_s
+        self.owner = owner or leases.new_owner()
         self._runners = dict(runners)
         self._resolve = resolve
         self._notifications = notifications
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._queue: queue.Queue[str | None] = queue.Queue()  # wakes an idle worker (None: stop)
         self._stop = threading.Event()
         self._start_lock = threading.Lock()
         self._running: set[str] = set()  # jobs a worker holds
         self._cancelled: set[str] = set()  # of those, the ones to stop at their next checkpoint
+        self._lost: set[str] = set()  # of those, the ones whose lease was lost (another worker runs it)
         self._cancel_lock = threading.Lock()
         self._workers = workers
         self._threads: list[threading.Thread] = []
 
     def start_workers(self) -> None:
-        """Queue the jobs left queued or interrupted by the last run, start the worker threads and the
-        notification delivery (once). The constructor starts nothing: the composition root's lifecycle
-        does, with the server."""
+        """Start the worker threads (which claim the jobs left queued or interrupted, in creation
+        order), their lease renewal and the notification delivery (once). The constructor starts
+        nothing: the composition root's lifecycle does, with the server."""
         if self._threads or self._stop.is_set():
             return
         if self._notifications is not None:
             self._notifications.start()
-        for job_id in self._unfinished():
-            self._queue.put(job_id)
         self._threads = [
             threading.Thread(target=self._work, name=f"keeneye-job-{i}", daemon=True)
             for i in range(self._workers)
         ]
+        if self._workers:
+            self._threads.append(threading.Thread(target=self._renew, name="keeneye-job-lease", daemon=True))
         for t in self._threads:
             t.start()
 
@@ -410,8 +427,8 @@ class VideoJobs:
         return self.info(job_id)
 
     def close(self, timeout_s: float = 15.0) -> None:
-        """Stop the workers (a running job is abandoned at its next frame and stays IN_PROGRESS), then
-        the notification service given to the constructor."""
+        """Stop the workers (a running job is abandoned at its next frame, stays IN_PROGRESS and its
+        lease is released), then the notification service given to the constructor."""
         self._stop.set()
         for _ in self._threads:
             self._queue.put(None)
@@ -434,48 +451,143 @@ class VideoJobs:
 
     # -- workers -----------------------------------------------------------------------------------
 
-    def _unfinished(self) -> list[str]:
+    def _free(self, now: datetime) -> ColumnElement[bool]:
+        """A job no live worker holds: never claimed, released, or its lease expired."""
+        return or_(VideoJobRow.lease_expires_at.is_(None), VideoJobRow.lease_expires_at < now)
+
+    def _claim(self) -> str | None:
+        """Claim the oldest job no live worker holds; its id, or None when there is none.
+
+        On PostgreSQL the candidates are read ``FOR UPDATE SKIP LOCKED`` (rows another worker is
+        claiming are skipped, not waited for); on every backend the claim itself is one UPDATE that
+        succeeds only while the lease is still free, so one worker wins each job."""
+        self._void_dead_leases()
+        now = _now()
+        pending = VideoJobRow.status == "IN_PROGRESS"
         with self._store.transaction() as s:
-            unfinished = VideoJobRow.status == "IN_PROGRESS"
-            rows = s.scalars(select(VideoJobRow).where(unfinished).order_by(VideoJobRow.created_at)).all()
-            for row in rows:  # a job that was running restarts from the beginning
-                row.started_at = None
-            return [row.job_id for row in rows]
+            candidates = s.scalars(
+                select(VideoJobRow.job_id)
+                .where(pending, self._free(now))
+                .order_by(VideoJobRow.created_at, VideoJobRow.job_id)
+                .limit(8)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for job_id in candidates:
+                claimed = s.execute(
+                    update(VideoJobRow)
+                    .where(VideoJobRow.job_id == job_id, pending, self._free(now))
+                    .values(
+                        lease_owner=self.owner,
+                        lease_expires_at=now + timedelta(seconds=self._lease_s),
+                        started_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    return str(job_id)
+        return None
+
+    def _void_dead_leases(self) -> None:
+        """Expire at once the leases of this host's servers that have exited (keeneye.store.leases)."""
+        now = _now()
+        with self._store.transaction() as s:
+            owners = s.scalars(
+                select(VideoJobRow.lease_owner)
+                .where(VideoJobRow.status == "IN_PROGRESS", VideoJobRow.lease_expires_at >= now)
+                .distinct()
+            ).all()
+            for owner in owners:
+                if owner is not None and leases.dead_here(owner):
+                    log.info("jobs of %s, which exited, are free to run again", owner)
+                    s.execute(
+                        update(VideoJobRow)
+                        .where(VideoJobRow.lease_owner == owner, VideoJobRow.status == "IN_PROGRESS")
+                        .values(lease_expires_at=None)
+                        .execution_options(synchronize_session=False)
+                    )
+
+    def _renew(self) -> None:
+        """Every third of the lease: extend the leases of the jobs this server runs; a job whose lease is
+        gone (taken over after a stall, or cancelled through another server) is stopped here."""
+        while not self._stop.wait(self._lease_s / 3):
+            with self._cancel_lock:
+                held = set(self._running)
+            if not held:
+                continue
+            now = _now()
+            mine = (
+                VideoJobRow.job_id.in_(held),
+                VideoJobRow.status == "IN_PROGRESS",
+                VideoJobRow.lease_owner == self.owner,
+            )
+            with self._store.transaction() as s:
+                s.execute(
+                    update(VideoJobRow)
+                    .where(*mine)
+                    .values(lease_expires_at=now + timedelta(seconds=self._lease_s))
+                    .execution_options(synchronize_session=False)
+                )
+                kept = set(s.scalars(select(VideoJobRow.job_id).where(*mine)).all())
+            with self._cancel_lock:
+                lost = (held - kept) & self._running
+                self._lost |= lost
+            for job_id in lost:
+                log.warning("job %s: its lease is gone (ended or run by another server); stopping it", job_id)
+
+    def _release(self, job_id: str) -> None:
+        """Give a job back (server shutdown): any worker may claim it at once; it restarts from the start."""
+        with self._store.transaction() as s:
+            s.execute(
+                update(VideoJobRow)
+                .where(VideoJobRow.job_id == job_id, VideoJobRow.lease_owner == self.owner)
+                .values(lease_owner=None, lease_expires_at=None, started_at=None)
+                .execution_options(synchronize_session=False)
+            )
 
     def _checkpoint(self, job_id: str) -> Callable[[], None]:
         def check() -> None:
             if self._stop.is_set():
                 raise JobStopped
-            if job_id in self._cancelled:
+            if job_id in self._cancelled or job_id in self._lost:
                 raise JobCancelled
 
         return check
 
+    def _idle(self) -> bool:
+        """Wait for a job started here, at most ``poll_interval_s``; False when the server stops."""
+        try:
+            return self._queue.get(timeout=self._poll_s) is not None
+        except queue.Empty:
+            return True
+
     def _work(self) -> None:
         while not self._stop.is_set():
-            job_id = self._queue.get()
+            job_id = self._claim()
             if job_id is None:
-                return
+                if not self._idle():
+                    return
+                continue
             with self._cancel_lock:
                 self._running.add(job_id)
             try:
                 self._run(job_id)
             except JobStopped:
+                self._release(job_id)
                 log.info("job %s stopped with the server; it runs again at the next start", job_id)
                 return
-            except JobCancelled:  # cancel() has already recorded the job's end
-                log.info("job %s stopped: cancelled by the operator", job_id)
+            except JobCancelled:  # cancel() has already recorded the job's end, or another worker has it
+                log.info("job %s stopped: cancelled by the operator or run by another server", job_id)
             finally:
                 with self._cancel_lock:
                     self._running.discard(job_id)
                     self._cancelled.discard(job_id)
+                    self._lost.discard(job_id)
 
     def _run(self, job_id: str) -> None:
         with self._store.transaction() as s:
             row = s.get(VideoJobRow, job_id)
-            if row is None or row.status != "IN_PROGRESS":
+            if row is None or row.status != "IN_PROGRESS" or row.lease_owner != self.owner:
                 return
-            row.started_at = _now()
             kind, ref, params = row.kind, VideoRef(row.bucket, row.name, row.version), dict(row.request)
         params["job_id"] = job_id  # runners name the job in what they record (audit)
         path: Path | None = None
@@ -504,9 +616,11 @@ class VideoJobs:
         items: list[dict[str, Any]] | None,
     ) -> None:
         with self._store.transaction() as s:
-            ended = self._end(s, job_id, status, message, metadata, items)
+            ended = self._end(s, job_id, status, message, metadata, items, owner=self.owner)
         if ended:
             self._wake_notifications()
+        else:
+            log.warning("job %s: its result was not recorded (cancelled, or run by another server)", job_id)
 
     def _end(
         self,
@@ -516,20 +630,28 @@ class VideoJobs:
         message: str | None,
         metadata: dict[str, Any] | None,
         items: list[dict[str, Any]] | None,
+        *,
+        owner: str | None = None,
     ) -> bool:
         """Record a job's end and queue its notification, in the caller's transaction; False (nothing
-        written) when the job has already ended. One conditional UPDATE decides, so a cancel and a
-        finishing worker cannot both end a job (a read, then a write, would let both through)."""
+        written) when the job has already ended, or (``owner`` given: a worker's result) when ``owner``
+        no longer holds its lease. One conditional UPDATE decides, so a cancel and a finishing worker,
+        or two workers, cannot both end a job (a read, then a write, would let both through)."""
         now = _now()
+        where = [VideoJobRow.job_id == job_id, VideoJobRow.status == "IN_PROGRESS"]
+        if owner is not None:
+            where.append(VideoJobRow.lease_owner == owner)
         ended = s.execute(
             update(VideoJobRow)
-            .where(VideoJobRow.job_id == job_id, VideoJobRow.status == "IN_PROGRESS")
+            .where(*where)
             .values(
                 status=status,
                 status_message=message[:1024] if message else None,
                 video_metadata=metadata,
                 results=items,
                 finished_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
             )
             .execution_options(synchronize_session=False)
         )
@@ -562,7 +684,8 @@ def completion_message(row: VideoJobRow, finished_at: datetime) -> dict[str, Any
 
 def _info(row: VideoJobRow) -> JobInfo:
     status: JobStatus = row.status  # type: ignore[assignment]
-    state: JobState = status if status != "IN_PROGRESS" else ("RUNNING" if row.started_at else "QUEUED")
+    held = row.lease_expires_at is not None and row.lease_expires_at >= _now()
+    state: JobState = status if status != "IN_PROGRESS" else ("RUNNING" if held else "QUEUED")
     return JobInfo(
         job_id=row.job_id,
         kind=row.kind,

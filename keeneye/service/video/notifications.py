@@ -410,25 +410,42 @@ class NotificationService:
         return float(min(s.retry_initial_s * 2.0 ** min(attempts - 1, 60), s.retry_max_s))
 
     def _deliver_due(self) -> None:
+        """Send the due messages. Several servers share the outbox (docs/deployment.md): each message is
+        first claimed, by moving its ``next_attempt_at`` past the time its delivery may take, with one
+        conditional UPDATE (after ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so one server sends it; a
+        server that dies mid-delivery leaves it due again once that time has passed."""
         now = self._clock()
+        claimed_until = now + timedelta(seconds=3 * self._settings.timeout_s + self._settings.poll_s)
+        pending = NotificationOutboxRow.delivered_at.is_(None)
+        is_due = NotificationOutboxRow.next_attempt_at <= now
         with self._store.transaction() as s:
             rows = s.scalars(
                 select(NotificationOutboxRow)
-                .where(
-                    NotificationOutboxRow.delivered_at.is_(None), NotificationOutboxRow.next_attempt_at <= now
-                )
+                .where(pending, is_due)
                 .order_by(NotificationOutboxRow.id)
                 .limit(BATCH)
+                .with_for_update(skip_locked=True)
             ).all()
-            due = [(r.id, r.topic_arn, dict(r.message), r.attempts) for r in rows]
+            due = []
+            for r in rows:
+                claim = s.execute(
+                    update(NotificationOutboxRow)
+                    .where(NotificationOutboxRow.id == r.id, pending, is_due)
+                    .values(next_attempt_at=claimed_until)
+                    .execution_options(synchronize_session=False)
+                )
+                if claim.rowcount == 1:  # type: ignore[attr-defined]
+                    due.append((r.id, r.topic_arn, dict(r.message), r.attempts))
             channel_rows = s.scalars(select(NotificationChannelRow)).all()
             channels = {c.topic_arn: dict(c.config) for c in channel_rows}
             versions = {c.topic_arn: c.updated_at for c in channel_rows}
         for topic in list(self._sinks):  # channels deleted or changed: drop (disconnect) their sinks
             if self._sinks[topic][0] != channels.get(topic):
                 self._sinks.pop(topic)[1].close()
-        for row_id, topic, message, attempts in due:
+        for i, (row_id, topic, message, attempts) in enumerate(due):
             if self._stop.is_set():
+                for left in due[i:]:  # not tried: due again at once, here or on another server
+                    self._record(left[0], None, deferred_to=now)
                 return
             config = channels.get(topic)
             held = self._failing.get(topic)
