@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from common import PROTOCOL, emit, read_pairs
+from common import PROTOCOL, emit, read_pairs, settings
 from live_server import LiveServer, exit_on_sigterm
 from sqlalchemy import insert, select, update
 
@@ -189,7 +189,10 @@ def in_process_search(data_dir: Path, collection_id: str, runs: int) -> dict[str
     """
     store = Store.open(data_dir)
     try:
-        collections = FaceCollections(store, cast(FaceAnalyzer, _NoModels()))
+        # The server's vector index settings (KEENEYE_VECTOR_INDEX__*), so both search alike.
+        collections = FaceCollections(
+            store, cast(FaceAnalyzer, _NoModels()), vector_index=settings().vector_index
+        )
         with store.sessions() as session:
             rows = session.execute(
                 select(FaceRow.face_id, FaceRow.vector, FaceRow.external_image_id, FaceRow.embedder_id).where(
@@ -306,6 +309,9 @@ def main() -> None:
             "runs": args.runs,
             "server_startup_s": round(startup_s, 1),
             "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+            # The server's vector index (docs/vector-index.md): by default exact below 20k faces, faiss above.
+            "vector_index": {k: v for k, v in os.environ.items() if k.startswith("KEENEYE_VECTOR_INDEX__")}
+            or "defaults (keeneye.config.VectorIndexSettings)",
             "total_s": round(time.perf_counter() - started, 1),
             "results": results,
         }

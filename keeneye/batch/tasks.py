@@ -191,7 +191,9 @@ class SearchFacesTask(_InputTask):
         self.max_faces = int(self.spec.options.get("max_faces", 4096))
         self.analyzer = build_face_analyzer(self.settings, with_embedder=True)
         self.store: Store = Store.open(self.settings.data_dir, self.settings.database_url)
-        self.collections: FaceCollections = FaceCollections(self.store, self.analyzer, self.settings.images)
+        self.collections: FaceCollections = FaceCollections(
+            self.store, self.analyzer, self.settings.images, vector_index=self.settings.vector_index
+        )
         self.collections.describe_collection(self.collection_id)
 
     def _process(self, item: BatchInput) -> dict[str, Any]:
@@ -299,7 +301,10 @@ class IndexCollector:
         self.collection_id = str(spec.options["collection_id"])
         self.store = Store.open(settings.data_dir, settings.database_url)
         self.collections = FaceCollections(
-            self.store, build_face_analyzer(settings, with_embedder=True), settings.images
+            self.store,
+            build_face_analyzer(settings, with_embedder=True),
+            settings.images,
+            vector_index=settings.vector_index,
         )
         try:
             info = self.collections.describe_collection(self.collection_id)

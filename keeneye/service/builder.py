@@ -58,7 +58,13 @@ class ServiceBuilder:
     @cached_property
     def collections(self) -> FaceCollections:
         """Collections with the face pipeline (index, search)."""
-        return FaceCollections(self.store, self.analyzer, self.settings.images, budget=self.pixel_budget)
+        return FaceCollections(
+            self.store,
+            self.analyzer,
+            self.settings.images,
+            budget=self.pixel_budget,
+            vector_index=self.settings.vector_index,
+        )
 
     @cached_property
     def stored_collections(self) -> FaceCollections:

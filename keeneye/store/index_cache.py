@@ -105,6 +105,9 @@ class IndexCache:
             loaded.index.add(list(add), np.stack(list(add.values())))
         loaded.generation = generation
         loaded.changes_since_save += len(remove) + len(add or {})
+        if not self._kind.suits(loaded.index):
+            del self._loaded[key]  # its size now calls for the other kind: the next search rebuilds it
+            return
         if loaded.changes_since_save >= self.save_every:
             self._save(key, loaded)
 

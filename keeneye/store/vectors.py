@@ -14,8 +14,9 @@ project's 2 shared CPU cores, D = 128, one query, OpenBLAS on one thread (p50 / 
 (D = 512: 17 ms at 100k.) With OpenBLAS's default thread pool on a busy 2-core machine every
 search paid ~8 ms of thread hand-off whatever the size, so the server should run with
 ``OPENBLAS_NUM_THREADS=1`` (ONNX Runtime has its own pool). Exact search stays well under the
-face pipeline's own cost (~20 ms per image) up to ~100k faces; an approximate index (faiss
-IVF/HNSW) can implement the same protocol later for millions of faces.
+face pipeline's own cost (~20 ms per image) up to ~100k faces of D = 128; for the default 1152-float
+vectors and for millions of faces, keeneye/store/faiss_index.py implements the same protocol (an
+IVF-PQ first stage re-ranked exactly; chosen by size, docs/vector-index.md).
 
 One index per collection, kept in memory. It is persisted as ``vectors.npy`` + ``ids.txt`` +
 ``meta.json`` under ``<data_dir>/index/c-<collection_id>/``; ``meta.json`` records the collection's
@@ -76,6 +77,9 @@ class VectorIndexKind(Protocol):
     def load(self, folder: Path, generation: int, count: int, dim: int, tag: str) -> VectorIndex | None:
         """The index saved under ``folder`` if its files are whole and match generation, count, dim and
         tag; else None (the caller rebuilds it from the database)."""
+
+    def suits(self, index: VectorIndex) -> bool:
+        """Whether ``index`` is still of the kind its size calls for (else the cache rebuilds it)."""
 
 
 class NumpyIndex:
@@ -204,6 +208,11 @@ class NumpyIndex:
         os.replace(tmp, folder)
         _fsync_dir(folder.parent)
         shutil.rmtree(old, ignore_errors=True)
+
+    @staticmethod
+    def suits(index: VectorIndex) -> bool:
+        """Always: one kind for every size (see keeneye.store.faiss_index.AutoIndexKind for a choice)."""
+        return True
 
     @classmethod
     def load(cls, folder: Path, generation: int, count: int, dim: int, tag: str) -> NumpyIndex | None:

@@ -36,7 +36,7 @@ from datetime import datetime
 
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.analysis.quality_filter import QualityFilter, UnindexedReason, quality_reasons
-from keeneye.config import ImageLimits
+from keeneye.config import ImageLimits, VectorIndexSettings
 from keeneye.core import regions
 from keeneye.core.budget import Budget
 from keeneye.core.errors import InvalidParameter, NotFound
@@ -59,6 +59,7 @@ from keeneye.store.collections import (
     encode_token,
 )
 from keeneye.store.db import Store
+from keeneye.store.faiss_index import AutoIndexKind
 from keeneye.store.tables import CollectionRow
 
 __all__ = [
@@ -88,8 +89,10 @@ class FaceCollections:
     binds new collections), None where only stored faces are handled (retention: no model is loaded,
     and what needs one fails as without an embedder); limits: image decoding limits; save_every: index
     files are rewritten after this many changed faces; budget: the server's pixels in flight, shared
-    with its other analysing services (keeneye.core.budget). Thread-safe: model inference runs outside
-    the lock, database writes + index updates and index searches inside it.
+    with its other analysing services (keeneye.core.budget); vector_index: how collections are
+    searched (exact numpy, or faiss above a size: keeneye.store.faiss_index.AutoIndexKind).
+    Thread-safe: model inference runs outside the lock, database writes + index updates and index
+    searches inside it.
     """
 
     def __init__(
@@ -101,11 +104,16 @@ class FaceCollections:
         account: str = DEFAULT_ACCOUNT,
         save_every: int = 1000,
         budget: Budget | None = None,
+        vector_index: VectorIndexSettings | None = None,
     ) -> None:
         self._store = store
         self._analyzer = analyzer
         self._images = None if analyzer is None else FaceService(analyzer, limits or ImageLimits(), budget)
-        self._bind(CollectionScope.open(store, region=region, account=account, save_every=save_every))
+        kind = AutoIndexKind(vector_index or VectorIndexSettings())
+        scope = CollectionScope.open(
+            store, region=region, account=account, save_every=save_every, index_kind=kind
+        )
+        self._bind(scope)
 
     def _bind(self, scope: CollectionScope) -> None:
         self._scope = scope

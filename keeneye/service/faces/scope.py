@@ -27,6 +27,7 @@ from keeneye.store.collections import (
 )
 from keeneye.store.db import Store
 from keeneye.store.index_cache import IndexCache
+from keeneye.store.vectors import NumpyIndex, VectorIndexKind
 
 DEFAULT_ACCOUNT = "000000000000"
 
@@ -62,10 +63,13 @@ class CollectionScope:
         region: str = regions.HOME_REGION,
         account: str = DEFAULT_ACCOUNT,
         save_every: int = 1000,
+        index_kind: VectorIndexKind = NumpyIndex,
     ) -> CollectionScope:
-        """A new scope over ``store`` (one per process: each holds its own index cache)."""
+        """A new scope over ``store`` (one per process: each holds its own index cache); index_kind: how
+        each collection's vector index is made (keeneye.store.faiss_index.AutoIndexKind from settings)."""
         repository = CollectionRepository(store)
-        return cls(repository, IndexCache(repository, save_every=save_every), region, account)
+        cache = IndexCache(repository, save_every=save_every, kind=index_kind)
+        return cls(repository, cache, region, account)
 
     def in_region(self, region: str) -> CollectionScope:
         """This scope as seen from ``region``: the same repository, cache and lock."""
