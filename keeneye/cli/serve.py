@@ -38,6 +38,12 @@ def serve(
         help="S3-compatible endpoint for other buckets (standard AWS credential variables)",
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error"),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="Run stream processors (Ray actors) and PersonTracking / Redaction jobs (Ray tasks) on the Ray "
+        "cluster at HOST:PORT (streams.ray_address, video_jobs.ray_address; docs/streams.md)",
+    ),
 ) -> None:
     """Serve Rekognition's API on POST / (boto3 with endpoint_url) and the native API under /v1.
 
@@ -67,6 +73,10 @@ def serve(
             }
         )
         settings = settings.model_copy(update={"server": server})
+        if ray_address is not None:
+            streams = settings.streams.model_copy(update={"ray_address": ray_address})
+            jobs = settings.video_jobs.model_copy(update={"ray_address": ray_address})
+            settings = settings.model_copy(update={"streams": streams, "video_jobs": jobs})
         source = load_or_create(settings)
         if source.origin == "env":
             typer.echo(
