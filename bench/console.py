@@ -160,6 +160,8 @@ def main() -> None:
             "collection (next page)": "",  # the first page's "Next people" link
             "person": f"/console/collections/{COLLECTION}/people/person-00042",
             "review queue": "/console/review",
+            "events": "/console/events",
+            "keys (administrators)": "/console/keys",
             "audit log (100 newest)": "/console/audit",
             "audit log (filtered)": "/console/audit?operation=SearchFacesByImage&collection=" + COLLECTION,
             "cameras": "/console/processors",
@@ -200,6 +202,7 @@ def main() -> None:
                 "met": worst < 300,
                 "note": "wall time of each GET from a client on the same machine (a shared 2-core machine "
                 "without GPU in this project), sequential requests, SQLite",
+                "load_average": os.getloadavg(),
             }
         )
 

@@ -65,6 +65,7 @@ def _text(out: UInt8Image, text: str, x: int, y: int, font_scale: float) -> None
     """White text on a dark box whose bottom-left is (x, y), kept inside the image."""
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
     y = max(th + base, y)
+    x = max(0, min(x, out.shape[1] - tw - 4))  # a label near the right edge moves left, not off the image
     cv2.rectangle(out, (x, y - th - base), (x + tw + 4, y + base // 2), _TEXT_BG, -1)
     cv2.putText(
         out,

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from keeneye.console import pages, streams, tools
+from keeneye.console import admin, pages, streams, tools
 from keeneye.console.session import PATH
 from keeneye.console.web import STATIC_DIR
 
@@ -28,7 +28,7 @@ SECURITY_HEADERS = {
 
 def mount(app: FastAPI) -> None:
     """Serve the console at /console on ``app`` (whose ``state.api`` the composition root sets)."""
-    for router in (pages.router, streams.router, tools.router):
+    for router in (pages.router, streams.router, tools.router, admin.router):
         app.include_router(router)
     app.mount(f"{PATH}/static", StaticFiles(directory=STATIC_DIR), name="console-static")
 

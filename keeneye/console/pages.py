@@ -26,7 +26,7 @@ from keeneye.console.web import (
     text_of,
 )
 from keeneye.core import regions
-from keeneye.core.errors import AccessDenied, BackendUnavailable, InvalidParameter, KeeneyeError, NotFound
+from keeneye.core.errors import BackendUnavailable, InvalidParameter, KeeneyeError, NotFound
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.service.faces.enrol import NothingEnrolled, Photo, enrol
 
@@ -569,7 +569,7 @@ async def audit_page(request: Request) -> Response:
         )
         more = rows[100]["id"] if len(rows) > 100 else None
         for row in rows:
-            row["details_text"] = json.dumps(row.get("details") or {}, sort_keys=True)[:300]
+            row["details_text"] = json.dumps(row.get("details") or {}, sort_keys=True)
         return render(request, "audit.html", viewer, rows=rows[:100], filters=filters, more=more, verify=None)
 
     return await guarded(request, page)
@@ -586,44 +586,10 @@ async def verify_audit(request: Request) -> Response:
         report = await blocking(trail.verify)
         rows = await blocking(lambda: trail.read(limit=100, newest_first=True))
         for row in rows:
-            row["details_text"] = json.dumps(row.get("details") or {}, sort_keys=True)[:300]
+            row["details_text"] = json.dumps(row.get("details") or {}, sort_keys=True)
         filters = dict.fromkeys(("key", "operation", "collection", "since", "until"), "")
         return render(
             request, "audit.html", viewer, rows=rows, filters=filters, more=None, verify=report.to_dict()
         )
-
-    return await guarded(request, act)
-
-
-# -- keys (admins) ------------------------------------------------------------------------------------
-
-
-@router.get("/keys", response_class=HTMLResponse)
-async def keys_page(request: Request) -> Response:
-    async def page(request: Request, viewer: sessions.Viewer) -> Response:
-        if not viewer.principal.admin:
-            raise AccessDenied(
-                f"access key {viewer.access_key_id} is not an administrator key: only the server's own "
-                "(bootstrap) key manages access keys"
-            )
-        database = viewer.state.gate.keys.database
-        keys = await blocking(database.list) if database is not None and hasattr(database, "list") else []
-        return render(request, "keys.html", viewer, keys=keys)
-
-    return await guarded(request, page)
-
-
-@router.post("/keys/{name}/enabled", response_class=HTMLResponse)
-async def set_key_enabled(request: Request, name: str) -> Response:
-    async def act(request: Request, viewer: sessions.Viewer) -> Response:
-        form = await form_of(request, viewer)
-        if not viewer.principal.admin:
-            raise AccessDenied(f"access key {viewer.access_key_id} is not an administrator key")
-        database = viewer.state.gate.keys.database
-        if database is None or not hasattr(database, "set_enabled"):
-            raise BackendUnavailable("this server keeps no access keys in a database")
-        enabled = text_of(form, "enabled") == "true"
-        await blocking(lambda: database.set_enabled(name, enabled, actor=viewer.access_key_id))
-        return see_other("/keys")
 
     return await guarded(request, act)

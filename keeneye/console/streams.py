@@ -18,6 +18,7 @@ from keeneye.core.errors import BackendUnavailable, InvalidParameter, NotFound
 router = APIRouter(prefix=sessions.PATH, include_in_schema=False)
 
 MANAGE_CAMERAS = "keeneye:ManageCameras"
+MANAGE_DATA_STREAMS = "keeneye:ManageDataStreams"
 ROLE = "arn:aws:iam::000000000000:role/keeneye-console"
 
 
@@ -44,6 +45,8 @@ async def processors_page(request: Request) -> Response:
         viewer.require("rekognition:ListStreamProcessors", "*", "list stream processors")
         listed, _ = await blocking(lambda: processors.list_processors(1000, None, region=regions.HOME_REGION))
         cameras = await blocking(processors.cameras.list_cameras) if viewer.can(MANAGE_CAMERAS) else None
+        managed = viewer.can(MANAGE_DATA_STREAMS)
+        streams = await blocking(processors.cameras.list_data_streams) if managed else None
         collections = request.app.state.api.services.collections
         names = (
             [c.collection_id for c in (await blocking(lambda: collections.list_collections(1000))).items]
@@ -56,6 +59,8 @@ async def processors_page(request: Request) -> Response:
             viewer,
             processors=listed,
             cameras=cameras,
+            data_streams=streams,
+            can_streams=viewer.can(MANAGE_DATA_STREAMS),
             collection_names=names,
             can_create=viewer.can("rekognition:CreateStreamProcessor"),
             can_cameras=viewer.can(MANAGE_CAMERAS),
@@ -73,6 +78,37 @@ async def register_camera(request: Request) -> Response:
         viewer.require(MANAGE_CAMERAS, processors.cameras.camera_arn(name), "register a camera")
         await blocking(lambda: processors.cameras.put_camera(name, url))
         viewer.audit("PutCamera", {"name": name, "via": "console"})
+        return see_other("/processors")
+
+    return await guarded(request, act)
+
+
+@router.post("/data-streams", response_class=HTMLResponse)
+async def register_data_stream(request: Request) -> Response:
+    """A data stream (where a processor's records go): a webhook, an MQTT topic or a JSON Lines file."""
+
+    async def act(request: Request, viewer: sessions.Viewer) -> Response:
+        form = await form_of(request, viewer)
+        processors = _processors(request)
+        name, kind = text_of(form, "stream_name"), text_of(form, "sink_kind")
+        target = text_of(form, "sink_target")
+        if kind == "webhook":
+            spec: dict[str, Any] = {"webhook": {"url": target}}
+        elif kind == "mqtt":
+            host, _, topic = target.partition("/")
+            address, _, port = host.partition(":")
+            spec = {
+                "mqtt": {"host": address, "topic": topic, **({"port": int(port)} if port.isdigit() else {})}
+            }
+        elif kind == "jsonl":
+            spec = {"jsonl": {"name": target if target.endswith(".jsonl") else f"{target}.jsonl"}}
+        else:
+            raise InvalidParameter("choose a webhook, an MQTT topic or a JSON Lines file")
+        viewer.require(
+            MANAGE_DATA_STREAMS, processors.cameras.data_stream_arn(name), "register a data stream"
+        )
+        await blocking(lambda: processors.cameras.put_data_stream(name, spec))
+        viewer.audit("PutDataStream", {"name": name, "kind": kind, "via": "console"})
         return see_other("/processors")
 
     return await guarded(request, act)
@@ -98,10 +134,16 @@ def _request(form: Any, processors: Any, name: str) -> dict[str, Any]:
     return {
         "Name": name,
         "Input": {"KinesisVideoStream": {"Arn": source}},
-        "Output": {"KinesisDataStream": {"Arn": f"file://{name}.jsonl"}},
+        "Output": {"KinesisDataStream": {"Arn": _output(form, processors, name)}},
         "Settings": settings,
         "RoleArn": ROLE,
     }
+
+
+def _output(form: Any, processors: Any, name: str) -> str:
+    """Where the records go: a registered data stream, else the file ``notifications/NAME.jsonl``."""
+    stream = text_of(form, "data_stream")
+    return processors.cameras.data_stream_arn(stream) if stream else f"file://{name}.jsonl"
 
 
 @router.post("/processors", response_class=HTMLResponse)
@@ -142,6 +184,7 @@ async def processor_page(request: Request, name: str) -> Response:
             info=info,
             name=name,
             lines_json=json.dumps(info.options.get("lines", [])),
+            zones_json=json.dumps(info.options.get("zones", [])),
             can_start=viewer.can("rekognition:StartStreamProcessor", arn),
             can_stop=viewer.can("rekognition:StopStreamProcessor", arn),
             can_update=viewer.can("rekognition:UpdateStreamProcessor", arn),
@@ -182,7 +225,7 @@ async def stop_processor(request: Request, name: str) -> Response:
 
 @router.post("/processors/{name}/lines", response_class=HTMLResponse)
 async def set_lines(request: Request, name: str) -> Response:
-    """Lines drawn on the snapshot (ratio coordinates, a JSON list from the page's script)."""
+    """Lines and zones drawn on the snapshot (ratio coordinates, JSON lists from the page's script)."""
 
     async def act(request: Request, viewer: sessions.Viewer) -> Response:
         form = await form_of(request, viewer)
@@ -191,12 +234,16 @@ async def set_lines(request: Request, name: str) -> Response:
         viewer.require("rekognition:UpdateStreamProcessor", processors.arn(key), "draw lines")
         try:
             lines = json.loads(text_of(form, "lines", "[]") or "[]")
+            zones = json.loads(text_of(form, "zones", "[]") or "[]")
         except ValueError:
-            raise InvalidParameter("lines must be a JSON list") from None
+            raise InvalidParameter("lines and zones must be JSON lists") from None
         current = await blocking(lambda: processors.describe(key))
-        options = {**current.options, "lines": lines}
+        options = {**current.options, "lines": lines, "zones": zones}
         await blocking(lambda: processors.set_options(key, options))
-        viewer.audit("SetStreamProcessorOptions", {"name": key, "lines": len(lines), "via": "console"})
+        viewer.audit(
+            "SetStreamProcessorOptions",
+            {"name": key, "lines": len(lines), "zones": len(zones), "via": "console"},
+        )
         return see_other(f"/processors/{name}")
 
     return await guarded(request, act)
@@ -227,8 +274,10 @@ async def live_jpeg(request: Request, name: str) -> Response:
 async def live_json(request: Request, name: str) -> Response:
     async def get(request: Request, viewer: sessions.Viewer) -> Response:
         live = await blocking(lambda: _live(request, viewer, name))
+        status = (await blocking(lambda: _processors(request).describe(_key(name)))).status
         return JSONResponse(
             {
+                "status": status,
                 "captured_at": live.captured_at,
                 "pts_ms": live.pts_ms,
                 "counts": live.counts,
@@ -250,3 +299,28 @@ async def snapshot(request: Request, name: str) -> Response:
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     return await guarded(request, get)
+
+
+@router.get("/events", response_class=HTMLResponse)
+async def events_page(request: Request) -> Response:
+    """One timeline, newest first: identifications (stream processors, video jobs, uploads; from the
+    review queue) and the stream processors' line crossings and zone visits, each shown only to a key
+    that may see its collection or processor."""
+
+    async def page(request: Request, viewer: sessions.Viewer) -> Response:
+        services = request.app.state.api.services
+        items: list[dict[str, Any]] = []
+        review, processors, collections = services.review, services.stream_processors, services.collections
+        if review is not None and viewer.can("keeneye:ListIdentifications"):
+            for i in await blocking(lambda: review.list(limit=200)):
+                arn = collections.arn(i.collection_id) if collections is not None and i.collection_id else "*"
+                if viewer.can("keeneye:ListIdentifications", arn):
+                    items.append({"at": i.created_at, "kind": "identification", "item": i})
+        if processors is not None:
+            for e in await blocking(lambda: processors.events.list(limit=200)):
+                if viewer.can("rekognition:DescribeStreamProcessor", processors.arn(e.processor)):
+                    items.append({"at": e.created_at, "kind": e.kind, "item": e})
+        items.sort(key=lambda x: x["at"], reverse=True)
+        return render(request, "events.html", viewer, items=items[:300])
+
+    return await guarded(request, page)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -18,17 +21,19 @@ from keeneye.api.deps import analysing
 from keeneye.console import session as sessions
 from keeneye.console.web import blocking, files_of, form_of, guarded, render, see_other, text_of
 from keeneye.core import regions
-from keeneye.core.errors import BackendUnavailable, InvalidParameter
+from keeneye.core.errors import AlreadyExists, BackendUnavailable, InvalidParameter, NotFound
 from keeneye.service.governance.policies import s3_object_arn
 from keeneye.service.governance.redaction import redact_image
 from keeneye.service.streams.spec import ProcessorOptions
 from keeneye.service.video.jobs import VideoRef
+from keeneye.service.video.runners import REDACTED_DIR
 from keeneye.video.sources import open_video
 
 router = APIRouter(prefix=sessions.PATH, include_in_schema=False)
 
 LIST_JOBS = "keeneye:ListJobs"
 KINDS = {"PersonTracking": "rekognition:StartPersonTracking", "FaceSearch": "rekognition:StartFaceSearch"}
+REDACT_VIDEO = "keeneye:RedactVideo"
 
 
 def _jobs(request: Request) -> Any:
@@ -60,6 +65,65 @@ async def video_page(request: Request) -> Response:
         )
 
     return await guarded(request, page)
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _upload_key(filename: str) -> str:
+    """The key an uploaded video gets in its bucket: ``console-uploads/<its file name>``, reduced to
+    letters, digits, ``.``, ``_`` and ``-`` (no folder of the caller's, no dot files)."""
+    base = _SAFE_NAME.sub("_", Path(filename).name).lstrip("._")[:120]
+    if not base:
+        raise InvalidParameter("the file needs a name such as clip.mp4")
+    return f"console-uploads/{base}"
+
+
+def _store_upload(folder: Path, key: str, chunks: Any) -> None:
+    """Write the upload to ``folder/key`` (created atomically; an existing video is never replaced)."""
+    target = folder.resolve() / key
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    try:
+        with tmp.open("xb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        try:
+            os.link(tmp, target)  # fails if a video of that name is there: nothing is overwritten
+        except FileExistsError:
+            raise AlreadyExists(f"{key} is already in the bucket: rename the file, or pick it") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@router.post("/video/upload", response_class=HTMLResponse)
+async def upload_video(request: Request) -> Response:
+    """A video into a served bucket (``s3:PutObject`` on it), then the page to start a job on it."""
+
+    async def act(request: Request, viewer: sessions.Viewer) -> Response:
+        settings = viewer.state.settings
+        form = await form_of(request, viewer, max_files=1, max_bytes=settings.video_jobs.max_bytes)
+        bucket = text_of(form, "bucket")
+        folder = settings.server.buckets.get(bucket)
+        if folder is None:
+            raise InvalidParameter(f"this server serves no bucket named {bucket!r}")
+        files = files_of(form, "video_file")
+        if not files:
+            raise InvalidParameter("choose a video file")
+        key = _upload_key(files[0].filename or "")
+        viewer.require("s3:PutObject", s3_object_arn(bucket, key), "upload a video")
+        upload = files[0].file
+
+        def chunks() -> Any:
+            upload.seek(0)
+            while chunk := upload.read(1 << 20):
+                yield chunk
+
+        await blocking(lambda: _store_upload(Path(folder), key, chunks()))
+        viewer.audit("UploadVideo", {"bucket": bucket, "key": key, "via": "console"})
+        return see_other(f"/video/new?{urlencode({'bucket': bucket, 'video': key})}")
+
+    return await guarded(request, act)
 
 
 @router.get("/video/new", response_class=HTMLResponse)
@@ -130,7 +194,8 @@ def _job(request: Request, viewer: sessions.Viewer, job_id: str) -> Any:
     viewer.require(LIST_JOBS, "*", "a video job")
     jobs = _jobs(request)
     info = jobs.info(job_id)
-    page = jobs.get(job_id, info.kind, max_results=100_000) if info.kind in KINDS else None
+    known = info.kind in KINDS or info.kind == "Redaction"
+    page = jobs.get(job_id, info.kind, max_results=100_000) if known else None
     return info, page
 
 
@@ -189,6 +254,9 @@ async def job_page(request: Request, job_id: str) -> Response:
             else None,
             line_counts=meta.get("line_counts") or {},
             can_play=can_play,
+            redacted=f"{sessions.PATH}/video/{job_id}/redacted"
+            if info.kind == "Redaction" and info.status == "SUCCEEDED"
+            else None,
         )
 
     return await guarded(request, page)
@@ -278,10 +346,71 @@ async def start_job(request: Request) -> Response:
 async def redact_page(request: Request) -> Response:
     async def page(request: Request, viewer: sessions.Viewer) -> Response:
         return render(
-            request, "redact.html", viewer, result=None, can_redact=viewer.can("keeneye:RedactImage")
+            request,
+            "redact.html",
+            viewer,
+            result=None,
+            can_redact=viewer.can("keeneye:RedactImage"),
+            can_redact_video=viewer.can(REDACT_VIDEO),
+            buckets=sorted(viewer.state.settings.server.buckets),
         )
 
     return await guarded(request, page)
+
+
+@router.post("/redact/video", response_class=HTMLResponse)
+async def redact_video_job(request: Request) -> Response:
+    """A Redaction job (keeneye's own kind) on a video of a served bucket: ``keeneye:RedactVideo`` and
+    ``s3:GetObject`` on it; the redacted copy is written to the server's data directory."""
+
+    async def act(request: Request, viewer: sessions.Viewer) -> Response:
+        form = await form_of(request, viewer)
+        jobs = _jobs(request)
+        bucket, name, mode = text_of(form, "bucket"), text_of(form, "video"), text_of(form, "mode", "blur")
+        if mode not in ("blur", "pixelate", "box"):
+            raise InvalidParameter("mode must be blur, pixelate or box")
+        viewer.require(REDACT_VIDEO, "*", "redact a video")
+        viewer.require("s3:GetObject", s3_object_arn(bucket, name), "read the video")
+        s3 = {"Bucket": bucket, "Name": name}
+        await blocking(lambda: request.app.state.api.services.images.check_video(s3))
+        job_id = await blocking(
+            lambda: jobs.start(
+                "Redaction",
+                VideoRef(bucket, name, None),
+                "console",
+                None,
+                {"mode": mode},
+                owner=viewer.access_key_id,
+            )
+        )
+        viewer.audit(
+            "StartRedaction", {"job_id": job_id, "video": f"{bucket}/{name}", "mode": mode, "via": "console"}
+        )
+        return see_other(f"/video/{job_id}")
+
+    return await guarded(request, act)
+
+
+@router.get("/video/{job_id}/redacted")
+async def redacted_video(request: Request, job_id: str) -> Response:
+    """A finished Redaction job's video (the same rights as its source: ``s3:GetObject`` on it)."""
+
+    async def get(request: Request, viewer: sessions.Viewer) -> Response:
+        info, found = await blocking(lambda: _job(request, viewer, job_id))
+        viewer.require(
+            "s3:GetObject", s3_object_arn(info.video.bucket, info.video.name), "the redacted video"
+        )
+        meta = (found.metadata if found is not None else None) or {}
+        if info.kind != "Redaction" or not meta.get("output"):
+            raise InvalidParameter("only a finished redaction job has a redacted video")
+        path = viewer.state.settings.data_dir / REDACTED_DIR / Path(str(meta["output"])).name
+        if not path.is_file():
+            raise NotFound("the redacted video is no longer kept")
+        media = "video/mp4" if path.suffix == ".mp4" else "video/x-msvideo"
+        download = f"redacted-{Path(info.video.name).stem}{path.suffix}"
+        return FileResponse(path, media_type=media, filename=download, headers={"Cache-Control": "no-store"})
+
+    return await guarded(request, get)
 
 
 @router.post("/redact", response_class=HTMLResponse)

@@ -40,6 +40,7 @@ STATIC_DIR = HERE / "static"
 
 NAV: tuple[tuple[str, str], ...] = (
     ("collections", "People"),
+    ("events", "Events"),
     ("review", "Review"),
     ("processors", "Cameras"),
     ("video", "Video"),

@@ -42,6 +42,7 @@ from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
 from keeneye.core.errors import InvalidParameter
+from keeneye.core.events import Event, LineCrossed, ZoneVisit
 from keeneye.streams.capture import CaptureSettings
 from keeneye.streams.egress import EgressPolicy
 from keeneye.streams.live import VIEW_TTL_S, LiveFrame, LivePublisher
@@ -257,6 +258,32 @@ def _runtime(
         egress=egress,
         on_frame=on_frame,
         admit=None if review is None else review.admit,
+        on_event=lambda event: _report_event(conn, event),
+    )
+
+
+def _report_event(conn: _LockedConnection, event: Event) -> None:
+    """Tell the server about a line crossing or zone visit (its timeline); other events are not sent."""
+    payload = event.payload
+    direction: str
+    if isinstance(payload, LineCrossed):
+        kind, name, direction = "line", payload.line, payload.direction
+    elif isinstance(payload, ZoneVisit):
+        kind, name, direction = "zone", payload.zone, "enter" if event.kind == "zone_entered" else "exit"
+    else:
+        return
+    conn.send(
+        (
+            "event",
+            {
+                "kind": kind,
+                "name": name,
+                "direction": direction,
+                "track_id": event.track_id,
+                "pts_ms": float(event.pts_ms),
+                "identity": payload.identity,
+            },
+        )
     )
 
 
@@ -385,6 +412,9 @@ class WorkerReports:
     ended: Callable[[str, str | None], None]
     view: Callable[[dict[str, Any]], None] | None = None
     """The live view's latest frame, when someone watches (keeneye.streams.live.render_view's message)."""
+    event: Callable[[dict[str, Any]], None] | None = None
+    """A line crossing or zone visit (``{"kind": "line" | "zone", "name", "direction", "track_id",
+    "pts_ms", "identity"}``), for the server's timeline (keeneye.service.streams.events)."""
 
 
 @dataclass
@@ -477,6 +507,8 @@ class WorkerSupervisor:
                 worker.reports.identified(payload)
             elif kind == "view" and worker.reports.view is not None:
                 worker.reports.view(payload)
+            elif kind == "event" and worker.reports.event is not None:
+                worker.reports.event(payload)
             elif kind == "snapshot":
                 self._answer(worker, int(payload["id"]), payload.get("jpeg"))
             elif kind in ("stopped", "failed"):

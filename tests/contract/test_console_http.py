@@ -6,6 +6,7 @@ counted, rights filtered per collection, the security headers, and enrolment wit
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +16,14 @@ import httpx
 import pytest
 
 from keeneye.auth.keyring import AccessKey
+from keeneye.config import RetentionSettings
 from keeneye.service.governance.audit import AuditLog
 from keeneye.service.governance.keys import AccessKeys
+from keeneye.service.governance.retention import RetentionService
 from keeneye.store.db import Store
 from tests.aws.signing import AKID, SECRET
 from tests.contract.conftest import RunningServer
+from tests.receivers import free_port
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
@@ -27,7 +31,7 @@ PHOTOS = ("obama3.jpg", "obama-480p.jpg", "obama-720p.jpg")
 
 
 def _new_key(server: RunningServer, name: str, actions: list[str]) -> AccessKey:
-    store = Store.open(server.data_dir)
+    store = Store.open(server.data_dir, server.database_url)
     try:
         doc = {
             "Version": "2012-10-17",
@@ -223,6 +227,7 @@ def test_review_queue_confirm_and_reject_are_audited_under_the_reviewer(
     face_id = services.collections.list_faces("watch").items[0].face_id
     # A face crop as the worker makes one (a JPEG of at most 160 px).
     photo = cv2.imread(str(folder / "obama3.jpg"))
+    assert photo is not None
     crop = cv2.imencode(".jpg", cv2.resize(photo, (120, 120)))[1].tobytes()
     queued = [
         services.review.record(
@@ -266,3 +271,128 @@ def test_review_queue_confirm_and_reject_are_audited_under_the_reviewer(
         )
         assert refused.status_code == 403
     assert services.review.get(ids[0]).status == "CONFIRMED"
+
+
+def test_events_timeline_shows_line_crossings_and_identifications(
+    server: RunningServer, admin: httpx.Client
+) -> None:
+    services = server.services
+    assert services is not None and services.stream_processors is not None
+    events = services.stream_processors.events
+    events.record(
+        "door", "s1", {"kind": "line", "name": "exit", "direction": "out", "track_id": 5, "pts_ms": 4200.0}
+    )
+    events.record("door", "s1", {"kind": "zone", "name": "till", "direction": "enter", "track_id": 6})
+    page = admin.get("/console/events")
+    assert page.status_code == 200
+    rows = re.findall(r'<tr class="event event-(\w+)">', page.text)
+    assert rows == ["zone", "line"], rows
+    assert "crossed line <strong>exit</strong> (out)" in page.text and "at 4.2 s" in page.text
+    # A key without rights on stream processors sees none of them.
+    reader = _new_key(server, "faces-only", ["rekognition:DescribeCollection"])
+    with _browser(server) as client:
+        assert _sign_in(client, reader.access_key_id, reader.secret_access_key).status_code == 303
+        assert 'class="event' not in client.get("/console/events").text
+
+
+def test_an_administrator_makes_a_key_shown_once_changes_and_disables_it(
+    server: RunningServer, admin: httpx.Client
+) -> None:
+    csrf = _csrf(admin, "/console/keys")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["keeneye:ListIdentifications"], "Resource": "*"}],
+    }
+    made = admin.post(
+        "/console/keys", data={"csrf_token": csrf, "key_name": "night-shift", "policy": json.dumps(policy)}
+    )
+    assert made.status_code == 200 and made.headers["cache-control"] == "no-store", made.text[-1500:]
+    key_id = re.search(r'id="new-key-id">([^<]+)<', made.text)
+    secret = re.search(r'id="new-key-secret">([^<]+)<', made.text)
+    assert key_id is not None and secret is not None
+    listed = admin.get("/console/keys").text
+    assert "night-shift" in listed and html.unescape(secret.group(1)) not in listed  # shown once only
+    with _browser(server) as shift:
+        assert _sign_in(shift, key_id.group(1), html.unescape(secret.group(1))).status_code == 303
+        assert shift.get("/console/review").status_code == 200
+        assert shift.get("/console/audit").status_code == 403  # keeneye:ReadAudit not granted
+        forged = shift.post(
+            "/console/keys", data={"csrf_token": _csrf(shift, "/console/review"), "key_name": "x"}
+        )
+        assert forged.status_code == 403  # not an administrator
+        auditor = {
+            **policy,
+            "Statement": [{"Effect": "Allow", "Action": ["keeneye:ReadAudit"], "Resource": "*"}],
+        }
+        changed = admin.post(
+            "/console/keys/night-shift/policy", data={"csrf_token": csrf, "policy": json.dumps(auditor)}
+        )
+        assert changed.status_code == 303
+        assert shift.get("/console/audit").status_code == 200  # the new policy applies at once
+        off = admin.post("/console/keys/night-shift/enabled", data={"csrf_token": csrf, "enabled": "false"})
+        assert off.status_code == 303
+        assert shift.get("/console/audit").headers["location"] == "/console/sign-in"  # its session ended
+    assert server.services is not None and server.services.audit is not None
+    operations = {r["operation"] for r in server.services.audit.read()}
+    assert {"keys:create", "keys:set-policy", "keys:disable"} <= operations
+    # The contract server is built without the purge thread's service; the real one has it (keeneye.app).
+    services = server.services
+    assert services.collections is not None
+    services.retention = RetentionService(
+        services.collections.store,
+        RetentionSettings(),
+        collections=services.collections,
+        audit=services.audit,
+    )
+    preview = admin.post("/console/purge", data={"csrf_token": csrf, "dry_run": "true"})
+    assert preview.status_code == 200 and "Would delete: 0 faces" in preview.text
+
+
+def test_cameras_page_registers_a_data_stream_creates_a_processor_and_saves_lines_and_zones(
+    server: RunningServer, admin: httpx.Client
+) -> None:
+    csrf = _csrf(admin, "/console/processors")
+    jsonl = admin.post(
+        "/console/data-streams",
+        data={
+            "csrf_token": csrf,
+            "stream_name": "events",
+            "sink_kind": "jsonl",
+            "sink_target": "door-events",
+        },
+    )
+    assert jsonl.status_code == 303
+    url = f"rtsp://127.0.0.1:{free_port()}/cam"  # nobody serves it: the processor is only created
+    made = admin.post(
+        "/console/processors",
+        data={
+            "csrf_token": csrf,
+            "name": "door",
+            "input_url": url,
+            "collection": "",
+            "data_stream": "events",
+        },
+    )
+    assert made.status_code == 303 and made.headers["location"] == "/console/processors/door"
+    processors = server.services.stream_processors if server.services else None
+    assert processors is not None
+    info = processors.describe("door")
+    assert info.request["Output"]["KinesisDataStream"]["Arn"].endswith(":stream/events")
+    assert info.request["Settings"] == {"ConnectedHome": {"Labels": ["PERSON"], "MinConfidence": 50.0}}
+    lines = [{"name": "door", "p1": [0.1, 0.5], "p2": [0.9, 0.5]}]
+    zones = [{"name": "till", "polygon": [[0.1, 0.1], [0.4, 0.1], [0.4, 0.4]]}]
+    saved = admin.post(
+        "/console/processors/door/lines",
+        data={"csrf_token": csrf, "lines": json.dumps(lines), "zones": json.dumps(zones)},
+    )
+    assert saved.status_code == 303
+    options = processors.describe("door").options
+    assert [x["name"] for x in options["lines"]] == ["door"] and [x["name"] for x in options["zones"]] == [
+        "till"
+    ]
+    page = admin.get("/console/processors/door").text
+    assert "&#34;till&#34;" in page or '"till"' in html.unescape(page)
+    bad = admin.post(
+        "/console/processors/door/lines", data={"csrf_token": csrf, "lines": '[{"name": "x"}]', "zones": "[]"}
+    )
+    assert bad.status_code == 400

@@ -24,6 +24,16 @@ function startLiveView() {
       const response = await fetch(img.dataset.meta, { cache: "no-store", credentials: "same-origin" });
       if (response.ok) {
         const data = await response.json();
+        const status = document.getElementById("processor-status");
+        if (status && data.status) {
+          status.textContent = data.status.toLowerCase();
+          status.className = "status-" + data.status.toLowerCase();
+          const running = data.status === "RUNNING" || data.status === "STARTING";
+          const start = document.getElementById("start-button");
+          const stop = document.getElementById("stop-button");
+          if (start) start.disabled = start.dataset.allowed !== "true" || running;
+          if (stop) stop.disabled = stop.dataset.allowed !== "true" || !running;
+        }
         const next = new Image();
         next.onload = () => { img.src = next.src; };
         next.src = img.dataset.src + "?t=" + Date.now();
@@ -51,37 +61,70 @@ function startLiveView() {
   setInterval(tick, 300);
 }
 
-// Lines drawn on a snapshot: two clicks make a line, in ratios of the image.
+// Lines and zones drawn on a snapshot: two clicks make a line; a zone is its corners, closed by a button.
+// Coordinates are ratios of the image, as the processors' options take them.
 function startLineDrawing() {
   const img = document.getElementById("snapshot");
   if (!img) return;
   img.src = img.dataset.src;
   img.addEventListener("error", () => { img.alt = "No snapshot: the camera did not answer"; });
   const svg = document.getElementById("draw-lines");
-  const field = document.getElementById("lines");
+  const linesField = document.getElementById("lines");
+  const zonesField = document.getElementById("zones");
   const nameField = document.getElementById("line-name");
-  let lines = [];
-  try { lines = JSON.parse(field.value || "[]"); } catch (err) { lines = []; }
+  const summary = document.getElementById("drawn-summary");
+  const zoneMode = document.getElementById("mode-zone");
+  const parse = (field) => { try { return JSON.parse(field.value || "[]"); } catch (err) { return []; } };
+  let lines = parse(linesField);
+  let zones = zonesField ? parse(zonesField) : [];
   let first = null;
+  let corners = [];
+  const ns = "http://www.w3.org/2000/svg";
   function draw() {
-    svg.replaceChildren(...lines.map((l) => {
-      const el = document.createElementNS("http://www.w3.org/2000/svg", "line");
+    const shapes = lines.map((l) => {
+      const el = document.createElementNS(ns, "line");
       el.setAttribute("x1", l.p1[0]); el.setAttribute("y1", l.p1[1]);
       el.setAttribute("x2", l.p2[0]); el.setAttribute("y2", l.p2[1]);
       return el;
-    }));
-    field.value = JSON.stringify(lines);
+    });
+    for (const polygon of zones.map((z) => z.polygon).concat(corners.length ? [corners] : [])) {
+      const el = document.createElementNS(ns, "polygon");
+      el.setAttribute("points", polygon.map((p) => p.join(",")).join(" "));
+      shapes.push(el);
+    }
+    svg.replaceChildren(...shapes);
+    linesField.value = JSON.stringify(lines);
+    if (zonesField) zonesField.value = JSON.stringify(zones);
+    if (summary) {
+      summary.textContent = `${lines.length} lines (${lines.map((l) => l.name).join(", ") || "none"}), ` +
+        `${zones.length} zones (${zones.map((z) => z.name).join(", ") || "none"})` +
+        (corners.length ? `; a zone with ${corners.length} corners being drawn` : "");
+    }
   }
+  const nameOf = (fallback) => (nameField.value || fallback).trim() || fallback;
   img.addEventListener("click", (event) => {
     const box = img.getBoundingClientRect();
     const point = [+((event.clientX - box.left) / box.width).toFixed(4), +((event.clientY - box.top) / box.height).toFixed(4)];
+    if (zoneMode && zoneMode.checked) { corners.push(point); draw(); return; }
     if (first === null) { first = point; return; }
-    const name = (nameField.value || "line").trim() || "line";
+    const name = nameOf("line");
     lines = lines.filter((l) => l.name !== name).concat([{ name, p1: first, p2: point }]);
     first = null;
     draw();
   });
-  document.getElementById("clear-lines").addEventListener("click", () => { lines = []; first = null; draw(); });
+  const close = document.getElementById("close-zone");
+  if (close) {
+    close.addEventListener("click", () => {
+      if (corners.length < 3) return;
+      const name = nameOf("zone");
+      zones = zones.filter((z) => z.name !== name).concat([{ name, polygon: corners }]);
+      corners = [];
+      draw();
+    });
+  }
+  document.getElementById("clear-lines").addEventListener("click", () => {
+    lines = []; zones = []; corners = []; first = null; draw();
+  });
   draw();
 }
 
@@ -131,4 +174,14 @@ function startJobPage() {
   requestAnimationFrame(frameLoop);
 }
 
-document.addEventListener("DOMContentLoaded", () => { startLiveView(); startLineDrawing(); startJobPage(); });
+// New access key: a preset fills the policy box (then edited as needed).
+function startPresets() {
+  const select = document.getElementById("preset");
+  if (!select) return;
+  const presets = JSON.parse(select.dataset.presets);
+  select.addEventListener("change", () => {
+    document.getElementById("policy").value = presets[select.value] || "";
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => { startLiveView(); startLineDrawing(); startJobPage(); startPresets(); });

@@ -46,6 +46,7 @@ NATIVE_ACTIONS = (
     "keeneye:ReadNotifications",
     "keeneye:SetCollectionRetention",  # PUT /v1/collections/{id}/retention, on the collection's ARN
     "keeneye:RedactImage",  # POST /v1/redact (with keep_collection also SearchFacesByImage on it)
+    "keeneye:RedactVideo",  # the console's video redaction job (with s3:GetObject on the video)
     "keeneye:PostUploadEvent",  # POST /v1/upload-events (S3/MinIO notifications, docs/uploads.md)
     "keeneye:ManageUploadRules",  # /v1/upload-rules/{bucket} (arn:aws:s3:::<bucket>), GET /v1/upload-events
     "keeneye:ManageCameras",  # /v1/cameras/{name} (arn:aws:kinesisvideo:...:stream/<name>/1)

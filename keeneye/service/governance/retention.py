@@ -35,6 +35,7 @@ from keeneye.config import RetentionSettings
 from keeneye.core.errors import KeeneyeError
 from keeneye.service.faces.collections import FaceCollections
 from keeneye.service.review.queue import purge_expired as purge_identifications
+from keeneye.service.streams.events import StreamEvents
 from keeneye.store.db import Store
 from keeneye.store.tables import NotificationOutboxRow, VideoJobRow
 
@@ -56,6 +57,7 @@ class PurgeReport:
     job_results: int = 0  # stored-video jobs (with their results)
     notifications: int = 0  # delivered outbox messages
     identifications: dict[str, int] = field(default_factory=dict)  # collection id -> review queue items
+    stream_events: int = 0  # stream processors' line and zone events (the console's timeline)
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -65,6 +67,7 @@ class PurgeReport:
             + self.job_results
             + self.notifications
             + sum(self.identifications.values())
+            + self.stream_events
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +119,9 @@ class RetentionService:
                     if n:
                         report.faces[collection_id] = n
             report.identifications = purge_identifications(self._store, now, dry_run=dry_run)
+            report.stream_events = StreamEvents(self._store).purge(
+                now, self._settings.stream_events_days, dry_run=dry_run
+            )
             if self._settings.job_results_days is not None:
                 cutoff = now - timedelta(days=self._settings.job_results_days)
                 report.job_results = self._delete(
@@ -144,6 +150,8 @@ class RetentionService:
                     }
                     if report.identifications:
                         details["identifications"] = dict(report.identifications)
+                    if report.stream_events:
+                        details["stream_events"] = report.stream_events
                     self._audit.append(
                         "Purge",
                         access_key=access_key,

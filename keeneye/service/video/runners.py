@@ -11,8 +11,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from keeneye.core.errors import InvalidParameter
 from keeneye.core.types import Frame
 from keeneye.pipeline.loop import run_frames
+from keeneye.service.governance.redaction import build_redaction_analyzer, redact_video
 from keeneye.service.streams.spec import ProcessorOptions
 from keeneye.service.video.jobs import JobOutput, JobRunner
 from keeneye.service.video.results import person_indexes, renumber_persons
@@ -103,6 +105,47 @@ def face_detection_runner(settings: Any, faces: Any) -> JobRunner:
                 checkpoint=checkpoint,
             )
             metadata = asdict(source.metadata)
+        return JobOutput(metadata, items)
+
+    return run
+
+
+REDACTED_DIR = "redacted"
+"""Where Redaction jobs write their videos, in the data directory: ``redacted/<job id>.mp4`` (or .avi)."""
+
+
+def redaction_runner(settings: Any) -> JobRunner:
+    """The Redaction runner (keeneye's own job kind, started from the web console; Rekognition has none):
+    keeneye.service.governance.redaction.redact_video over the whole video, every face obscured
+    (``params["mode"]``: blur, pixelate or box), written to ``<data_dir>/redacted/<job id>.mp4`` (H.264;
+    MJPEG AVI where this FFmpeg has no H.264 encoder). Metadata: the video's, plus ``output`` (the file's
+    name), ``codec``, ``frames`` and ``faces_redacted`` (face regions obscured, over all frames); one item
+    per frame with faces (``{"pts_ms", "index": 0, "faces": n}``). The detector is loaded at the first job."""
+    built: list[Any] = []
+    lock = threading.Lock()
+
+    def run(video: Path, params: Mapping[str, Any], checkpoint: Callable[[], None]) -> JobOutput:
+        with lock:
+            if not built:
+                built.append(build_redaction_analyzer(settings))
+        mode = params.get("mode", "blur")
+        if mode not in ("blur", "pixelate", "box"):
+            raise InvalidParameter("mode must be blur, pixelate or box")
+        folder = Path(settings.data_dir) / REDACTED_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        result = redact_video(
+            video, folder / f"{params['job_id']}.mp4", built[0], mode=mode, on_progress=lambda _: checkpoint()
+        )
+        metadata = asdict(result.metadata)
+        metadata.update(
+            output=result.path.name,
+            codec=result.codec,
+            frames=len(result.frames),
+            faces_redacted=sum(len(f.faces) for f in result.frames),
+        )
+        items = [
+            {"pts_ms": float(f.pts_ms), "index": 0, "faces": len(f.faces)} for f in result.frames if f.faces
+        ]
         return JobOutput(metadata, items)
 
     return run

@@ -1,0 +1,109 @@
+"""Recorded video and redaction in the console, in headless Chromium on a real server with a served
+bucket: upload a video, draw a counting line on its first frame with two clicks, start person tracking,
+follow the job until it ends (the page reloads itself), then find the player with its track overlay and
+the in/out plot of the line; and redact a photo with two faces in the browser."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.console.pages import Console
+from tests.contract.conftest import RunningServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.models, pytest.mark.data]
+
+Axe = Callable[[WebDriver], list[dict[str, Any]]]
+JOB_S = 240.0  # person tracking of a 10 s clip on a busy 2-core machine
+
+
+@pytest.fixture
+def bucket_console(driver: WebDriver, start_server: Callable[..., RunningServer], tmp_path: Path) -> Console:
+    """The console of a server that serves the bucket ``videos`` (an empty folder)."""
+    (tmp_path / "videos").mkdir()
+    return Console(driver, start_server(buckets={"videos": tmp_path / "videos"}))
+
+
+def test_upload_a_video_draw_a_line_track_people_and_see_the_plot(
+    bucket_console: Console, shared_data: Path, tmp_path: Path, screenshot: Callable[[str], Path], axe: Axe
+) -> None:
+    console = bucket_console
+    clip = shared_data / "video/face_clips/short_hamilton_clip.mp4"
+    console.signed_in()
+    console.open("/console/video")
+    console.find("#u-file").send_keys(str(clip))
+    console.find("#upload-button").click()
+    console.wait_for_path("/console/video/new")
+    assert (tmp_path / "videos/console-uploads" / clip.name).read_bytes() == clip.read_bytes()
+    frame = console.find("img#snapshot")
+    console.wait(
+        lambda: console.driver.execute_script("return arguments[0].naturalWidth", frame), "the frame"
+    )
+    console.fill("#line-name", "stage-edge")
+    width, height = frame.size["width"], frame.size["height"]
+    clicks = ActionChains(console.driver)
+    for x, y in ((0.5, 0.1), (0.5, 0.9)):  # offsets from the image's centre
+        clicks.move_to_element_with_offset(frame, round((x - 0.5) * width), round((y - 0.5) * height)).click()
+    clicks.perform()
+    (line,) = json.loads(console.find("#lines").get_attribute("value") or "[]")
+    assert line["name"] == "stage-edge"
+    assert line["p1"] == pytest.approx([0.5, 0.1], abs=0.02) and line["p2"] == pytest.approx(
+        [0.5, 0.9], abs=0.02
+    )
+    screenshot("video-new")
+    assert axe(console.driver) == []
+
+    console.find("#start-job-button").click()
+    console.wait(
+        lambda: console.path.startswith("/console/video/") and console.path != "/console/video/new", "job"
+    )
+    # Read in one script call, holding no element across the page's own reloads.
+    ended = "const s = document.getElementById('job-state'); return s && s.dataset.state"
+    state = console.wait(
+        lambda: (
+            console.driver.execute_script(ended) in ("SUCCEEDED", "FAILED")
+            and console.driver.execute_script(ended)
+        ),
+        "the job to end (the page reloads itself)",
+        JOB_S,
+    )
+    assert state == "SUCCEEDED", console.find("#job-state").text
+    console.find("video#player")
+    console.wait(
+        lambda: console.driver.execute_script("return document.getElementById('player').readyState") >= 1,
+        "the video",
+    )
+    meta = console.find("#player-meta")
+    drawn = console.wait(lambda: re.search(r"(\d+) people drawn", meta.text), "the tracks over the player")
+    assert int(drawn[1]) > 0  # the tracks are drawn over the player at its time
+    assert console.rows("table#line-totals")[0][0] == "stage-edge"
+    assert "stage-edge in" in console.find("svg#counts-plot").text
+    screenshot("video-job")
+    assert axe(console.driver) == []
+    console.open("/console/video")
+    (job,) = console.rows("table#jobs")
+    assert job[1:4] == ["PersonTracking", "videos/console-uploads/short_hamilton_clip.mp4", "succeeded"]
+    screenshot("video")
+
+
+def test_redact_a_photo_in_the_browser(
+    console: Console, shared_data: Path, screenshot: Callable[[str], Path], axe: Axe
+) -> None:
+    console.signed_in()
+    console.open("/console/redact")
+    console.find("#r-photo").send_keys(str(shared_data / "faces/face_recognition/two_people.jpg"))
+    console.find("#redact-button").click()
+    image = console.find("img#redacted")
+    assert "two_people.jpg: 2 faces obscured" in console.find("main").text
+    console.wait(
+        lambda: console.driver.execute_script("return arguments[0].naturalWidth", image), "the result"
+    )
+    screenshot("redact-result")
+    assert axe(console.driver) == []
