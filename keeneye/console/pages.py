@@ -301,12 +301,14 @@ async def enrol_person(request: Request, collection_id: str) -> Response:
         collections = _collections(request)
         key = _key(collection_id)
         arn = collections.arn(key)
-        # Rights before any byte of the photos is read: the same as POST /v1/.../photos.
-        viewer.require("rekognition:IndexFaces", arn, "enrol")
-        viewer.require("rekognition:AssociateFaces", arn, "enrol")
+        # The form is read (within the server's body limit) before the rights are checked, unlike the
+        # API: the caller is a signed-in session, and a refusal sent before its body was read would
+        # reach the browser as a reset connection (the server closes with unread bytes), not a page.
         form = await form_of(
             request, viewer, max_files=MAX_PHOTOS, max_bytes=state.settings.server.max_body_bytes
         )
+        viewer.require("rekognition:IndexFaces", arn, "enrol")
+        viewer.require("rekognition:AssociateFaces", arn, "enrol")
         user_id = text_of(form, "user_id")
         photos = await _photos(form, "photos")
 
@@ -351,8 +353,8 @@ async def search_by_photo(request: Request, collection_id: str) -> Response:
         state = viewer.state
         collections = _collections(request)
         key = _key(collection_id)
-        viewer.require("rekognition:SearchUsersByImage", collections.arn(key), "search")
         form = await form_of(request, viewer, max_files=1, max_bytes=state.settings.server.max_body_bytes)
+        viewer.require("rekognition:SearchUsersByImage", collections.arn(key), "search")
         photos = await _photos(form, "search_photo")
         threshold = _threshold(text_of(form, "threshold", "80") or "80")
 

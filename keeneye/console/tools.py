@@ -416,9 +416,9 @@ async def redacted_video(request: Request, job_id: str) -> Response:
 @router.post("/redact", response_class=HTMLResponse)
 async def redact(request: Request) -> Response:
     async def act(request: Request, viewer: sessions.Viewer) -> Response:
-        viewer.require("keeneye:RedactImage", "*", "redact")
         state = viewer.state
         form = await form_of(request, viewer, max_files=1, max_bytes=state.settings.server.max_body_bytes)
+        viewer.require("keeneye:RedactImage", "*", "redact")
         files = files_of(form, "photo")
         if not files:
             raise InvalidParameter("choose a photo to redact")
