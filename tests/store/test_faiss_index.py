@@ -41,16 +41,18 @@ def _clustered(n: int, dim: int = 128, people: int = 300, seed: int = 0) -> Floa
 
 
 def _lfw() -> FloatArray:
-    """Real face vectors of the default embedder (dlib+faceres, 1152 floats): the largest face of each of
-    the first 1,300 LFW photos (by path; people with several photos each), embedded here (about a minute:
-the quantisers train from 1,024 faces up)."""
+    """Real face vectors of the default embedder (dlib+faceres, 1152 floats): the largest face of each
+    of the first 1,300 LFW photos (by path; people with several photos each), embedded here (about a
+    minute: the quantisers train from 1,024 faces up)."""
     data = Path(os.environ.get("KEENEYE_SHARED_DATA", REPO.parent / "shared" / "data")) / "faces/lfw"
     assert data.is_dir(), f"LFW not found at {data}"
     settings = Settings(data_dir=Path(os.environ.get("KEENEYE_DATA_DIR", REPO / "var")))
     analyzer = build_face_analyzer(settings, with_embedder=True)
     vecs = []
     for path in sorted(data.glob("*/*.jpg"))[:1300]:
-        faces = analyzer.analyze(np.asarray(Image.open(path).convert("RGB")), attributes="none", embed=True, max_faces=1)
+        faces = analyzer.analyze(
+            np.asarray(Image.open(path).convert("RGB")), attributes="none", embed=True, max_faces=1
+        )
         if faces:  # the largest face
             assert faces[0].embedding is not None
             vecs.append(faces[0].embedding)
