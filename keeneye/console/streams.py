@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from keeneye.console import session as sessions
-from keeneye.console.web import blocking, form_of, guarded, render, see_other, text_of
+from keeneye.console.web import blocking, collection_names, form_of, guarded, render, see_other, text_of
 from keeneye.core import regions
 from keeneye.core.errors import BackendUnavailable, InvalidParameter, NotFound
 
@@ -47,12 +47,7 @@ async def processors_page(request: Request) -> Response:
         cameras = await blocking(processors.cameras.list_cameras) if viewer.can(MANAGE_CAMERAS) else None
         managed = viewer.can(MANAGE_DATA_STREAMS)
         streams = await blocking(processors.cameras.list_data_streams) if managed else None
-        collections = request.app.state.api.services.collections
-        names = (
-            [c.collection_id for c in (await blocking(lambda: collections.list_collections(1000))).items]
-            if collections is not None
-            else []
-        )
+        names = await collection_names(request)
         return render(
             request,
             "processors.html",

@@ -19,7 +19,16 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from keeneye.api.deps import analysing
 from keeneye.console import session as sessions
-from keeneye.console.web import blocking, files_of, form_of, guarded, render, see_other, text_of
+from keeneye.console.web import (
+    blocking,
+    collection_names,
+    files_of,
+    form_of,
+    guarded,
+    render,
+    see_other,
+    text_of,
+)
 from keeneye.core import regions
 from keeneye.core.errors import AlreadyExists, BackendUnavailable, InvalidParameter, NotFound
 from keeneye.service.governance.policies import s3_object_arn
@@ -48,12 +57,7 @@ async def video_page(request: Request) -> Response:
     async def page(request: Request, viewer: sessions.Viewer) -> Response:
         jobs = _jobs(request)
         listed = await blocking(lambda: jobs.list_jobs(limit=100)) if viewer.can(LIST_JOBS) else None
-        collections = request.app.state.api.services.collections
-        names = (
-            [c.collection_id for c in (await blocking(lambda: collections.list_collections(1000))).items]
-            if collections is not None
-            else []
-        )
+        names = await collection_names(request)
         return render(
             request,
             "video.html",
@@ -136,12 +140,7 @@ async def new_job_page(request: Request) -> Response:
         await blocking(
             lambda: request.app.state.api.services.images.check_video({"Bucket": bucket, "Name": name})
         )
-        collections = request.app.state.api.services.collections
-        names = (
-            [c.collection_id for c in (await blocking(lambda: collections.list_collections(1000))).items]
-            if collections is not None
-            else []
-        )
+        names = await collection_names(request)
         return render(
             request,
             "video_new.html",

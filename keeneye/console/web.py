@@ -87,6 +87,15 @@ def status_of(exc: KeeneyeError) -> int:
     return STATUS.get(exc.code, 400)
 
 
+async def collection_names(request: Request) -> list[str]:
+    """The ids of the server's collections (home region), for the pages' collection pickers."""
+    collections = request.app.state.api.services.collections
+    if collections is None:
+        return []
+    page = await blocking(lambda: collections.list_collections(1000))
+    return [c.collection_id for c in page.items]
+
+
 async def signed_in(request: Request) -> Viewer:
     return await blocking(lambda: viewer_of(request))
 

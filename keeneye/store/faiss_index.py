@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import zlib
 from collections.abc import Sequence
@@ -56,7 +55,7 @@ import numpy.typing as npt
 from keeneye.config import VectorIndexSettings
 from keeneye.core.types import FloatArray
 from keeneye.store.files import private_dir, private_open
-from keeneye.store.vectors import NumpyIndex, VectorIndex, _flush, _fsync_dir
+from keeneye.store.vectors import NumpyIndex, VectorIndex, _flush, publish
 
 KIND = "faiss"
 _CRC_CHUNK = 1 << 24  # bytes of the mapped vectors checked at a time (no copy of the whole file)
@@ -330,17 +329,7 @@ class FaissIndex:
             "codes": codes,
             "crc32": zlib.crc32(blob, crc),
         }
-        with private_open(tmp / "meta.json", "w") as f:
-            f.write(json.dumps(meta))
-            _flush(f)
-        _fsync_dir(tmp)
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        _fsync_dir(folder.parent)
-        shutil.rmtree(old, ignore_errors=True)
+        publish(tmp, folder, meta)
         self._map(folder / "vectors.npy", slots)
 
     def _map(self, path: Path, slots: int) -> None:

@@ -197,17 +197,7 @@ class NumpyIndex:
             "tag": tag,
             "crc32": _crc32(matrix, ids_text),
         }
-        with private_open(tmp / "meta.json", "w") as f:
-            f.write(json.dumps(meta))
-            _flush(f)
-        _fsync_dir(tmp)
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        _fsync_dir(folder.parent)
-        shutil.rmtree(old, ignore_errors=True)
+        publish(tmp, folder, meta)
 
     @staticmethod
     def suits(index: VectorIndex) -> bool:
@@ -242,6 +232,23 @@ class NumpyIndex:
         if len(index) != count:
             return None  # repeated ids
         return index
+
+
+def publish(tmp: Path, folder: Path, meta: dict[str, Any]) -> None:
+    """Finish a saved index: write ``meta.json`` (last: a folder without it is never loaded) into the
+    complete ``tmp`` folder, then swap it in for ``folder`` atomically (the old one moved aside and
+    deleted), syncing what a crash could otherwise lose. Shared by every index kind's ``save``."""
+    with private_open(tmp / "meta.json", "w") as f:
+        f.write(json.dumps(meta))
+        _flush(f)
+    _fsync_dir(tmp)
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    _fsync_dir(folder.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _crc32(matrix: FloatArray, ids_text: bytes) -> int:
