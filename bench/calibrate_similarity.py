@@ -35,8 +35,11 @@ def main() -> None:
     ap.add_argument("--variant", required=True)
     ap.add_argument("--embedder-id", required=True)
     ap.add_argument("--write", action="store_true", help="update keeneye/analysis/calibration.json")
+    ap.add_argument(
+        "--detector-tag", default="@mtcnn", help="cache name suffix of the photo detector ('' for BlazeFace)"
+    )
     args = ap.parse_args()
-    emb = _load(f"lfw-{args.variant}")
+    emb = _load(f"lfw-{args.variant}{args.detector_tag}")
     proto = load_protocol()
     g = np.stack([emb[i] for _, i in proto["gallery"]])
     gid = [n for n, _ in proto["gallery"]]

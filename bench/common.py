@@ -102,6 +102,12 @@ def _dlib_both(analyzer: FaceAnalyzer, image: np.ndarray, face: Face) -> tuple[n
     return plain / np.linalg.norm(plain), both / np.linalg.norm(both)
 
 
+def detector_tag(analyzer: FaceAnalyzer) -> str:
+    """Suffix of embedding cache names for the analyzer's photo detector ("" for BlazeFace)."""
+    name = str(getattr(analyzer.detector, "name", ""))
+    return "" if name in ("", "human-blazeface") else f"@{name}"
+
+
 def embed_images(
     analyzer: FaceAnalyzer, paths: Iterable[Path], cache_name: str, progress: bool = True
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -113,6 +119,11 @@ def embed_images(
     paths = list(paths)
     dlib_pair = cache_name in ("lfw-dlib-resnet", "lfw-dlib-resnet+flip")
     names = ["lfw-dlib-resnet", "lfw-dlib-resnet+flip"] if dlib_pair else [cache_name]
+    # The detector's boxes change the descriptors: caches of another detector than BlazeFace (the
+    # default until December 2026, whose caches keep their plain names) carry its name.
+    tag = detector_tag(analyzer)
+    names = [f"{n}{tag}" for n in names]
+    cache_name = f"{cache_name}{tag}"
     outs = [_load(n) for n in names]
     out = outs[names.index(cache_name)]
     stats = {"images": len(paths), "no_face_detected": 0, "embed_seconds": 0.0, "cached": 0}

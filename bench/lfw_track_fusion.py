@@ -129,8 +129,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variant", default="dlib+faceres")
     ap.add_argument("--k", default="2,3")
+    ap.add_argument(
+        "--detector-tag", default="@mtcnn", help="cache name suffix of the photo detector ('' for BlazeFace)"
+    )
     args = ap.parse_args()
-    emb = _load(f"lfw-{args.variant}")
+    emb = _load(f"lfw-{args.variant}{args.detector_tag}")
     if not emb:
         raise SystemExit(f"no cached embeddings: run bench/lfw_identification.py --variants {args.variant}")
     proto = load_protocol()

@@ -30,7 +30,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-from common import SHARED, _cache_file, central_face, embed_images, emit, settings
+from common import SHARED, _cache_file, central_face, detector_tag, embed_images, emit, settings
 from lfw_identification import fnir_at_fpir, load_protocol
 from variants import VARIANTS
 
@@ -45,7 +45,7 @@ VARIANT = "dlib+faceres"
 
 def reasons_per_photo(analyzer: FaceAnalyzer, images: list[str]) -> dict[str, dict[str, list[str]]]:
     """image -> level -> the reasons its central face is refused (["NO_FACE"] when none is found)."""
-    cache = _cache_file(f"lfw-quality-{VARIANT}").with_suffix(".json")
+    cache = _cache_file(f"lfw-quality-{VARIANT}{detector_tag(analyzer)}").with_suffix(".json")
     done: dict[str, dict[str, list[str]]] = json.loads(cache.read_text()) if cache.is_file() else {}
     todo = [img for img in images if img not in done]
     t0 = time.perf_counter()

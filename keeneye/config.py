@@ -21,10 +21,11 @@ class _Strict(BaseModel):
 
 class DetectorSettings(_Strict):
     kind: Literal["blazeface", "mtcnn", "scrfd", "yunet"] = Field(
-        "blazeface",
-        description="Face detector: the bundled BlazeFace (fast; misses faces under ~40 px and many turned "
-        "or dim ones) or MTCNN (finds small, turned and dim faces: best measured on WIDER FACE, about 4x "
-        "slower, see docs/models.md), or a user-supplied SCRFD/YuNet ONNX file",
+        "mtcnn",
+        description="Face detector: the bundled MTCNN (the default for photos: finds small, turned and dim "
+        "faces, best measured on WIDER FACE; ~70 ms per 640x480 photo on one core) or BlazeFace (the "
+        "default for video frames, faces.video_detector: ~9 ms, but misses faces under ~40 px and many "
+        "turned or dim ones), or a user-supplied SCRFD/YuNet ONNX file (docs/models.md)",
     )
     path: Path | None = Field(None, description="ONNX file for user-supplied detectors (scrfd, yunet)")
     score_threshold: float = Field(
@@ -76,8 +77,19 @@ class DetectorSettings(_Strict):
         """An unset score_threshold takes the chosen kind's measured default (see its description)."""
         if isinstance(data, dict) and data.get("score_threshold") is None:
             data = {k: v for k, v in data.items() if k != "score_threshold"}
-            data["score_threshold"] = DETECTOR_THRESHOLDS.get(str(data.get("kind", "blazeface")), 0.65)
+            kind = data.get("kind", cls.model_fields["kind"].default)
+            data["score_threshold"] = DETECTOR_THRESHOLDS.get(str(kind), 0.65)
         return data
+
+
+class VideoDetectorSettings(DetectorSettings):
+    kind: Literal["blazeface", "mtcnn", "scrfd", "yunet"] = Field(
+        "blazeface",
+        description="Face detector for video frames: the bundled BlazeFace (the default: ~9 ms per 640x480 "
+        "frame on one core; finds faces from ~40 px, so it trades small faces for speed) or MTCNN (finds "
+        "faces from 16 px at ~8x the time on every analysed frame), or a user-supplied SCRFD/YuNet ONNX file "
+        "(docs/models.md)",
+    )
 
 
 DETECTOR_THRESHOLDS: dict[str, float] = {"mtcnn": 0.9, "blazeface": 0.65}
@@ -112,7 +124,16 @@ class AttributeSettings(_Strict):
 
 
 class FacesSettings(_Strict):
-    detector: DetectorSettings = Field(default_factory=DetectorSettings, description="Face detection")
+    detector: DetectorSettings = Field(
+        default_factory=DetectorSettings,
+        description="Face detection in photos (DetectFaces, IndexFaces, searches, CompareFaces, enrolment)",
+    )
+    video_detector: VideoDetectorSettings = Field(
+        default_factory=VideoDetectorSettings,
+        description="Face detection in video frames (stored-video jobs, stream processors, keeneye track / "
+        "watch, redaction): BlazeFace by default, the fast setting that trades recall for speed (faces from "
+        "~40 px; MTCNN would cost ~8x the time on every analysed frame, docs/models.md)",
+    )
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings, description="Face descriptor")
     attributes: AttributeSettings = Field(default_factory=AttributeSettings, description="Face attributes")
     track_fusion: int = Field(

@@ -88,8 +88,8 @@ class FaceSteps:
         self.tracker.cut()
 
     def step(self, frame: Frame) -> FaceUpdate:
-        # A video frame: no padded second look (analysis.faces.FaceAnalyzer.detect), as live streams.
-        faces = self.analyzer.analyze(frame.image, attributes=self.attributes, second_look=False)
+        # A video frame: the video detector, no padded second look (analysis.faces.FaceAnalyzer.detect).
+        faces = self.analyzer.analyze(frame.image, attributes=self.attributes, video_frame=True)
         if self.keep is not None:
             faces = [f for f in faces if self.keep(frame, f)]
         detections = Detections(

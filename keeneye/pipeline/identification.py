@@ -310,8 +310,8 @@ class PersonFaceIdentities:
         """Process one analysed frame's live person tracks (after ``tracker.update``)."""
         if not live:
             return
-        # A video frame: no padded second look (as FaceSteps; analysis.faces.FaceAnalyzer.detect).
-        faces = self._analyzer.analyze(image, attributes="default", second_look=False)
+        # A video frame: the video detector, no padded second look (as FaceSteps; FaceAnalyzer.detect).
+        faces = self._analyzer.analyze(image, attributes="default", video_frame=True)
         if not faces:
             return
         self.frames_with_faces += 1

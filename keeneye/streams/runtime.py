@@ -264,7 +264,7 @@ class StreamProcessorRuntime:
 
             self._faces = FaceSteps(
                 self._analyzer,
-                PersonTracker(face_tracker_config(s.faces.detector.score_threshold, self._analyzer)),
+                PersonTracker(face_tracker_config(s.faces.video_detector.score_threshold, self._analyzer)),
                 TrackFaceIdentifier(
                     self._analyzer, searcher, retry_ms=self._identify_retry_ms, fuse=s.faces.track_fusion
                 ),

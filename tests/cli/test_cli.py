@@ -133,11 +133,17 @@ def test_compare_tells_same_from_different_on_lfw_pairs(shared_data: Path, model
     b = lfw / same[0] / f"{same[0]}_{int(same[2]):04d}.jpg"
     c = lfw / diff[0] / f"{diff[0]}_{int(diff[1]):04d}.jpg"
     d = lfw / diff[2] / f"{diff[2]}_{int(diff[3]):04d}.jpg"
-    same_out = json.loads(run("compare", a, b).stdout)
+    # Threshold 0 shows both similarities. The same-person pair is not asserted to reach the default 80:
+    # 80 is calibrated to 1 false match in 10,000 impostor pairs and rejects ~14 % of genuine LFW pairs
+    # (docs/models.md); this one scores ~78 with the photo detector's boxes (MTCNN), ~84 with BlazeFace's.
+    same_out = json.loads(run("compare", a, b, "--threshold", "0").stdout)
+    diff_all = json.loads(run("compare", c, d, "--threshold", "0").stdout)
     diff_out = json.loads(run("compare", c, d).stdout)
-    assert len(same_out["FaceMatches"]) >= 1 and same_out["FaceMatches"][0]["Similarity"] >= 80
+    assert len(same_out["FaceMatches"]) == 1 and len(diff_all["FaceMatches"]) == 1
+    same_sim, diff_sim = same_out["FaceMatches"][0]["Similarity"], diff_all["FaceMatches"][0]["Similarity"]
+    assert same_sim >= 70 and diff_sim < 30, (same_sim, diff_sim)
     assert all(m["Face"]["BoundingBox"]["Width"] < 1 for m in same_out["FaceMatches"])
-    assert diff_out["FaceMatches"] == []
+    assert diff_out["FaceMatches"] == [] and len(diff_out["UnmatchedFaces"]) == 1
     assert len(diff_out["UnmatchedFaces"]) >= 1
 
 

@@ -134,10 +134,11 @@ def analyzer(settings: Settings) -> FaceAnalyzer:
 
 @pytest.fixture(scope="module")
 def checker(settings: Settings) -> FaceDetector:
-    """The face detector at the lower of the two thresholds checked (boxes are filtered per threshold)."""
+    """The redaction's own detector (the video detector, BlazeFace) at the lower of the two thresholds
+    checked (boxes are filtered per threshold): the thresholds are BlazeFace's raw scores."""
     low = min(0.65, REDACTION_SCORE_THRESHOLD)
     return build_detector(
-        settings.faces.detector.model_copy(update={"score_threshold": low}), settings.models_dir
+        settings.faces.video_detector.model_copy(update={"score_threshold": low}), settings.models_dir
     )
 
 

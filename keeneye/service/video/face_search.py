@@ -102,7 +102,7 @@ def search_video(
 ) -> FaceSearchResult:
     """Track the faces of ``source`` and search each track's best face with ``search``.
 
-    face_threshold: the face detector's score threshold (``faces.detector.score_threshold``);
+    face_threshold: the face detector's score threshold (``faces.video_detector.score_threshold``);
     checkpoint: called once per analysed frame (a job's stop / cancel hook, may raise); cut_threshold:
     shot cuts (keeneye.video.cuts), None: never; max_pixels: largest frame accepted (LimitExceeded);
     fuse: a track is searched with its best ``fuse`` faces fused (``faces.track_fusion``).
@@ -191,7 +191,7 @@ def face_search_runner(
             video,
             analyzer,
             search,
-            face_threshold=settings.faces.detector.score_threshold,
+            face_threshold=settings.faces.video_detector.score_threshold,
             target_fps=settings.video_jobs.target_fps,
             max_duration_ms=None if max_s is None else max_s * 1000.0,
             checkpoint=checkpoint,

@@ -123,15 +123,17 @@ def _blur(region: UInt8Image) -> UInt8Image:
 
 
 def redaction_settings(settings: Settings, score_threshold: float = REDACTION_SCORE_THRESHOLD) -> Settings:
-    """``settings`` with the detector at ``score_threshold``, no size floor, and no attribute models
-    (redaction needs boxes; with a collection to keep, also the embedder, pose and sharpness, which the
-    detector's points give without the face mesh)."""
+    """``settings`` with the video detector (``faces.video_detector``, for photos too) at
+    ``score_threshold``, no size floor, and no attribute models (redaction needs boxes; with a collection to
+    keep, also the embedder, pose and sharpness, which the detector's points give without the face mesh).
+
+    The video detector for photos as well: ``REDACTION_SCORE_THRESHOLD`` was measured for it (BlazeFace,
+    bench/redaction.py); the photo default (MTCNN) would need a threshold of its own measured first."""
     faces = settings.faces
-    detector = faces.detector.model_copy(update={"score_threshold": score_threshold, "min_face_px": 1})
+    detector = faces.video_detector.model_copy(update={"score_threshold": score_threshold, "min_face_px": 1})
     attributes = AttributeSettings(expression="none", age_gender=False, mesh=False)
-    return settings.model_copy(
-        update={"faces": faces.model_copy(update={"detector": detector, "attributes": attributes})}
-    )
+    update = {"detector": detector, "video_detector": detector, "attributes": attributes}
+    return settings.model_copy(update={"faces": faces.model_copy(update=update)})
 
 
 def build_redaction_analyzer(
