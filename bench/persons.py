@@ -72,10 +72,12 @@ DETECTORS = (
     "centernet-letterbox512",
     "centernet-letterbox640",
     "nanodet",
+    "nanodet-fit",
     "movenet256",
 )
 ENSEMBLES = {
     "ensemble:centernet512+nanodet": ("centernet-letterbox512", "nanodet"),
+    "ensemble:centernet512+nanodet-fit": ("centernet-letterbox512", "nanodet-fit"),
     "centernet-2scale:512+640": ("centernet-letterbox512", "centernet-letterbox640"),
 }
 DEFAULT = "ensemble:centernet512+nanodet"
@@ -105,10 +107,15 @@ def build(name: str) -> ObjectDetector:
                 return d.select(d.label == 0)
 
         return Persons()
-    if name == "nanodet":
+    # "nanodet-fit": letterboxed to the frame's own aspect (persons.nanodet_canvas=fit)
+    if name.startswith("nanodet"):
         from keeneye.models.nanodet import NanoDetPersonDetector
 
-        return NanoDetPersonDetector(model_path(models, "human-nanodet"), score_threshold=FLOOR)
+        return NanoDetPersonDetector(
+            model_path(models, "human-nanodet"),
+            score_threshold=FLOOR,
+            canvas="fit" if name == "nanodet-fit" else "square",
+        )
     from keeneye.models.movenet import MoveNetPersonDetector
 
     return MoveNetPersonDetector(

@@ -215,9 +215,10 @@ MODELS: dict[str, ModelSpec] = {
             _HUMAN_MODELS_NOTE,
             default=False,
         ),
-        # Person detectors for video (issue 12): NanoDet-g runs as exported (416x416, decoded in
-        # keeneye/models/nanodet.py); MoveNet MultiPose is cut before its TopK / gather tail and keeps
-        # the centre heat map and box heads (keeneye/models/movenet.py), with dynamic H and W.
+        # Person detectors for video (issue 12): NanoDet-g runs as exported (decoded in
+        # keeneye/models/nanodet.py) but with dynamic H and W (NCHW: 416x320 for a 4:3 frame instead of
+        # 416x416); MoveNet MultiPose is cut before its TopK / gather tail and keeps the centre heat map
+        # and box heads (keeneye/models/movenet.py), with dynamic H and W.
         ModelSpec(
             "human-nanodet",
             "human-models",
@@ -226,6 +227,7 @@ MODELS: dict[str, ModelSpec] = {
             "human-nanodet.onnx",
             "NanoDet-g COCO object detector (persons for video, with CenterNet in the default ensemble)",
             _HUMAN_MODELS_NOTE + " Model: NanoDet-g by RangiLyu, Apache-2.0.",
+            options={"input_shape": [1, 3, -1, -1]},
         ),
         ModelSpec(
             "human-movenet-multipose",

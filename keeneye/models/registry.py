@@ -176,7 +176,9 @@ def _person_model(settings: Settings, kind: str) -> ObjectDetector:
         from keeneye.models.nanodet import NanoDetPersonDetector
 
         return NanoDetPersonDetector(
-            model_path(models_dir, "human-nanodet"), score_threshold=cfg.score_threshold
+            model_path(models_dir, "human-nanodet"),
+            score_threshold=cfg.score_threshold,
+            canvas=cfg.nanodet_canvas,
         )
     if kind == "movenet":
         from keeneye.models.movenet import MoveNetPersonDetector

@@ -313,6 +313,9 @@ def test_centernet_decode_picks_peaks() -> None:
     rows = centernet_decode(heat, wh, stride=4, top_k=2)
     np.testing.assert_allclose(rows[0], [20 - 4, 8 - 8, 20 + 12, 8 + 16, 0.9, 1], rtol=1e-6)
     assert rows[1, 4] == 0.0
+    # min_score: only the rows at or above it, the same numbers
+    np.testing.assert_array_equal(centernet_decode(heat, wh, stride=4, top_k=2, min_score=0.5), rows[:1])
+    assert centernet_decode(heat, wh, stride=4, min_score=0.95).shape == (0, 6)
 
 
 # ------------------------------------------------------------------------------------- geometry
@@ -325,7 +328,10 @@ def test_face_box_and_crop_follow_human() -> None:
     assert crop_and_resize(image, (-8, -8, -4, -4), 2).max() == 0  # outside the image is black
 
 
-@pytest.mark.parametrize(("height", "width"), [(120, 160), (256, 256), (37, 300), (2500, 3950), (601, 4001)])
+@pytest.mark.parametrize(
+    ("height", "width"),
+    [(120, 160), (256, 256), (37, 300), (360, 640), (640, 360), (2500, 3950), (601, 4001)],
+)
 def test_blazeface_input_is_sampled_without_a_padded_float_copy(height: int, width: int) -> None:
     """BlazeFace's input (the image letterboxed on a black square, or stretched, resized to 256x256) is
     computed from the pixels the bilinear resize reads, with the numbers cv2.resize gives for the whole

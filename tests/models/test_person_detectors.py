@@ -22,7 +22,7 @@ import pytest
 from keeneye.core.types import Detections
 from keeneye.models.convert.tfjs import ConversionInfo, convert_graph_model
 from keeneye.models.ensemble import EnsemblePersonDetector
-from keeneye.models.human import CenterNetPersonDetector
+from keeneye.models.human import CenterNetPersonDetector, centernet_decode
 from keeneye.models.letterbox import canvas_size, letterbox
 from keeneye.models.movenet import OUTPUTS as MOVENET_OUTPUTS
 from keeneye.models.movenet import MoveNetPersonDetector, movenet_decode
@@ -41,6 +41,10 @@ def converted(package_sources: Path, tmp_path_factory: pytest.TempPathFactory) -
     models = package_sources / "human-models" / "models"
     return {
         "nanodet": convert_graph_model(models / "nanodet.json", out / "nanodet.onnx"),
+        # as `keeneye models install` converts it (catalog): dynamic H and W, NCHW
+        "nanodet-dynamic": convert_graph_model(
+            models / "nanodet.json", out / "nanodet-dynamic.onnx", input_shape=(1, 3, -1, -1)
+        ),
         "movenet-multipose": convert_graph_model(
             models / "movenet-multipose.json",
             out / "movenet.onnx",
@@ -130,6 +134,98 @@ def test_centernet_dynamic_size_equals_fixed_at_512(
     assert shapes == [(1, 72, 128, 80), (1, 72, 128, 4)]
 
 
+def test_nanodet_dynamic_size_equals_fixed_at_416(converted: dict[str, ConversionInfo]) -> None:
+    """The dynamic-H/W graph gives the fixed graph's numbers at 416x416 (the fixed one matches TF.js
+    above), and at 416x320 (a 4:3 letterbox) maps of 52x40, 26x20 and 13x10 cells."""
+    fixed, dynamic = converted["nanodet"], converted["nanodet-dynamic"]
+    x = np.random.default_rng(5).normal(0, 1, (1, 3, 416, 416)).astype(np.float32)
+    a = _session(dynamic.onnx_path).run(None, {dynamic.input_name: x})
+    b = _session(fixed.onnx_path).run(None, {fixed.input_name: x})
+    for p, q in zip(a, b, strict=True):
+        assert np.abs(p - q).max() <= TOLERANCE * max(1.0, float(np.abs(q).max()))
+    small = np.zeros((1, 3, 320, 416), np.float32)
+    shapes = sorted(o.shape for o in _session(dynamic.onnx_path).run(None, {dynamic.input_name: small}))
+    assert shapes == sorted((1, n, c) for n in (2080, 520, 130) for c in (80, 44))
+
+
+def _pets_frames(shared_data: Path, n: int, step: int) -> list[np.ndarray]:
+    from keeneye.video.sources import open_video
+
+    frames: list[np.ndarray] = []
+    with open_video(shared_data / "video" / "pets09_s2l1" / "vtest_480x360.mp4") as video:
+        for frame in video.frames():
+            if frame.index % step == 0:
+                frames.append(frame.image)
+            if len(frames) == n:
+                break
+    return frames
+
+
+def _box_agreement(old: Detections, new: Detections) -> tuple[int, float, float]:
+    """Boxes of ``old`` without a box of ``new`` at IoU >= 0.5, the lowest best IoU of the others, and
+    the largest score difference to that best match."""
+    from keeneye.tracking.tracker import iou_matrix
+
+    if len(old) == 0 or len(new) == 0:
+        return max(len(old), len(new)), 1.0, 0.0
+    iou = iou_matrix(old.xyxy, new.xyxy)
+    best, j = iou.max(axis=1), iou.argmax(axis=1)
+    matched = best >= 0.5
+    score_diff = float(np.abs(old.score - new.score[j])[matched].max(initial=0.0))
+    return int((~matched).sum()), float(best[matched].min(initial=1.0)), score_diff
+
+
+@pytest.mark.data
+def test_nanodet_aspect_canvas_finds_what_the_square_canvas_found(
+    converted: dict[str, ConversionInfo], shared_data: Path
+) -> None:
+    """NanoDet's opt-in input path (dynamic graph, ``canvas="fit"``: a 4:3 frame letterboxed to 416x320)
+    against the default one (the same scaled image padded to 416x416, fixed graph), on 40
+    PETS09 frames and 8 COCO photos at the default threshold 0.4: the same people, the same boxes to a
+    few pixels (only the padding below the image differs). Measured on 300 PETS frames: median IoU
+    0.9997, largest score difference 0.046."""
+    square = NanoDetPersonDetector(converted["nanodet"].onnx_path, score_threshold=0.4)
+    aspect = NanoDetPersonDetector(converted["nanodet-dynamic"].onnx_path, score_threshold=0.4, canvas="fit")
+    default = NanoDetPersonDetector(converted["nanodet-dynamic"].onnx_path, score_threshold=0.4)
+    pets = _pets_frames(shared_data, 40, 20)
+    assert aspect._preprocess(pets[0])[0].shape == (1, 3, 320, 416)
+    assert square._preprocess(pets[0])[0].shape == (1, 3, 416, 416)
+    for image in pets[:5]:  # the default canvas on the dynamic graph: the fixed graph's boxes
+        a, b = square.detect(image), default.detect(image)
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-2)
+        np.testing.assert_allclose(a.score, b.score, atol=1e-5)
+    lost = boxes = 0
+    coco = [im for im, _ in _coco_people(shared_data, 8)]
+    for i, image in enumerate(pets + coco):
+        old, new = square.detect(image), aspect.detect(image)
+        for a, b in ((old, new), (new, old)):
+            missing, worst_iou, score_diff = _box_agreement(a, b)
+            lost += missing
+            boxes += len(a)
+            if i < len(pets):  # PETS: every box kept, a few pixels at most
+                assert missing == 0 and worst_iou >= 0.85 and score_diff <= 0.1, (i, worst_iou, score_diff)
+    assert boxes > 300
+    assert lost <= 0.02 * boxes, (lost, boxes)
+
+
+@pytest.mark.data
+def test_centernet_ranks_only_cells_above_its_thresholds(
+    converted: dict[str, ConversionInfo], shared_data: Path
+) -> None:
+    """Decoding only the cells at or above the lowest class threshold (``min_score``) gives exactly the
+    rows of decoding every cell then dropping those under it, on real CenterNet maps (PETS09 frames
+    and COCO photos, the person floor 0.05 the tracker is fed with)."""
+    detector = CenterNetPersonDetector(converted["centernet"].onnx_path, {"person": 0.05}, 2.0)
+    images = _pets_frames(shared_data, 4, 100) + [im for im, _ in _coco_people(shared_data, 4)]
+    for image in images:
+        tensor, _ = detector._preprocess(image)
+        heat, wh = _session(converted["centernet"].onnx_path).run(None, {"tower_0/images": tensor})
+        every = centernet_decode(heat[0], wh[0], stride=4)
+        for floor in (0.05, 0.3):
+            fast = centernet_decode(heat[0], wh[0], stride=4, min_score=floor)
+            np.testing.assert_array_equal(fast, every[every[:, 4] >= floor])
+
+
 def test_letterbox_keeps_the_aspect_ratio() -> None:
     image = np.full((360, 640, 3), 200, np.uint8)
     assert canvas_size(640, 360, 512, 32) == (512, 288)
@@ -175,7 +271,7 @@ def test_detectors_find_people_in_coco_photos(
     photos = _coco_people(shared_data, 8)
     truth = [g for _, g in photos]
     centernet = CenterNetPersonDetector(converted["centernet"].onnx_path, {"person": 0.4}, 2.0)
-    nanodet = NanoDetPersonDetector(converted["nanodet"].onnx_path, score_threshold=0.4)
+    nanodet = NanoDetPersonDetector(converted["nanodet-dynamic"].onnx_path, score_threshold=0.4)
     movenet = MoveNetPersonDetector(
         converted["movenet-multipose"].onnx_path, score_threshold=0.3, input_size=384
     )
