@@ -53,6 +53,7 @@ from common import REPO, SHARED, emit, machine
 
 from keeneye.config import Settings, StreamSettings
 from keeneye.service.streams.processors import StreamProcessors
+from tests.factories import LOOPBACK_EGRESS
 from tests.rtsp.rig import RtspServer
 
 CLIP = SHARED / "video" / "face_clips" / "short_hamilton_clip.mp4"
@@ -124,6 +125,7 @@ def make_data_dir(root: Path, models_dir: Path, max_processors: int) -> Settings
     settings = Settings(
         data_dir=root,
         streams=StreamSettings(target_fps=TARGET_FPS, max_processors=max_processors),
+        egress=LOOPBACK_EGRESS,  # the RTSP cameras listen on 127.0.0.1, refused by the default policy
     )
     collections = FaceCollections(
         Store.open(settings.data_dir, settings.database_url),
