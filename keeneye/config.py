@@ -67,6 +67,16 @@ class DetectorSettings(_Strict):
         description="MTCNN: the smallest face its image pyramid looks for, pixels (16: best hard-face AP on "
         "the WIDER tuning half; 20 is about 1.5x faster; the cost grows as (1 / this) squared)",
     )
+    mtcnn_full_scale_pixels: int | None = Field(
+        2_359_296,
+        ge=4096,
+        description="MTCNN: on images of more pixels than this (2,359,296 = 1536x1536; a 1920x1080 frame is "
+        "under it), the smallest face looked for grows with the image's side (x sqrt(pixels / this)), so one "
+        "photo costs at most about what it costs at this size instead of growing with its pixels (a 12 MP "
+        "photo: ~4x the time at 16 px; with the cap, faces from ~36 px there; Rekognition's own minimum "
+        "face, 40 px at 1920x1080, grows with larger images too). Every WIDER FACE photo measured (at most "
+        "1024x2093) is under it. Unset: mtcnn_min_face_px at any size",
+    )
     mtcnn_stage_thresholds: tuple[float, float] = Field(
         (0.6, 0.7), description="MTCNN: the P-Net and R-Net candidate thresholds (0-1) of its cascade"
     )

@@ -144,6 +144,9 @@ class MtcnnDetector:
     ``score_threshold`` then filters the final scores. ``exact_pyramid``: resize every pyramid level
     from the full image as the reference does (slower; for the equivalence test), see ``pyramid``.
     ``box_style``: "square" (BlazeFace-like, the default) or "mtcnn" (the reference's boxes).
+    ``full_scale_pixels``: on images of more pixels the smallest face looked for grows with the image's
+    side (``effective_min_face_px``), so the pyramid costs about what it costs at that size (its first
+    level's area stays constant); None: ``min_face_px`` at every size (the cost grows with the pixels).
     """
 
     name = "mtcnn"
@@ -162,8 +165,10 @@ class MtcnnDetector:
         max_faces: int = 1000,
         exact_pyramid: bool = False,
         box_style: Literal["square", "mtcnn"] = "square",
+        full_scale_pixels: int | None = None,
     ) -> None:
         self.min_face_px = float(min_face_px)
+        self.full_scale_pixels = full_scale_pixels
         self.scale_factor = float(scale_factor)
         self.thresholds = thresholds
         self.score_threshold = score_threshold
@@ -191,9 +196,15 @@ class MtcnnDetector:
         return self._postprocess(boxes, scores, points, image.shape[1], image.shape[0])
 
     # -- stages -----------------------------------------------------------------------------------
+    def effective_min_face_px(self, height: int, width: int) -> float:
+        """``min_face_px``, grown in proportion to the image's side beyond ``full_scale_pixels`` pixels."""
+        if self.full_scale_pixels is None or height * width <= self.full_scale_pixels:
+            return self.min_face_px
+        return self.min_face_px * float(np.sqrt(height * width / self.full_scale_pixels))
+
     def scales(self, height: int, width: int) -> list[float]:
-        """The pyramid: 12 / min_face_px, times scale_factor while the scaled short side is >= 12 px."""
-        m = 12.0 / self.min_face_px
+        """The pyramid: 12 / min face, times scale_factor while the scaled short side is >= 12 px."""
+        m = 12.0 / self.effective_min_face_px(height, width)
         min_layer = min(height, width) * m
         out: list[float] = []
         k = 0

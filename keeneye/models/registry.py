@@ -67,6 +67,7 @@ def _base_detector(cfg: DetectorSettings, models_dir: Path) -> FaceDetector:
             min_face_px=cfg.mtcnn_min_face_px,
             thresholds=(*cfg.mtcnn_stage_thresholds, 0.7),
             score_threshold=threshold,
+            full_scale_pixels=cfg.mtcnn_full_scale_pixels,
         )
     if cfg.kind == "scrfd":
         from keeneye.models.insightface import ScrfdDetector

@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -140,3 +141,27 @@ def test_square_boxes_are_square_and_lower() -> None:
     sq = square_boxes(np.array([[100.0, 100.0, 190.0, 220.0]]))[0]
     assert sq[2] - sq[0] == pytest.approx(sq[3] - sq[1])
     assert (sq[1] + sq[3]) / 2 > 160.0  # moved toward the mouth, like BlazeFace's box
+
+
+def test_large_photos_cost_about_what_the_cap_costs(onnx_files: dict[str, Path], shared_data: Path) -> None:
+    """Over ``full_scale_pixels`` the smallest face grows with the image's side: the pyramid's first level
+    keeps the cap's area, and the faces of a WIDER photo enlarged 4x (they grow with it) are all found."""
+    cap = 1536 * 1536
+    detector = MtcnnDetector(*(onnx_files[n] for n in NETS), min_face_px=16, full_scale_pixels=cap)
+    assert detector.effective_min_face_px(768, 1024) == 16  # under the cap: unchanged
+    assert detector.scales(768, 1024) == MtcnnDetector(*(onnx_files[n] for n in NETS), min_face_px=16).scales(
+        768, 1024
+    )
+    assert detector.effective_min_face_px(3000, 4000) == pytest.approx(16 * np.sqrt(12e6 / cap))
+    first = detector.scales(3000, 4000)[0]
+    assert 3000 * first * 4000 * first == pytest.approx(cap * (12 / 16) ** 2)
+    photo = read_image_file(
+        shared_data
+        / "faces/widerface_val/subset_orig/images/11--Meeting"
+        / "11_Meeting_Meeting_11_Meeting_Meeting_11_560.jpg"
+    )
+    small = detector.detect(photo)
+    big = detector.detect(cv2.resize(photo, (photo.shape[1] * 4, photo.shape[0] * 4)))
+    assert len(small.score) >= 10
+    for box in small.xyxy[small.score >= 0.95]:
+        assert max(_iou(box * 4, b) for b in big.xyxy) >= 0.5
