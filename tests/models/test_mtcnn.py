@@ -161,7 +161,7 @@ def test_large_photos_cost_about_what_the_cap_costs(onnx_files: dict[str, Path],
         / "11_Meeting_Meeting_11_Meeting_Meeting_11_560.jpg"
     )
     small = detector.detect(photo)
-    big = detector.detect(cv2.resize(photo, (photo.shape[1] * 4, photo.shape[0] * 4)))
+    big = detector.detect(np.asarray(cv2.resize(photo, (photo.shape[1] * 4, photo.shape[0] * 4)), np.uint8))
     assert len(small.score) >= 10
     for box in small.xyxy[small.score >= 0.95]:
         assert max(_iou(box * 4, b) for b in big.xyxy) >= 0.5
