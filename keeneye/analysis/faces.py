@@ -87,17 +87,19 @@ class FaceAnalyzer:
     def __post_init__(self) -> None:
         if self.calibrate and self.confidence is None:  # the detector's stored calibration, if it has one
             self.confidence = calibration_for(self.detector.name)
+        # (detector, calibration, size floor) for photos, and for video frames when that detector differs
+        self._photo = (self.detector, self.confidence, self.min_face_px)
+        self._video = None
+        if self.video_detector is not None and self.video_detector is not self.detector:
+            video_min = self.min_face_px if self.video_min_face_px is None else self.video_min_face_px
+            self._video = (self.video_detector, self.video_confidence, video_min)
 
     def detect(self, image: UInt8Image, *, video_frame: bool = False) -> list[Face]:
         """Faces with boxes, scores and detector landmarks, largest first. ``video_frame=True``: the video
         detector (``video_detector``, when set) and no padded retry (``pad_retry``) when nothing is found:
         video frames, which mostly hold no face and rarely one that fills the frame, would pay one more
         detector pass for each."""
-        photo = (self.detector, self.confidence, self.min_face_px)
-        video = None
-        if self.video_detector is not None and self.video_detector is not self.detector:
-            video_min = self.min_face_px if self.video_min_face_px is None else self.video_min_face_px
-            video = (self.video_detector, self.video_confidence, video_min)
+        photo, video = self._photo, self._video
         detector, confidence, min_px = video if video_frame and video is not None else photo
         faces = [f for f in _faces_from(detector.detect(image)) if _min_side(f) >= min_px]
         if not faces and self.pad_retry > 0 and not video_frame:

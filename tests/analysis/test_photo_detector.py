@@ -18,6 +18,7 @@ from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.analysis.images import read_image_file
 from keeneye.config import Settings
+from keeneye.core.geometry import iou_matrix
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
@@ -48,16 +49,7 @@ def found(truth: np.ndarray, boxes: list[np.ndarray]) -> int:
     """How many true faces a box overlaps at IoU >= 0.4 (a square box on WIDER's 0.8-wide face boxes)."""
     if not boxes:
         return 0
-    b = np.stack(boxes).astype(np.float64)
-    x1 = np.maximum(truth[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(truth[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(truth[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(truth[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_t = (truth[:, 2] - truth[:, 0]) * (truth[:, 3] - truth[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    iou = inter / (area_t[:, None] + area_b[None, :] - inter)
-    return int((iou.max(axis=1) >= 0.4).sum())
+    return int((iou_matrix(truth, np.stack(boxes).astype(np.float64)).max(axis=1) >= 0.4).sum())
 
 
 def test_photos_use_mtcnn_and_video_frames_blazeface(analyzer: FaceAnalyzer, models_dir: Path) -> None:
