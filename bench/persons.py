@@ -28,7 +28,7 @@ set before any run on these videos.
    79.5 s / (CPU s / 2 cores), which holds on a machine shared with other work.
 
 Schedules (``--schedules``): ``every1`` (the detector on every frame), ``everyN`` (every Nth frame, the
-tracker predicting between), ``motion`` (motion gating, keeneye.pipeline.persons.DetectionSchedule),
+tracker predicting between), ``motion`` (motion gating, keeneye.pipeline.schedule.DetectionSchedule),
 ``motion+everyN`` (both). Tracking rows are named by them (``every_1``, ``every_3``, ``motion``, ...).
 
 Detections are cached under <data_dir>/bench-cache/persons/ (keyed by detector and set); ``--fresh``
@@ -60,7 +60,8 @@ from keeneye.models import onnx_runtime
 from keeneye.models.align import nms_xyxy
 from keeneye.models.base import ObjectDetector
 from keeneye.models.registry import model_path
-from keeneye.pipeline.persons import DetectionSchedule, PersonTrackingStage, ScheduleConfig, tracker_config
+from keeneye.pipeline.persons import PersonTrackingStage, tracker_config
+from keeneye.pipeline.schedule import DetectionSchedule, ScheduleConfig
 from keeneye.tracking.lines import Line, LineCounter
 from keeneye.tracking.tracker import PersonTracker
 

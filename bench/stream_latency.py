@@ -24,6 +24,8 @@ pass; then a stats snapshot starts the period and one at the end closes it (``--
   also holds records from warm-up when a stream wrote fewer than 1000 in the period: shown for
   comparison, the target is judged on the tailed latency.
 * workers: RSS / PSS (MiB, psutil) and CPU (cores used over the period) of each worker process;
+  ``other_cores``: cores used meanwhile by the RTSP cameras (the rig: on a real site they are elsewhere) and
+  by this process (the StreamProcessors service, as in the server, and the JSONL tail);
   ``startup_s``: from StartStreamProcessor to the first processed frame; ``stop_all_s``: stopping every
   processor (StopStreamProcessor, then waiting; a worker is killed after ``streams.stop_timeout_s``).
 
@@ -31,6 +33,11 @@ Target (the issue): median latency < 1 s and < 5 % frames dropped, every stream 
 The machine may be shared: the load average at the start of each run is in the output.
 
 Usage: python bench/stream_latency.py [--streams 1,2,3,4] [--seconds 40] [--warmup 10] [--quick]
+       [--face-detect-every N]
+
+Run one stream count per invocation for numbers to report (``--streams 10``): runs of several counts in
+one invocation share one data directory, and a later run has failed there once with SQLite's "disk I/O
+error" on its first write (December 2026, after a 1-stream run; not investigated further).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from typing import Any
 
 import numpy as np
 import psutil
-from common import REPO, SHARED, emit, machine
+from common import SHARED, emit, machine
 
 from keeneye.config import Settings, StreamSettings
 from keeneye.service.streams.processors import StreamProcessors
@@ -115,8 +122,10 @@ class JsonlTail:
             self.seen[name].append((now, captured, matched))
 
 
-def make_data_dir(root: Path, models_dir: Path, max_processors: int) -> Settings:
-    """A fresh data dir (models linked in, like the tests) with the "hamilton" collection indexed."""
+def make_data_dir(
+    root: Path, models_dir: Path, max_processors: int, face_detect_every: int | None = None
+) -> Settings:
+    """A fresh data dir (its models/ a link to the installed ones) with the "hamilton" collection indexed."""
     from keeneye.analysis.builder import build_face_analyzer
     from keeneye.service.faces.collections import FaceCollections
     from keeneye.store.db import Store
@@ -124,7 +133,11 @@ def make_data_dir(root: Path, models_dir: Path, max_processors: int) -> Settings
     (root / "models").symlink_to(models_dir.resolve())
     settings = Settings(
         data_dir=root,
-        streams=StreamSettings(target_fps=TARGET_FPS, max_processors=max_processors),
+        streams=StreamSettings(
+            target_fps=TARGET_FPS,
+            max_processors=max_processors,
+            **({} if face_detect_every is None else {"face_detect_every": face_detect_every}),
+        ),
         egress=LOOPBACK_EGRESS,  # the RTSP cameras listen on 127.0.0.1, refused by the default policy
     )
     collections = FaceCollections(
@@ -168,6 +181,16 @@ def worker_processes(exclude: set[int]) -> list[psutil.Process]:
         with contextlib.suppress(psutil.Error):
             if child.pid not in exclude and "spawn_main" in " ".join(child.cmdline()):
                 out.append(child)
+    return out
+
+
+def rig_processes(pids: set[int]) -> list[psutil.Process]:
+    """The RTSP servers' processes and their children."""
+    out = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            parent = psutil.Process(pid)
+            out += [parent, *parent.children(recursive=True)]
     return out
 
 
@@ -248,11 +271,14 @@ def run(settings: Settings, n: int, seconds: float, warmup: float) -> dict[str, 
             with JsonlTail(paths) as tail:
                 time.sleep(warmup)
                 workers = worker_processes(rtsp_pids)
+                others = [*rig_processes(rtsp_pids), psutil.Process()]  # the cameras, and this process
                 before = {name: processors.stats(name) for name in names}
                 cpu_before, wall_before, t0 = cpu_seconds(workers), time.time(), time.monotonic()
+                others_before = cpu_seconds(others)
                 time.sleep(seconds)
                 after = {name: processors.stats(name) for name in names}
                 cpu_after, wall_after, elapsed = cpu_seconds(workers), time.time(), time.monotonic() - t0
+                others_after = cpu_seconds(others)
                 memory = memory_mib(workers)
                 time.sleep(1.0)  # records of frames captured before the end are still being written
             streams = [
@@ -265,7 +291,20 @@ def run(settings: Settings, n: int, seconds: float, warmup: float) -> dict[str, 
             stop_all(processors, names)
             stop_s = round(time.monotonic() - t_stop, 1)
     result = _run_result(n, elapsed, load, all_flowing_s, streams, workers, cpu_before, cpu_after, memory)
-    return result | {"stop_all_s": stop_s}
+    me = os.getpid()
+    rig = sum(others_after.get(pid, 0.0) - t for pid, t in others_before.items() if pid != me)
+    bench = others_after.get(me, 0.0) - others_before.get(me, 0.0)
+    # Cores used meanwhile by what is not a processor: the RTSP cameras (on a real site, elsewhere) and
+    # this process (the StreamProcessors service as the server runs it, and the JSONL tail).
+    return result | {
+        "face_detect_every": settings.streams.face_detect_every,
+        "face_motion_gating": settings.streams.face_motion_gating,
+        "stop_all_s": stop_s,
+        "other_cores": {
+            "rtsp_cameras": round(rig / elapsed, 2),
+            "server_and_bench": round(bench / elapsed, 2),
+        },
+    }
 
 
 def _stream_result(
@@ -374,15 +413,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=40.0, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds after frames flow, not measured")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 stream, 15 s")
+    ap.add_argument(
+        "--face-detect-every", type=int, default=None, help="streams.face_detect_every (default: the setting)"
+    )
     args = ap.parse_args()
     counts = [1] if args.quick else [int(x) for x in args.streams.split(",")]
     seconds = 15.0 if args.quick else args.seconds
     signal.signal(signal.SIGTERM, _interrupt)  # so that the finally blocks stop workers and cameras
 
-    models_dir = Path(os.environ.get("KEENEYE_DATA_DIR", REPO / "var")) / "models"
+    models_dir = Settings().models_dir  # where `keeneye models install` put them (KEENEYE_MODELS_DIR, ...)
     runs = []
     with tempfile.TemporaryDirectory(prefix="keeneye-stream-bench-") as tmp:
-        settings = make_data_dir(Path(tmp), models_dir, max(counts))
+        settings = make_data_dir(Path(tmp), models_dir, max(counts), args.face_detect_every)
         for n in counts:
             runs.append(run(settings, n, seconds, args.warmup))
     info = machine()

@@ -266,7 +266,7 @@ class PersonsSettings(_Strict):
         1,
         ge=1,
         description="Run the detector on every Nth analysed frame; the tracker predicts the frames "
-        "between (speed: see keeneye/tracking/schedule.py)",
+        "between (speed: see keeneye/pipeline/schedule.py)",
     )
     motion_gating: bool = Field(
         False,
@@ -441,6 +441,34 @@ class StreamSettings(_Strict):
         ge=1,
         description="Frames a processor buffers between capture and analysis; when analysis falls behind "
         "the oldest is dropped (and counted) so records stay current",
+    )
+    worker_threads: int = Field(
+        1,
+        ge=1,
+        description="Threads each processor's worker computes on (ONNX Runtime, OpenCV): processors run "
+        "side by side, one process each, so 1 uses the cores best when several run (the server's 'threads' "
+        "setting is for its own requests)",
+    )
+    face_detect_every: int = Field(
+        2,
+        ge=1,
+        description="Face search on a live camera: run the face detector on every Nth analysed frame (2: "
+        "5 detections a second at 10 fps); the face tracker predicts the frames between and a face is "
+        "identified on the frames it is detected on (bench/live_face_steps.py, docs/streams.md: the same "
+        "person named, 45 % less time per frame with the light per-frame description). Stored video "
+        "detects on every analysed frame",
+    )
+    face_motion_gating: bool = Field(
+        True,
+        description="Face search on a live camera: also skip face detection on frames where nothing moved "
+        "since the last detection (a frame difference, as for persons.motion_gating): on a camera looking at "
+        "a still, empty room the detector runs once every 'face_max_skip_ms'",
+    )
+    face_max_skip_ms: float = Field(
+        1000.0,
+        gt=0,
+        description="Face search on a live camera: longest time between two face detections when frames "
+        "are skipped, milliseconds (someone standing still is seen again at least this often)",
     )
     record_interval_s: float = Field(
         10.0,

@@ -50,7 +50,7 @@ from keeneye.core.types import (
 from keeneye.models.base import FaceAttributeClassifier, FaceDetector, FaceEmbedder, FaceLandmarker
 from keeneye.models.facemesh import pose_from_axes
 
-AttributeLevel = Literal["none", "default", "all"]
+AttributeLevel = Literal["none", "basic", "default", "all"]
 
 
 @dataclass
@@ -132,8 +132,10 @@ class FaceAnalyzer:
     ) -> list[Face]:
         """Detect and describe faces in one image (HxWx3 uint8 RGB), largest first.
 
-        attributes: "none" (box, score, detector points), "default" (+ landmarks, pose, quality:
-        Rekognition's DEFAULT set), "all" (+ expression, smile, eyes/mouth open, age, gender).
+        attributes: "none" (box, score, detector points), "basic" (+ quality, and pose from the detector's
+        points: no face mesh, for choosing a track's best face on every frame of a live camera),
+        "default" (+ landmarks, pose, quality: Rekognition's DEFAULT set), "all" (+ expression, smile,
+        eyes/mouth open, age, gender).
         embed: also compute ``Face.embedding`` with the configured embedder.
         want: with "all", only run the classifiers that provide one of these attribute keys
         (e.g. ``{"emotions"}``); None runs them all.
@@ -145,7 +147,7 @@ class FaceAnalyzer:
         if not faces:
             return faces
         if attributes != "none":
-            self._add_geometry(image, faces)
+            self._add_geometry(image, faces, dense=attributes != "basic")
         if attributes == "all":
             self._add_classifiers(image, faces, want)
         if embed:
@@ -163,6 +165,12 @@ class FaceAnalyzer:
         for face, vec in zip(faces, vectors, strict=True):
             face.embedding = np.asarray(vec, np.float32)
             face.embedder_id = self.embedder.embedder_id
+
+    def describe(self, image: UInt8Image, faces: list[Face]) -> None:
+        """Complete faces found with a lighter level ("none", "basic") to Rekognition's DEFAULT set
+        (landmarks, pose, quality), in place: for a face reported once, not every frame."""
+        if faces:
+            self._add_geometry(image, faces)
 
     def classify(self, image: UInt8Image, faces: list[Face], want: frozenset[str] | None = None) -> None:
         """Add the classifier attributes (``want``: only the classifiers giving one of these keys, e.g.
@@ -187,10 +195,10 @@ class FaceAnalyzer:
         if missing:
             raise RuntimeError(f"no configured landmarker provides {missing}")
 
-    def _add_geometry(self, image: UInt8Image, faces: list[Face]) -> None:
+    def _add_geometry(self, image: UInt8Image, faces: list[Face], *, dense: bool = True) -> None:
         for face in faces:
             face.attributes["quality"] = face_quality(image, face.xyxy)
-        if self.dense is not None:
+        if dense and self.dense is not None:
             for face, extra in zip(faces, self.dense.analyze(image, faces), strict=True):
                 for name, xy in extra.pop("landmarks", {}).items():
                     face.landmarks[name] = xy  # dense points are more precise than the detector's

@@ -5,6 +5,12 @@ redaction): face detection -> a tracker on face boxes -> each track's best face 
 :class:`FaceSteps` gives, per analysed frame, every face found, the live face tracks and, for each
 tracked face, its track (after any re-link) and what the identifier knows of it so far. What a use case
 does with that (sightings for GetFaceSearch, records for a live camera, what to obscure) is its own.
+
+With a ``schedule`` (keeneye.pipeline.schedule.DetectionSchedule, the same one person tracking uses: every
+Nth frame, motion gating, a detection at least every ``max_skip_ms``) the detector runs only on the frames
+it says; on the others the face tracker predicts its tracks (nothing is born, lost or identified) and the
+update says ``detected=False`` with no faces. Live cameras use it (``streams.face_detect_every``,
+``streams.face_motion_gating``); stored video and redaction detect on every analysed frame.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from keeneye.pipeline.identification import (
     faces_on_face_tracks,
     offer_face,
 )
+from keeneye.pipeline.schedule import DetectionSchedule
 from keeneye.tracking.tracker import PersonTracker, TrackerConfig
 
 FaceFilter = Callable[[Frame, Face], bool]
@@ -54,18 +61,21 @@ class TrackedFace:
 @dataclass(frozen=True)
 class FaceUpdate:
     """One analysed frame: every face found (after the filter), the live face tracks, the tracked faces
-    (``rekeyed``: old track id -> new one, for re-links made in this frame)."""
+    (``rekeyed``: old track id -> new one, for re-links made in this frame); ``detected``: False on a
+    frame the schedule skipped (no faces, the tracks only predicted)."""
 
     frame: Frame
     faces: Sequence[Face]
     tracks: Sequence[Track]
     tracked: Sequence[TrackedFace]
     rekeyed: dict[int, int]
+    detected: bool = True
 
 
 class FaceSteps:
     """Faces detected (``attributes``: the analysis level), tracked on their boxes, and, with an
-    ``identifier``, each track's face identified (faces under ``min_embed_px`` are never embedded)."""
+    ``identifier``, each track's face identified (faces under ``min_embed_px`` are never embedded);
+    ``schedule``: on which frames the detector runs (None: every frame)."""
 
     def __init__(
         self,
@@ -76,6 +86,7 @@ class FaceSteps:
         attributes: AttributeLevel = "default",
         keep: FaceFilter | None = None,
         min_embed_px: float = 0.0,
+        schedule: DetectionSchedule | None = None,
     ) -> None:
         self.analyzer = analyzer
         self.tracker = tracker
@@ -83,11 +94,16 @@ class FaceSteps:
         self.attributes: AttributeLevel = attributes
         self.keep = keep
         self.min_embed_px = min_embed_px
+        self.schedule = schedule
+        self.frames_detected = 0
 
     def cut(self) -> None:
         self.tracker.cut()
 
     def step(self, frame: Frame) -> FaceUpdate:
+        if self.schedule is not None and not self.schedule.due(frame):
+            return FaceUpdate(frame, [], self.tracker.coast(frame), [], {}, detected=False)
+        self.frames_detected += 1
         # A video frame: the video detector, no padded second look (analysis.faces.FaceAnalyzer.detect).
         faces = self.analyzer.analyze(frame.image, attributes=self.attributes, video_frame=True)
         if self.keep is not None:

@@ -5,9 +5,13 @@ server runs each one in its own worker process (keeneye.streams.supervisor), ``k
 foreground. Per captured frame:
 
 * FaceSearch: as :func:`keeneye.service.video.face_search._step` does for stored video: face detection
-  (Rekognition's DEFAULT attributes) -> a face tracker (:func:`face_tracker_config`) -> a
-  :class:`TrackFaceIdentifier` (a track's face is embedded and searched a few times at most, when it is
-  the first usable one or clearly better), with shot cuts ending tracks.
+  -> a face tracker (:func:`face_tracker_config`) -> a :class:`TrackFaceIdentifier` (a track's face is
+  embedded and searched a few times at most, when it is the first usable one or clearly better), with shot
+  cuts ending tracks. Unlike stored video, to keep many cameras on few cores: the detector runs on the
+  frames a :class:`DetectionSchedule` picks (``streams.face_detect_every``, ``streams.face_motion_gating``;
+  the tracker predicts the others), faces are described per frame with the "basic" level (quality and
+  pose from the detector's points: enough to pick a track's best face), and only a face that is reported
+  gets the face mesh (Rekognition's DEFAULT Landmarks / Pose) and its expression.
 * ConnectedHome PERSON: person detection -> :class:`PersonTracker` -> :class:`LineCounter` and
   :class:`ZoneMonitor`.
 * Regions of interest (ratio polygons): only faces whose centre and persons whose feet (the box's bottom
@@ -58,6 +62,7 @@ from keeneye.pipeline.persons import (
     person_events,
     tracker_config,
 )
+from keeneye.pipeline.schedule import DetectionSchedule, ScheduleConfig
 from keeneye.store.collections import FaceMatch
 from keeneye.streams.capture import CapturedFrame, CaptureSettings, CaptureStatus, LiveSource
 from keeneye.streams.egress import EgressPolicy
@@ -188,7 +193,7 @@ class StreamProcessorRuntime:
         self._counters = _Counters()
         self._face_emitted: dict[int, _Emitted] = {}
         self._person_emitted: dict[int, _Emitted] = {}
-        self._face_update: FaceUpdate | None = None  # the last frame's, for the live view
+        self._face_update: FaceUpdate | None = None  # the last detected frame's, for the live view
         self._person_update: PersonUpdate | None = None
 
     def __enter__(self) -> StreamProcessorRuntime:
@@ -271,6 +276,12 @@ class StreamProcessorRuntime:
                 keep=(lambda frame, face: self._in_regions(centre(face.xyxy), frame.image.shape))
                 if self._regions
                 else None,
+                attributes="basic",
+                schedule=DetectionSchedule(
+                    ScheduleConfig(
+                        s.streams.face_detect_every, s.streams.face_motion_gating, s.streams.face_max_skip_ms
+                    )
+                ),
             )
         self._persons: PersonSteps | None = None
         if self._connected_home is not None:
@@ -362,7 +373,10 @@ class StreamProcessorRuntime:
 
     def _face_events(self, frame: Frame, context: FrameContext) -> list[Event]:
         assert self._faces is not None and self._analyzer is not None
-        update = self._face_update = self._faces.step(frame)
+        update = self._faces.step(frame)
+        if not update.detected:
+            return []  # a skipped frame: nothing new is known of any face (the live view keeps the last)
+        self._face_update = update
         for old in update.rekeyed:
             self._face_emitted.pop(old, None)
         out = []
@@ -376,7 +390,9 @@ class StreamProcessorRuntime:
             key = tuple(m.face.user_id or m.face.face_id for m in ident.matches[:1])
             if not self._due(self._face_emitted, seen.track_id, key, now):
                 continue
-            # The apparent expression of the face reported, computed for the record only (not per frame).
+            # The face mesh (Landmarks, Pose) and apparent expression of the face reported, computed for the
+            # record only (not per frame).
+            self._analyzer.describe(frame.image, [seen.face])
             self._analyzer.classify(frame.image, [seen.face], frozenset({"emotions"}))
             payload = FaceIdentified(seen.face, tuple(ident.matches), ident.name)
             event = Event("face_identified", self.stream_arn, frame.pts_ms, seen.track_id, payload, context)

@@ -38,6 +38,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+import cv2
+
 from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.config import Settings
@@ -145,6 +147,12 @@ class _LockedConnection:
 
 def _work(config: WorkerConfig, conn: _LockedConnection) -> int:
     settings = Settings.model_validate_json(config.settings_json)
+    # Processors run side by side, one process each: each computes on streams.worker_threads threads
+    # (ONNX Runtime and OpenCV) rather than on every core: threads of 10 workers fighting over 2 cores
+    # cost more than they gain (bench/stream_latency.py, docs/streams.md).
+    threads = settings.streams.worker_threads
+    settings = settings.model_copy(update={"threads": threads})
+    cv2.setNumThreads(threads)
     egress = EgressPolicy.from_settings(settings)  # the server's policy: checked at every connection
     sinks = _worker_sinks(config, settings, egress)
     live = LivePublisher(

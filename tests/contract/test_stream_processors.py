@@ -277,8 +277,14 @@ def test_hamilton_live_face_search_reaches_mqtt_and_a_webhook(
     hook_delay = close_up[0][0] - stream_start - LIN_SINGS_S
     mqtt_delay = close_up[0][1] - stream_start - LIN_SINGS_S
     assert hook_delay <= MAX_DELAY_S and mqtt_delay <= MAX_DELAY_S, (hook_delay, mqtt_delay)
-    # The apparent expression of the face reported (Rekognition's emotion names), computed for the record.
+    # The apparent expression of the face reported (Rekognition's emotion names), computed for the record,
+    # as are its face-mesh Landmarks and Pose (live frames are described without the mesh: only the
+    # reported face gets it).
     assert all(r["Keeneye"].get("Expression") in EMOTIONS for _, _, r in matched), matched
+    detected = [r["FaceSearchResponse"][0]["DetectedFace"] for _, _, r in matched]
+    assert all({"Pose", "Quality"} <= set(d) for d in detected), detected
+    # Rekognition's five DEFAULT landmarks: the mouth corners come from the mesh (BlazeFace has none).
+    assert any("mouthLeft" in {lm["Type"] for lm in d["Landmarks"]} for d in detected), detected
     keys = [(r["Keeneye"]["TrackId"], r["Keeneye"]["Identity"]) for _, _, r in matched]
     assert len(keys) == len(set(keys)), keys  # one match record per track and identity
     audit = httpx.get(f"{server.url}/v1/audit", headers=AUTH, timeout=10).json()["records"]
