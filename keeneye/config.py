@@ -141,7 +141,8 @@ class FacesSettings(_Strict):
     video_detector: VideoDetectorSettings = Field(
         default_factory=VideoDetectorSettings,
         description="Face detection in video frames (stored-video jobs, stream processors, keeneye track / "
-        "watch, redaction): BlazeFace by default, the fast setting that trades recall for speed (faces from "
+        "watch, video redaction; photo redaction adds its faces to MTCNN's): BlazeFace by default, the fast "
+        "setting that trades recall for speed (faces from "
         "~40 px; MTCNN would cost ~8x the time on every analysed frame, docs/models.md)",
     )
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings, description="Face descriptor")

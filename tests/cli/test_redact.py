@@ -107,18 +107,20 @@ def test_keep_collection(tmp_path: Path, shared_data: Path, models_dir: Path) ->
 
 def test_keep_photo_of_the_collection(tmp_path: Path, shared_data: Path, models_dir: Path) -> None:
     data = collection_data_dir(tmp_path, models_dir, shared_data)
-    out = tmp_path / "out.png"
-    proc = run(
-        "redact",
-        shared_data / "faces/face_recognition/lin-manuel-miranda.png",
-        out,
-        "--keep-collection",
-        "hamilton",
-        data_dir=data,
-    )
+    out, report = tmp_path / "out.png", tmp_path / "report.json"
+    source = shared_data / "faces/face_recognition/lin-manuel-miranda.png"
+    proc = run("redact", source, out, "--keep-collection", "hamilton", "--report", report, data_dir=data)
     assert proc.returncode == 0, proc.stderr
     s = json.loads(proc.stdout)
-    assert s["kept"] == {"lin-manuel-miranda": 1} and s["faces_redacted"]["total"] == 0
+    assert s["kept"] == {"lin-manuel-miranda": 1}
+    # His face is left as it was. (MTCNN at the redaction threshold 0.3 also blurs one patch of the
+    # background above his head: a false region, the price of recall, docs/redaction.md.)
+    faces = json.loads(report.read_text())["frames"][0]["faces"]
+    [kept] = [f for f in faces if f.get("identity") == "lin-manuel-miranda"]
+    x1, y1, x2, y2 = (round(v) for v in kept["face_xyxy"])
+    original, redacted = decode_image(source.read_bytes()), decode_image(out.read_bytes())
+    assert np.array_equal(redacted[y1:y2, x1:x2], original[y1:y2, x1:x2])
+    assert s["faces_redacted"]["total"] == len(faces) - 1 <= 1
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageFilter
 
 from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
-from keeneye.config import AttributeSettings, Settings
+from keeneye.config import AttributeSettings, DetectorSettings, Settings
 from keeneye.core.errors import InvalidParameter
 from keeneye.core.geometry import iou_matrix
 from keeneye.core.types import Detections, Face, FloatArray, UInt8Image
@@ -32,6 +33,15 @@ on dlib's 43 labelled faces recall is 42/43 at 0.65 and 43/43 from 0.5 down; in 
 the audience's and the pianist's faces score 0.3-0.6 in many frames. What a lower threshold adds are
 blurred patches of background, which cost nothing here."""
 
+
+REDACTION_MTCNN_THRESHOLD = 0.3
+"""MTCNN's score threshold for redacting photos (DetectFaces uses 0.9), the lowest swept on the WIDER
+FACE tuning half (even events; bench/widerface.py --sweep): recall of the hard list's faces 0.583 (0.495
+at 0.9) with 1 false face on the 11 no-face photos; BlazeFace at REDACTION_SCORE_THRESHOLD finds 0.312
+there with 15 false faces. Reported on the odd events in docs/redaction.md (bench/redaction_photos.py)."""
+
+DUPLICATE_IOU = 0.3
+"""Two detectors' boxes overlapping more than this are one face (:func:`distinct_boxes`)."""
 
 KEPT_OVERLAP_IOU = 0.1
 """A kept face whose box overlaps another face's by more than this IoU is obscured in that frame."""
@@ -123,17 +133,58 @@ def _blur(region: UInt8Image) -> UInt8Image:
 
 
 def redaction_settings(settings: Settings, score_threshold: float = REDACTION_SCORE_THRESHOLD) -> Settings:
-    """``settings`` with the video detector (``faces.video_detector``, for photos too) at
-    ``score_threshold``, no size floor, and no attribute models (redaction needs boxes; with a collection to
-    keep, also the embedder, pose and sharpness, which the detector's points give without the face mesh).
+    """``settings`` with the video detector (``faces.video_detector``) at ``score_threshold``, no size
+    floor, and no attribute models (redaction needs boxes; with a collection to keep, also the embedder,
+    pose and sharpness, which the detector's points give without the face mesh).
 
-    The video detector for photos as well: ``REDACTION_SCORE_THRESHOLD`` was measured for it (BlazeFace,
-    bench/redaction.py); the photo default (MTCNN) would need a threshold of its own measured first."""
+    Photos: when the photo detector is MTCNN (the default), it runs at ``REDACTION_MTCNN_THRESHOLD`` and
+    the video detector's faces that it did not find are added (:func:`photo_faces`); any other photo
+    detector is replaced by the video detector, whose threshold is the one measured (bench/redaction.py)."""
     faces = settings.faces
-    detector = faces.video_detector.model_copy(update={"score_threshold": score_threshold, "min_face_px": 1})
+    video = faces.video_detector.model_copy(update={"score_threshold": score_threshold, "min_face_px": 1})
+    photo: DetectorSettings = video
+    if faces.detector.kind == "mtcnn" and video.kind != "mtcnn":
+        photo = faces.detector.model_copy(
+            update={"score_threshold": REDACTION_MTCNN_THRESHOLD, "min_face_px": 1}
+        )
     attributes = AttributeSettings(expression="none", age_gender=False, mesh=False)
-    update = {"detector": detector, "video_detector": detector, "attributes": attributes}
+    update = {"detector": photo, "video_detector": video, "attributes": attributes}
     return settings.model_copy(update={"faces": faces.model_copy(update=update)})
+
+
+def photo_faces(analyzer: FaceAnalyzer, image: UInt8Image) -> list[Face]:
+    """The faces to obscure in a photo: the photo detector's (MTCNN: small faces, crowds) and, when the
+    analyzer has a different video detector (BlazeFace at the redaction threshold: large, turned and
+    low-scoring faces), the faces of that one which are not the same face again (:func:`distinct_boxes`).
+    Redaction wants every face; a false region only blurs a patch of background."""
+    faces = analyzer.analyze(image, attributes="none")
+    if analyzer.video_detector is None or analyzer.video_detector is analyzer.detector:
+        return faces
+    extra = analyzer.analyze(image, attributes="none", video_frame=True)
+    if not extra:
+        return faces
+    kept = np.array([f.xyxy for f in faces], np.float32).reshape(-1, 4)
+    new = distinct_boxes(np.array([f.xyxy for f in extra], np.float32).reshape(-1, 4), kept)
+    return faces + [f for f, is_new in zip(extra, new, strict=True) if is_new]
+
+
+def distinct_boxes(
+    extra: FloatArray, kept: FloatArray, max_iou: float = DUPLICATE_IOU
+) -> npt.NDArray[np.bool_]:
+    """For each box of ``extra`` (N, 4 xyxy), whether it is another face than every box of ``kept``: its
+    IoU with each is at most ``max_iou`` and its centre lies in none of them (two detectors' boxes of one
+    face differ in size and shape, so IoU alone would count some faces twice)."""
+    if len(kept) == 0 or len(extra) == 0:
+        return np.ones(len(extra), bool)
+    iou = iou_matrix(extra, kept)
+    cx, cy = (extra[:, 0] + extra[:, 2]) / 2, (extra[:, 1] + extra[:, 3]) / 2
+    inside = (
+        (cx[:, None] >= kept[None, :, 0])
+        & (cx[:, None] <= kept[None, :, 2])
+        & (cy[:, None] >= kept[None, :, 1])
+        & (cy[:, None] <= kept[None, :, 3])
+    )
+    return np.asarray(~((iou > max_iou) | inside).any(axis=1), bool)
 
 
 def build_redaction_analyzer(

@@ -28,6 +28,7 @@ from keeneye.service.governance.redaction.face_regions import (
     min_side,
     obscure,
     overlapping_faces,
+    photo_faces,
     xyxy_tuple,
 )
 
@@ -83,7 +84,7 @@ def find_regions(
     height, width = image.shape[:2]
     full_w, full_h = size or (width, height)
     scale = np.array([full_w / width, full_h / height] * 2, np.float32)
-    faces = analyzer.analyze(image, attributes="none")
+    faces = photo_faces(analyzer, image)
     overlapping = overlapping_faces(faces)
     matches: dict[int, list[FaceMatch]] = {}
     if search is not None:
