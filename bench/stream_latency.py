@@ -271,14 +271,15 @@ def run(settings: Settings, n: int, seconds: float, warmup: float) -> dict[str, 
             with JsonlTail(paths) as tail:
                 time.sleep(warmup)
                 workers = worker_processes(rtsp_pids)
-                others = [*rig_processes(rtsp_pids), psutil.Process()]  # the cameras, and this process
+                rig, me = rig_processes(rtsp_pids), [psutil.Process()]  # the cameras, and this process
                 before = {name: processors.stats(name) for name in names}
                 cpu_before, wall_before, t0 = cpu_seconds(workers), time.time(), time.monotonic()
-                others_before = cpu_seconds(others)
+                rig_before, me_before = sum(cpu_seconds(rig).values()), sum(cpu_seconds(me).values())
                 time.sleep(seconds)
                 after = {name: processors.stats(name) for name in names}
                 cpu_after, wall_after, elapsed = cpu_seconds(workers), time.time(), time.monotonic() - t0
-                others_after = cpu_seconds(others)
+                rig_s = sum(cpu_seconds(rig).values()) - rig_before
+                me_s = sum(cpu_seconds(me).values()) - me_before
                 memory = memory_mib(workers)
                 time.sleep(1.0)  # records of frames captured before the end are still being written
             streams = [
@@ -291,9 +292,6 @@ def run(settings: Settings, n: int, seconds: float, warmup: float) -> dict[str, 
             stop_all(processors, names)
             stop_s = round(time.monotonic() - t_stop, 1)
     result = _run_result(n, elapsed, load, all_flowing_s, streams, workers, cpu_before, cpu_after, memory)
-    me = os.getpid()
-    rig = sum(others_after.get(pid, 0.0) - t for pid, t in others_before.items() if pid != me)
-    bench = others_after.get(me, 0.0) - others_before.get(me, 0.0)
     # Cores used meanwhile by what is not a processor: the RTSP cameras (on a real site, elsewhere) and
     # this process (the StreamProcessors service as the server runs it, and the JSONL tail).
     return result | {
@@ -301,8 +299,8 @@ def run(settings: Settings, n: int, seconds: float, warmup: float) -> dict[str, 
         "face_motion_gating": settings.streams.face_motion_gating,
         "stop_all_s": stop_s,
         "other_cores": {
-            "rtsp_cameras": round(rig / elapsed, 2),
-            "server_and_bench": round(bench / elapsed, 2),
+            "rtsp_cameras": round(rig_s / elapsed, 2),
+            "server_and_bench": round(me_s / elapsed, 2),
         },
     }
 

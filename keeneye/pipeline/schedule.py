@@ -42,16 +42,22 @@ class DetectionSchedule:
     def due(self, frame: Frame) -> bool:
         """True when the detector should run on ``frame`` (call once per analysed frame, in order)."""
         cfg = self.config
-        small = _motion_image(frame.image) if cfg.motion_gating else None
         index, self._count = self._count, self._count + 1
         overdue = self._last_pts_ms is None or frame.pts_ms - self._last_pts_ms >= cfg.max_skip_ms
-        run = overdue or index % cfg.detect_every == 0
-        if run and not overdue and small is not None and self._reference is not None:
-            run = _moving_share(small, self._reference) >= cfg.motion_share
-        if run:
-            self._last_pts_ms = frame.pts_ms
-            self._reference = small
-        return run
+        if not (overdue or index % cfg.detect_every == 0):
+            return False  # not an Nth frame: no motion image needed (the hot path of a live camera)
+        small = _motion_image(frame.image) if cfg.motion_gating else None
+        still = (
+            not overdue
+            and small is not None
+            and self._reference is not None
+            and _moving_share(small, self._reference) < cfg.motion_share
+        )
+        if still:
+            return False  # nothing moved since the last detection
+        self._last_pts_ms = frame.pts_ms
+        self._reference = small
+        return True
 
 
 def _motion_image(image: UInt8Image) -> UInt8Image:

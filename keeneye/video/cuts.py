@@ -48,15 +48,14 @@ class ShotCutDetector:
             size = (max(1, width // factor), max(1, height // factor))
             image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
         bgr = np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), np.uint8)
-        if self._shape is not None and bgr.shape != self._shape:
+        resized = self._shape is not None and bgr.shape != self._shape
+        if resized:
             # A new frame size (a camera that came back at another resolution): boxes from before mean
             # nothing now, so it is a cut, and the detector starts again (it compares same-sized frames).
             self._detector = ContentDetector(threshold=self._threshold, min_scene_len=1)
-            self._shape, self._index = bgr.shape, 1
-            self._detector.process_frame(FrameTimecode(0, fps=1.0), bgr)
-            return True
+            self._index = 0
         self._shape = bgr.shape
         # The frame rate only labels timecodes inside PySceneDetect; one "frame" per analysed frame.
         cuts = self._detector.process_frame(FrameTimecode(self._index, fps=1.0), bgr)
         self._index += 1
-        return bool(cuts)
+        return resized or bool(cuts)
