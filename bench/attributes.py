@@ -16,6 +16,8 @@ Everything runs the DEFAULT face pipeline (``build_face_analyzer`` on the bench 
   behind AgeRange; on the found faces), overall and per race, gender, age band and race x gender.
   ``--split even|odd``: the even- or odd-indexed files of ``labels.csv`` (even: used to choose fixes;
   odd: held out for reporting), ``all``: every file.
+* ``lfwgender``: gender accuracy on LFW (one photo per person; ``--split`` halves the people), an
+  outside check of the gender model on adults (face-api's age/gender net was trained partly on UTKFace).
 * ``lfw``: LFW View 2 (pairs.txt, 10 folds) verification error per gender pair type, from the cached
   default embeddings (``<data_dir>/bench-cache/lfw-dlib+faceres.npz``, written by
   ``bench/lfw_verification.py``; this part is skipped when absent). The threshold is chosen on 9 folds
@@ -50,13 +52,14 @@ from typing import Any
 
 import cv2
 import numpy as np
-from common import PROTOCOL, REPO, SHARED, emit, read_pairs, settings, ten_fold_accuracy
+from common import LFW, PROTOCOL, REPO, SHARED, central_face, emit, read_pairs, settings, ten_fold_accuracy
 
 from keeneye.analysis.builder import build_face_analyzer
 from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.analysis.images import read_image_file
 from keeneye.aws.shapes import EMOTION_NAMES
 from keeneye.config import Settings
+from keeneye.models.faceapi import FACEAPI_EXPRESSION_LABELS, FACEAPI_INPUT_SIZE, FaceApiExpression
 from keeneye.models.fer import FER_EMOTION_LABELS, FER_INPUT_SIZE, FerExpressionClassifier, normalize
 from keeneye.models.human import EMOTION_LABELS, HumanEmotionClassifier
 
@@ -148,12 +151,20 @@ def _fer_record(analyzer: FaceAnalyzer, path: Path) -> dict[str, Any]:
 
 def _model_alone(analyzer: FaceAnalyzer, image: np.ndarray) -> str | None:
     """The expression model on the whole crop as its training saw it (FER-2013's 48x48 grey face resized
-    to the 64x64 input, no detector, no margin): the model's own accuracy on these images."""
+    to the model's input, 64x64 or 112x112, no detector, no margin): the model's own accuracy on these
+    images."""
     clf = next((c for c in analyzer.classifiers if "emotions" in c.provides), None)
     if isinstance(clf, FerExpressionClassifier):
         gray = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (FER_INPUT_SIZE, FER_INPUT_SIZE))
         probs = clf._postprocess(clf._infer(normalize(gray)[None, ..., None]))[0]
         return _top(dict(zip(FER_EMOTION_LABELS, (float(p) for p in probs), strict=True)))
+    if isinstance(clf, FaceApiExpression):
+        x = cv2.resize(image, (FACEAPI_INPUT_SIZE, FACEAPI_INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+        x = x.astype(np.float32)
+        probs = clf._run(np.stack([x, x[:, ::-1]]))["expression"].mean(
+            axis=0
+        )  # with its mirror, as the class
+        return _top(dict(zip(FACEAPI_EXPRESSION_LABELS, (float(p) for p in probs), strict=True)))
     if isinstance(clf, HumanEmotionClassifier):
         x = cv2.resize(image.astype(np.float32) / 255.0, (64, 64), interpolation=cv2.INTER_LINEAR)
         gray = (x * np.array([0.2989, 0.5870, 0.1140], np.float32)).sum(axis=-1, keepdims=True)
@@ -287,6 +298,52 @@ def utk_part(
 # ------------------------------------------------------------------------------------------------ LFW
 
 
+def _lfw_gender_record(analyzer: FaceAnalyzer, path: Path) -> dict[str, Any]:
+    image = read_image_file(path)
+    faces = analyzer.analyze(image, attributes="all", want=frozenset({"gender"}))
+    face = central_face(faces, image.shape[1], image.shape[0])
+    gender = face.attributes.get("gender") if face is not None else None
+    return {"found": face is not None, "gender": gender[0].lower() if gender else None}
+
+
+def lfw_gender_part(analyzer: FaceAnalyzer, cfg: Settings, split: str) -> dict[str, Any]:
+    """Gender accuracy on LFW (``faces/lfw_gender`` labels; adults, mostly men, no race labels): the first
+    photo of each person present in ``faces/lfw``, people sorted by name; ``--split even|odd`` takes every
+    other person (even: used to choose the gender fusion; odd: held out). The subject is the face nearest
+    the centre."""
+    with (LFW_GENDER / "lfw_image_gender.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["gender"] and (LFW / r["identity"] / r["image"]).is_file()]
+    first: dict[str, dict[str, str]] = {}
+    for r in rows:
+        first.setdefault(r["identity"], r)
+    people = [first[k] for k in sorted(first)]
+    if split != "all":
+        people = people[0 if split == "even" else 1 :: 2]
+    preds, stats = _run_cached(
+        "lfwgender",
+        cfg,
+        [f"{r['identity']}/{r['image']}" for r in people],
+        lambda k: _lfw_gender_record(analyzer, LFW / k),
+    )
+
+    def group(sel: list[dict[str, str]]) -> dict[str, Any]:
+        found = [r for r in sel if preds[f"{r['identity']}/{r['image']}"]["found"]]
+        right = sum(1 for r in found if preds[f"{r['identity']}/{r['image']}"]["gender"] == r["gender"])
+        return {
+            "n": len(sel),
+            "face_found_pct": _pct(len(found), len(sel)),
+            "gender_accuracy_pct": _pct(right, len(found)),
+        }
+
+    return {
+        "data": "faces/lfw + faces/lfw_gender (one photo per person)",
+        "split": f"{split}-indexed people (sorted by name)",
+        "overall": group(people),
+        "per_gender": {g: group([r for r in people if r["gender"] == g]) for g in ("female", "male")},
+        "run": stats,
+    }
+
+
 def lfw_part(data_dir: Path) -> dict[str, Any]:
     cache = data_dir / "bench-cache" / "lfw-dlib+faceres.npz"
     if not cache.is_file():
@@ -339,20 +396,26 @@ def lfw_part(data_dir: Path) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--parts", nargs="+", default=["fer", "utk", "lfw"], choices=["fer", "utk", "lfw"])
-    ap.add_argument("--split", default="all", choices=["all", "even", "odd"], help="UTKFace files used")
+    ap.add_argument(
+        "--parts", nargs="+", default=["fer", "utk", "lfw"], choices=["fer", "utk", "lfw", "lfwgender"]
+    )
+    ap.add_argument(
+        "--split", default="all", choices=["all", "even", "odd"], help="UTKFace files / LFW people used"
+    )
     ap.add_argument("--every", type=int, default=1, help="take every Nth file (quick runs)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many files per part")
     ap.add_argument("--faces", default="", help="JSON overrides of the faces settings (comparisons)")
     args = ap.parse_args()
     cfg = settings(**json.loads(args.faces)) if args.faces else settings()
     result: dict[str, Any] = {"faces_settings": cfg.faces.model_dump(mode="json")}
-    if {"fer", "utk"} & set(args.parts):
+    if {"fer", "utk", "lfwgender"} & set(args.parts):
         analyzer = build_face_analyzer(cfg, with_embedder=False)
         if "fer" in args.parts:
             result["fer2013_privatetest"] = fer_part(analyzer, cfg, args.every, args.limit)
         if "utk" in args.parts:
             result["utkface"] = utk_part(analyzer, cfg, args.split, args.every, args.limit)
+        if "lfwgender" in args.parts:
+            result["lfw_gender_accuracy"] = lfw_gender_part(analyzer, cfg, args.split)
     if "lfw" in args.parts:
         result["lfw_per_gender"] = lfw_part(cfg.data_dir)
     emit(result)

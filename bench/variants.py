@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_NO_ATTRS = {"expression": "none", "age_gender": False, "mesh": False}
+_NO_ATTRS = {"expression": "none", "age_gender": "none", "mesh": False}
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "dlib+faceres": {"embedder": {"kind": "dlib+faceres"}, "attributes": _NO_ATTRS},

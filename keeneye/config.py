@@ -124,13 +124,29 @@ class EmbedderSettings(_Strict):
 
 
 class AttributeSettings(_Strict):
-    expression: Literal["fer", "human", "none"] = Field(
-        "fer", description="Facial expression model (apparent expression, not inner emotion)"
+    expression: Literal["faceapi", "fer", "human", "none"] = Field(
+        "faceapi",
+        description="Facial expression model (apparent expression, not inner emotion): face-api's "
+        "expression net (default), fer's mini-Xception or human's emotion model (docs/models.md)",
     )
-    age_gender: bool = Field(True, description="Estimate AgeRange and Gender with human's faceres heads")
+    age_gender: Literal["faceapi+faceres", "faceapi", "faceres", "none"] = Field(
+        "faceapi+faceres",
+        description="AgeRange from face-api's age/gender net and Gender from the mean of its and human "
+        "faceres's (default), either model alone, or none (docs/models.md)",
+    )
     mesh: bool = Field(
         True, description="Dense landmarks (human facemesh): Landmarks, Pose, EyesOpen, MouthOpen"
     )
+
+    @field_validator("age_gender", mode="before")
+    @classmethod
+    def _age_gender_bool(cls, value: object) -> object:
+        """Settings written before the choice was a name said true (faceres) or false (none)."""
+        if isinstance(value, bool):
+            return "faceres" if value else "none"
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return "faceres" if value.strip().lower() == "true" else "none"
+        return value
 
 
 class FacesSettings(_Strict):

