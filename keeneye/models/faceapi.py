@@ -2,9 +2,9 @@
 
 Converted by ``keeneye.models.convert.faceapi`` (graphs written from the package's TypeScript). Each
 face's crop is the detector's box made square about its centre and grown by ``margin`` (1.1 for age and
-gender: chosen on the even-indexed UTKFace files, bench/attributes.py; 1.0 for expression: face-api's own
-crop, the box as the detector gives it), cut with a black border where it leaves the image, and resized
-bilinearly to 112x112 RGB 0..255 (face-api pads its crop to a square, centred, and resizes it to 112).
+gender: chosen on the even-indexed UTKFace files, bench/attributes.py; 1.0 for expression: the box squared,
+not grown, nearest to face-api's own crop, its detector's box padded to a square), cut with a black border
+where it leaves the image, and resized bilinearly to 112x112 RGB 0..255 (face-api resizes to 112 too).
 Both networks see the crop and its mirror image, and their outputs are averaged (chosen on the same
 UTKFace files: gender 89.8 -> 90.4 %, age MAE 4.51 -> 4.36 years at margin 1.0).
 
@@ -12,7 +12,7 @@ UTKFace files: gender 89.8 -> 90.4 %, age MAE 4.51 -> 4.36 years at margin 1.0).
   (``("Male" | "Female", confidence 0.5..1)``, from the softmax; index 0 is male in face-api).
 * :class:`FusedAgeGender` averages face-api's probability of "Male" with another model's (FaceRes's, the
   embedder's own heads) and keeps face-api's age (module ``keeneye.models.registry`` builds it; section
-  "Age and gender" of docs/models.md for how the weights were chosen).
+  "Age, gender and expression from face-api" of docs/models.md for how the weights were chosen).
 * :class:`FaceApiExpression` provides ``emotions`` over keeneye's labels (fer's names; face-api's
   ``neutral, happy, sad, angry, fearful, disgusted, surprised``): apparent expression, not felt emotion.
 """
