@@ -59,7 +59,8 @@ from keeneye.analysis.faces import FaceAnalyzer
 from keeneye.analysis.images import read_image_file
 from keeneye.aws.shapes import EMOTION_NAMES
 from keeneye.config import Settings
-from keeneye.models.faceapi import FACEAPI_EXPRESSION_LABELS, FACEAPI_INPUT_SIZE, FaceApiExpression
+from keeneye.core.types import Face
+from keeneye.models.faceapi import FaceApiExpression
 from keeneye.models.fer import FER_EMOTION_LABELS, FER_INPUT_SIZE, FerExpressionClassifier, normalize
 from keeneye.models.human import EMOTION_LABELS, HumanEmotionClassifier
 
@@ -159,12 +160,10 @@ def _model_alone(analyzer: FaceAnalyzer, image: np.ndarray) -> str | None:
         probs = clf._postprocess(clf._infer(normalize(gray)[None, ..., None]))[0]
         return _top(dict(zip(FER_EMOTION_LABELS, (float(p) for p in probs), strict=True)))
     if isinstance(clf, FaceApiExpression):
-        x = cv2.resize(image, (FACEAPI_INPUT_SIZE, FACEAPI_INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
-        x = x.astype(np.float32)
-        probs = clf._run(np.stack([x, x[:, ::-1]]))["expression"].mean(
-            axis=0
-        )  # with its mirror, as the class
-        return _top(dict(zip(FACEAPI_EXPRESSION_LABELS, (float(p) for p in probs), strict=True)))
+        # The whole (square) crop as the face's box: the class's own crop, resize and mirror averaging.
+        h, w = image.shape[:2]
+        whole = Face(xyxy=np.array([0, 0, w, h], np.float32), score=1.0)
+        return _top(clf.classify(image, [whole])[0]["emotions"])
     if isinstance(clf, HumanEmotionClassifier):
         x = cv2.resize(image.astype(np.float32) / 255.0, (64, 64), interpolation=cv2.INTER_LINEAR)
         gray = (x * np.array([0.2989, 0.5870, 0.1140], np.float32)).sum(axis=-1, keepdims=True)

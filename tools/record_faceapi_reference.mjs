@@ -8,8 +8,9 @@
 //   # the no-bundle module imports tfjs's dist/index.js files, which Node's ESM loader cannot resolve:
 //   sed -e 's#from"@tensorflow/\([a-z-]*\)/dist/index.js"#from"@tensorflow/\1"#g' \
 //     package/dist/face-api.esm-nobundle.js > faceapi.mjs
-//   node /work/main/tools/record_faceapi_reference.mjs /tmp/tfjsref package/model \
-//     /work/main/tests/fixtures/faceapi_reference.json
+//   # then, from the repository root:
+//   node tools/record_faceapi_reference.mjs /tmp/tfjsref /tmp/tfjsref/package/model \
+//     tests/fixtures/faceapi_reference.json
 //
 // Inputs are [1, 112, 112, 3] float32 RGB 0..255 made by formulas the test repeats (no image stored):
 //   "ramp":   x[i] = (i * 7919) % 251                 (i = flat NHWC index)

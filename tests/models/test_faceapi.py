@@ -111,6 +111,9 @@ def test_bad_manifest_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "w.bin").write_bytes(np.zeros(3, "<f4").tobytes())
     with pytest.raises(FaceApiFormatError, match="bytes left"):
         read_weights(tmp_path / "m.json")
+    (tmp_path / "m.json").write_text(json.dumps([{"paths": ["../w.bin"], "weights": []}]))
+    with pytest.raises(FaceApiFormatError, match="not a file name"):
+        read_weights(tmp_path / "m.json")
 
 
 def test_crop_is_the_square_box_and_its_mirror() -> None:

@@ -54,6 +54,9 @@ def read_weights(manifest_path: Path) -> dict[str, F32]:
         raise FaceApiFormatError(f"{manifest_path.name}: not a readable weights manifest ({exc})") from exc
     out: dict[str, F32] = {}
     for group in groups:
+        for p in group["paths"]:  # shards sit beside the manifest: a bare file name, nothing else
+            if Path(p).name != p or p in ("", ".", ".."):
+                raise FaceApiFormatError(f"{manifest_path.name}: shard path {p!r} is not a file name")
         data = b"".join((manifest_path.parent / p).read_bytes() for p in group["paths"])
         offset = 0
         for spec in group["weights"]:
@@ -71,7 +74,7 @@ def read_weights(manifest_path: Path) -> dict[str, F32]:
                 offset += 4 * count
             else:
                 raise FaceApiFormatError(f"{spec['name']}: unsupported dtype {spec['dtype']}")
-            out[spec["name"]] = arr.reshape(shape).astype(np.float32)
+            out[spec["name"]] = arr.reshape(shape)
         if offset != len(data):
             raise FaceApiFormatError(
                 f"{manifest_path.name}: {len(data) - offset} bytes left after the tensors"
