@@ -53,9 +53,10 @@ def face_crops(image: UInt8Image, faces: Sequence[Face], margin: float) -> Float
         side = max(x2 - x1, y2 - y1, 1.0) * margin
         scale = FACEAPI_INPUT_SIZE / side
         left, top = (x1 + x2) / 2 - side / 2, (y1 + y2) / 2 - side / 2
-        # One affine warp cuts, borders and resizes (INTER_AREA-like quality is not needed at these
-        # scales; face-api itself resizes bilinearly).
-        m = np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]], np.float32)
+        # One affine warp cuts, borders and resizes (face-api itself resizes bilinearly). Pixel centres map
+        # to pixel centres, as cv2.resize does: dst + 0.5 = (src + 0.5 - left) * scale.
+        tx, ty = (0.5 - left) * scale - 0.5, (0.5 - top) * scale - 0.5
+        m = np.array([[scale, 0.0, tx], [0.0, scale, ty]], np.float32)
         crop = cv2.warpAffine(
             image,
             m,
