@@ -255,6 +255,15 @@ class PersonsSettings(_Strict):
         "off, the default, because on PETS09 0.25 more than doubled false tracks (keeneye/tracking/"
         "tracker.py)",
     )
+    confirm_score: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A new track is reported only once the median of its detection scores reaches this "
+        "(as Frigate's 'threshold'): a false box that keeps scoring just over score_threshold (a traffic "
+        "cone, a coat) never becomes a track. 0.5: chosen on CAVIAR's shop entrance (false tracks there "
+        "median 0.29-0.39, people 0.57-0.62), judged on PETS09 and MOT17 (docs/models.md); 0: off",
+    )
     input_size: int = Field(
         512,
         ge=32,

@@ -92,14 +92,17 @@ def schedule_config(persons: PersonsSettings) -> ScheduleConfig:
 
 def tracker_config(persons: PersonsSettings) -> TrackerConfig:
     """Tracker thresholds for the configured detector: ``score_threshold`` starts and keeps tracks on its
-    own; scores down to ``DETECTION_FLOOR`` feed the low-score stage (HOG keeps its own threshold)."""
+    own; scores down to ``DETECTION_FLOOR`` feed the low-score stage (HOG keeps its own threshold);
+    ``birth_score`` (slow births, off when unset) and ``confirm_score`` as configured."""
     high = persons.score_threshold
     floor = high if persons.kind == "hog" else min(DETECTION_FLOOR, high)
+    birth = high if persons.birth_score is None else min(max(persons.birth_score, floor), high)
     return TrackerConfig(
         high_score=high,
         new_track_score=high,
         low_score=floor,
-        birth_score=min(TrackerConfig.birth_score, high),
+        birth_score=birth,
+        confirm_score=persons.confirm_score,
     )
 
 

@@ -68,6 +68,14 @@ class TrackerConfig:
     more than doubled false positives (1,100 -> 2,403 boxes; MOTA 0.657 -> 0.376), because that
     scene has persistent low-scoring false boxes. Turn it on (``persons.birth_score``) for scenes
     where people wait in place and the detector scores them low.
+
+    Score evidence before a track is reported (``confirm_score``, as Frigate's ``threshold`` on the
+    median of an object's scores): a tentative track born at ``new_track_score`` becomes active only once
+    it has ``min_hits`` matches *and* the median of its scores so far reaches ``confirm_score``; until
+    then it stays tentative (matched frame to frame, dropped at its first miss). A false box that keeps
+    scoring just over the threshold (a traffic cone, a coat on a chair) never becomes a track, a person
+    seen clearly for a few frames does. 0 turns it off (the tracker's default; persons set it through
+    ``persons.confirm_score``, measured in docs/models.md). Slow births keep their own rule.
     """
 
     high_score: float = 0.5
@@ -79,6 +87,7 @@ class TrackerConfig:
     low_match_iou: float = 0.5
     tentative_match_iou: float = 0.3
     min_hits: int = 3
+    confirm_score: float = 0.0
     max_lost_ms: float = 5000.0
     reid_body_similarity: float = 0.9
     reid_face_similarity: float = 0.5
@@ -175,6 +184,7 @@ class _TrackState:
         self.appearance_pts_ms = -math.inf
         self.predicted_pts_ms = track.last_pts_ms
         self.best_score = 0.0  # best detection score seen (slow births, see TrackerConfig)
+        self.scores: list[float] = []  # detection scores while tentative (confirm_score)
 
 
 class PersonTracker:
@@ -292,6 +302,8 @@ class PersonTracker:
         t.last_pts_ms = frame.pts_ms
         t.history.append(TrackPoint(frame.pts_ms, _box_tuple(box), float(dets.score[d])))
         s.best_score = max(s.best_score, float(dets.score[d]))
+        if t.state == "tentative":
+            s.scores.append(float(dets.score[d]))
         if t.state == "lost" or (t.state == "tentative" and self._confirmed(s, frame.pts_ms)):
             t.state = "active"
         if (
@@ -304,9 +316,12 @@ class PersonTracker:
 
     def _confirmed(self, s: _TrackState, now: float) -> bool:
         """A tentative track becomes active: ``min_hits`` matches once one of them scored
-        ``new_track_score``, else (a slow birth) matched in every analysed frame for ``slow_birth_ms``."""
+        ``new_track_score`` and the median of its scores reaches ``confirm_score``, else (a slow birth)
+        matched in every analysed frame for ``slow_birth_ms``."""
         if s.best_score >= self.config.new_track_score:
-            return s.hits >= self.config.min_hits
+            return s.hits >= self.config.min_hits and (
+                self.config.confirm_score <= 0.0 or float(np.median(s.scores)) >= self.config.confirm_score
+            )
         return s.hits >= self.config.min_hits and now - s.track.first_pts_ms >= self.config.slow_birth_ms
 
     def coast(self, frame: Frame) -> list[Track]:
@@ -350,12 +365,15 @@ class PersonTracker:
                 label=int(dets.label[d]),
                 first_pts_ms=frame.pts_ms,
                 last_pts_ms=frame.pts_ms,
-                state="active" if self.config.min_hits <= 1 and high else "tentative",
+                state="active"
+                if self.config.min_hits <= 1 and high and dets.score[d] >= self.config.confirm_score
+                else "tentative",
                 history=[TrackPoint(frame.pts_ms, _box_tuple(box), float(dets.score[d]))],
             )
             self._next_id += 1
             s = _TrackState(track, box)
             s.best_score = float(dets.score[d])
+            s.scores.append(s.best_score)
             s.appearance.add_body(descriptor)
             s.appearance_pts_ms = frame.pts_ms
             self._tracks[track.track_id] = s
