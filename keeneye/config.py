@@ -293,8 +293,8 @@ class PersonsSettings(_Strict):
         ge=1,
         description="Run the detector on every Nth analysed frame; the tracker predicts the frames "
         "between (keeneye/pipeline/schedule.py). 2: the cheapest schedule that keeps CAVIAR's MOTA and "
-        "IDF1 within 0.02 of every frame (25 fps; every 3rd does not), about 3.4x real time on PETS09 "
-        "on 2 cores against 1.7x for every frame (docs/models.md); 1: every frame",
+        "IDF1 within 0.02 of every frame (25 fps; every 3rd does not): 3.2x real time on PETS09 on 2 "
+        "cores against 1.6x for every frame (docs/models.md); 1: every frame",
     )
     motion_gating: bool = Field(
         False,

@@ -658,6 +658,7 @@ class CenterNetPersonDetector:
         nms_iou: float = 0.5,
         resize: Literal["letterbox", "stretch"] = "letterbox",
         input_size: int = 512,
+        threads: int | None = None,
     ) -> None:
         unknown = set(class_thresholds or {}) - set(COCO_CLASS_NAMES)
         if unknown:
@@ -670,7 +671,7 @@ class CenterNetPersonDetector:
         self.max_results = max_results
         self.nms_iou = nms_iou
         self.resize = resize
-        self._session = create_session(onnx_path)
+        self._session = create_session(onnx_path, threads)
         self._input_name = self._session.get_inputs()[0].name
         shape = self._session.get_inputs()[0].shape
         self._fixed = isinstance(shape[1], int) and shape[1] > 0

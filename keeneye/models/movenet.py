@@ -49,6 +49,7 @@ class MoveNetPersonDetector:
         input_size: int = 256,
         nms_iou: float = 0.5,
         max_results: int = 50,
+        threads: int | None = None,
     ) -> None:
         if input_size < self.stride or input_size % self.stride:
             raise ValueError(f"input_size must be a positive multiple of {self.stride}")
@@ -57,7 +58,7 @@ class MoveNetPersonDetector:
         self.nms_iou = nms_iou
         self.max_results = max_results
         self.name = f"human-movenet-multipose@{input_size}"
-        self._session = create_session(onnx_path)
+        self._session = create_session(onnx_path, threads)
         self._input_name = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
         self.detect(np.zeros((input_size * 3 // 4, input_size, 3), np.uint8))  # warm-up

@@ -64,11 +64,12 @@ class NanoDetPersonDetector:
         nms_iou: float = 0.5,
         max_results: int = 100,
         canvas: Literal["square", "fit"] = "square",
+        threads: int | None = None,
     ) -> None:
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
         self.max_results = max_results
-        self._session = create_session(onnx_path)
+        self._session = create_session(onnx_path, threads)
         self._input_name = self._session.get_inputs()[0].name
         shape = self._session.get_inputs()[0].shape  # (1, 3, H, W)
         fixed = isinstance(shape[2], int) and shape[2] > 0

@@ -6,6 +6,7 @@ Imports of backend modules are lazy, so ``keeneye --help`` and unrelated command
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from keeneye.config import DetectorSettings, EmbedderSettings, Settings
@@ -182,12 +183,27 @@ def build_person_detector(settings: Settings) -> ObjectDetector:
     if cfg.kind == "ensemble":
         from keeneye.models.ensemble import EnsemblePersonDetector
 
-        return EnsemblePersonDetector([_person_model(settings, kind) for kind in cfg.ensemble])
+        # The members side by side, the cores shared between them (see EnsemblePersonDetector).
+        share = _intra_op_threads(settings) // len(cfg.ensemble)
+        members = [_person_model(settings, kind, max(share, 1)) for kind in cfg.ensemble]
+        return EnsemblePersonDetector(members, parallel=share >= 1)
     return _person_model(settings, cfg.kind)
 
 
-def _person_model(settings: Settings, kind: str) -> ObjectDetector:
-    """One person-detector model (not HOG, not the ensemble) at ``persons.score_threshold``."""
+def _intra_op_threads(settings: Settings) -> int:
+    """The intra-op threads one model gets: ``KEENEYE_INTRA_OP_THREADS``, else ``settings.threads``,
+    else (0) the CPUs this process may run on, as ONNX Runtime's own default roughly is."""
+    env = os.environ.get("KEENEYE_INTRA_OP_THREADS")
+    if env:
+        return max(int(env), 1)
+    if settings.threads:
+        return settings.threads
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _person_model(settings: Settings, kind: str, threads: int | None = None) -> ObjectDetector:
+    """One person-detector model (not HOG, not the ensemble) at ``persons.score_threshold``;
+    ``threads``: its intra-op threads (None: the process default)."""
     cfg, models_dir = settings.persons, settings.models_dir
     if kind == "nanodet":
         from keeneye.models.nanodet import NanoDetPersonDetector
@@ -196,6 +212,7 @@ def _person_model(settings: Settings, kind: str) -> ObjectDetector:
             model_path(models_dir, "human-nanodet"),
             score_threshold=cfg.score_threshold,
             canvas=cfg.nanodet_canvas,
+            threads=threads,
         )
     if kind == "movenet":
         from keeneye.models.movenet import MoveNetPersonDetector
@@ -204,6 +221,7 @@ def _person_model(settings: Settings, kind: str) -> ObjectDetector:
             model_path(models_dir, "human-movenet-multipose"),
             score_threshold=cfg.score_threshold,
             input_size=cfg.input_size,
+            threads=threads,
         )
     from keeneye.models.human import CenterNetPersonDetector
 
@@ -213,4 +231,5 @@ def _person_model(settings: Settings, kind: str) -> ObjectDetector:
         default_threshold=_DROP_CLASS,
         resize=cfg.resize,
         input_size=cfg.input_size,
+        threads=threads,
     )

@@ -282,3 +282,40 @@ def test_detectors_find_people_in_coco_photos(
     }
     assert min(recall.values()) >= 0.5, recall
     assert recall[ensemble.name] >= max(recall[centernet.name], recall[nanodet.name]), recall
+
+
+@pytest.mark.data
+def test_ensemble_members_side_by_side_find_the_same_boxes(
+    converted: dict[str, ConversionInfo], shared_data: Path
+) -> None:
+    """The ensemble's members on a thread each (``parallel``, the default when there are cores for
+    both) give exactly what they give one after another, on real PETS09 frames, and one-thread
+    models (as stream workers have) run one after another."""
+    centernet = CenterNetPersonDetector(converted["centernet"].onnx_path, {"person": 0.1}, 2.0, threads=1)
+    nanodet = NanoDetPersonDetector(converted["nanodet-dynamic"].onnx_path, score_threshold=0.1, threads=1)
+    side_by_side = EnsemblePersonDetector([centernet, nanodet], parallel=True)
+    in_turn = EnsemblePersonDetector([centernet, nanodet])
+    found = 0
+    for image in _pets_frames(shared_data, 6, 40):
+        a, b = side_by_side.detect(image), in_turn.detect(image)
+        np.testing.assert_array_equal(a.xyxy, b.xyxy)
+        np.testing.assert_array_equal(a.score, b.score)
+        found += len(a)
+    assert found >= 6 * 4  # PETS has several people in every frame
+
+
+def test_registry_shares_the_cores_between_ensemble_members(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keeneye.config import Settings
+    from keeneye.models.registry import build_person_detector
+
+    monkeypatch.delenv("KEENEYE_INTRA_OP_THREADS", raising=False)
+    two = build_person_detector(Settings(data_dir=tmp_path, models_path=models_dir, threads=2))
+    one = build_person_detector(Settings(data_dir=tmp_path, models_path=models_dir, threads=1))
+    assert isinstance(two, EnsemblePersonDetector) and isinstance(one, EnsemblePersonDetector)
+    assert two._pool is not None and one._pool is None
+    for detector, threads in ((two, 1), (one, 1)):
+        for member in detector.members:
+            session = member._session  # type: ignore[attr-defined]
+            assert int(session.get_session_options().intra_op_num_threads) == threads
