@@ -76,6 +76,7 @@ DETECTORS = (
     "nanodet",
     "nanodet-fit",
     "movenet256",
+    "ensemble-tile960",
 )
 ENSEMBLES = {
     "ensemble:centernet512+nanodet": ("centernet-letterbox512", "nanodet"),
@@ -84,11 +85,19 @@ ENSEMBLES = {
 }
 DEFAULT = "ensemble:centernet512+nanodet"
 TRACKER: dict[str, float] = {}  # --tracker KEY=VALUE: TrackerConfig fields changed for the tracking part
-TRACKED = (DEFAULT, "centernet-letterbox512", "nanodet", "centernet-stretch512")
+TRACKED = (DEFAULT, "centernet-letterbox512", "nanodet", "centernet-stretch512", "ensemble-tile960")
 
 
 def build(name: str) -> ObjectDetector:
     models = settings().models_dir
+    # "ensemble-tile960": the default ensemble also over 960 px tiles (persons.tile_px=960; only frames
+    # larger than a tile, i.e. MOT17's 1920x1080, get tiles: elsewhere it is the ensemble itself)
+    if name.startswith("ensemble-tile"):
+        from keeneye.models.ensemble import EnsemblePersonDetector
+        from keeneye.models.tiling import TiledPersonDetector
+
+        members = [build(m) for m in ENSEMBLES[DEFAULT]]
+        return TiledPersonDetector(EnsemblePersonDetector(members), int(name.removeprefix("ensemble-tile")))
     if name.startswith("centernet"):
         from keeneye.models.human import CenterNetPersonDetector
 

@@ -175,11 +175,28 @@ def track(
             if annotation is not None:
                 annotation.close()
         identities = None if search is None else search.finish(result)
+        _suggest_tiles(result.metadata.width, result.metadata.height, settings)
         if output is not None:
             write_json(output, details(result, video, lines, zones, identities), indent=1)
         writer = None if annotation is None else annotation.writer
         annotated = None if writer is None else {"path": str(writer.path), "codec": writer.codec}
         print_json(summary(result, video, output, annotated, identities))
+
+
+LARGE_FRAME_PX = 1280
+"""Frames wider or taller than this are shrunk > 2.5x into the person models' 512 / 416 px input."""
+
+
+def _suggest_tiles(width: int, height: int, settings: Settings) -> None:
+    """A note on stderr when the frames are large and tiles are off: people who are small next to the
+    frame are mostly missed (MOT17 1080p: recall 0.22 without tiles, 0.56 with; docs/models.md)."""
+    if max(width, height) > LARGE_FRAME_PX and not settings.persons.tile_px:
+        print(
+            f"note: frames are {width}x{height}: the person detector sees them at 512 px, so people "
+            "under ~160 px tall are mostly missed; KEENEYE_PERSONS__TILE_PX=960 also runs it on 960 px "
+            "tiles (more people found, ~6x slower; docs/models.md)",
+            file=sys.stderr,
+        )
 
 
 def _playback_fps(video: Path, fps: float | None, settings: Settings) -> float:

@@ -180,14 +180,21 @@ def build_person_detector(settings: Settings) -> ObjectDetector:
     from keeneye.models import onnx_runtime
 
     onnx_runtime.configure(settings.threads)
+    detector: ObjectDetector
     if cfg.kind == "ensemble":
         from keeneye.models.ensemble import EnsemblePersonDetector
 
         # The members side by side, the cores shared between them (see EnsemblePersonDetector).
         share = _intra_op_threads(settings) // len(cfg.ensemble)
         members = [_person_model(settings, kind, max(share, 1)) for kind in cfg.ensemble]
-        return EnsemblePersonDetector(members, parallel=share >= 1)
-    return _person_model(settings, cfg.kind)
+        detector = EnsemblePersonDetector(members, parallel=share >= 1)
+    else:
+        detector = _person_model(settings, cfg.kind)
+    if cfg.tile_px:
+        from keeneye.models.tiling import TiledPersonDetector
+
+        return TiledPersonDetector(detector, cfg.tile_px)
+    return detector
 
 
 def _intra_op_threads(settings: Settings) -> int:

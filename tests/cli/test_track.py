@@ -169,3 +169,16 @@ def test_truncated_video_is_one_line_error(tmp_path: Path, pets: Path) -> None:
 )
 def test_malformed_geometry_is_one_line_error(pets: Path, option: str, value: str, needle: str) -> None:
     assert_one_line_error(run("track", pets, option, value), needle)
+
+
+def test_large_frames_suggest_tiles_unless_they_are_on(capsys: pytest.CaptureFixture[str]) -> None:
+    from keeneye.cli.track import _suggest_tiles
+    from keeneye.config import Settings
+
+    settings = Settings()
+    _suggest_tiles(1920, 1080, settings)
+    assert "KEENEYE_PERSONS__TILE_PX=960" in capsys.readouterr().err
+    _suggest_tiles(640, 480, settings)
+    tiled = settings.model_copy(update={"persons": settings.persons.model_copy(update={"tile_px": 960})})
+    _suggest_tiles(1920, 1080, tiled)
+    assert capsys.readouterr().err == ""
