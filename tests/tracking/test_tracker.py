@@ -239,3 +239,29 @@ def test_face_embedding_relinks_a_track_that_body_appearance_missed() -> None:
 def test_face_embedding_of_someone_else_does_not_relink() -> None:
     tracker, _, new = _same_spot_new_clothes()
     assert tracker.attach_face_embedding(new, _face(60, emb=1.5)) == new
+
+
+def test_confirm_score_needs_the_median_and_bounds_what_it_keeps() -> None:
+    """``confirm_score``: a box that stays put at 0.45 (over the 0.4 that starts a track) never becomes a
+    track, however long, and the scores kept for it stay bounded; one scoring 0.6 is a track after
+    ``min_hits`` frames, as without the rule."""
+    from keeneye.tracking.tracker import CONFIRM_WINDOW
+
+    config = TrackerConfig(
+        high_score=0.4, new_track_score=0.4, low_score=0.1, birth_score=0.4, confirm_score=0.5
+    )
+    image = np.zeros((120, 160, 3), np.uint8)
+    still = PersonTracker(config)
+    box = np.array([[40, 20, 60, 80]], np.float32)
+    for i in range(3 * CONFIRM_WINDOW):
+        assert (
+            still.update(Frame("cam", i, i * 100.0, image), Detections(box, np.array([0.45], np.float32)))
+            == []
+        )
+    assert all(len(s.scores) <= CONFIRM_WINDOW for s in still._tracks.values())
+    person = PersonTracker(config)
+    live = [
+        person.update(Frame("cam", i, i * 100.0, image), Detections(box + 2 * i, np.array([0.6], np.float32)))
+        for i in range(5)
+    ]
+    assert [len(x) for x in live] == [0, 0, 1, 1, 1]
