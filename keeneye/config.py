@@ -273,12 +273,13 @@ class PersonsSettings(_Strict):
     )
     tile_px: int | None = Field(
         None,
-        ge=128,
+        ge=512,
         description="High-resolution video: also run the detector on overlapping square tiles of this "
         "many pixels (and merge with NMS), so people who are small next to the frame are seen larger. "
         "960 for 1080p: on MOT17's 1920x1080 frames person recall at 0.4 goes from 0.22 to 0.56 "
         "(precision 0.81 -> 0.86) and MOT17-04's MOTA from 0.10 to 0.49, at ~7x the detection cost (7 "
-        "passes a frame); frames no larger than the tile get the one whole-frame pass. "
+        "passes a frame; an 8K frame, the largest a job decodes, 67); frames no larger than the tile get the "
+        "one whole-frame pass. At least 512, the models' own input: smaller tiles only enlarge pixels. "
         "Unset: off (the default: no labelled set here but MOT17 has large frames, so it is not chosen "
         "by measurement; docs/models.md)",
     )

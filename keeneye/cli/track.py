@@ -194,7 +194,7 @@ def _suggest_tiles(width: int, height: int, settings: Settings) -> None:
         print(
             f"note: frames are {width}x{height}: the person detector sees them at 512 px, so people "
             "under ~160 px tall are mostly missed; KEENEYE_PERSONS__TILE_PX=960 also runs it on 960 px "
-            "tiles (more people found, ~6x slower; docs/models.md)",
+            "tiles (more people found, ~7x slower; docs/models.md)",
             file=sys.stderr,
         )
 

@@ -30,6 +30,21 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+def _configured_threads() -> int:
+    """``KEENEYE_INTRA_OP_THREADS``, else what ``configure`` set (0: ONNX Runtime's default)."""
+    env_threads = os.environ.get("KEENEYE_INTRA_OP_THREADS")
+    return int(env_threads) if env_threads else _default_threads
+
+
+def intra_op_threads() -> int:
+    """The intra-op threads a session created now gets: the configured count, else (ONNX Runtime's
+    default) about one per CPU this process may run on."""
+    n = _configured_threads()
+    if n > 0:
+        return n
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def create_session(path: Path | str, threads: int | None = None) -> Any:
     """An ``onnxruntime.InferenceSession`` for ``path``; raises BackendUnavailable if the file is missing."""
     import onnxruntime as ort
@@ -39,8 +54,7 @@ def create_session(path: Path | str, threads: int | None = None) -> Any:
         raise BackendUnavailable(f"model file {p} is missing: run `keeneye models install`")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    env_threads = os.environ.get("KEENEYE_INTRA_OP_THREADS")
-    n = threads if threads is not None else (int(env_threads) if env_threads else _default_threads)
+    n = threads if threads is not None else _configured_threads()
     if n:
         opts.intra_op_num_threads = n
     opts.inter_op_num_threads = 1

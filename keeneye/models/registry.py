@@ -6,7 +6,6 @@ Imports of backend modules are lazy, so ``keeneye --help`` and unrelated command
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from keeneye.config import DetectorSettings, EmbedderSettings, Settings
@@ -185,7 +184,7 @@ def build_person_detector(settings: Settings) -> ObjectDetector:
         from keeneye.models.ensemble import EnsemblePersonDetector
 
         # The members side by side, the cores shared between them (see EnsemblePersonDetector).
-        share = _intra_op_threads(settings) // len(cfg.ensemble)
+        share = onnx_runtime.intra_op_threads() // len(cfg.ensemble)
         members = [_person_model(settings, kind, max(share, 1)) for kind in cfg.ensemble]
         detector = EnsemblePersonDetector(members, parallel=share >= 1)
     else:
@@ -195,17 +194,6 @@ def build_person_detector(settings: Settings) -> ObjectDetector:
 
         return TiledPersonDetector(detector, cfg.tile_px)
     return detector
-
-
-def _intra_op_threads(settings: Settings) -> int:
-    """The intra-op threads one model gets: ``KEENEYE_INTRA_OP_THREADS``, else ``settings.threads``,
-    else (0) the CPUs this process may run on, as ONNX Runtime's own default roughly is."""
-    env = os.environ.get("KEENEYE_INTRA_OP_THREADS")
-    if env:
-        return max(int(env), 1)
-    if settings.threads:
-        return settings.threads
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _person_model(settings: Settings, kind: str, threads: int | None = None) -> ObjectDetector:

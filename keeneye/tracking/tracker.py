@@ -25,7 +25,6 @@ Per frame (``update``):
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -42,8 +41,10 @@ from keeneye.tracking.reid import AppearanceModel, body_descriptor, face_quality
 STD_POSITION = 1.0 / 20.0
 STD_VELOCITY = 1.0 / 160.0 * 30.0
 REFERENCE_DT_S = 0.1  # process noise is scaled by dt / REFERENCE_DT_S
-CONFIRM_WINDOW = 100  # confirm_score: the median of a tentative track's last 100 scores (the bench sets
-# give the same results with 30, 100 and the whole history: no tentative track there lives that long)
+CONFIRM_WINDOW = 100
+"""A tentative track keeps its last 100 observations: confirm_score takes their median, and a false box that
+stays tentative for days on a live camera costs bounded memory (the bench sets give the same results with
+30, 100 and the whole history: no tentative track there lives that long)."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,9 @@ class TrackerConfig:
 
     Score evidence before a track is reported (``confirm_score``, as Frigate's ``threshold`` on the
     median of an object's scores): a tentative track born at ``new_track_score`` becomes active only once
-    it has ``min_hits`` matches *and* the median of its scores so far reaches ``confirm_score``; until
-    then it stays tentative (matched frame to frame, dropped at its first miss). A false box that keeps
+    it has ``min_hits`` matches *and* the median of its scores (its last ``CONFIRM_WINDOW`` observations,
+    all it keeps while tentative) reaches ``confirm_score``; until then it stays tentative (matched frame
+    to frame, dropped at its first miss). A false box that keeps
     scoring just over the threshold (a traffic cone, a coat on a chair) never becomes a track, a person
     seen clearly for a few frames does. 0 turns it off (the tracker's default; persons set it through
     ``persons.confirm_score``, measured in docs/models.md). Slow births keep their own rule.
@@ -187,9 +189,6 @@ class _TrackState:
         self.appearance_pts_ms = -math.inf
         self.predicted_pts_ms = track.last_pts_ms
         self.best_score = 0.0  # best detection score seen (slow births, see TrackerConfig)
-        # Detection scores while tentative (confirm_score): the last CONFIRM_WINDOW, so a false box that
-        # stays tentative for days on a live camera costs bounded memory and time.
-        self.scores: deque[float] = deque(maxlen=CONFIRM_WINDOW)
 
 
 class PersonTracker:
@@ -307,8 +306,9 @@ class PersonTracker:
         t.last_pts_ms = frame.pts_ms
         t.history.append(TrackPoint(frame.pts_ms, _box_tuple(box), float(dets.score[d])))
         s.best_score = max(s.best_score, float(dets.score[d]))
-        if t.state == "tentative":
-            s.scores.append(float(dets.score[d]))
+        if t.state == "tentative" and len(t.history) > CONFIRM_WINDOW:
+            del t.history[0]
+            t.first_pts_ms = t.history[0].pts_ms
         if t.state == "lost" or (t.state == "tentative" and self._confirmed(s, frame.pts_ms)):
             t.state = "active"
         if (
@@ -324,9 +324,11 @@ class PersonTracker:
         ``new_track_score`` and the median of its scores reaches ``confirm_score``, else (a slow birth)
         matched in every analysed frame for ``slow_birth_ms``."""
         if s.best_score >= self.config.new_track_score:
-            return s.hits >= self.config.min_hits and (
-                self.config.confirm_score <= 0.0 or float(np.median(s.scores)) >= self.config.confirm_score
-            )
+            if s.hits < self.config.min_hits:
+                return False
+            if self.config.confirm_score <= 0.0:
+                return True
+            return float(np.median([p.score for p in s.track.history])) >= self.config.confirm_score
         return s.hits >= self.config.min_hits and now - s.track.first_pts_ms >= self.config.slow_birth_ms
 
     def coast(self, frame: Frame) -> list[Track]:
@@ -378,7 +380,6 @@ class PersonTracker:
             self._next_id += 1
             s = _TrackState(track, box)
             s.best_score = float(dets.score[d])
-            s.scores.append(s.best_score)
             s.appearance.add_body(descriptor)
             s.appearance_pts_ms = frame.pts_ms
             self._tracks[track.track_id] = s

@@ -258,7 +258,7 @@ def test_confirm_score_needs_the_median_and_bounds_what_it_keeps() -> None:
             still.update(Frame("cam", i, i * 100.0, image), Detections(box, np.array([0.45], np.float32)))
             == []
         )
-    assert all(len(s.scores) <= CONFIRM_WINDOW for s in still._tracks.values())
+    assert still._tracks and all(len(s.track.history) <= CONFIRM_WINDOW for s in still._tracks.values())
     person = PersonTracker(config)
     live = [
         person.update(Frame("cam", i, i * 100.0, image), Detections(box + 2 * i, np.array([0.6], np.float32)))
