@@ -2,6 +2,10 @@
 
 Every field has a default and a description; environment variables with the ``KEENEYE_`` prefix
 override them (nested fields with ``__``, e.g. ``KEENEYE_FACES__EMBEDDER__KIND=human-faceres``).
+
+One module of ~850 lines, on purpose: it is the table of every setting with its default and its
+description, from which docs/configuration.md is generated (keeneye.config_docs); most of its lines are
+those descriptions, and one table is how an operator and a reviewer read it.
 """
 
 from __future__ import annotations

@@ -233,9 +233,10 @@ def _sinks(urls: list[str], settings: Settings, source: str) -> list[Sink]:
 
     from keeneye.core.errors import InvalidParameter
     from keeneye.streams.egress import EgressPolicy
-    from keeneye.streams.sinks import SinkError, build_local_sink, redacted_url
+    from keeneye.streams.sink_urls import build_local_sink
+    from keeneye.streams.sinks import SinkError, redacted_url
     from keeneye.streams.spool import SpooledSink
-    from keeneye.streams.supervisor import s3_put_object
+    from keeneye.streams.worker import s3_put_object
 
     put_object = s3_put_object(settings)
     sinks: list[Sink] = []

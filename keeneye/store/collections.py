@@ -7,7 +7,7 @@ search returns :class:`FaceMatch` too). No ORM object leaves this module.
 
 Keys: a collection of ``us-east-1`` is stored under its CollectionId, one of another region under
 ``REGION/CollectionId`` (keeneye/core/regions.py); :func:`collection_key` builds and checks them.
-Listings are keyset paginated on their primary key; the tokens (:func:`encode_token`) are opaque.
+Listings are keyset paginated on their primary key; the tokens (keeneye/store/paging.py) are opaque.
 
 Sessions: :meth:`CollectionRepository.read` and :meth:`CollectionRepository.write` (one transaction,
 committed durably on exit) yield a :class:`CollectionSession`, the queries of that one session.
@@ -15,26 +15,24 @@ committed durably on exit) yield a :class:`CollectionSession`, the queries of th
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Generic, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from keeneye.core import regions
-from keeneye.core.errors import InvalidPaginationToken, InvalidParameter, NotFound
+from keeneye.core.errors import InvalidParameter, NotFound
 from keeneye.core.types import Face, FloatArray
 from keeneye.store.db import Store
+from keeneye.store.paging import Page, encode_token, page_of
 from keeneye.store.tables import CollectionRow, FaceRow, TagRow, UserRow
 
 T = TypeVar("T")
@@ -46,14 +44,6 @@ _COLLECTION_ID = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 
 
 # -- plain results ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of a listing; ``next_token`` is opaque and None on the last page."""
-
-    items: list[T]
-    next_token: str | None = None
-
-
 @dataclass(frozen=True)
 class CollectionInfo:
     collection_id: str
@@ -167,34 +157,6 @@ def collection_arn(region: str, account: str, collection_id: str) -> str:
     return f"arn:aws:rekognition:{region}:{account}:collection/{name}"
 
 
-# -- pagination tokens ------------------------------------------------------------------------------
-# A token is base64url(JSON {"v": 1, "l": listing, "k": last key returned}). Listings are keyset
-# paginated on their primary key (collection id, face id, user id), so a token stays valid and no
-# item is repeated or skipped when items are inserted or deleted between pages (new items whose key
-# sorts before the cursor are simply not in this pass, as with any snapshot-free listing).
-
-
-def encode_token(listing: str, last_key: str) -> str:
-    raw = json.dumps({"v": 1, "l": listing, "k": last_key}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_token(token: str | None, listing: str) -> str | None:
-    if token is None or token == "":
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidPaginationToken("NextToken is not a valid pagination token") from exc
-    if not isinstance(data, dict) or data.get("v") != 1 or data.get("l") != listing:
-        raise InvalidPaginationToken("NextToken is not a valid pagination token for this listing")
-    key = data.get("k")
-    if not isinstance(key, str):
-        raise InvalidPaginationToken("NextToken is not a valid pagination token")
-    return key
-
-
 # -- conversions ------------------------------------------------------------------------------------
 def _record(row: CollectionRow) -> CollectionRecord:
     return CollectionRecord(
@@ -220,14 +182,6 @@ def _stored(row: FaceRow) -> StoredFace:
 
 def _vector(blob: bytes) -> FloatArray:
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
-
-def _page(fetched: Sequence[T], size: int, listing: str, last_key: Callable[[T], str]) -> Page[T]:
-    """A page of the first ``size`` of up to ``size + 1`` items fetched; when there were more, its token
-    continues after the last one's key."""
-    items = list(fetched[:size])
-    token = encode_token(listing, last_key(items[-1])) if len(fetched) > size else None
-    return Page(items, token)
 
 
 class CollectionRepository:
@@ -449,7 +403,7 @@ class CollectionSession:
             stmt = stmt.where(FaceRow.user_id == user_id)
         if face_ids:
             stmt = stmt.where(FaceRow.face_id.in_(list(face_ids)))
-        return _page([_stored(r) for r in self._session.scalars(stmt)], size, "faces", lambda f: f.face_id)
+        return page_of([_stored(r) for r in self._session.scalars(stmt)], size, "faces", lambda f: f.face_id)
 
     def faces_by_id(self, key: str, face_ids: Sequence[str]) -> dict[str, StoredFace]:
         """The collection's faces of these FaceIds (missing ids are simply absent), by FaceId."""
@@ -560,7 +514,7 @@ class CollectionSession:
         if after is not None:
             stmt = stmt.where(UserRow.user_id > after)
         users = [UserInfo(uid, user_status(int(n)), int(n)) for uid, n in self._session.execute(stmt)]
-        return _page(users, size, "users", lambda u: u.user_id)
+        return page_of(users, size, "users", lambda u: u.user_id)
 
     def user_face_count(self, key: str, user_id: str) -> int:
         n = self._session.scalar(

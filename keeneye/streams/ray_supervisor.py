@@ -3,7 +3,7 @@
 :class:`RaySupervisor` is :class:`~keeneye.streams.supervisor.WorkerSupervisor` with another placement
 (``streams.ray_address``, ``keeneye serve --ray-address``): each running processor's worker is a
 :class:`ProcessorActor` (its own process, on a node that has ``streams.ray_num_cpus`` free; spread over
-the nodes), which runs exactly what a spawned worker runs (keeneye.streams.supervisor ``_work``) and
+the nodes), which runs exactly what a spawned worker runs (keeneye.streams.worker ``work``) and
 speaks the same messages. Only the pipe changes: the worker's sends go to the actor's outbox, which the
 server drains with a long poll (``drain``, at most ``DRAIN_WAIT_S``), and what the server says (stop,
 view, snapshot, review) goes in with ``tell``. The server side of an actor (:class:`_ActorLink`) looks to
@@ -41,14 +41,8 @@ from typing import Any, cast
 
 from keeneye.config import Settings
 from keeneye.core.errors import BackendUnavailable
-from keeneye.streams.supervisor import (
-    Worker,
-    WorkerConfig,
-    WorkerReports,
-    WorkerSupervisor,
-    _LockedConnection,
-    _work,
-)
+from keeneye.streams.supervisor import Worker, WorkerReports, WorkerSupervisor
+from keeneye.streams.worker import LockedConnection, WorkerConfig, work
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +61,7 @@ MAX_CONCURRENCY = 8
 
 
 class _QueueConnection:
-    """The actor's end of the 'pipe', as ``_work`` uses it: ``send`` to the outbox the server drains,
+    """The actor's end of the 'pipe', as ``work`` uses it: ``send`` to the outbox the server drains,
     ``poll`` / ``recv`` from the inbox the server's ``tell`` fills."""
 
     def __init__(self, inbox: queue.Queue[Any], outbox: queue.Queue[Any]) -> None:
@@ -107,9 +101,9 @@ class ProcessorActor:
     def run(self, config: WorkerConfig) -> int:
         """The worker, as a spawned one runs it (keeneye.streams.supervisor): 0 when it stopped, 1 when
         it failed (the reason already sent, as ``("failed", why)``). ``END`` is always sent last."""
-        conn = _LockedConnection(cast(Connection, _QueueConnection(self._inbox, self._outbox)))
+        conn = LockedConnection(cast(Connection, _QueueConnection(self._inbox, self._outbox)))
         try:
-            return _work(config, conn)
+            return work(config, conn)
         except Exception as err:  # reported to the server, as a spawned worker does, and the run ends
             log.exception("stream processor %s failed", config.name)
             conn.send(("failed", f"{type(err).__name__}: {err}"))
@@ -129,7 +123,7 @@ class ProcessorActor:
 
     def tell(self, message: Any) -> None:
         """What the server says to the worker: ``"stop"``, ``"view"``, ``("snapshot", id)``, ``("review",
-        decision)`` (keeneye.streams.supervisor._serve)."""
+        decision)`` (keeneye.streams.worker.serve)."""
         self._inbox.put(message)
 
 

@@ -1,5 +1,5 @@
 """Stream processors' line crossings and zone visits kept for the console's timeline: what a worker
-reports (keeneye.streams.supervisor._report_event), what the server keeps and lists, and its purge."""
+reports (keeneye.streams.worker.report_event), what the server keeps and lists, and its purge."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from keeneye.core.events import Event, FrameContext, LineCrossed, PersonSeen, ZoneVisit
 from keeneye.service.streams.events import StreamEvents
 from keeneye.store.db import Store
-from keeneye.streams.supervisor import _report_event
+from keeneye.streams.worker import report_event
 
 FRAME = FrameContext(2600.0, 640, 360, 1_700_000_000.0)
 
@@ -24,9 +24,9 @@ class _Pipe:
 
 def test_worker_reports_lines_and_zones_only() -> None:
     pipe = _Pipe()
-    _report_event(pipe, Event("line_crossed", "cam", 1500.0, 7, LineCrossed("door", "in"), FRAME))  # type: ignore[arg-type]
-    _report_event(pipe, Event("zone_left", "cam", 2500.0, 7, ZoneVisit("till", 900.0, "ada"), FRAME))  # type: ignore[arg-type]
-    _report_event(pipe, Event("person_seen", "cam", 2600.0, 7, PersonSeen((0, 0, 1, 1)), FRAME))  # type: ignore[arg-type]
+    report_event(pipe, Event("line_crossed", "cam", 1500.0, 7, LineCrossed("door", "in"), FRAME))  # type: ignore[arg-type]
+    report_event(pipe, Event("zone_left", "cam", 2500.0, 7, ZoneVisit("till", 900.0, "ada"), FRAME))  # type: ignore[arg-type]
+    report_event(pipe, Event("person_seen", "cam", 2600.0, 7, PersonSeen((0, 0, 1, 1)), FRAME))  # type: ignore[arg-type]
     assert pipe.sent == [
         (
             "event",

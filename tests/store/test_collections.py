@@ -15,9 +15,9 @@ from keeneye.store.collections import (
     CollectionRepository,
     collection_arn,
     collection_key,
-    decode_token,
 )
 from keeneye.store.db import Store
+from keeneye.store.paging import decode_token
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

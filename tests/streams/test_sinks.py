@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from keeneye.core.errors import InvalidParameter
+from keeneye.streams.sink_urls import build_local_sink, local_sink_target, sink_spec_from_url
 from keeneye.streams.sinks import (
     JsonlSink,
     MqttSink,
@@ -23,11 +24,8 @@ from keeneye.streams.sinks import (
     SinkSpec,
     WebhookSink,
     WebhookTarget,
-    build_local_sink,
     build_sink,
-    local_sink_target,
     redacted,
-    sink_spec_from_url,
 )
 from tests.factories import loopback_egress
 from tests.receivers import free_port, mosquitto_broker, mqtt_subscriber, webhook_receiver

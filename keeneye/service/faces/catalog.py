@@ -29,11 +29,10 @@ from keeneye.service.faces.scope import CollectionScope, configured_embedder, no
 from keeneye.store.collections import (
     CollectionInfo,
     CollectionSession,
-    Page,
     StoredFace,
     Unsuccessful,
-    decode_token,
 )
+from keeneye.store.paging import Page, decode_token
 
 
 @dataclass

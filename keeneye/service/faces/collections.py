@@ -49,17 +49,15 @@ from keeneye.service.faces.users import FaceUsers
 from keeneye.store.collections import (
     CollectionInfo,
     FaceMatch,
-    Page,
     StoredFace,
     Unsuccessful,
     UserInfo,
     UserMatch,
     UserStatus,
-    decode_token,
-    encode_token,
 )
 from keeneye.store.db import Store
 from keeneye.store.faiss_index import AutoIndexKind
+from keeneye.store.paging import Page, decode_token, encode_token
 from keeneye.store.tables import CollectionRow
 
 __all__ = [

@@ -19,13 +19,12 @@ from keeneye.service.faces import validation as v
 from keeneye.service.faces.scope import CollectionScope, now
 from keeneye.store.collections import (
     CollectionSession,
-    Page,
     Unsuccessful,
     UserInfo,
     UserStatus,
-    decode_token,
     user_status,
 )
+from keeneye.store.paging import Page, decode_token
 
 
 def check_user(tx: CollectionSession, key: str, user_id: str) -> None:

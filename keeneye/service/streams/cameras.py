@@ -37,12 +37,8 @@ from keeneye.store.db import Store
 from keeneye.store.tables import CameraRow, DataStreamRow
 from keeneye.streams.egress import EgressPolicy
 from keeneye.streams.live import MAX_SNAPSHOT_BYTES, SNAPSHOT_WIDTH, encode_jpeg, grab_frame
-from keeneye.streams.sinks import (
-    S3Target,
-    SinkSpec,
-    check_egress,
-    sink_spec_from_url,
-)
+from keeneye.streams.sink_urls import sink_spec_from_url
+from keeneye.streams.sinks import S3Target, SinkSpec, check_egress
 
 NAME = re.compile(r"[a-zA-Z0-9_.\-]{1,128}")
 CAMERA_ARN = re.compile(r"arn:[a-z\d-]+:kinesisvideo:([a-z\d-]+):(\d{12}):stream/([^/]+)(?:/.*)?")

@@ -29,6 +29,12 @@ a watched worker sends (in memory, one per processor); :meth:`StreamProcessors.s
 :meth:`StreamProcessors.camera_snapshot` ask a running worker for its latest frame, or read one from the
 camera (Cameras.grab).
 
+One module of ~820 lines, on purpose: :class:`StreamProcessors` is one use case whose parts (create and
+update, start under the starter's rights, the reports of a running worker with its review queue, the
+live view, and the row lease that gives each processor to one server) share one lock, one supervisor
+and one row state machine (STOPPED -> STARTING -> RUNNING -> STOPPING); split into classes, each would
+reach into the others' state. What could stand alone already does: cameras.py, rights.py, spec.py.
+
 States: STOPPED -> (Start) STARTING -> RUNNING -> (Stop) STOPPING -> STOPPED; FAILED when the worker
 dies or cannot start (UpdateStreamProcessor applies at once to a stopped processor: no UPDATING). A
 processor that was running when the server stopped is started again when it starts (``desired`` =
@@ -91,12 +97,8 @@ from keeneye.store.db import Store
 from keeneye.store.tables import StreamProcessorRow
 from keeneye.streams.runtime import CollectionSearch, RecordEncoder
 from keeneye.streams.sinks import redacted_url
-from keeneye.streams.supervisor import (
-    SearchOpener,
-    WorkerConfig,
-    WorkerReports,
-    WorkerSupervisor,
-)
+from keeneye.streams.supervisor import WorkerReports, WorkerSupervisor
+from keeneye.streams.worker import SearchOpener, WorkerConfig
 
 ResumeCheck = Callable[[str | None, str], None]
 """``(access key that started it, processor store key)``: raises when that key may no longer start it."""

@@ -41,7 +41,8 @@ from keeneye.service.governance.policies import (
     url_arn,
 )
 from keeneye.service.streams.cameras import CAMERA_ARN, CAMERA_SCHEMES, DATA_STREAM_ARN, Cameras
-from keeneye.streams.sinks import S3Target, SinkSpec, sink_spec_from_url
+from keeneye.streams.sink_urls import sink_spec_from_url
+from keeneye.streams.sinks import S3Target, SinkSpec
 
 
 def processor_rights(

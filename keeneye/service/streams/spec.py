@@ -17,7 +17,7 @@ from typing import Any
 
 from keeneye.core import regions
 from keeneye.core.errors import InvalidParameter
-from keeneye.streams.supervisor import line_of, zone_of
+from keeneye.streams.worker import line_of, zone_of
 
 SUPPORTED_LABELS = ("PERSON",)
 

@@ -28,6 +28,11 @@ outbox in the same transaction as the job's end, and its delivery never changes 
 
 Items are kept in the service's units (pixels, milliseconds); the AWS adapter turns them into its
 shapes. NextToken is the offset of the next item, opaque to callers.
+
+One module of ~720 lines, on purpose: :class:`VideoJobs` is the queue's one writer, and its start (with
+the per-key request tokens), claim, lease renewal, cancel and one-time end are compare-and-set steps on
+the same rows whose correctness is read together; what stands alone is elsewhere (runners.py: what a
+job of each kind runs; notifications.py: the outbox; results.py: the items).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from keeneye.service.streams.spec import ProcessorOptions
 from keeneye.service.video.jobs import JobOutput, JobRunner
 from keeneye.service.video.results import person_indexes, renumber_persons
 from keeneye.service.video.tracking import build_tracking_detector, track_video
-from keeneye.streams.supervisor import line_of
+from keeneye.streams.worker import line_of
 from keeneye.video.sources import open_video
 
 
