@@ -128,3 +128,7 @@ def test_an_old_node_is_named(tmp_path: Path) -> None:
     result, _, _ = run_script(tmp_path, "test", installed=TEST_PACKAGES, node="v18.19.0")
     assert result.returncode == 1
     assert "the tests need Node.js >= 20" in result.stderr and "v18.19.0" in result.stderr
+    # One message naming the command to run (NodeSource's set-up where the release's Node.js is too old).
+    command = result.stderr.strip().splitlines()[-1].strip()
+    assert command.startswith(("curl -fsSL https://deb.nodesource.com/setup_20.x", "sudo apt-get install"))
+    assert "apt-get install -y nodejs" in command

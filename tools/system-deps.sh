@@ -80,9 +80,16 @@ if [[ $group == test ]]; then
     major=${version#v}
     major=${major%%.*}
     if [[ ! $major =~ ^[0-9]+$ ]] || ((major < NODE_MAJOR)); then
+        # Debian 13 and Ubuntu 24.04 ship Node.js >= 20; Debian 12 and Ubuntu 22.04 ship 18 and 12: for those,
+        # NodeSource's packages (its documented set-up script adds its apt source, then apt-get installs).
+        if [[ $(. /etc/os-release 2>/dev/null && echo "${ID:-}:${VERSION_ID:-}") =~ ^(debian:1[3-9]|ubuntu:2[4-9]) ]]; then
+            how="sudo apt-get install -y nodejs npm"
+        else
+            how="curl -fsSL https://deb.nodesource.com/setup_$NODE_MAJOR.x | sudo -E bash - && sudo apt-get install -y nodejs"
+        fi
         echo "keeneye: the tests need Node.js >= $NODE_MAJOR (the AWS SDK for JavaScript v3); node here:" \
-            "$version. Debian 13 ships it (apt-get install nodejs npm); for older releases, NodeSource's" \
-            "packages" >&2
+            "$version. Install it, then run make again:" >&2
+        echo "    $how" >&2
         exit 1
     fi
 fi

@@ -1,7 +1,7 @@
 """The last differences a Rekognition user tripped on (issue 17), each checked through boto3 on a real
 server: error names and bodies, regions, landmarks, FaceModelVersion, QualityFilter, idempotency
-tokens, session tokens, person indexes, video metadata and job ids, and what unsupported operations
-say. Every test here failed on keeneye before it was fixed."""
+tokens, session tokens, person indexes, video metadata and job ids, regional stream processors, and
+what unsupported operations say. Every test here failed on keeneye before it was fixed."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from keeneye.config import VideoJobSettings
 from tests.aws.signing import sign
 from tests.contract.conftest import RunningServer, wait_for_job
 from tests.contract.test_access_keys import allow, client_for, new_key, policy
+from tests.receivers import free_port
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
@@ -88,6 +89,35 @@ def test_collections_are_regional(server: RunningServer, photos: Path) -> None:
     assert virginia.list_users(CollectionId="family")["Users"] == []
     sydney.delete_collection(CollectionId="family")
     assert virginia.describe_collection(CollectionId="family")["CollectionARN"] == other
+
+
+def test_stream_processors_are_regional(server: RunningServer) -> None:
+    """A processor belongs to the region it was created in, as AWS's do: not listed, described, started
+    or deleted from another; the same name may be used there for another processor."""
+    camera = f"rtsp://127.0.0.1:{free_port()}/cam"  # never started here: nothing connects to it
+
+    def create(client: Any, name: str) -> str:
+        return str(
+            client.create_stream_processor(
+                Name=name,
+                Input={"KinesisVideoStream": {"Arn": camera}},
+                Output={"KinesisDataStream": {"Arn": "file://door.jsonl"}},
+                Settings={"ConnectedHome": {"Labels": ["PERSON"], "MinConfidence": 50.0}},
+                RoleArn="arn:aws:iam::000000000000:role/keeneye",
+            )["StreamProcessorArn"]
+        )
+
+    home, away = server.client(), server.client(region_name="ap-southeast-2")
+    assert create(home, "door") == "arn:aws:rekognition:us-east-1:000000000000:streamprocessor/door"
+    assert away.list_stream_processors()["StreamProcessors"] == []
+    for call in (away.describe_stream_processor, away.start_stream_processor, away.delete_stream_processor):
+        assert error_of(lambda call=call: call(Name="door"))[0] == "ResourceNotFoundException"  # type: ignore[misc]
+    arn = create(away, "door")
+    assert arn == "arn:aws:rekognition:ap-southeast-2:000000000000:streamprocessor/door"
+    assert [p["Name"] for p in away.list_stream_processors()["StreamProcessors"]] == ["door"]
+    away.delete_stream_processor(Name="door")
+    assert home.describe_stream_processor(Name="door")["StreamProcessorArn"].endswith(":streamprocessor/door")
+    assert [p["Name"] for p in home.list_stream_processors()["StreamProcessors"]] == ["door"]
 
 
 def test_detect_faces_gives_five_landmarks_unless_all(rekognition: Any, photos: Path) -> None:
@@ -276,6 +306,20 @@ def test_start_tokens_replay_per_key_and_refuse_other_parameters(video_server: R
     key = new_key(video_server, "other", policy(allow(["rekognition:*", "s3:GetObject"])))
     theirs = client_for(video_server, key).start_person_tracking(Video=_video(), ClientRequestToken="tok")
     assert theirs["JobId"] != job_id
+    # Every Start* replays its token: face detection and face search as person tracking does.
+    detect = admin.start_face_detection(Video=_video(), ClientRequestToken="tok-fd")["JobId"]
+    assert admin.start_face_detection(Video=_video(), ClientRequestToken="tok-fd")["JobId"] == detect
+    admin.create_collection(CollectionId="tokens")
+    search = admin.start_face_search(Video=_video(), CollectionId="tokens", ClientRequestToken="tok-fs")
+    again = admin.start_face_search(Video=_video(), CollectionId="tokens", ClientRequestToken="tok-fs")
+    assert again["JobId"] == search["JobId"] and len({job_id, detect, search["JobId"]}) == 3
+    code, _ = error_of(
+        lambda: admin.start_face_search(
+            Video=_video(), CollectionId="tokens", FaceMatchThreshold=99, ClientRequestToken="tok-fs"
+        )
+    )
+    assert code == "IdempotentParameterMismatchException"
     # A replay is answered even once the video is gone (nothing is checked again).
     (video_server.buckets["videos"] / VIDEO).unlink()
     assert admin.start_person_tracking(Video=_video(), ClientRequestToken="tok")["JobId"] == job_id
+    assert admin.start_face_detection(Video=_video(), ClientRequestToken="tok-fd")["JobId"] == detect
