@@ -7,15 +7,17 @@
   mqtt, jsonl; the shape of notification channels), what ``Output.KinesisDataStream.Arn``
   ``arn:aws:kinesis:<region>:<account>:stream/<name>`` names.
 * ``/v1/stream-processors/{name}/options`` (GET: ``rekognition:DescribeStreamProcessor``, PUT:
-  ``rekognition:UpdateStreamProcessor``): keeneye's own lines, zones, record interval and fps.
+  ``rekognition:UpdateStreamProcessor`` and, as UpdateStreamProcessor, the rights the stored request
+  needs: keeneye.service.streams.rights): keeneye's own lines, zones, record interval and fps.
 * ``/v1/stream-processors/{name}/stats`` (``rekognition:DescribeStreamProcessor``): the running
   processor's counters (frames analysed and dropped, records, capture-to-record latency p50/p95, camera
   reconnects, each sink's queue on disk); the same numbers are in ``/v1/metrics``.
 * ``/v1/stream-processors/{name}/live`` and ``/live.json`` (``rekognition:DescribeStreamProcessor``): the
   running processor's latest annotated frame (JPEG, metadata in ``X-Keeneye-*`` headers) and its metadata
-  (capture time, line counts, the boxes drawn); ``/snapshot``: its input's current frame, un-annotated
-  (also for a stopped processor: read from its camera then). ``/v1/cameras/{name}/snapshot``
-  (``keeneye:ManageCameras``): a registered camera's current frame.
+  (capture time, line counts, the boxes drawn); ``/snapshot`` (also the rights reading its input needs,
+  as Start checks them: ``keeneye:UseCamera``, ``keeneye:UseUrl`` or ``s3:GetObject``): its input's
+  current frame, un-annotated (also for a stopped processor: read from its camera then).
+  ``/v1/cameras/{name}/snapshot`` (``keeneye:ManageCameras``): a registered camera's current frame.
 
 Stream processors are regional, as on AWS: ``?region=`` names the region (default us-east-1).
 """
@@ -23,6 +25,7 @@ Stream processors are regional, as on AWS: ``?region=`` names the region (defaul
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -74,6 +77,15 @@ def processor_key(request: Request) -> str:
 
 def processor_arn(request: Request, state: ApiState) -> str:
     return processors(state.services).arn(processor_key(request))
+
+
+def collection_arn_in(services: Services, key: str) -> Callable[[str], str]:
+    """CollectionId -> its ARN in the region of the processor ``key`` (what its FaceSearch names)."""
+    region, _ = regions.split_key(key)
+    collections = services.collections
+    return lambda collection_id: (
+        "*" if collections is None else collections.in_region(region).arn(collection_id)
+    )
 
 
 # -- cameras -------------------------------------------------------------------------------------------
@@ -190,7 +202,13 @@ def put_options(
     caller: Caller = allowed("rekognition:UpdateStreamProcessor", processor_arn),
 ) -> dict[str, Any]:
     key = processor_key(request)
-    options = processors(caller.services).set_options(key, caller.json('{"lines": [...]}'))
+    service = processors(caller.services)
+    # What UpdateStreamProcessor checks: the stored request's camera, outputs, collection and channel,
+    # under the caller's policy (a key allowed Update on someone else's processor must also be allowed
+    # what it uses).
+    stored = service.stored_rights(key, collection_arn=collection_arn_in(caller.services, key))
+    caller.require(stored, where=f"PUT /v1/stream-processors/{name}/options")
+    options = service.set_options(key, caller.json('{"lines": [...]}'))
     caller.audit("PutStreamProcessorOptions", {"name": key})
     return options
 
@@ -282,7 +300,9 @@ def get_live_json(
     "/v1/stream-processors/{name}/snapshot",
     summary="A JPEG of the processor's input now, un-annotated (for drawing lines and zones on)",
     description="A running processor's latest frame; a stopped one's camera is read (a few seconds at "
-    "most; 503 when it gives no frame).",
+    "most; 503 when it gives no frame). Needs, besides rekognition:DescribeStreamProcessor, the rights "
+    "Start checks on the processor's input (keeneye:UseCamera on its camera, keeneye:UseUrl on its URL, "
+    "s3:GetObject on a served file), whether it runs or not.",
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}},
 )
@@ -292,5 +312,11 @@ def get_snapshot(
     region: RegionQuery = regions.HOME_REGION,
     caller: Caller = allowed("rekognition:DescribeStreamProcessor", processor_arn),
 ) -> Response:
-    jpeg = processors(caller.services).snapshot(processor_key(request))
+    key = processor_key(request)
+    service = processors(caller.services)
+    # The frame is the input's (the camera's), and a stopped processor's is read from the camera with
+    # its stored password: the input's rights, as Start checks them. Asked of a running processor too,
+    # so the answer does not depend on whether it stopped a moment ago (docs/security.md).
+    caller.require(service.input_rights(key), where=f"GET /v1/stream-processors/{name}/snapshot")
+    jpeg = service.snapshot(key)
     return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)

@@ -227,6 +227,9 @@ async def set_lines(request: Request, name: str) -> Response:
         processors = _processors(request)
         key = _key(name)
         viewer.require("rekognition:UpdateStreamProcessor", processors.arn(key), "draw lines")
+        # What UpdateStreamProcessor (and PUT .../options) checks: the rights its stored request needs.
+        for right in processors.stored_rights(key, collection_arn=_collection_arn(request)):
+            viewer.require(right.action, right.resource, "draw lines")
         try:
             lines = json.loads(text_of(form, "lines", "[]") or "[]")
             zones = json.loads(text_of(form, "zones", "[]") or "[]")
@@ -290,6 +293,9 @@ async def snapshot(request: Request, name: str) -> Response:
         processors = _processors(request)
         key = _key(name)
         viewer.require("rekognition:DescribeStreamProcessor", processors.arn(key), "snapshot")
+        # The input's rights, as Start checks them, running or not (GET .../snapshot, docs/security.md).
+        for right in await blocking(lambda: processors.input_rights(key)):
+            viewer.require(right.action, right.resource, "snapshot")
         jpeg = await blocking(lambda: processors.snapshot(key))
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 

@@ -4,7 +4,8 @@ each attack a key limited by its policy tried is refused, and the allowed path s
 * S3 objects: ``s3:GetObject`` on ``arn:aws:s3:::<bucket>/<key>`` for every S3Object an image or video
   operation reads; one InvalidS3ObjectException message, naming no bucket, for whoever may read it.
 * Stream processors: the camera, data stream, URLs, files, buckets and notification channel a processor
-  uses need rights of their own, at Create and again at Start and Update.
+  uses need rights of their own, at Create and again at Start and Update; its options (native API and
+  console lines) are checked as Update is, and its snapshot needs its input's rights, as Start does.
 * DescribeStreamProcessor shows no URL password.
 * ClientRequestToken: another key re-using a token starts its own job, audited under its own collection.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -36,6 +38,7 @@ from tests.contract.test_access_keys import (
     new_key,
     policy,
 )
+from tests.contract.test_console_http import _browser, _csrf, _sign_in
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
@@ -286,6 +289,107 @@ def test_rights_are_checked_again_at_start_and_update(served: RunningServer) -> 
     assert keeper.start_stream_processor(Name="door")["SessionId"]
     keeper.stop_stream_processor(Name="door")
     assert processors(served).wait_stopped("door", 60.0)
+
+
+def native_refused(response: httpx.Response, action: str, resource: str) -> str:
+    """Assert a native API answer is the AccessDenied for ``action`` on ``resource``; the message."""
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["code"] == "AccessDenied", response.text
+    message = str(response.json()["error"]["message"])
+    assert f"{action} on resource: {resource} " in message, message
+    return message
+
+
+def test_a_snapshot_needs_the_rights_start_needs_on_the_input(served: RunningServer) -> None:
+    """A key allowed DescribeStreamProcessor but not the camera cannot pull a frame from someone else's
+    camera through a processor's snapshot: a stopped processor's would be read from the camera with its
+    stored password (issue 13). Refused before anything connects; a running processor's snapshot too."""
+    with socket.socket() as camera:  # the admin's camera: a listener that counts who connects
+        camera.bind(("127.0.0.1", 0))
+        camera.listen(8)
+        camera.setblocking(False)
+        port = camera.getsockname()[1]
+        processors(served).cameras.put_camera("lobby", f"rtsp://admin:hunter2@127.0.0.1:{port}/lobby")
+        admin = served.client()
+        create(admin, "door", input=LOBBY_CAMERA)
+        create(admin, "side", input=f"rtsp://viewer:s3cr3t@127.0.0.1:{port}/side")
+        key = new_key(served, "describer", policy(allow("rekognition:*StreamProcessor*", PROCESSORS)))
+        url = "arn:keeneye:url:::" + f"rtsp://127.0.0.1:{port}/side"
+        attacks = (("door", "keeneye:UseCamera", LOBBY_CAMERA), ("side", "keeneye:UseUrl", url))
+        with _browser(served) as console:
+            assert _sign_in(console, key.access_key_id, key.secret_access_key).status_code == 303
+            for name, action, resource in attacks:
+                r = httpx.get(
+                    f"{served.url}/v1/stream-processors/{name}/snapshot", headers=bearer(key), timeout=30
+                )
+                message = native_refused(r, action, resource)
+                assert "hunter2" not in message and "s3cr3t" not in message
+                page = console.get(f"/console/processors/{name}/snapshot.jpg")
+                assert page.status_code == 403 and f"{action} on resource: {resource}" in page.text
+            with pytest.raises(BlockingIOError):  # the camera was never connected to
+                camera.accept()
+        # Running: the worker's latest frame is the same input, refused the same way.
+        admin.start_stream_processor(Name="door")
+        r = httpx.get(f"{served.url}/v1/stream-processors/door/snapshot", headers=bearer(key), timeout=30)
+        native_refused(r, "keeneye:UseCamera", LOBBY_CAMERA)
+        admin.stop_stream_processor(Name="door")
+        assert processors(served).wait_stopped("door", 60.0)
+    # The allowed path: with the camera's right the snapshot reads the camera (gone now: 503, no 403).
+    access_keys(served).set_policy(
+        "describer",
+        policy(
+            allow("rekognition:*StreamProcessor*", PROCESSORS),
+            allow("keeneye:UseCamera", "arn:aws:kinesisvideo:*:*:stream/lobby/*"),
+        ),
+        actor="cli",
+    )
+    r = httpx.get(f"{served.url}/v1/stream-processors/door/snapshot", headers=bearer(key), timeout=30)
+    assert r.status_code == 503 and "camera gave no frame" in r.text, r.text
+
+
+def test_options_and_console_lines_check_what_update_checks(served: RunningServer) -> None:
+    """PUT .../options and the console's lines change a processor as UpdateStreamProcessor does, and check
+    the same rights on its stored request: a key allowed Update on someone else's processor but not its
+    camera (or its output) cannot redraw its lines."""
+    processors(served).cameras.put_camera("lobby", "rtsp://admin:hunter2@127.0.0.1:1/lobby")
+    create(served.client(), "door", input=LOBBY_CAMERA, output="file://door.jsonl")
+    key = new_key(served, "line-drawer", policy(allow("rekognition:*StreamProcessor*", PROCESSORS)))
+    lines = [{"name": "in", "p1": [0.1, 0.5], "p2": [0.9, 0.5]}]
+    options = f"{served.url}/v1/stream-processors/door/options"
+    door_file = "arn:keeneye:file:::notifications/door.jsonl"
+    camera_only = policy(
+        allow("rekognition:*StreamProcessor*", PROCESSORS),
+        allow("keeneye:UseCamera", "arn:aws:kinesisvideo:*:*:stream/lobby/*"),
+    )
+    with _browser(served) as console:
+        assert _sign_in(console, key.access_key_id, key.secret_access_key).status_code == 303
+        csrf = _csrf(console, "/console/processors/door")
+        form = {"csrf_token": csrf, "lines": json.dumps(lines), "zones": "[]"}
+        for doc, action, resource in (
+            (None, "keeneye:UseCamera", LOBBY_CAMERA),
+            (camera_only, "keeneye:WriteFile", door_file),  # every right Update checks, not only the input
+        ):
+            if doc is not None:
+                access_keys(served).set_policy("line-drawer", doc, actor="cli")
+            r = httpx.put(options, json={"lines": lines}, headers=bearer(key), timeout=10)
+            native_refused(r, action, resource)
+            page = console.post("/console/processors/door/lines", data=form)
+            assert page.status_code == 403 and f"{action} on resource: {resource}" in page.text
+            assert processors(served).describe("door").options.get("lines", []) == []
+        # The allowed path: with the rights Update needs, both work.
+        access_keys(served).set_policy(
+            "line-drawer",
+            policy(
+                allow("rekognition:*StreamProcessor*", PROCESSORS),
+                allow("keeneye:UseCamera", "arn:aws:kinesisvideo:*:*:stream/lobby/*"),
+                allow("keeneye:WriteFile", door_file),
+            ),
+            actor="cli",
+        )
+        r = httpx.put(options, json={"lines": lines}, headers=bearer(key), timeout=10)
+        assert r.status_code == 200, r.text
+        assert console.post("/console/processors/door/lines", data=form).status_code == 303
+    assert [x["name"] for x in processors(served).describe("door").options["lines"]] == ["in"]
 
 
 # -- item 5: no URL password in DescribeStreamProcessor ---------------------------------------------------

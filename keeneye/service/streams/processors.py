@@ -82,7 +82,7 @@ from keeneye.service.review.negatives import filter_matches
 from keeneye.service.review.queue import Identification, ReviewQueue
 from keeneye.service.streams.cameras import CAMERA_ARN, Cameras, check_name
 from keeneye.service.streams.events import StreamEvents
-from keeneye.service.streams.rights import processor_rights
+from keeneye.service.streams.rights import input_rights, processor_rights
 from keeneye.service.streams.spec import (
     REQUEST_KEYS,
     ProcessorInfo,
@@ -255,6 +255,15 @@ class StreamProcessors:
         """:meth:`rights` of a stored processor's request (NotFound without one): checked again before
         Start and Update, against the policy of the key that starts or updates it."""
         return self.rights(self.describe(name).request, collection_arn=collection_arn)
+
+    def input_rights(self, name: str) -> list[Right]:
+        """The rights reading a stored processor's input needs, as Start checks them (``keeneye:UseCamera``
+        on its camera, ``keeneye:UseUrl`` on its URL, ``s3:GetObject`` on a served file:
+        keeneye.service.streams.rights.input_rights); NotFound without the processor. A snapshot shows
+        that input, and reads it itself when the processor is not running, so the adapters check these
+        before :meth:`snapshot`."""
+        arn = str(self.describe(name).request["Input"]["KinesisVideoStream"]["Arn"])
+        return input_rights(arn, cameras=self.cameras, buckets=self._settings.server.buckets)
 
     def create(self, name: str, request: Mapping[str, Any]) -> str:
         """CreateStreamProcessor: validate and store (STOPPED); the ARN. ResourceInUse for a taken name."""
@@ -656,7 +665,9 @@ class StreamProcessors:
         """A JPEG of the processor's current input, un-annotated (for drawing lines and zones on): the
         running worker's latest frame, or one frame read now from its input as its worker would
         (Cameras.grab: egress policy, a few seconds at most). NotFound; BackendUnavailable when a running
-        processor has no frame (its camera is down: its status says why) or the camera gives none."""
+        processor has no frame (its camera is down: its status says why) or the camera gives none. The
+        caller must hold :meth:`input_rights` (checked by the adapters, running or not: the processor
+        may stop between their check and this read, which then connects to the camera)."""
         info = self.describe(name)
         running, jpeg = self._workers.snapshot(name, SNAPSHOT_TIMEOUT_S)
         if jpeg is not None:
