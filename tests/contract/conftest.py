@@ -31,6 +31,7 @@ from keeneye.aws.images import ImageLoader
 from keeneye.config import ServerSettings, Settings, VideoJobSettings
 from keeneye.service.container import Services
 from keeneye.service.faces.analysis import FaceService
+from keeneye.store.db import Store
 from tests.aws.signing import AKID, KEYS, SECRET
 from tests.factories import LOOPBACK_EGRESS
 from tests.pg import on_postgres
@@ -54,6 +55,7 @@ class RunningServer:
     app: Any = None
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
+    _stores: list[Store] = field(default_factory=list)
 
     def start(self) -> RunningServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -97,6 +99,16 @@ class RunningServer:
             self._thread.join(timeout=15)
             assert not self._thread.is_alive(), "the test server did not stop"
         self._server = self._thread = None
+        for store in self._stores:  # on PostgreSQL an open pool keeps connections (ResourceWarning)
+            store.close()
+        self._stores.clear()
+
+    def open_store(self) -> Store:
+        """A store on this server's database, as ``keeneye keys`` opens one beside a running server;
+        closed when the server stops."""
+        store = Store.open(self.data_dir, self.database_url)
+        self._stores.append(store)
+        return store
 
     def client(self, **kwargs: Any) -> Any:
         """A boto3 Rekognition client for this server (keyword arguments override the defaults)."""

@@ -18,7 +18,6 @@ from keeneye.config import ServerSettings
 from keeneye.service.governance.audit import AuditLog
 from keeneye.service.governance.credentials import AccessKey
 from keeneye.service.governance.keys import AccessKeys
-from keeneye.store.db import Store
 from tests.aws.signing import SECRET, sign
 from tests.contract.conftest import RunningServer
 from tests.pg import database_dump
@@ -43,7 +42,7 @@ def deny(action: Any, resource: Any = "*") -> dict[str, Any]:
 
 def access_keys(server: RunningServer) -> AccessKeys:
     """Key management on the server's own data directory (as `keeneye keys` does)."""
-    store = Store.open(server.data_dir, server.database_url)
+    store = server.open_store()
     return AccessKeys(store, server.data_dir, AuditLog(store))
 
 
