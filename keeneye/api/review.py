@@ -144,7 +144,7 @@ def decide(identification_id: str, caller: Caller = allowed(REVIEW, identificati
 
 @router.get(
     "/v1/collections/{collection_id}/review-required",
-    summary="Whether a collection's matches wait for review before stream sinks get them (authenticated)",
+    summary="Whether a collection's matches wait for review before sinks get them (authenticated)",
 )
 def get_review_required(
     request: Request,
@@ -159,9 +159,9 @@ def get_review_required(
 
 @router.put(
     "/v1/collections/{collection_id}/review-required",
-    summary="Hold stream records of a collection's matches until a person confirms them (authenticated)",
-    description='Body: {"review_required": true | false}. Applies from a stream processor\'s next start. '
-    "Audited.",
+    summary="Hold sink records of a collection's matches until a person confirms them (authenticated)",
+    description='Body: {"review_required": true | false}. Applies from a stream processor\'s next start, '
+    "and to uploads analysed from now on. Audited.",
 )
 def set_review_required(
     request: Request,

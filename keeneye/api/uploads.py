@@ -51,7 +51,7 @@ def post_upload_events(caller: Caller = allowed("keeneye:PostUploadEvent")) -> d
     summary="Upload events, newest first: state, attempts, last error, result (authenticated)",
 )
 def list_upload_events(
-    state: Annotated[str | None, Query(description="queued, running, succeeded or failed")] = None,
+    state: Annotated[str | None, Query(description="queued, running, held, succeeded or failed")] = None,
     limit: Annotated[int, Query(description="At most this many events (1-1000)")] = 100,
     caller: Caller = allowed(MANAGE_UPLOAD_RULES),
 ) -> dict[str, Any]:

@@ -197,6 +197,7 @@ def _folder_service(settings: Settings, root: Path, collection: str) -> tuple[Up
     """The upload service of the data directory, reading files of ``root``; the collection must exist
     (NotFound now, not at the first file). Events interrupted by an earlier run are queued again."""
     from keeneye.service.builder import ServiceBuilder
+    from keeneye.service.review.queue import ReviewQueue
     from keeneye.service.uploads.service import UploadService
     from keeneye.streams.egress import EgressPolicy
 
@@ -211,6 +212,9 @@ def _folder_service(settings: Settings, root: Path, collection: str) -> tuple[Up
         audit=services.audit,
         jsonl_dir=settings.data_dir / "notifications",
         egress=EgressPolicy.unrestricted(),  # the operator's own --sink (docs/security.md)
+        # Matches are queued for review as the server's are; a collection that requires review holds
+        # the --sink record until a reviewer (on the server) confirms it: run_due sees the decision.
+        review=ReviewQueue(services.store, audit=services.audit),
     )
     service.requeue_interrupted("folder")
     return service, collections

@@ -335,6 +335,23 @@ class UploadEventRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class UploadHoldRow(Base):
+    """A search rule's sink record held until a reviewer decides its identification: the collection
+    requires review (keeneye/service/uploads/service.py). ``record`` is the message as it will be sent;
+    the event (``event_id``) waits in state ``held``. Sent, then deleted, once the identification is
+    CONFIRMED; deleted unsent when it is REJECTED; deleted with the identification (its collection's
+    retention, the collection's deletion: ON DELETE CASCADE)."""
+
+    __tablename__ = "upload_holds"
+
+    identification_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("identifications.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class CameraRow(Base):
     """A camera registered by name (``PUT /v1/cameras/{name}``), what a stream processor's
     ``Input.KinesisVideoStream.Arn`` ``arn:aws:kinesisvideo:<region>:<account>:stream/<name>/<n>`` names.

@@ -32,7 +32,7 @@ from keeneye.service.governance.audit import AuditLog
 from keeneye.service.governance.credentials import AccessKey
 from keeneye.service.governance.keys import AccessKeys
 from keeneye.store.db import Store
-from tests.aws.signing import SECRET
+from tests.aws.signing import AKID, SECRET
 from tests.contract.conftest import RunningServer
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
@@ -216,6 +216,69 @@ def test_search_rule_sends_matches_to_a_jsonl_sink(
     assert (queued.source_kind, queued.source_name) == ("upload", "photos/door/1.jpg")
     assert queued.face_id == face_id and queued.has_crop and queued.status == "PENDING"
     assert queued.session_id == event_id
+    # Sent before any review (the collection does not require one), and the record says so.
+    review = {"IdentificationId": queued.identification_id, "Status": "PENDING", "By": None, "At": None}
+    assert message["Keeneye"] == {"Review": review} and done["result"]["review"] == review
+
+
+def test_a_collection_that_requires_review_holds_upload_matches_until_confirmed(
+    start_server: Callable[..., RunningServer], s3: S3Api, photos: Path
+) -> None:
+    """Held durably (a restart in between), sent once CONFIRMED and marked so; a REJECTED one never."""
+    server = start_server(s3_endpoint=s3.url)
+    rekognition = server.client()
+    rekognition.create_collection(CollectionId="staff")
+    rekognition.index_faces(
+        CollectionId="staff", Image={"Bytes": (photos / "obama3.jpg").read_bytes()}, ExternalImageId="obama"
+    )
+    r = httpx.put(
+        f"{server.url}/v1/collections/staff/review-required", json={"review_required": True}, headers=ADMIN
+    )
+    assert r.status_code == 200, r.text
+    rule = {"task": "search-faces", "collection_id": "staff", "sink": {"jsonl": {"name": "m.jsonl"}}}
+    assert put_rule(server, "photos", rule).status_code == 200
+    for key in ("door/1.jpg", "door/2.jpg"):
+        s3.client().put_object(Bucket="photos", Key=key, Body=(photos / "obama-480p.jpg").read_bytes())
+    body = post(server, event("photos", "door/1.jpg"), event("photos", "door/2.jpg", sequencer="0002")).json()
+    confirmed, rejected = (record["event_id"] for record in body["records"])
+    settled = ("held", "succeeded", "failed")
+    for event_id in (confirmed, rejected):
+        held = wait_done(server, event_id, until=lambda info: info["state"] in settled)
+        assert held["state"] == "held" and held["result"]["review"]["Status"] == "PENDING", held
+    sink = server.data_dir / "notifications" / "m.jsonl"
+    assert not sink.exists()  # nothing reached the sink before review
+
+    server.stop()  # what is held is in the database: a restart loses nothing
+    server = start_server(data_dir=server.data_dir, s3_endpoint=s3.url)
+    ids = {i["session_id"]: i["identification_id"] for i in _identifications(server)}
+    assert set(ids) == {confirmed, rejected}
+    for event_id, decision in ((rejected, "REJECTED"), (confirmed, "CONFIRMED")):
+        state = httpx.get(f"{server.url}/v1/upload-events/{event_id}", headers=ADMIN).json()["state"]
+        assert state == "held"
+        r = httpx.post(
+            f"{server.url}/v1/identifications/{ids[event_id]}/decision",
+            json={"Decision": decision},
+            headers=ADMIN,
+        )
+        assert r.status_code == 200, r.text
+    sent = wait_done(server, confirmed)
+    dropped = wait_done(server, rejected)
+    assert (sent["state"], dropped["state"]) == ("succeeded", "succeeded"), (sent, dropped)
+    assert dropped["result"]["review"]["Status"] == "REJECTED"
+    (line,) = sink.read_text().splitlines()
+    message = json.loads(line)
+    assert message["key"] == "door/1.jpg" and message["matches"][0]["ExternalImageId"] == "obama"
+    review = message["Keeneye"]["Review"]
+    assert review["IdentificationId"] == ids[confirmed] and review["Status"] == "CONFIRMED"
+    assert review["By"] == AKID and review["At"] and sent["result"]["review"] == review
+    time.sleep(0.5)
+    assert len(sink.read_text().splitlines()) == 1  # the rejected one never follows
+
+
+def _identifications(server: RunningServer) -> list[dict[str, Any]]:
+    r = httpx.get(f"{server.url}/v1/identifications?collection=staff", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    return list(r.json()["identifications"])
 
 
 def test_s3_down_is_retried_and_a_corrupt_object_fails(
@@ -246,7 +309,7 @@ def test_s3_down_is_retried_and_a_corrupt_object_fails(
 
 
 def _key(server: RunningServer, name: str, *actions: str) -> dict[str, str]:
-    store = Store.open(server.data_dir, server.database_url)
+    store = server.open_store()
     doc = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}],

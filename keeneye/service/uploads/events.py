@@ -19,8 +19,8 @@ from keeneye.core.errors import InvalidParameter
 from keeneye.store.tables import UploadEventRow
 from keeneye.streams.sinks import SinkSpec, redacted
 
-EventState = Literal["queued", "running", "succeeded", "failed"]
-EVENT_STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed")
+EventState = Literal["queued", "running", "held", "succeeded", "failed"]
+EVENT_STATES: tuple[str, ...] = ("queued", "running", "held", "succeeded", "failed")
 _EXTERNAL_OK = re.compile(r"[^a-zA-Z0-9_.\-:]")
 
 

@@ -4,6 +4,14 @@ or searched, once per object version, retried, audited (docs/uploads.md).
 * A **rule** per bucket says what to do with its new images: ``index-faces`` into a collection, or
   ``search-faces`` in a collection with the matches sent to a sink (keeneye.streams.sinks). Rules and
   the parsing of notifications are keeneye/service/uploads/events.py.
+* A search's best match is queued for a person's review (keeneye/service/review/queue.py; one
+  identification per event, its id derived from the event's). When the collection requires review
+  (``review_required``), a record with matches is not sent: it is stored in ``upload_holds`` with
+  the identification (keeneye/service/uploads/holds.py), the event waits in state ``held``, and it
+  is sent once a reviewer CONFIRMED the identification (REJECTED: never sent; UNSURE: still held),
+  as a stream processor holds its records (keeneye/streams/review.py). Every sent record with
+  matches carries ``Keeneye.Review`` (``IdentificationId``, ``Status``, ``By``, ``At``), the field
+  stream records use.
 * Each event record is written to ``upload_events`` under a **dedup key**: SHA-256 of (source,
   bucket, key, version, sequencer), version being the object's versionId or, without versioning, its
   eTag (a watched file: the SHA-256 of its content). A second delivery of the same event finds the row
@@ -50,7 +58,7 @@ from keeneye.service.faces.collections import FaceCollections, ImageSearchResult
 from keeneye.service.governance.audit import AuditLog
 from keeneye.service.governance.sealing import SecretBox
 from keeneye.service.review.negatives import filter_matches
-from keeneye.service.review.queue import ReviewQueue
+from keeneye.service.review.queue import Identification, ReviewQueue
 from keeneye.service.uploads.events import (
     EVENT_STATES,
     EventInfo,
@@ -59,6 +67,13 @@ from keeneye.service.uploads.events import (
     UploadRule,
     external_image_id,
     parse_s3_event,
+)
+from keeneye.service.uploads.holds import (
+    UNSENT_ERROR,
+    Held,
+    UploadHolds,
+    identification_id_of,
+    review_of_identification,
 )
 from keeneye.store.db import Store
 from keeneye.store.tables import UploadEventRow, UploadRuleRow
@@ -115,7 +130,10 @@ class UploadService:
         self._audit = audit
         self._jsonl_dir = jsonl_dir or store.data_dir / "notifications"
         self._clock = clock
-        self.wakeup = threading.Event()  # set when an event is queued
+        self._holds = UploadHolds(store, clock)
+        self.wakeup = threading.Event()  # set when an event is queued or an upload's match decided
+        if review is not None:
+            review.add_listener(self._review_decided)
 
     # -- rules ------------------------------------------------------------------------------------
     def put_rule(self, bucket: str, doc: Any) -> UploadRule:
@@ -264,6 +282,7 @@ class UploadService:
         """Process every queued event of ``source`` that is due now; what became of them. A server runs
         ``s3`` events (read from its buckets), ``keeneye watch-folder`` its ``folder`` events: both
         may share one data directory."""
+        self._holds.settle(source)
         ran: list[EventInfo] = []
         while True:
             with self._store.transaction() as s:
@@ -296,19 +315,56 @@ class UploadService:
                 )
             info = self.info(event_id)
         try:
+            held = self._holds.of(event_id)
+            if held is not None:
+                return self._release(info, held)
+            if info.result is not None and "review" in info.result:
+                # It was held, and its hold went with its identification (retention, the collection).
+                return self._finish(info, "failed", info.result, error=UNSENT_ERROR)
             rule = self._rule_of(event_id)
             image = data if data is not None else self._read(info)
-            result = self._run(info, rule, image)
+            result, hold = self._run(info, rule, image)
         except (KeeneyeError, SQLAlchemyError, OSError) as exc:
             return self._failed(info, exc)
+        if hold is None:
+            return self._finish(info, "succeeded", result)
+        self._holds.hold(event_id, *hold, result)
+        log.info("upload event %s (%s/%s) held for review", event_id, info.bucket, info.key)
+        return self.info(event_id)
+
+    def _finish(
+        self, info: EventInfo, state: str, result: dict[str, Any], *, error: str | None = None
+    ) -> EventInfo:
         with self._store.transaction() as s:
             s.execute(
                 update(UploadEventRow)
-                .where(UploadEventRow.event_id == event_id)
-                .values(state="succeeded", result=result, last_error=None, finished_at=self._clock())
+                .where(UploadEventRow.event_id == info.event_id)
+                .values(state=state, result=result, last_error=error, finished_at=self._clock())
             )
-        log.info("upload event %s (%s/%s) succeeded", event_id, info.bucket, info.key)
-        return self.info(event_id)
+        log.info("upload event %s (%s/%s) %s", info.event_id, info.bucket, info.key, state)
+        return self.info(info.event_id)
+
+    # -- held for review ----------------------------------------------------------------------------
+    def _review_decided(self, decided: Identification) -> None:
+        """A reviewer decided an identification: an upload's wakes the worker, which sends or drops
+        what it held (UploadHolds.settle, then :meth:`_release`)."""
+        if decided.source_kind == "upload":
+            self.wakeup.set()
+
+    def _release(self, info: EventInfo, held: Held) -> EventInfo:
+        """A held event once its identification is decided: CONFIRMED, its record sent (marked so);
+        REJECTED, dropped unsent; then the hold deleted and the event succeeded. Undecided (UNSURE, or a
+        decision changed back): held again. A sink failure propagates (the event is retried)."""
+        result = {**(info.result or {}), "review": held.review}
+        if held.status not in ("CONFIRMED", "REJECTED"):
+            self._holds.wait(info.event_id, result)
+            return self.info(info.event_id)
+        if held.status == "CONFIRMED":
+            rule = self._rule_of(info.event_id)
+            if rule.sink is not None:
+                self._send(rule.sink, {**held.record, "Keeneye": {"Review": held.review}})
+        self._holds.drop(held.identification_id)
+        return self._finish(info, "succeeded", result)
 
     def _rule_of(self, event_id: str) -> UploadRule:
         with self._store.sessions() as s:
@@ -321,7 +377,10 @@ class UploadService:
         version = info.version[3:] if info.version.startswith("id:") else None
         return self._read_object(info.bucket, info.key, version)
 
-    def _run(self, info: EventInfo, rule: UploadRule, image: bytes) -> dict[str, Any]:
+    def _run(
+        self, info: EventInfo, rule: UploadRule, image: bytes
+    ) -> tuple[dict[str, Any], tuple[str, dict[str, Any]] | None]:
+        """What was done, and the record to hold for review (its identification id and the message)."""
         details = {"source": info.source, "event_id": info.event_id, "bucket": info.bucket, "key": info.key}
         if rule.task == "index-faces":
             indexed = self._collections.index_faces(
@@ -340,21 +399,24 @@ class UploadService:
                     request_faces=len(indexed.indexed) + len(indexed.unindexed),
                     details={**details, "face_ids": face_ids},
                 )
-            return {"face_ids": face_ids, "unindexed": len(indexed.unindexed)}
+            return {"face_ids": face_ids, "unindexed": len(indexed.unindexed)}, None
         try:
             found = self._collections.search_faces_by_image(
                 rule.collection_id, image, rule.threshold, quality_filter=rule.quality_filter or "NONE"
             )
         except NoFaceFound:
-            return {"faces": 0, "matches": []}
+            return {"faces": 0, "matches": []}, None
         key = self._collections.key(rule.collection_id)
         probe = found.searched
         if probe.embedding is not None and probe.embedder_id is not None:
             # A probe closer to a reviewer's rejected probe of a person than to the person is not them.
             kept = filter_matches(self._store, key, probe.embedding, probe.embedder_id, found.matches)
             found.matches = kept
-        if found.matches and self._review is not None:
+        identification = (
             self._queue_review(info, key, image, found)
+            if found.matches and self._review is not None
+            else None
+        )
         matches = [
             {
                 "FaceId": m.face.face_id,
@@ -373,30 +435,42 @@ class UploadService:
                 threshold=rule.threshold,
                 details=details,
             )
-        if matches and rule.sink is not None:
-            self._send(
-                rule.sink,
-                {
-                    **details,
-                    "collection_id": rule.collection_id,
-                    "threshold": rule.threshold,
-                    "version": info.version,
-                    "matches": matches,
-                    "searched_face_xyxy": [float(v) for v in found.searched.xyxy],
-                    "time": self._clock().isoformat(),
-                },
-            )
-        return {"faces": 1 + len(found.unsearched), "matches": matches}
+        result: dict[str, Any] = {"faces": 1 + len(found.unsearched), "matches": matches}
+        if identification is not None:
+            result["review"] = review_of_identification(identification)
+        if not matches or rule.sink is None:
+            return result, None
+        message: dict[str, Any] = {
+            **details,
+            "collection_id": rule.collection_id,
+            "threshold": rule.threshold,
+            "version": info.version,
+            "matches": matches,
+            "searched_face_xyxy": [float(v) for v in found.searched.xyxy],
+            "time": self._clock().isoformat(),
+        }
+        if self._review is not None and self._review.review_required(key):
+            # Held until CONFIRMED; a match the queue suppressed (this event's, already REJECTED) is
+            # never sent.
+            return result, (None if identification is None else (identification.identification_id, message))
+        if identification is not None:
+            message["Keeneye"] = {"Review": result["review"]}
+        self._send(rule.sink, message)
+        return result, None
 
-    def _queue_review(self, info: EventInfo, key: str, image: bytes, found: ImageSearchResult) -> None:
-        """The best match of an uploaded image into the review queue, with the searched face's crop."""
+    def _queue_review(
+        self, info: EventInfo, key: str, image: bytes, found: ImageSearchResult
+    ) -> Identification | None:
+        """The best match of an uploaded image into the review queue, with the searched face's crop;
+        the identification (None: suppressed, e.g. this event's match already rejected)."""
         assert self._review is not None
         top, probe = found.matches[0], found.searched
         try:
             crop = face_crop(decode_image(image), probe.xyxy)
         except KeeneyeError:  # already decoded once by the search: not expected; queued without a crop
             crop = None
-        self._review.record(
+        return self._review.record(
+            identification_id=identification_id_of(info.event_id),
             source_kind="upload",
             source_name=f"{info.bucket}/{info.key}",
             session_id=info.event_id,
