@@ -92,6 +92,7 @@ bench: setup
 	$(PY) bench/load.py > $(DATA_DIR)/bench/load.json
 	$(PY) bench/memory.py > $(DATA_DIR)/bench/memory.json
 	$(PY) bench/crash_loop.py > $(DATA_DIR)/bench/crash_loop.json
+	$(PY) bench/console.py > $(DATA_DIR)/bench/console.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
