@@ -143,6 +143,7 @@ def test_a_live_identification_appears_and_is_confirmed_in_the_review_queue(
     (listed,) = console.rows("table#processors")
     assert listed[:3] == ["stage", "running", "face search in hamilton"]
     screenshot("processors-running")
+    assert axe(console.driver) == []
     console.find("table#processors a").click()
     console.wait_for_path("/console/processors/stage")
     console.find("#stop-button").click()

@@ -120,7 +120,7 @@ def test_confirm_one_reject_another_and_find_both_in_the_audit_log(
 
 
 def test_a_key_that_may_only_look_sees_the_decisions_disabled_and_cannot_decide(
-    console: Console, shared_data: Path, screenshot: Callable[[str], Path]
+    console: Console, shared_data: Path, screenshot: Callable[[str], Path], axe: Axe
 ) -> None:
     first, _ = queue_two_identifications(console.server, shared_data)
     looks = ["keeneye:ListIdentifications", "rekognition:List*"]  # not keeneye:ReviewIdentification
@@ -131,6 +131,7 @@ def test_a_key_that_may_only_look_sees_the_decisions_disabled_and_cannot_decide(
     buttons = console.all("table#queue tr.identification button")
     assert len(buttons) == 6 and all(b.get_attribute("disabled") is not None for b in buttons)
     screenshot("review-read-only")
+    assert axe(console.driver) == []
     form = console.find(f"tr.identification[data-id='{first}'] button.confirm").find_element("xpath", "..")
     forged = console.fetch(
         (form.get_attribute("action") or "").removeprefix(console.server.url),

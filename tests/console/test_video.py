@@ -91,6 +91,7 @@ def test_upload_a_video_draw_a_line_track_people_and_see_the_plot(
     (job,) = console.rows("table#jobs")
     assert job[1:4] == ["PersonTracking", "videos/console-uploads/short_hamilton_clip.mp4", "succeeded"]
     screenshot("video")
+    assert axe(console.driver) == []
 
 
 def test_redact_a_photo_in_the_browser(

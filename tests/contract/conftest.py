@@ -28,7 +28,7 @@ from keeneye.app import (
     create_app,
 )
 from keeneye.aws.images import ImageLoader
-from keeneye.config import ServerSettings, Settings, VideoJobSettings
+from keeneye.config import EgressSettings, ServerSettings, Settings, VideoJobSettings
 from keeneye.service.container import Services
 from keeneye.service.faces.analysis import FaceService
 from keeneye.store.db import Store
@@ -50,6 +50,7 @@ class RunningServer:
     video_jobs: VideoJobSettings = field(default_factory=VideoJobSettings)
     s3_endpoint: str | None = None
     database_url: str | None = None
+    egress: EgressSettings = LOOPBACK_EGRESS
     url: str = ""
     services: Services | None = None
     app: Any = None
@@ -70,7 +71,7 @@ class RunningServer:
             models_path=self.models_dir,
             server=ServerSettings(host="127.0.0.1", port=port, buckets=self.buckets),
             video_jobs=self.video_jobs,
-            egress=LOOPBACK_EGRESS,
+            egress=self.egress,
         )
         collections, audit = build_collection_services(settings, self.faces)
         images = ImageLoader(dict(self.buckets), self.s3_endpoint)
@@ -187,7 +188,8 @@ def start_server(
 ) -> Iterator[Callable[..., RunningServer]]:
     """Start servers (stopped at the end of the test); pass ``data_dir`` to reuse one, ``video_jobs``
     for the stored-video job settings, ``s3_endpoint`` for buckets behind an S3 API, ``database_url``
-    to share a database between data directories (several servers on one PostgreSQL database).
+    to share a database between data directories (several servers on one PostgreSQL database),
+    ``egress`` for another egress policy than the tests' (loopback allowed).
 
     With ``KEENEYE_TEST_DATABASE=postgresql`` each data directory gets a new PostgreSQL database of its
     own (the same one when a server starts again on it), as it gets its own SQLite file otherwise."""
@@ -200,6 +202,7 @@ def start_server(
         video_jobs: VideoJobSettings | None = None,
         s3_endpoint: str | None = None,
         database_url: str | None = None,
+        egress: EgressSettings = LOOPBACK_EGRESS,
     ) -> RunningServer:
         data_dir = data_dir or tmp_path / "data"
         if database_url is None and data_dir not in databases:
@@ -214,6 +217,7 @@ def start_server(
             video_jobs or VideoJobSettings(),
             s3_endpoint,
             database_url or databases[data_dir],
+            egress,
         ).start()
         running.append(server)
         return server

@@ -1,20 +1,24 @@
 """The SSRF findings of issue 13 (item 2) as an attacker with a key would try them against a real server:
 every place a URL is registered refuses the metadata address (also as IPv4-mapped IPv6), keeneye's own
 port and, for sinks, the LAN, with InvalidParameter(Exception) naming the rule. Nothing is started:
-refusals happen at registration, and the one address accepted (a LAN camera) is never connected to.
+refusals happen at registration (and again at Start, once the policy is narrowed), and the one address
+accepted (a LAN camera) is never connected to.
 The server allows loopback (its test cameras listen there) and knows its own port
 (tests/contract/conftest.py).
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from keeneye.config import EgressSettings
 from tests.aws.signing import SECRET
 from tests.contract.conftest import RunningServer
 
@@ -106,3 +110,33 @@ def test_create_stream_processor_refuses_ssrf_inputs_and_outputs(server: Running
         assert code == "InvalidParameterException" and rule in message, (input_url, output_url, message)
         assert "egress policy" in message
     assert client.list_stream_processors()["StreamProcessors"] == []
+
+
+def test_start_checks_the_egress_policy_again(
+    start_server: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    """A processor created while its camera's network was allowed is refused at Start once the policy
+    no longer allows it (the operator narrowed it, and the server started again): Start checks again,
+    with the same neutral message naming the rule, and the camera is never connected to."""
+    with socket.socket() as camera:  # a listener on 127.0.0.1 that records any connection
+        camera.bind(("127.0.0.1", 0))
+        camera.listen()
+        port = camera.getsockname()[1]
+        server = start_server(data_dir=tmp_path / "data")
+        server.client().create_stream_processor(
+            Name="door",
+            Input={"KinesisVideoStream": {"Arn": f"rtsp://127.0.0.1:{port}/cam"}},
+            Output={"KinesisDataStream": {"Arn": "file://door.jsonl"}},
+            Settings={"ConnectedHome": {"Labels": ["PERSON"]}},
+            RoleArn=ROLE,
+        )
+        server.stop()
+        narrowed = start_server(data_dir=tmp_path / "data", egress=EgressSettings())  # the defaults
+        client = narrowed.client()
+        code, message = _aws_error(lambda: client.start_stream_processor(Name="door"))
+        assert code == "InvalidParameterException" and "egress policy" in message, message
+        assert "loopback address" in message and str(port) not in message, message  # the rule, not the port
+        assert client.describe_stream_processor(Name="door")["Status"] == "STOPPED"
+        camera.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            camera.accept()  # nobody came
