@@ -1,12 +1,14 @@
 """Recorded video and redaction in the console, in headless Chromium on a real server with a served
 bucket: upload a video, draw a counting line on its first frame with two clicks, start person tracking,
 follow the job until it ends (the page reloads itself), then find the player with its track overlay and
-the in/out plot of the line; and redact a photo with two faces in the browser."""
+the in/out plot of the line; pick a video already in the bucket and find the people of a collection in
+it; and redact a photo with two faces in the browser."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,9 @@ from typing import Any
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.select import Select
 
+from keeneye.config import VideoJobSettings
 from tests.console.pages import Console
 from tests.contract.conftest import RunningServer
 
@@ -108,3 +112,60 @@ def test_redact_a_photo_in_the_browser(
     )
     screenshot("redact-result")
     assert axe(console.driver) == []
+
+
+def test_pick_a_served_video_and_find_the_people_of_a_collection(
+    driver: WebDriver,
+    start_server: Callable[..., RunningServer],
+    shared_data: Path,
+    tmp_path: Path,
+    axe: Axe,
+) -> None:
+    """A face search started from the console on a video already in a bucket: the job page lists the
+    matches (Lin-Manuel Miranda, enrolled from one photo; nobody else), and each is a lead queued for
+    review, as the API's StartFaceSearch does."""
+    clip = "short_hamilton_clip.mp4"
+    (tmp_path / "videos").mkdir()
+    shutil.copyfile(shared_data / "video/face_clips" / clip, tmp_path / "videos" / clip)
+    server = start_server(
+        buckets={"videos": tmp_path / "videos"}, video_jobs=VideoJobSettings(workers=1, target_fps=5.0)
+    )
+    admin = server.client()
+    admin.create_collection(CollectionId="hamilton")
+    face_ids = {}
+    for name in ("lin-manuel-miranda", "alex-lacamoire"):
+        photo = (shared_data / "faces/face_recognition" / f"{name}.png").read_bytes()
+        indexed = admin.index_faces(
+            CollectionId="hamilton", Image={"Bytes": photo}, ExternalImageId=name, MaxFaces=1
+        )
+        face_ids[name] = indexed["FaceRecords"][0]["Face"]["FaceId"]
+    console = Console(driver, server)
+    console.signed_in()
+    console.open(f"/console/video/new?bucket=videos&video={clip}")
+    Select(console.find("#v-kind")).select_by_value("FaceSearch")
+    Select(console.find("#v-collection")).select_by_visible_text("hamilton")
+    console.find("#start-job-button").click()
+    console.wait(
+        lambda: console.path.startswith("/console/video/") and console.path != "/console/video/new", "job"
+    )
+    ended = "const s = document.getElementById('job-state'); return s && s.dataset.state"
+    state = console.wait(
+        lambda: (
+            console.driver.execute_script(ended) in ("SUCCEEDED", "FAILED")
+            and console.driver.execute_script(ended)
+        ),
+        "the job to end (the page reloads itself)",
+        JOB_S,
+    )
+    assert state == "SUCCEEDED", console.find("#job-state").text
+    rows = console.rows("table#job-matches")
+    assert len(rows) >= 5, rows  # he sings for ~4 s, analysed at 5 frames a second
+    matched = " ".join(r[2] for r in rows)
+    assert face_ids["lin-manuel-miranda"] in matched and face_ids["alex-lacamoire"] not in matched
+    assert axe(console.driver) == []
+    job_id = console.path.rsplit("/", 1)[1]
+    assert admin.get_face_search(JobId=job_id)["JobStatus"] == "SUCCEEDED"
+    review = server.services.review if server.services is not None else None
+    assert review is not None
+    queued = review.list(status="PENDING", source_kind="video")
+    assert queued and {i.face_id for i in queued} == {face_ids["lin-manuel-miranda"]}
