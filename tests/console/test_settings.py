@@ -1,7 +1,7 @@
 """A collection's settings and the cameras in the console, in headless Chromium on a real server: set a
 collection's retention and require review, delete the collection; register a camera (its password never
-shown) and find it among the cameras a new processor may use. What the pages did is checked through the
-API and in the audit log, under the signed-in key."""
+shown) and find it among the cameras a new processor may use; both with the keyboard alone too. What the
+pages did is checked through the API and in the audit log, under the signed-in key."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.select import Select
 
@@ -102,3 +105,42 @@ def test_register_a_camera_with_its_password_hidden(
     console.wait(lambda: console.status() == 400, "the refusal")
     console.open("/console/processors")
     assert [r[0] for r in console.rows("table#cameras")] == ["door"]
+
+
+def _tab_to(console: Console, css: str, limit: int = 80) -> None:
+    """Press Tab until the element ``css`` has the focus (AssertionError after ``limit`` presses)."""
+    target = console.find(css)
+    for _ in range(limit):
+        ActionChains(console.driver).send_keys(Keys.TAB).perform()
+        if console.driver.switch_to.active_element == target:
+            return
+    raise AssertionError(f"Tab never reached {css}")
+
+
+def test_a_camera_and_a_collection_setting_with_the_keyboard_alone(console: Console) -> None:
+    """The forms an operator fills most are reachable and usable without a mouse: Tab to each field in
+    turn, type, Enter on the button (the order is the page's, top to bottom)."""
+    console.server.client().create_collection(CollectionId="night-shift")
+    url = f"rtsp://127.0.0.1:{free_port()}/gate"  # stored, never opened
+    console.signed_in()
+    console.open("/console/processors")
+    console.driver.find_element(By.TAG_NAME, "body").click()
+    _tab_to(console, "#c-name")
+    ActionChains(console.driver).send_keys("gate").perform()
+    ActionChains(console.driver).send_keys(Keys.TAB).perform()
+    assert console.driver.switch_to.active_element == console.find("#c-url")
+    ActionChains(console.driver).send_keys(url).perform()
+    ActionChains(console.driver).send_keys(Keys.TAB).perform()
+    assert console.driver.switch_to.active_element.text == "Register"
+    ActionChains(console.driver).send_keys(Keys.ENTER).perform()
+    console.wait(lambda: any(r[0] == "gate" for r in console.rows("table#cameras")), "the camera listed")
+
+    console.open("/console/collections/night-shift")
+    console.driver.find_element(By.TAG_NAME, "body").click()
+    _tab_to(console, "#retention_days")
+    ActionChains(console.driver).send_keys("7", Keys.ENTER).perform()  # Enter in a field submits its form
+    console.wait(lambda: "faces kept 7 days" in console.find("main").text, "the retention saved")
+    _tab_to(console, "#review_required")
+    ActionChains(console.driver).send_keys(Keys.SPACE).perform()  # Space ticks a checkbox
+    ActionChains(console.driver).send_keys(Keys.TAB, Keys.ENTER).perform()  # on to Save, pressed
+    console.wait(lambda: "matches wait for review" in console.find("main").text, "review required")
