@@ -48,6 +48,7 @@ def run_script(
     uid: int = 1000,
     sudo: bool = False,
     node: str = "v20.11.1",
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], list[str], set[str]]:
     """Run the script once; its result, the apt-get calls (``"UID ARGS"``) and what is installed after."""
     fake_bin, state, venv = tmp_path / "bin", tmp_path / "state", tmp_path / "venv"
@@ -60,16 +61,22 @@ def run_script(
     installed_file = state / "installed"
     if not installed_file.exists():  # a second run in the same tmp_path sees what the first installed
         installed_file.write_text("".join(f"{p}\n" for p in installed))
-    env = {
+    environment = {
         "PATH": f"{fake_bin}:/usr/bin:/bin",
         "STATE": str(state),
         "FAKE_UID": str(uid),
         "FAKE_SUDO": "ok" if sudo else "no",
         "FAKE_NODE": node,
         "VENV": str(venv),
+        **(env or {}),
     }
     result = subprocess.run(
-        ["bash", str(SCRIPT), group], env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path
+        ["bash", str(SCRIPT), group],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
     )
     log = state / "apt.log"
     calls = log.read_text().splitlines() if log.exists() else []
@@ -132,3 +139,46 @@ def test_an_old_node_is_named(tmp_path: Path) -> None:
     command = result.stderr.strip().splitlines()[-1].strip()
     assert command.startswith(("curl -fsSL https://deb.nodesource.com/setup_20.x", "sudo apt-get install"))
     assert "apt-get install -y nodejs" in command
+
+
+def _ubuntu(tmp_path: Path, version: str) -> Path:
+    release = tmp_path / "os-release"
+    release.write_text(f'ID=ubuntu\nVERSION_ID="{version}"\n')
+    return release
+
+
+def test_on_ubuntu_apt_is_not_asked_for_chromium_and_one_message_names_the_snap(tmp_path: Path) -> None:
+    """Ubuntu has no Chromium in apt (chromium-browser installs the snap): the rest is installed as on
+    Debian, then one message says how to get the browser and name it to the tests."""
+    others = [p for p in TEST_PACKAGES if p not in browser.PACKAGES]
+    env = {"OS_RELEASE": str(_ubuntu(tmp_path, "24.04")), "KEENEYE_CHROMIUM": str(tmp_path / "none")}
+    result, calls, installed = run_script(tmp_path, "test", installed=[], uid=0, env=env)
+    assert result.returncode == 1
+    assert calls[-1].endswith(f"install -y --no-install-recommends {' '.join(others)}")
+    assert not set(browser.PACKAGES) & installed
+    assert result.stderr.splitlines()[-1] == (
+        "    sudo snap install chromium && export KEENEYE_CHROMIUM=/snap/bin/chromium "
+        "KEENEYE_CHROMEDRIVER=/snap/bin/chromium.chromedriver"
+    )
+    # With a browser and driver named (the snap's), the set-up passes.
+    for name in ("chromium", "chromium.chromedriver"):
+        (tmp_path / name).touch(mode=0o755)
+    env |= {
+        "KEENEYE_CHROMIUM": str(tmp_path / "chromium"),
+        "KEENEYE_CHROMEDRIVER": str(tmp_path / "chromium.chromedriver"),
+    }
+    again, _, _ = run_script(tmp_path, "test", installed=[], uid=0, env=env)
+    assert (again.returncode, again.stderr) == (0, ""), again.stderr
+
+
+def test_an_old_node_on_ubuntu_24_is_answered_with_apt(tmp_path: Path) -> None:
+    for name in ("chromium", "chromedriver"):
+        (tmp_path / name).touch(mode=0o755)
+    env = {
+        "OS_RELEASE": str(_ubuntu(tmp_path, "24.04")),
+        "KEENEYE_CHROMIUM": str(tmp_path / "chromium"),
+        "KEENEYE_CHROMEDRIVER": str(tmp_path / "chromedriver"),
+    }
+    result, _, _ = run_script(tmp_path, "test", installed=TEST_PACKAGES, node="v18.19.1", env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == "    sudo apt-get install -y nodejs npm"

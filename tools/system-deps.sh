@@ -10,7 +10,9 @@
 #
 # Silent and fast (dpkg-query only, no apt-get update) when everything is there. What is missing is installed
 # with apt-get as root, or with sudo when it needs no password; otherwise it stops at once with one message
-# naming the command to run. Environment: PYTHON (default python3), VENV (default .venv).
+# naming the command to run. Environment: PYTHON (default python3), VENV (default .venv), OS_RELEASE (default
+# /etc/os-release), KEENEYE_CHROMIUM and KEENEYE_CHROMEDRIVER (a browser and driver other than Debian's, as
+# tests/console/browser.py reads them).
 set -euo pipefail
 
 group=${1:-test}
@@ -23,6 +25,11 @@ TEST_PACKAGES=(mosquitto gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plug
     chromium chromium-driver)
 # tests/pg.py runs Debian's PostgreSQL server (initdb, postgres) on 127.0.0.1 for the PostgreSQL tests.
 TEST_PACKAGES+=(postgresql)
+OS_RELEASE=${OS_RELEASE:-/etc/os-release}
+os=$(. "$OS_RELEASE" 2>/dev/null && echo "${ID:-}:${VERSION_ID:-}") || os=
+# Ubuntu has no Chromium in apt (its chromium-browser package installs the snap): apt-get is not asked for
+# it there; the browser check at the end names what to run instead.
+BROWSER_PACKAGES=(chromium chromium-driver)
 
 case $group in
 setup | test) ;;
@@ -40,7 +47,10 @@ missing_packages() {
     fi
     command -v npm >/dev/null || echo npm
     if [[ $group == test ]]; then
-        for p in "${TEST_PACKAGES[@]}"; do installed "$p" || echo "$p"; done
+        for p in "${TEST_PACKAGES[@]}"; do
+            if [[ $os == ubuntu:* && " ${BROWSER_PACKAGES[*]} " == *" $p "* ]]; then continue; fi
+            installed "$p" || echo "$p"
+        done
     fi
 }
 
@@ -82,7 +92,7 @@ if [[ $group == test ]]; then
     if [[ ! $major =~ ^[0-9]+$ ]] || ((major < NODE_MAJOR)); then
         # Debian 13 and Ubuntu 24.04 ship Node.js >= 20; Debian 12 and Ubuntu 22.04 ship 18 and 12: for those,
         # NodeSource's packages (its documented set-up script adds its apt source, then apt-get installs).
-        if [[ $(. /etc/os-release 2>/dev/null && echo "${ID:-}:${VERSION_ID:-}") =~ ^(debian:1[3-9]|ubuntu:2[4-9]) ]]; then
+        if [[ $os =~ ^(debian:1[3-9]|ubuntu:2[4-9]) ]]; then
             how="sudo apt-get install -y nodejs npm"
         else
             how="curl -fsSL https://deb.nodesource.com/setup_$NODE_MAJOR.x | sudo -E bash - && sudo apt-get install -y nodejs"
@@ -90,6 +100,18 @@ if [[ $group == test ]]; then
         echo "keeneye: the tests need Node.js >= $NODE_MAJOR (the AWS SDK for JavaScript v3); node here:" \
             "$version. Install it, then run make again:" >&2
         echo "    $how" >&2
+        exit 1
+    fi
+fi
+
+if [[ $group == test && $os == ubuntu:* ]]; then
+    chromium=${KEENEYE_CHROMIUM:-/usr/lib/chromium/chromium}
+    driver=${KEENEYE_CHROMEDRIVER:-/usr/bin/chromedriver}
+    if [[ ! -x $chromium || ! -x $driver ]]; then
+        echo "keeneye: the console tests need Chromium and its chromedriver ($chromium, $driver not found);" \
+            "Ubuntu ships them as a snap. Install it and name its two programs, then run make again:" >&2
+        echo "    sudo snap install chromium && export KEENEYE_CHROMIUM=/snap/bin/chromium" \
+            "KEENEYE_CHROMEDRIVER=/snap/bin/chromium.chromedriver" >&2
         exit 1
     fi
 fi

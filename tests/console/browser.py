@@ -31,8 +31,10 @@ PACKAGES = ("chromium", "chromium-driver")
 # The browser itself, not /usr/bin/chromium: that launcher script sources /etc/chromium.d (remote
 # extensions on, GPU rasterisation, a /dev/shm probe that prints shell errors on some machines); the
 # flags below are the whole configuration instead.
-CHROMIUM = Path("/usr/lib/chromium/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# KEENEYE_CHROMIUM / KEENEYE_CHROMEDRIVER name others (Ubuntu's snap: /snap/bin/chromium and
+# /snap/bin/chromium.chromedriver; tools/system-deps.sh says so there).
+CHROMIUM = Path(os.environ.get("KEENEYE_CHROMIUM") or "/usr/lib/chromium/chromium")
+CHROMEDRIVER = Path(os.environ.get("KEENEYE_CHROMEDRIVER") or "/usr/bin/chromedriver")
 AXE = REPO / "tests/js/node_modules/axe-core/axe.min.js"
 WIDTH, HEIGHT = 1280, 800
 # What the tests refuse: axe-core's two highest impacts (the others are "moderate" and "minor").
