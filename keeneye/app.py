@@ -50,7 +50,6 @@ from keeneye.aws.errors import AwsError
 from keeneye.aws.handlers import OPERATIONS, STREAM_OPERATIONS, VIDEO_OPERATIONS
 from keeneye.aws.images import ImageLoader
 from keeneye.config import ServerSettings, Settings
-from keeneye.core import regions
 from keeneye.core.budget import Budget
 from keeneye.core.errors import AccessDenied, BackendUnavailable, InvalidParameter
 from keeneye.service.builder import ServiceBuilder
@@ -440,14 +439,8 @@ def _resume_check(keys: KeyRing, services: Services) -> ResumeCheck:
         if found is None:
             raise AccessDenied(f"the access key that started it ({access_key}) is disabled or deleted")
         principal = found[1]
-        region, _ = regions.split_key(name)
-        collections = services.collections
-
-        def collection_arn(collection_id: str) -> str:
-            return "*" if collections is None else collections.in_region(region).arn(collection_id)
-
         needed = [("rekognition:StartStreamProcessor", processors.arn(name))]
-        needed += processors.stored_rights(name, collection_arn=collection_arn)
+        needed += processors.stored_rights(name)
         for action, resource in needed:
             if not principal.decide(action, resource):
                 raise AccessDenied(

@@ -25,7 +25,6 @@ Stream processors are regional, as on AWS: ``?region=`` names the region (defaul
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -77,15 +76,6 @@ def processor_key(request: Request) -> str:
 
 def processor_arn(request: Request, state: ApiState) -> str:
     return processors(state.services).arn(processor_key(request))
-
-
-def collection_arn_in(services: Services, key: str) -> Callable[[str], str]:
-    """CollectionId -> its ARN in the region of the processor ``key`` (what its FaceSearch names)."""
-    region, _ = regions.split_key(key)
-    collections = services.collections
-    return lambda collection_id: (
-        "*" if collections is None else collections.in_region(region).arn(collection_id)
-    )
 
 
 # -- cameras -------------------------------------------------------------------------------------------
@@ -206,8 +196,7 @@ def put_options(
     # What UpdateStreamProcessor checks: the stored request's camera, outputs, collection and channel,
     # under the caller's policy (a key allowed Update on someone else's processor must also be allowed
     # what it uses).
-    stored = service.stored_rights(key, collection_arn=collection_arn_in(caller.services, key))
-    caller.require(stored, where=f"PUT /v1/stream-processors/{name}/options")
+    caller.require(service.stored_rights(key), where=f"PUT /v1/stream-processors/{name}/options")
     options = service.set_options(key, caller.json('{"lines": [...]}'))
     caller.audit("PutStreamProcessorOptions", {"name": key})
     return options

@@ -195,7 +195,7 @@ async def start_processor(request: Request, name: str) -> Response:
         processors = _processors(request)
         key = _key(name)
         viewer.require("rekognition:StartStreamProcessor", processors.arn(key), "start a stream processor")
-        for right in processors.stored_rights(key, collection_arn=_collection_arn(request)):
+        for right in processors.stored_rights(key):
             viewer.require(right.action, right.resource, "start a stream processor")
         session = await blocking(lambda: processors.start(key, access_key=viewer.access_key_id))
         viewer.audit("StartStreamProcessor", {"name": key, "session_id": session, "via": "console"})
@@ -228,7 +228,7 @@ async def set_lines(request: Request, name: str) -> Response:
         key = _key(name)
         viewer.require("rekognition:UpdateStreamProcessor", processors.arn(key), "draw lines")
         # What UpdateStreamProcessor (and PUT .../options) checks: the rights its stored request needs.
-        for right in processors.stored_rights(key, collection_arn=_collection_arn(request)):
+        for right in processors.stored_rights(key):
             viewer.require(right.action, right.resource, "draw lines")
         try:
             lines = json.loads(text_of(form, "lines", "[]") or "[]")

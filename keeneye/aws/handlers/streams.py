@@ -54,7 +54,7 @@ def _create_rights(ctx: Context, p: Params) -> list[Right]:
 
 
 def _stored_rights(ctx: Context, p: Params) -> list[Right]:
-    return _processors(ctx).stored_rights(_processor(ctx, p["Name"]), collection_arn=_collection_arn(ctx))
+    return _processors(ctx).stored_rights(_processor(ctx, p["Name"]))
 
 
 def create_stream_processor(ctx: Context, p: Params) -> Response:

@@ -93,6 +93,7 @@ from keeneye.service.streams.spec import (
     regions_of_interest,
 )
 from keeneye.store import leases
+from keeneye.store.collections import collection_arn
 from keeneye.store.db import Store
 from keeneye.store.tables import StreamProcessorRow
 from keeneye.streams.runtime import CollectionSearch, RecordEncoder
@@ -251,10 +252,15 @@ class StreamProcessors:
             collection_arn=collection_arn,
         )
 
-    def stored_rights(self, name: str, *, collection_arn: Callable[[str], str]) -> list[Right]:
+    def stored_rights(self, name: str) -> list[Right]:
         """:meth:`rights` of a stored processor's request (NotFound without one): checked again before
-        Start and Update, against the policy of the key that starts or updates it."""
-        return self.rights(self.describe(name).request, collection_arn=collection_arn)
+        Start, Update and a resume, against the policy of the key that starts or updates it. Its
+        FaceSearch collection is the one of the processor's own region (its key's)."""
+        region, _ = regions.split_key(name)
+        return self.rights(
+            self.describe(name).request,
+            collection_arn=lambda collection_id: collection_arn(region, self.account, collection_id),
+        )
 
     def input_rights(self, name: str) -> list[Right]:
         """The rights reading a stored processor's input needs, as Start checks them (``keeneye:UseCamera``
