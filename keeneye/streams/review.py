@@ -75,6 +75,12 @@ def person_of(match: Any) -> str:
     return str(match.face.user_id or match.face.face_id)
 
 
+def review_field(identification_id: str, status: str, by: str | None, at: str | None) -> dict[str, Any]:
+    """``Keeneye.Review`` as every record with a match carries it (stream records and upload messages):
+    ``at`` an ISO 8601 time or None while undecided."""
+    return {"IdentificationId": identification_id, "Status": status, "By": by, "At": at}
+
+
 @dataclass
 class _Pair:
     identification_id: str
@@ -157,14 +163,7 @@ class ReviewGate:
         with self._lock:
             pair = self._pairs.get(key)
             review = (
-                None
-                if pair is None
-                else {
-                    "IdentificationId": pair.identification_id,
-                    "Status": pair.status,
-                    "By": pair.by,
-                    "At": pair.at,
-                }
+                None if pair is None else review_field(pair.identification_id, pair.status, pair.by, pair.at)
             )
         if review is None:
             return record

@@ -21,6 +21,7 @@ from selenium.webdriver.support.select import Select
 from keeneye.config import VideoJobSettings
 from tests.console.pages import Console
 from tests.contract.conftest import RunningServer
+from tests.contract.test_face_search_video import enrol_hamilton
 
 pytestmark = [pytest.mark.browser, pytest.mark.models, pytest.mark.data]
 
@@ -33,6 +34,26 @@ def bucket_console(driver: WebDriver, start_server: Callable[..., RunningServer]
     """The console of a server that serves the bucket ``videos`` (an empty folder)."""
     (tmp_path / "videos").mkdir()
     return Console(driver, start_server(buckets={"videos": tmp_path / "videos"}))
+
+
+def start_and_follow_job(console: Console) -> str:
+    """Press Start on the new-video page and follow the job's page until it ends; its JobStatus."""
+    console.find("#start-job-button").click()
+    console.wait(
+        lambda: console.path.startswith("/console/video/") and console.path != "/console/video/new", "job"
+    )
+    # Read in one script call, holding no element across the page's own reloads.
+    ended = "const s = document.getElementById('job-state'); return s && s.dataset.state"
+    return str(
+        console.wait(
+            lambda: (
+                console.driver.execute_script(ended) in ("SUCCEEDED", "FAILED")
+                and console.driver.execute_script(ended)
+            ),
+            "the job to end (the page reloads itself)",
+            JOB_S,
+        )
+    )
 
 
 def test_upload_a_video_draw_a_line_track_people_and_see_the_plot(
@@ -64,20 +85,7 @@ def test_upload_a_video_draw_a_line_track_people_and_see_the_plot(
     screenshot("video-new")
     assert axe(console.driver) == []
 
-    console.find("#start-job-button").click()
-    console.wait(
-        lambda: console.path.startswith("/console/video/") and console.path != "/console/video/new", "job"
-    )
-    # Read in one script call, holding no element across the page's own reloads.
-    ended = "const s = document.getElementById('job-state'); return s && s.dataset.state"
-    state = console.wait(
-        lambda: (
-            console.driver.execute_script(ended) in ("SUCCEEDED", "FAILED")
-            and console.driver.execute_script(ended)
-        ),
-        "the job to end (the page reloads itself)",
-        JOB_S,
-    )
+    state = start_and_follow_job(console)
     assert state == "SUCCEEDED", console.find("#job-state").text
     console.find("video#player")
     console.wait(
@@ -131,32 +139,13 @@ def test_pick_a_served_video_and_find_the_people_of_a_collection(
         buckets={"videos": tmp_path / "videos"}, video_jobs=VideoJobSettings(workers=1, target_fps=5.0)
     )
     admin = server.client()
-    admin.create_collection(CollectionId="hamilton")
-    face_ids = {}
-    for name in ("lin-manuel-miranda", "alex-lacamoire"):
-        photo = (shared_data / "faces/face_recognition" / f"{name}.png").read_bytes()
-        indexed = admin.index_faces(
-            CollectionId="hamilton", Image={"Bytes": photo}, ExternalImageId=name, MaxFaces=1
-        )
-        face_ids[name] = indexed["FaceRecords"][0]["Face"]["FaceId"]
+    face_ids = enrol_hamilton(admin, shared_data)
     console = Console(driver, server)
     console.signed_in()
     console.open(f"/console/video/new?bucket=videos&video={clip}")
     Select(console.find("#v-kind")).select_by_value("FaceSearch")
     Select(console.find("#v-collection")).select_by_visible_text("hamilton")
-    console.find("#start-job-button").click()
-    console.wait(
-        lambda: console.path.startswith("/console/video/") and console.path != "/console/video/new", "job"
-    )
-    ended = "const s = document.getElementById('job-state'); return s && s.dataset.state"
-    state = console.wait(
-        lambda: (
-            console.driver.execute_script(ended) in ("SUCCEEDED", "FAILED")
-            and console.driver.execute_script(ended)
-        ),
-        "the job to end (the page reloads itself)",
-        JOB_S,
-    )
+    state = start_and_follow_job(console)
     assert state == "SUCCEEDED", console.find("#job-state").text
     rows = console.rows("table#job-matches")
     assert len(rows) >= 5, rows  # he sings for ~4 s, analysed at 5 frames a second

@@ -43,7 +43,8 @@ def search_server(
     return start_server(buckets={"videos": folder}, video_jobs=jobs)
 
 
-def _enrol(client: Any, shared_data: Path) -> dict[str, str]:
+def enrol_hamilton(client: Any, shared_data: Path) -> dict[str, str]:
+    """The collection ``hamilton``: Lin-Manuel Miranda and Alex Lacamoire, one photo each; their FaceIds."""
     client.create_collection(CollectionId="hamilton")
     face_ids = {}
     for name in ("lin-manuel-miranda", "alex-lacamoire"):
@@ -59,7 +60,7 @@ def test_face_search_finds_lin_manuel_and_nobody_else(
     search_server: RunningServer, shared_data: Path
 ) -> None:
     client = search_server.client()
-    face_ids = _enrol(client, shared_data)
+    face_ids = enrol_hamilton(client, shared_data)
     video = {"S3Object": {"Bucket": "videos", "Name": CLIP}}
     job_id = client.start_face_search(Video=video, CollectionId="hamilton", JobTag="hamilton")["JobId"]
     done = wait_for_job(client, "get_face_search", job_id, timeout_s=POLL_TIMEOUT_S)
@@ -100,7 +101,7 @@ def test_face_search_finds_lin_manuel_and_nobody_else(
 
 def test_face_search_at_99_and_request_errors(search_server: RunningServer, shared_data: Path) -> None:
     client = search_server.client()
-    _enrol(client, shared_data)
+    enrol_hamilton(client, shared_data)
     video = {"S3Object": {"Bucket": "videos", "Name": CLIP}}
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.start_face_search(Video=video, CollectionId="nobody")

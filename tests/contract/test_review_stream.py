@@ -20,7 +20,7 @@ import pytest
 from keeneye.config import VideoJobSettings
 from tests.aws.signing import AKID
 from tests.contract.conftest import RunningServer, all_persons, wait_for_job
-from tests.contract.test_face_search_video import CLIP, POLL_TIMEOUT_S, SINGING_MS, _enrol
+from tests.contract.test_face_search_video import CLIP, POLL_TIMEOUT_S, SINGING_MS, enrol_hamilton
 from tests.contract.test_stream_processors import (
     AUTH,
     START_S,
@@ -124,7 +124,7 @@ def test_stored_video_face_search_queues_its_match_with_a_crop_and_a_rejection_s
     shutil.copyfile(shared_data / "video" / "face_clips" / CLIP, folder / CLIP)
     server = start_server(buckets={"videos": folder}, video_jobs=VideoJobSettings(workers=1, target_fps=5.0))
     client = server.client()
-    face_ids = _enrol(client, shared_data)
+    face_ids = enrol_hamilton(client, shared_data)
     video = {"S3Object": {"Bucket": "videos", "Name": CLIP}}
     job_id = client.start_face_search(Video=video, CollectionId="hamilton")["JobId"]
     assert (

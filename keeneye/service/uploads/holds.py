@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from keeneye.service.review.queue import Identification
 from keeneye.store.db import Store
 from keeneye.store.tables import IdentificationRow, UploadEventRow, UploadHoldRow
+from keeneye.streams.review import review_field
 
 UNSENT_ERROR = "not sent: its identification was deleted (collection deleted or retention) before a review"
 # Upload identifications' ids: one per event, the same when an event runs again (a retry, a restart).
@@ -34,13 +35,8 @@ def identification_id_of(event_id: str) -> str:
 
 
 def review_of(identification_id: str, status: str, by: str | None, at: datetime | None) -> dict[str, Any]:
-    """``Keeneye.Review`` as stream records carry it (keeneye/streams/review.py)."""
-    return {
-        "IdentificationId": identification_id,
-        "Status": status,
-        "By": by,
-        "At": None if at is None else at.isoformat(),
-    }
+    """``Keeneye.Review`` as stream records carry it (keeneye.streams.review.review_field)."""
+    return review_field(identification_id, status, by, None if at is None else at.isoformat())
 
 
 def review_of_identification(identification: Identification) -> dict[str, Any]:
